@@ -1,0 +1,69 @@
+"""Shared pieces of the executors: errors, per-step statistics, run results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class NodeError(RuntimeError):
+    """A step raised: names the step, the sequence number and time range of the
+    message being processed. The original exception is chained as ``__cause__``."""
+
+    def __init__(self, step_id: str, seq=None, t_range=None, cause: BaseException | None = None,
+                 detail: str | None = None):
+        self.step_id = step_id
+        self.seq = seq
+        self.t_range = t_range
+        where = f"step '{step_id}' failed"
+        if seq is not None:
+            where += f" at seq {seq}"
+        if t_range is not None:
+            where += f" (t = {t_range[0]}..{t_range[1]} ps)"
+        what = detail or (f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error")
+        super().__init__(f"{where}: {what}")
+        if cause is not None:
+            self.__cause__ = cause
+
+
+def msg_range(msg):
+    b, e = getattr(msg, "t_begin_ps", None), getattr(msg, "t_end_ps", None)
+    if b is None or e is None:
+        return None
+    return (b, e)
+
+
+@dataclass
+class StepStats:
+    step_id: str
+    received: int = 0
+    sent: int = 0
+    discarded: int = 0
+    wire_errors: int = 0
+    tap_sent: int = 0
+    tap_dropped: int = 0
+    last_seq: int | None = None
+    busy_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "sent": self.sent, "discarded": self.discarded,
+                "wire_errors": self.wire_errors, "tap_sent": self.tap_sent,
+                "tap_dropped": self.tap_dropped, "busy_s": round(self.busy_s, 6)}
+
+
+@dataclass
+class RunResult:
+    graph: str
+    executor: str
+    exit_status: str = "success"
+    errors: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    nodes: dict = field(default_factory=dict)  # inline/threads only: the live node objects
+    runtime_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == "success" and not self.errors
+
+    def raise_for_errors(self):
+        if self.errors:
+            raise self.errors[0]

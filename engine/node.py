@@ -1,0 +1,337 @@
+"""Node, Source and Sink base classes with declarative ports and parameters.
+
+A node declares its ports and parameters as class attributes::
+
+    class Correlation(Node):
+        '''Cross-correlation of two channels.'''
+        inp = In(TagBatch)              # input port named 'inp'... see below
+        out = Out(Histogram)
+        channel_1 = Param(int, default=0, doc="start channel")
+        binwidth_ps = Param(int, default=1000, min=1, unit="ps")
+
+Input ports are named by their attribute name. The conventional single input
+is ``tags = In(TagBatch)`` or any name; the conventional single output is
+``out``. Parameters are validated when the node is constructed
+(``Correlation(binwidth_ps=0)`` raises :class:`ParamError` naming the
+parameter, its range and unit); they are readable as attributes and as
+``node.params``.
+
+Lifecycle, driven by an executor (or :func:`engine.testing.run_node`)::
+
+    describe() -> {port: Descriptor}   # what each output will carry
+    check()                            # before acquisition: refuse bad set-ups (paths...)
+    reset()                            # fresh state
+    warmup()                           # compile kernels on a tiny batch (no outputs)
+    process(msg, port) -> iterable     # yield Message (single output) or (port, Message)
+    finish() -> iterable               # end of stream: flush the last snapshot
+    close()                            # always called, even after errors
+
+A :class:`Source` instead implements ``generate()`` yielding messages, and
+must return promptly once ``self.stop_requested`` is set.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Iterator
+
+from .messages import Descriptor, Message
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ParamError(ValueError):
+    """A node parameter is missing, unknown or out of range."""
+
+
+class _Missing:
+    def __repr__(self):
+        return "<required>"
+
+
+REQUIRED = _Missing()
+
+
+class Param:
+    """A validated node parameter (like qudi's ``ConfigOption``).
+
+    ``kind`` is a type or tuple of types (``int`` accepts numpy integers,
+    ``float`` accepts ints); ``choices`` restricts values; ``min``/``max``
+    bound numbers (inclusive); ``optional=True`` also accepts ``None``;
+    ``check`` is an extra callable returning an error string or None.
+    """
+
+    def __init__(self, kind=object, default=REQUIRED, *, min=None, max=None, unit: str = "",
+                 doc: str = "", choices=None, optional: bool = False, check=None):
+        self.kind = kind
+        self.default = default
+        self.min = min
+        self.max = max
+        self.unit = unit
+        self.doc = doc
+        self.choices = tuple(choices) if choices is not None else None
+        self.optional = optional
+        self.extra_check = check
+        self.name = ""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def describe(self) -> str:
+        bits = []
+        if self.min is not None or self.max is not None:
+            bits.append(f"range [{self.min if self.min is not None else '-inf'}, "
+                        f"{self.max if self.max is not None else 'inf'}]")
+        if self.choices:
+            bits.append("one of " + ", ".join(map(repr, self.choices)))
+        if self.unit:
+            bits.append(f"unit {self.unit}")
+        return "; ".join(bits)
+
+    def validate(self, owner: str, value):
+        import numpy as np
+
+        where = f"{owner} parameter '{self.name}'"
+        if value is None:
+            if self.optional:
+                return None
+            raise ParamError(f"{where} must not be None")
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        numeric = int in kinds or float in kinds
+        if isinstance(value, (bool, np.bool_)) and bool not in kinds and numeric:
+            raise ParamError(f"{where} expects a number; got bool {value!r}")
+        if isinstance(value, np.integer) and int in kinds:
+            value = int(value)
+        elif (float in kinds and isinstance(value, (int, np.integer, np.floating))
+              and not (int in kinds and isinstance(value, int))):
+            value = float(value)
+        if tuple in kinds and isinstance(value, list):
+            value = tuple(value)
+        if object not in kinds and not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ParamError(f"{where} expects {names}; got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and value != value:
+            raise ParamError(f"{where} must not be NaN")
+        if self.choices is not None and value not in self.choices:
+            raise ParamError(f"{where} must be one of {', '.join(map(repr, self.choices))}; got {value!r}")
+        unit = f" {self.unit}" if self.unit else ""
+        if self.min is not None and value < self.min:
+            raise ParamError(f"{where} must be >= {self.min}{unit}; got {value!r}")
+        if self.max is not None and value > self.max:
+            raise ParamError(f"{where} must be <= {self.max}{unit}; got {value!r}")
+        if self.extra_check is not None:
+            msg = self.extra_check(value)
+            if msg:
+                raise ParamError(f"{where}: {msg}")
+        return value
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return obj.__dict__["_params"][self.name]
+
+
+class Port:
+    def __init__(self, msg_type: type, doc: str = "", optional: bool = False):
+        self.msg_type = msg_type
+        self.doc = doc
+        self.optional = optional
+        self.name = ""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        return self
+
+
+class In(Port):
+    """An input port accepting messages of ``msg_type`` (or a subclass).
+
+    ``msg_type`` may be a tuple of accepted types. ``optional=True`` ports
+    may stay unconnected.
+    """
+
+    def accepts(self, t: type) -> bool:
+        types = self.msg_type if isinstance(self.msg_type, tuple) else (self.msg_type,)
+        return any(issubclass(t, x) for x in types)
+
+    def type_names(self) -> str:
+        types = self.msg_type if isinstance(self.msg_type, tuple) else (self.msg_type,)
+        return " or ".join(t.__name__ for t in types)
+
+
+class Out(Port):
+    """An output port producing messages of ``msg_type``."""
+
+
+class NodeMeta(type):
+    def __new__(mcls, name, bases, ns):
+        cls = super().__new__(mcls, name, bases, ns)
+        params, ins, outs = {}, {}, {}
+        for klass in reversed(cls.__mro__):
+            for k, v in vars(klass).items():
+                if isinstance(v, Param):
+                    params[k] = v
+                elif isinstance(v, In):
+                    ins[k] = v
+                elif isinstance(v, Out):
+                    outs[k] = v
+        cls._param_specs = params
+        cls._inputs = ins
+        cls._outputs = outs
+        return cls
+
+
+class Node(metaclass=NodeMeta):
+    """Base class of every processing step. See the module docstring."""
+
+    _param_specs: dict[str, Param]
+    _inputs: dict[str, In]
+    _outputs: dict[str, Out]
+
+    def __init__(self, **params):
+        owner = type(self).__name__
+        unknown = sorted(set(params) - set(self._param_specs))
+        if unknown:
+            import difflib
+
+            hints = []
+            for u in unknown:
+                close = difflib.get_close_matches(u, self._param_specs, n=1)
+                hints.append(f"'{u}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            known = ", ".join(self._param_specs) or "none"
+            raise ParamError(f"{owner}: unknown parameter {', '.join(hints)}; known parameters: {known}")
+        values = {}
+        for name, spec in self._param_specs.items():
+            if name in params:
+                values[name] = spec.validate(owner, params[name])
+            elif spec.default is REQUIRED:
+                raise ParamError(f"{owner} parameter '{name}' is required"
+                                 + (f" ({spec.doc})" if spec.doc else ""))
+            else:
+                values[name] = spec.default
+        self.__dict__["_params"] = values
+        self.step_id = owner  # replaced by the graph with 'graph.step'
+        self.validate_params()
+
+    # -- declarations -------------------------------------------------------
+    @classmethod
+    def inputs(cls) -> dict[str, In]:
+        return dict(cls._inputs)
+
+    @classmethod
+    def outputs(cls) -> dict[str, Out]:
+        return dict(cls._outputs)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.__dict__["_params"])
+
+    def validate_params(self) -> None:
+        """Cross-parameter checks; raise :class:`ParamError`. Override as needed."""
+
+    def param_error(self, name: str, msg: str) -> ParamError:
+        return ParamError(f"{type(self).__name__} parameter '{name}' {msg}")
+
+    # -- lifecycle ------------------------------------------------------------
+    def describe(self) -> dict[str, Descriptor]:
+        return {name: Descriptor(type_id=port.msg_type.TYPE_ID, node=type(self).__name__,
+                                 params=_plain(self.params))
+                for name, port in self._outputs.items()}
+
+    def check(self) -> None:
+        """Refuse a bad set-up before acquisition starts (e.g. unwritable path)."""
+
+    def reset(self) -> None:
+        """Start from a fresh state."""
+
+    def warmup(self) -> None:
+        """Compile numba kernels on a tiny input; must not change state."""
+
+    def process(self, msg: Message, port: str) -> Iterable | None:
+        raise NotImplementedError(f"{type(self).__name__}.process")
+
+    def finish(self) -> Iterable | None:
+        """End of stream: yield the final snapshot(s)."""
+        return ()
+
+    def close(self) -> None:
+        """Release resources; always called."""
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Source(Node):
+    """A node without inputs that generates messages.
+
+    Implement :meth:`generate`; check ``self.stop_requested`` between batches
+    and return promptly when it is set (the executor then sends
+    ``Stop(abort)``). Set ``self.exit_status`` to 'abort' if you stopped early
+    for another reason.
+    """
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.stop_requested = False
+        self.counters: dict[str, int] = {}
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def generate(self) -> Iterator:
+        raise NotImplementedError(f"{type(self).__name__}.generate")
+
+    def process(self, msg, port):  # pragma: no cover - sources have no inputs
+        raise RuntimeError("a Source has no inputs")
+
+
+class Sink(Node):
+    """A node without outputs (files, displays)."""
+
+
+def _plain(obj):
+    """Convert parameters to msgpack-able plain data (for descriptors/attrs)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if obj.size <= 64 else f"<array {obj.dtype} {obj.shape}>"
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    return repr(obj)
+
+
+def plain(obj):
+    """Public alias of the msgpack-safe converter used for descriptors."""
+    return _plain(obj)
+
+
+def outputs_of(node: Node, produced, default_port: str | None = None) -> list[tuple[str, Message]]:
+    """Normalise what ``process``/``finish`` returned into ``[(port, msg)]``."""
+    if produced is None:
+        return []
+    result = []
+    outs = node._outputs
+    for item in produced:
+        if isinstance(item, tuple):
+            port, msg = item
+            if port not in outs:
+                raise RuntimeError(f"step '{node.step_id}' emitted on unknown output '{port}'; "
+                                   f"outputs: {', '.join(outs) or 'none'}")
+        else:
+            msg = item
+            if len(outs) != 1:
+                raise RuntimeError(f"step '{node.step_id}' has {len(outs)} outputs; "
+                                   f"yield (port, message) pairs")
+            port = next(iter(outs))
+        result.append((port, msg))
+    return result

@@ -1,0 +1,1 @@
+"""Experiment graphs: small modules exposing build(**params) -> Graph. Importing one does nothing."""

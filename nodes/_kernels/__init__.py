@@ -1,0 +1,1 @@
+"""numba kernels, one module per node family (module-level functions over arrays)."""

@@ -1,0 +1,1 @@
+"""Becker & Hickl SPC files and devices."""
