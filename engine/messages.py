@@ -181,6 +181,9 @@ class PixelHistograms(Message):
       sub-histograms (index = increment within the pixel's accumulated dwell)
     - ``singles`` int64 ``(k, n_det)``: detected photons per detector
     - ``exposure_s`` float64 ``(k,)``: accumulated dwell time
+    - ``coincidences`` int64 ``(k, 3)`` or None: zero-delay 2-, 3- and 4-fold
+      coincidences among distinct detectors within ``coincidence_window_ps``
+      (for g2(0)/g3(0,0) maps with three or more detectors)
     - ``lag_ps`` float64 ``(n_bins,)``: bin-centre lags; ``binwidth_ps``
     - ``shape`` ``[ny, nx]``; ``frame`` the frame being scanned;
       ``n_done`` pixels completed in total (all frames)
@@ -192,6 +195,8 @@ class PixelHistograms(Message):
     exposure_s: np.ndarray
     lag_ps: np.ndarray
     increments: np.ndarray | None = None
+    coincidences: np.ndarray | None = None
+    coincidence_window_ps: float = 0.0
     shape: list = field(default_factory=lambda: [1, 1])
     binwidth_ps: float = 0.0
     increment_s: float = 1.0
@@ -225,6 +230,7 @@ class Estimates(Message):
     seq: int = 0
     compute_s: float = 0.0
     kind: str = "pixels"
+    extra: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
 
