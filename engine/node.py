@@ -245,6 +245,14 @@ class Node(metaclass=NodeMeta):
     def reset(self) -> None:
         """Start from a fresh state."""
 
+    def on_descriptor(self, port: str, desc: Descriptor) -> None:
+        """Called with the Descriptor that precedes data on input ``port``.
+
+        ``desc.params`` are the producing node's parameters, ``desc.port`` its
+        full id. Executors also set ``self.graph_info`` ({name, ref, params,
+        source_text}) on every node before ``reset()``.
+        """
+
     def warmup(self) -> None:
         """Compile numba kernels on a tiny input; must not change state."""
 

@@ -67,3 +67,11 @@ class RunResult:
     def raise_for_errors(self):
         if self.errors:
             raise self.errors[0]
+
+
+def graph_info(graph) -> dict:
+    """What sinks record about the graph: name, ref, params, file text."""
+    from ..node import plain
+
+    return {"name": graph.name, "ref": graph.ref, "params": plain(graph.params),
+            "source_text": graph.source_text}

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
 from ..node import Source, outputs_of
-from .common import NodeError, RunResult, StepStats, msg_range
+from .common import NodeError, RunResult, StepStats, graph_info, msg_range
 
 
 def _freeze(msg: Message) -> Message:
@@ -71,6 +71,7 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
             st.discarded += 1
             return
         if msg.TYPE_ID == "descriptor/1":
+            nodes[step].on_descriptor(port, msg)
             return
         st.received += 1
         st.last_seq = getattr(msg, "seq", st.last_seq)
@@ -81,6 +82,9 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
 
     started = time.monotonic()
     try:
+        info = graph_info(graph)
+        for s in order:
+            nodes[s].graph_info = info
         for s in order:
             nodes[s].check()
         for s in order:
