@@ -1,0 +1,325 @@
+"""The ``threads`` and ``processes`` executors: one worker per step, connected by ZeroMQ.
+
+The runner writes a manifest (endpoints of every edge, tap and the control
+socket) into a private per-run directory, starts the workers (threads on
+``inproc://``, or ``python -m engine node GRAPHREF STEP --manifest PATH``
+processes on ``ipc://``/``tcp://``), waits until every worker reports ready
+(sockets bound, kernels warm), then starts the sources. It watches workers:
+an exception, a dead process, Ctrl-C/SIGTERM or the duration limit stop the
+graph in order (``Stop`` flows through, nodes finish and flush), escalating
+to ``abort`` and finally to killing processes if a grace period passes.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import zmq
+
+from .. import transport as tp
+from ..messages import ABORT, FAIL, SUCCESS, worst_status
+from .common import NodeError, RunResult, graph_info
+from .worker import Worker
+
+READY_TIMEOUT_S = 300.0
+STOP_GRACE_S = 1.0
+ABORT_GRACE_S = 0.8
+
+
+def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.1",
+                   external=(), taps: bool = True, keys_dir: str | None = None) -> dict:
+    run_id = os.path.basename(run_dir)
+    transport = {"threads": "inproc", "processes": "ipc"}[kind]
+    if external or bind_host not in ("127.0.0.1", "localhost"):
+        transport = "tcp"
+    if not tp.is_loopback_endpoint(f"tcp://{bind_host}:1") and not keys_dir:
+        raise ValueError(f"binding to {bind_host} (not loopback) requires CURVE keys: "
+                         "create them with 'antibunch keys DIR' and pass --keys DIR")
+    alloc = tp.EndpointAllocator(transport, run_dir, run_id, bind_host)
+    edges = []
+    for e in graph.edges:
+        edges.append({"id": e.id, "src_step": e.src.step, "src_port": e.src.port,
+                      "dst_step": e.dst_step, "dst_port": e.dst_port, "endpoint": alloc.next("e"),
+                      "secure": bool(keys_dir) and transport == "tcp"})
+    tap_eps = {}
+    if taps:
+        tap_alloc = alloc if transport != "inproc" else tp.EndpointAllocator("ipc", run_dir, run_id)
+        for step, node in graph.steps.items():
+            if step in external:
+                continue
+            for port in node.outputs():
+                tap_eps[graph.full_id(step, port)] = tap_alloc.next("t")
+    control = alloc.next("c")
+    return {
+        "graph": graph.name, "ref": graph.ref, "executor": kind, "transport": transport,
+        "pid": os.getpid(), "run_dir": run_dir, "control": control, "edges": edges, "taps": tap_eps,
+        "steps": {s: {"node": type(n).__name__} for s, n in graph.steps.items()},
+        "external": list(external), "keys_dir": keys_dir, "graph_info": graph_info(graph),
+        "started": time.time(),
+    }
+
+
+class Runner:
+    def __init__(self, graph, kind: str, *, duration_s=None, stop_event=None, on_status=None,
+                 external=(), bind_host="127.0.0.1", keys_dir=None, taps=True, quiet_children=False,
+                 output_sink=None):
+        if kind == "processes" and not graph.ref:
+            raise ValueError(f"graph '{graph.name}' was built in memory; the processes executor rebuilds it "
+                             "in each worker from a reference: load it with engine.load_graph('file.py') "
+                             "or use the threads executor")
+        self.graph = graph
+        self.kind = kind
+        self.duration_s = duration_s
+        self.stop_event = stop_event
+        self.on_status = on_status
+        self.external = tuple(external)
+        self.bind_host = bind_host
+        self.keys_dir = keys_dir
+        self.taps = taps
+        self.output_sink = output_sink
+        self.ctx = zmq.Context()
+        self.security = tp.Security(keys_dir) if keys_dir else None
+        self.step_state = {s: "starting" for s in graph.steps}
+        self.stats = {s: {} for s in graph.steps}
+        self.errors: dict[str, NodeError] = {}
+        self.exit_status = SUCCESS
+        self.stop_reason = None
+        self.threads: dict[str, threading.Thread] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._stop_sent_at = None
+        self._abort_sent_at = None
+
+    # -- set-up -----------------------------------------------------------------
+    def start(self):
+        g = self.graph
+        g.validate()
+        self.run_dir = tp.make_run_dir(g.name)
+        self.manifest = build_manifest(g, self.kind, self.run_dir, bind_host=self.bind_host,
+                                       external=self.external, taps=self.taps, keys_dir=self.keys_dir)
+        self.manifest_path = os.path.join(self.run_dir, "manifest.json")
+        self.ctl = self.ctx.socket(zmq.ROUTER)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if self.security and not tp.is_loopback_endpoint(self.manifest["control"]):
+            self.security.start_authenticator(self.ctx)
+            self.security.server(self.ctl)
+        self.ctl.bind(self.manifest["control"])
+        tp.write_manifest(self.manifest_path, self.manifest)
+        if self.kind == "threads":
+            if self.security:
+                self.security.start_authenticator(self.ctx)
+            for s in g.topological_order():
+                if s in self.external:
+                    continue
+                w = Worker(self.manifest, s, g.steps[s], ctx=self.ctx, security=self.security)
+                t = threading.Thread(target=w.run, name=f"antibunch:{s}", daemon=True)
+                self.threads[s] = t
+                t.start()
+        else:
+            for s in g.topological_order():
+                if s in self.external:
+                    continue
+                cmd = [sys.executable, "-m", "engine", "node", g.ref, s, "--manifest", self.manifest_path,
+                       "--managed", str(os.getpid())]
+                self.procs[s] = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True).start()
+
+    def _relay(self, step, stream):
+        for line in iter(stream.readline, b""):
+            text = line.decode(errors="replace").rstrip("\n")
+            if self.output_sink is not None:
+                self.output_sink(step, text)
+            else:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+
+    # -- control ------------------------------------------------------------------
+    def send(self, step: str, cmd: str):
+        try:
+            self.ctl.send_multipart([step.encode(), msgpack.packb({"cmd": cmd})], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def broadcast(self, cmd: str, steps=None):
+        for s in steps or self.graph.steps:
+            if self.step_state.get(s) not in ("done",):
+                self.send(s, cmd)
+
+    def poll_control(self, timeout_ms: int):
+        if not self.ctl.poll(timeout_ms, zmq.POLLIN):
+            return
+        while True:
+            try:
+                ident, raw = self.ctl.recv_multipart(zmq.NOBLOCK)[:2]
+            except (zmq.Again, ValueError):
+                return
+            try:
+                ev = msgpack.unpackb(raw, raw=False)
+                step = ev.get("step") or ident.decode()
+            except Exception:  # noqa: BLE001
+                continue
+            if step not in self.step_state:
+                continue
+            kind = ev.get("ev")
+            if "stats" in ev:
+                self.stats[step] = ev["stats"]
+            if kind == "ready":
+                self.step_state[step] = "ready"
+            elif kind == "error":
+                if step not in self.errors:
+                    self.errors[step] = NodeError(self.graph.full_id(step), ev.get("seq"), None,
+                                                  detail=_strip_where(ev.get("error", "")))
+                    self.errors[step].remote_traceback = ev.get("traceback")
+                self.request_stop(f"step '{self.graph.full_id(step)}' failed")
+            elif kind == "done":
+                self.step_state[step] = "done"
+                if ev.get("status") == FAIL and step not in self.errors:
+                    self.errors[step] = NodeError(self.graph.full_id(step), None, None,
+                                                  detail=ev.get("error") or "failed")
+            if self.on_status:
+                self.on_status(self)
+
+    def request_stop(self, reason: str):
+        if self._stop_sent_at is None:
+            self.stop_reason = reason
+            self._stop_sent_at = time.monotonic()
+            self.broadcast("stop", self.graph.sources())
+
+    def request_abort(self, reason: str | None = None):
+        if self._abort_sent_at is None:
+            if reason and not self.stop_reason:
+                self.stop_reason = reason
+            self._abort_sent_at = time.monotonic()
+            self.broadcast("abort")
+
+    def check_processes(self):
+        for s, p in self.procs.items():
+            rc = p.poll()
+            if rc is not None and self.step_state[s] != "done":
+                self.step_state[s] = "done"
+                how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+                self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
+                                                    detail=f"worker process {how} before finishing"))
+                self.request_stop(f"step '{self.graph.full_id(s)}' died")
+                self.request_abort()
+        for s, t in self.threads.items():
+            if not t.is_alive() and self.step_state[s] != "done":
+                self.step_state[s] = "done"
+
+    # -- main loop ------------------------------------------------------------------
+    def run(self) -> RunResult:
+        t_start = time.monotonic()
+        result = RunResult(self.graph.name, self.kind)
+        old_handlers = _install_signal_handlers(self)
+        try:
+            self.start()
+            result.runtime_dir = self.run_dir
+            # wait for every worker (and external joiners) to be ready
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while any(st == "starting" for st in self.step_state.values()):
+                self.poll_control(50)
+                self.check_processes()
+                if self.errors or self._abort_sent_at or self._stop_sent_at:
+                    break
+                if time.monotonic() > deadline:
+                    missing = [s for s, st in self.step_state.items() if st == "starting"]
+                    self.errors["__runner__"] = NodeError(self.graph.name, None, None,
+                                                          detail=f"steps never became ready: {', '.join(missing)}")
+                    break
+            if self.errors or self._stop_sent_at:
+                self.request_abort()
+            else:
+                t_start = time.monotonic()
+                for s in self.graph.sources():
+                    self.send(s, "start")
+            while any(st != "done" for st in self.step_state.values()):
+                self.poll_control(50)
+                self.check_processes()
+                now = time.monotonic()
+                if self.duration_s is not None and now - t_start >= self.duration_s:
+                    self.request_stop("duration reached")
+                if self.stop_event is not None and self.stop_event.is_set():
+                    self.request_stop("stop requested")
+                if self._stop_sent_at and not self._abort_sent_at and now - self._stop_sent_at > STOP_GRACE_S \
+                        and (self.errors or self.stop_reason not in ("duration reached",)):
+                    self.request_abort()
+                if self._abort_sent_at and now - self._abort_sent_at > ABORT_GRACE_S:
+                    self.kill_all()
+                    break
+        finally:
+            _restore_signal_handlers(old_handlers)
+            self.shutdown()
+        result.elapsed_s = time.monotonic() - t_start
+        result.stats = {self.graph.full_id(s): v for s, v in self.stats.items()}
+        result.errors = list(self.errors.values())
+        if self.kind == "threads":
+            result.nodes = dict(self.graph.steps)
+        if result.errors:
+            result.exit_status = FAIL
+        elif self._stop_sent_at and self.stop_reason not in ("duration reached",):
+            result.exit_status = ABORT
+        else:
+            result.exit_status = SUCCESS
+        result.stop_reason = self.stop_reason
+        return result
+
+    def kill_all(self):
+        for s, p in self.procs.items():
+            if p.poll() is None:
+                p.kill()
+                self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
+                                                    detail="did not shut down in time; killed"))
+
+    def shutdown(self):
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for t in self.threads.values():
+            t.join(timeout=5)
+        self.ctl.close(linger=0)
+        if self.security:
+            self.security.stop()
+        self.ctx.term()
+        shutil.rmtree(getattr(self, "run_dir", ""), ignore_errors=True)
+
+
+def _strip_where(text: str) -> str:
+    return text.split(": ", 1)[1] if text.startswith("step '") and ": " in text else text
+
+
+def _install_signal_handlers(runner: Runner):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old = {}
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if runner._stop_sent_at is None:
+            runner.request_stop(f"{name} received")
+        else:
+            runner.request_abort(f"{name} received twice")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore_signal_handlers(old):
+    if old:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def run_sockets(graph, kind: str, **kwargs) -> RunResult:
+    return Runner(graph, kind, **kwargs).run()

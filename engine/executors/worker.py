@@ -1,0 +1,377 @@
+"""One graph step driven over ZeroMQ: the loop shared by the ``threads`` and
+``processes`` executors and by ``antibunch node`` (a step joining a running
+graph from another process or host).
+
+Control protocol (DEALER -> runner's ROUTER, msgpack maps):
+worker -> runner ``{"ev": "ready"|"stats"|"error"|"done", ...}``;
+runner -> worker ``{"cmd": "start"|"stop"|"abort"}``. ``stop`` asks a source
+to end its stream (``Stop(abort)`` then flows through the graph); ``abort``
+tells every step to stop waiting for input, finish, and close.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+
+import msgpack
+import zmq
+
+from .. import transport as tp
+from ..messages import ABORT, FAIL, SUCCESS, Descriptor, Stop, worst_status
+from ..node import Source, outputs_of
+from ..wire import WireError, copy_flags, decode, encode
+from .common import NodeError, StepStats, msg_range
+
+log = logging.getLogger("antibunch.worker")
+STATS_PERIOD_S = 0.5
+
+
+class Worker:
+    def __init__(self, manifest: dict, step: str, node, ctx=None, security=None, watch_parent: int | None = None):
+        self.m = manifest
+        self.step = step
+        self.node = node
+        self.graph = manifest["graph"]
+        self.sid = f"{self.graph}.{step}"
+        self.ctx = ctx or zmq.Context.instance()
+        self.security = security
+        self.watch_parent = watch_parent
+        self.stats = StepStats(self.sid)
+        self.edge_sent: dict[str, int] = {}
+        self.edge_recv: dict[str, int] = {}
+        self.aborted = False
+        self.stop_requested = False
+        self.started = False
+        self.failed: NodeError | None = None
+        self.descriptors: dict[str, list] = {}
+        self._last_stats = 0.0
+
+    # -- sockets ------------------------------------------------------------
+    def open(self):
+        m, step = self.m, self.step
+        sec = self.security
+        self.ctl = self.ctx.socket(zmq.DEALER)
+        self.ctl.setsockopt(zmq.LINGER, tp.CONTROL_LINGER_MS)
+        self.ctl.setsockopt(zmq.IDENTITY, step.encode())
+        if sec and not tp.is_loopback_endpoint(m["control"]):
+            sec.client(self.ctl)
+        self.ctl.connect(m["control"])
+        self.inputs = {}  # socket -> (port, edge id)
+        for e in m["edges"]:
+            if e["dst_step"] == step:
+                s = tp.data_pull(self.ctx, e["endpoint"], sec if e.get("secure") else None)
+                self.inputs[s] = (e["dst_port"], e["id"])
+                self.edge_recv[e["id"]] = 0
+        self.outputs = {}  # port -> [(socket, edge id)]
+        for e in m["edges"]:
+            if e["src_step"] == step:
+                s = tp.data_push(self.ctx, e["endpoint"], sec if e.get("secure") else None)
+                self.outputs.setdefault(e["src_port"], []).append((s, e["id"]))
+                self.edge_sent[e["id"]] = 0
+        self.taps = {}  # port -> xpub
+        for port in self.node.outputs():
+            ep = m.get("taps", {}).get(f"{self.sid}.{port}")
+            if ep:
+                self.taps[port] = tp.tap_xpub(self.ctx, ep, sec if not tp.is_loopback_endpoint(ep) else None)
+        self.poller = zmq.Poller()
+        self.poller.register(self.ctl, zmq.POLLIN)
+        for s in self.inputs:
+            self.poller.register(s, zmq.POLLIN)
+        for s in self.taps.values():
+            self.poller.register(s, zmq.POLLIN)
+
+    def close_sockets(self):
+        for s in list(getattr(self, "inputs", {})) + [s for v in getattr(self, "outputs", {}).values() for s, _ in v] \
+                + list(getattr(self, "taps", {}).values()):
+            s.close(linger=tp.LINGER_MS)
+        if getattr(self, "ctl", None) is not None:
+            self.ctl.close(linger=tp.CONTROL_LINGER_MS)
+
+    # -- control ------------------------------------------------------------
+    def report(self, ev: str, **kw):
+        kw["ev"] = ev
+        kw["step"] = self.step
+        try:
+            self.ctl.send(msgpack.packb(kw, use_bin_type=True, default=str), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def stats_dict(self) -> dict:
+        d = self.stats.as_dict()
+        d["edge_sent"] = dict(self.edge_sent)
+        d["edge_recv"] = dict(self.edge_recv)
+        c = getattr(self.node, "counters", None)
+        if c:
+            d["node"] = {str(k): v for k, v in c.items() if isinstance(v, (int, float, str, bool))}
+        return d
+
+    def maybe_stats(self):
+        now = time.monotonic()
+        if now - self._last_stats >= STATS_PERIOD_S:
+            self._last_stats = now
+            self.report("stats", stats=self.stats_dict())
+
+    def handle_control(self, block_ms: int = 0) -> None:
+        while self.ctl.poll(block_ms, zmq.POLLIN):
+            block_ms = 0
+            try:
+                cmd = msgpack.unpackb(self.ctl.recv(), raw=False).get("cmd")
+            except Exception:  # noqa: BLE001 - never let control garbage kill a node
+                continue
+            if cmd == "start":
+                self.started = True
+            elif cmd == "stop":
+                self.stop_requested = True
+                if isinstance(self.node, Source):
+                    self.node.request_stop()
+            elif cmd == "abort":
+                self.aborted = True
+                self.stop_requested = True
+                if isinstance(self.node, Source):
+                    self.node.request_stop()
+        if self.watch_parent is not None and os.getppid() != self.watch_parent:
+            self.aborted = True  # the runner is gone: shut down, flush files
+            if isinstance(self.node, Source):
+                self.node.request_stop()
+
+    def check_abort(self):
+        self.handle_control()
+        self.service_taps()
+        if self.aborted:
+            raise tp.Aborted()
+
+    # -- taps -----------------------------------------------------------------
+    def service_taps(self):
+        for port, s in self.taps.items():
+            while s.poll(0, zmq.POLLIN):
+                try:
+                    ev = s.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if ev[:1] == b"\x01":
+                    desc = self.descriptors.get(port)
+                    if desc is not None:
+                        self._tap_send(port, desc)
+                elif ev[:1] != b"\x00":
+                    self.stats.wire_errors += 1  # garbage sent to a tap: refused, counted
+
+    def _tap_send(self, port, frames):
+        s = self.taps.get(port)
+        if s is None:
+            return
+        try:
+            tp.send_frames(s, frames, copy_flags(frames), zmq.NOBLOCK)
+            self.stats.tap_sent += 1
+        except zmq.Again:
+            self.stats.tap_dropped += 1
+
+    # -- data -----------------------------------------------------------------
+    def send(self, port: str, msg, block: bool = True):
+        topic = f"{self.sid}.{port}".encode()
+        frames = encode(msg, topic)
+        flags = copy_flags(frames)
+        if isinstance(msg, Descriptor):
+            self.descriptors[port] = frames
+        if getattr(self, "_finishing_after_abort", False):
+            block = False  # best effort: consumers are shutting down too
+        for s, eid in self.outputs.get(port, []):
+            if block:
+                self.stats.busy_s -= tp.send_blocking(s, frames, flags, self.check_abort)
+            else:
+                try:
+                    tp.send_frames(s, frames, flags, zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+            self.edge_sent[eid] += 1
+        self.stats.sent += 1
+        if port in self.taps:
+            self._tap_send(port, frames)
+
+    def emit(self, produced):
+        for port, m in outputs_of(self.node, produced):
+            self.send(port, m)
+
+    def send_stop(self, status: str):
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        stop = Stop(exit_status=status, counters=self.stats_dict())
+        for port in self.node.outputs():
+            try:
+                self.send(port, stop, block=not self.aborted)
+            except tp.Aborted:
+                self.send(port, stop, block=False)
+
+    # -- main ---------------------------------------------------------------------
+    def run(self) -> str:
+        status = SUCCESS
+        try:
+            self.open()
+            try:
+                self.node.graph_info = self.m.get("graph_info", {})
+                self.node.check()
+                self.node.reset()
+                self.node.warmup()
+            except Exception as exc:  # noqa: BLE001
+                self.fail(exc, None)
+                self.report("done", status=FAIL, stats=self.stats_dict())
+                return FAIL
+            self.report("ready", pid=os.getpid())
+            for port, d in self.node.describe().items():
+                d.port = f"{self.sid}.{port}"
+                self._queue_descriptor(port, d)
+            if isinstance(self.node, Source):
+                status = self.run_source()
+            else:
+                status = self.run_node()
+        except Exception as exc:  # noqa: BLE001 - last resort: report, never hang
+            self.fail(exc, None)
+            status = FAIL
+        finally:
+            try:
+                self.node.close()
+            except Exception as exc:  # noqa: BLE001
+                if self.failed is None:
+                    self.fail(exc, None)
+                    status = FAIL
+            try:
+                self.report("done", status=status, stats=self.stats_dict(),
+                            error=str(self.failed) if self.failed else None)
+            finally:
+                self.close_sockets()
+        return status
+
+    def _queue_descriptor(self, port, d):
+        # descriptors go first on every edge; sent after 'start' reaches sources,
+        # and immediately by other nodes (their consumers are bound already).
+        self._pending_desc = getattr(self, "_pending_desc", [])
+        self._pending_desc.append((port, d))
+
+    def flush_descriptors(self):
+        for port, d in getattr(self, "_pending_desc", []):
+            self.send(port, d)
+        self._pending_desc = []
+
+    def fail(self, exc, msg):
+        seq = getattr(msg, "seq", self.stats.last_seq) if msg is not None else self.stats.last_seq
+        err = NodeError(self.sid, seq, msg_range(msg) if msg is not None else None, exc)
+        self.failed = err
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.report("error", error=str(err), seq=seq, traceback=tb)
+        log.error("%s\n%s", err, tb)
+
+    def run_source(self) -> str:
+        src: Source = self.node
+        while not self.started and not self.aborted:
+            self.handle_control(100)
+            self.service_taps()
+        if self.aborted:
+            self.send_stop(ABORT)
+            return ABORT
+        status = SUCCESS
+        try:
+            self.flush_descriptors()
+            gen = src.generate()
+            for port, m in _pairs(src, gen):
+                t0 = time.monotonic()
+                self.stats.last_seq = getattr(m, "seq", self.stats.last_seq)
+                self.send(port, m)
+                self.stats.busy_s += time.monotonic() - t0
+                self.handle_control()
+                self.service_taps()
+                self.maybe_stats()
+                if self.aborted:
+                    break
+            if src.stop_requested or self.aborted:
+                status = ABORT
+            status = worst_status(status, getattr(src, "exit_status", SUCCESS))
+            if not self.aborted:
+                self.emit(src.finish())
+        except tp.Aborted:
+            status = ABORT
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc, None)
+            status = FAIL
+        self.send_stop(status)
+        return status
+
+    def run_node(self) -> str:
+        self.flush_descriptors()
+        open_inputs = set(self.inputs)
+        statuses = []
+        sources_by_port = {}
+        while open_inputs and not self.aborted:
+            events = dict(self.poller.poll(100))
+            if self.ctl in events:
+                self.handle_control()
+            elif self.watch_parent is not None:
+                self.handle_control()
+            if any(s in events for s in self.taps.values()):
+                self.service_taps()
+            for s in list(open_inputs):
+                if s not in events:
+                    continue
+                # drain a few messages per socket per round for fairness
+                for _ in range(8):
+                    try:
+                        frames = s.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    port, eid = self.inputs[s]
+                    self.edge_recv[eid] += 1
+                    try:
+                        _, msg = decode(frames)
+                    except WireError as exc:
+                        self.stats.wire_errors += 1
+                        log.warning("%s input '%s': refused malformed message: %s", self.sid, port, exc)
+                        continue
+                    if isinstance(msg, Stop):
+                        statuses.append(msg.exit_status)
+                        open_inputs.discard(s)
+                        break
+                    if isinstance(msg, Descriptor):
+                        sources_by_port[port] = msg
+                        try:
+                            self.node.on_descriptor(port, msg)
+                        except Exception as exc:  # noqa: BLE001
+                            self.fail(exc, None)
+                            self.send_stop(FAIL)
+                        continue
+                    if self.failed is not None:
+                        self.stats.discarded += 1
+                        continue
+                    self.stats.received += 1
+                    self.stats.last_seq = getattr(msg, "seq", self.stats.last_seq)
+                    t0 = time.monotonic()
+                    try:
+                        self.emit(self.node.process(msg, port))
+                    except tp.Aborted:
+                        break
+                    except Exception as exc:  # noqa: BLE001
+                        self.fail(exc, msg)
+                        self.send_stop(FAIL)  # downstream learns at once; we keep draining
+                    self.stats.busy_s += time.monotonic() - t0
+            self.maybe_stats()
+        if self.failed is not None:
+            return FAIL
+        status = worst_status(*statuses) if statuses else SUCCESS
+        if self.aborted:
+            status = worst_status(status, ABORT)
+            self.aborted = False  # finish and flush even on abort; sends are non-blocking below
+            self._finishing_after_abort = True
+        try:
+            self.emit(self.node.finish())
+        except tp.Aborted:
+            status = worst_status(status, ABORT)
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc, None)
+            status = FAIL
+        self.send_stop(status)
+        return status
+
+
+def _pairs(node, gen):
+    for item in gen:
+        yield from outputs_of(node, [item])
