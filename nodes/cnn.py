@@ -1,0 +1,306 @@
+"""G2CNN: batched convolutional-network g2(0) estimator (Kudyshev et al. 2023), torch imported lazily.
+
+The network is the paper's shape, reconstructed (its Table S1 is not public, science.md §1.3):
+``depth`` × [Conv1d(``width`` filters, kernel 4) → ReLU → MaxPool(2)] → Dropout → flatten →
+concatenate the event-count feature → Dense(dense[0]) → ReLU → Dense(dense[1]) → ReLU → Dense(n_out).
+``--width 260`` (``depth`` 3) is the paper's network; the shipped default is narrower so that it
+trains on a 2-core CPU (see the README section *estimators* for the measured accuracy).
+
+Inputs to the network (fixed here, recorded in each checkpoint's JSON as ``normalisation``):
+the histogram divided by its mean count per bin (so a flat histogram is 1), and
+``log10(1 + N_events)`` (N_events = total coincidences in the histogram). Output: g2(0); with a
+``nll``-trained checkpoint (``n_out`` 2) also log σ², giving ``g2_0_err``; otherwise
+``g2_0_err`` is NaN (the CNN has no error bar of its own).
+
+Binning: the network was trained on the paper's binning (215 bins over 500 ns, zero lag at the
+centre of bin 107); any other ``lag_ps`` is refused with a ValueError (no resampling: it would
+change the noise statistics the network was trained on).
+
+Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``EST_DARK``.
+
+Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
+default the shipped model), ``batch_size`` (histograms per forward pass), ``max_latency_ms``
+(flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
+``dark_threshold`` (events), ``threads`` (CPU torch threads, 0 = torch default).
+Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn').
+
+Example::
+
+    g.add("g2", G2CNN(batch_size=1024), hist)
+    res = estimate_cnn(counts, lag_ps)            # dict(g2_0, g2_0_err, n_events, flags, ...)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.messages import EST_DARK, Estimates, Histogram, PixelHistograms
+from engine.node import In, Node, Out, Param
+
+from . import g2model
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32.pt"
+NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events)"
+
+
+# ------------------------------------------------------------------ network
+def default_arch(width: int = 32, depth: int = 3, dense=(128, 64), dropout: float = 0.1,
+                 n_bins: int = g2model.PAPER_N_BINS, kernel: int = 4, pool: int = 2, n_out: int = 1) -> dict:
+    return {"width": int(width), "depth": int(depth), "dense": [int(d) for d in dense],
+            "dropout": float(dropout), "n_bins": int(n_bins), "kernel": int(kernel), "pool": int(pool),
+            "n_out": int(n_out)}
+
+
+def conv_out_len(arch: dict) -> int:
+    n = arch["n_bins"]
+    for _ in range(arch["depth"]):
+        n = (n - arch["kernel"] + 1) // arch["pool"]
+    if n < 1:
+        raise ValueError(f"G2CNN architecture: depth {arch['depth']} too deep for {arch['n_bins']} bins")
+    return n
+
+
+def build_network(arch: dict):
+    """The torch module for ``arch`` (see :func:`default_arch`)."""
+    import torch
+    from torch import nn
+
+    class G2Net(nn.Module):
+        def __init__(self, a):
+            super().__init__()
+            layers, c_in = [], 1
+            for _ in range(a["depth"]):
+                layers += [nn.Conv1d(c_in, a["width"], a["kernel"]), nn.ReLU(), nn.MaxPool1d(a["pool"])]
+                c_in = a["width"]
+            layers += [nn.Dropout(a["dropout"]), nn.Flatten()]
+            self.conv = nn.Sequential(*layers)
+            n_flat = a["width"] * conv_out_len(a)
+            dense, d_in = [], n_flat + 1
+            for d in a["dense"]:
+                dense += [nn.Linear(d_in, d), nn.ReLU()]
+                d_in = d
+            dense.append(nn.Linear(d_in, a["n_out"]))
+            self.head = nn.Sequential(*dense)
+
+        def forward(self, x, n):
+            z = self.conv(x.unsqueeze(1))
+            return self.head(torch.cat([z, n.unsqueeze(1)], dim=1))
+
+    return G2Net(arch)
+
+
+def features(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network inputs for int counts ``(N, n_bins)``: (x float32, n float32, N_events float64)."""
+    c = np.asarray(counts, dtype=np.float64)
+    tot = c.sum(axis=1)
+    mean = tot / c.shape[1]
+    x = np.divide(c, mean[:, None], out=np.zeros_like(c), where=mean[:, None] > 0)
+    return x.astype(np.float32), np.log10(1.0 + tot).astype(np.float32), tot
+
+
+def pick_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"G2CNN parameter 'device' is {device!r} but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def load_model(weights=None, device: str = "auto"):
+    """Load ``weights`` (.pt state_dict; metadata from the sibling .json) -> (net, meta, device).
+
+    Uses ``torch.load(..., weights_only=True)``; never unpickles objects.
+    """
+    import torch
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if not path.exists():
+        raise FileNotFoundError(f"G2CNN weights file {str(path)!r} not found; train one with "
+                                f"'antibunch train' or pass --weights")
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        raise FileNotFoundError(f"G2CNN metadata {str(meta_path)!r} (architecture) not found next to the weights")
+    meta = json.loads(meta_path.read_text())
+    if "arch" not in meta:
+        raise ValueError(f"G2CNN metadata {str(meta_path)!r} has no 'arch' entry")
+    dev = pick_device(device)
+    net = build_network(meta["arch"])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.to(dev).eval()
+    return net, meta, dev
+
+
+def predict(net, counts, device=None, batch_size: int = 4096):
+    """Raw network outputs for counts ``(N, n_bins)`` -> ``(N, n_out)`` float64 (inference mode)."""
+    import torch
+
+    x, n, _ = features(counts)
+    dev = device or next(net.parameters()).device
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[i:i + batch_size]).to(dev)
+            nb = torch.from_numpy(n[i:i + batch_size]).to(dev)
+            outs.append(net(xb, nb).float().cpu().numpy())
+    if not outs:
+        return np.zeros((0, net.head[-1].out_features))
+    return np.concatenate(outs).astype(np.float64)
+
+
+def check_counts(counts, lag_ps, key="counts"):
+    """Validate a histogram array and its lags; ValueError naming the key on bad input."""
+    c = np.asarray(counts)
+    if c.ndim == 1:
+        c = c[None]
+    if c.ndim != 2:
+        raise ValueError(f"{key} must be 2-D (N, n_bins); got shape {np.shape(counts)}")
+    if c.shape[0] == 0 or c.shape[1] == 0:
+        raise ValueError(f"{key} is empty (shape {c.shape})")
+    if c.dtype.kind == "f":
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{key} contains NaN or infinite values")
+        if np.any(c != np.round(c)):
+            raise ValueError(f"{key} must hold integer counts")
+    elif c.dtype.kind not in "iub":
+        raise ValueError(f"{key} must be an integer array; got dtype {c.dtype}")
+    if np.any(c < 0):
+        raise ValueError(f"{key} contains negative counts")
+    lag = np.asarray(lag_ps, dtype=np.float64)
+    if lag.ndim != 1 or lag.shape[0] != c.shape[1]:
+        raise ValueError(f"lag_ps must be 1-D with one lag per bin of {key} ({c.shape[1]}); got shape {lag.shape}")
+    if not np.all(np.isfinite(lag)):
+        raise ValueError("lag_ps contains NaN or infinite values")
+    return c.astype(np.int64), lag
+
+
+_MODEL_CACHE: dict = {}
+
+
+def _cached_model(weights, device):
+    key = (str(weights or DEFAULT_WEIGHTS), str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_model(weights, device)
+    return _MODEL_CACHE[key]
+
+
+def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold: float = 4,
+                 batch_size: int = 4096, device: str = "auto", model=None) -> dict:
+    """CNN estimates of g2(0) for histograms ``counts (N, n_bins)`` with bin-centre ``lag_ps``.
+
+    Returns dict ``g2_0`` (N,) (NaN for dark pixels), ``g2_0_err`` (N,) (NaN unless the model
+    has a variance head), ``n_events``, ``flags`` (uint8, EST_DARK), ``compute_s``.
+    ``model`` = (net, meta, device) from :func:`load_model` to skip loading.
+    """
+    c, lag = check_counts(counts, lag_ps)
+    if not g2model.is_paper_binning(lag, binwidth_ps):
+        raise ValueError("G2CNN supports only the paper's binning (lag_ps: 215 bins over 500 ns, zero lag at "
+                         f"the centre of bin 107, bin width {g2model.PAPER_BINWIDTH_PS:.4f} ps); got "
+                         f"{lag.size} bins from {lag[0]:.1f} to {lag[-1]:.1f} ps. Re-bin the data or use "
+                         "the 'mle'/'lm' estimators, which take any binning")
+    net, meta, dev = model if model is not None else _cached_model(weights, device)
+    t0 = time.perf_counter()
+    tot = c.sum(axis=1).astype(np.float64)
+    bright = tot >= dark_threshold
+    g = np.full(len(c), np.nan)
+    err = np.full(len(c), np.nan)
+    if bright.any():
+        out = predict(net, c[bright], dev, batch_size)
+        g[bright] = out[:, 0]
+        if out.shape[1] > 1:
+            err[bright] = np.exp(0.5 * np.clip(out[:, 1], -30, 10))
+    flags = np.where(bright, 0, EST_DARK).astype(np.uint8)
+    return {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags,
+            "compute_s": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------ node
+class G2CNN(Node):
+    """Batched CNN g2(0) predictor (see the module docstring)."""
+
+    hist = In((PixelHistograms, Histogram), doc="per-pixel cumulative histograms or one histogram")
+    out = Out(Estimates)
+    weights = Param(str, default=None, optional=True, doc="state_dict .pt (with .json); default: shipped model")
+    batch_size = Param(int, default=1024, min=1, doc="histograms per forward pass")
+    max_latency_ms = Param(float, default=200.0, min=0.0, unit="ms",
+                           doc="emit a partial batch once its oldest pixel waited this long")
+    device = Param(str, default="auto", doc="'auto' (CUDA if available), 'cpu' or 'cuda[:i]'")
+    dark_threshold = Param(float, default=4.0, min=0.0, unit="events",
+                           doc="pixels with fewer coincidences are flagged EST_DARK with g2_0 NaN")
+    threads = Param(int, default=0, min=0, doc="CPU torch threads (0: torch default)")
+
+    def check(self):
+        path = Path(self.weights) if self.weights else DEFAULT_WEIGHTS
+        if not path.exists():
+            raise FileNotFoundError(f"step '{self.step_id}': G2CNN weights {str(path)!r} not found")
+
+    def reset(self):
+        self._model = None
+        self._pending: dict[int, np.ndarray] = {}
+        self._lag = None
+        self._bw = None
+        self._shape = [1, 1]
+        self._since = None
+        self._seq = 0
+
+    def _load(self):
+        if self._model is None:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            self._model = load_model(self.weights, self.device)
+        return self._model
+
+    def warmup(self):
+        net, meta, dev = self._load()
+        predict(net, np.ones((2, meta["arch"]["n_bins"]), np.int64), dev)
+
+    def process(self, msg, port):
+        if isinstance(msg, Histogram):
+            if msg.counts.ndim != 1:
+                raise ValueError(f"step '{self.step_id}': G2CNN takes 1-D histograms; got shape {msg.counts.shape}")
+            pix, counts, shape = np.array([0]), msg.counts[None], [1, 1]
+        else:
+            pix, counts, shape = np.asarray(msg.pixel), np.asarray(msg.counts), list(msg.shape)
+        lag = np.asarray(msg.lag_ps, dtype=np.float64)
+        bw = float(msg.binwidth_ps) or None
+        if self._lag is None:
+            check_counts(counts if len(counts) else np.zeros((1, lag.size), np.int64), lag)
+            if not g2model.is_paper_binning(lag, bw):
+                raise ValueError(f"step '{self.step_id}': G2CNN supports only the paper's binning "
+                                 f"(215 bins over 500 ns, zero at the centre of bin 107); got {lag.size} bins "
+                                 f"from {lag[0]:.0f} to {lag[-1]:.0f} ps. Use PoissonMLE or LMFit for other binnings")
+            self._lag, self._bw = lag, bw
+        self._shape = shape
+        for p, c in zip(pix.tolist(), counts):
+            self._pending[int(p)] = c
+        if self._since is None and self._pending:
+            self._since = time.monotonic()
+        yield from self._flush(force=False)
+
+    def _flush(self, force):
+        while self._pending:
+            full = len(self._pending) >= self.batch_size
+            late = self._since is not None and (time.monotonic() - self._since) * 1e3 >= self.max_latency_ms
+            if not (force or full or late):
+                return
+            keys = list(self._pending)[: self.batch_size]
+            counts = np.stack([self._pending.pop(k) for k in keys])
+            res = estimate_cnn(counts, self._lag, binwidth_ps=self._bw, dark_threshold=self.dark_threshold,
+                               batch_size=self.batch_size, model=self._load())
+            self._seq += 1
+            self._since = time.monotonic() if self._pending else None
+            yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],
+                            n_events=res["n_events"], flags=res["flags"], method="cnn", shape=self._shape,
+                            seq=self._seq, compute_s=res["compute_s"])
+
+    def finish(self):
+        yield from self._flush(force=True)

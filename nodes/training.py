@@ -1,0 +1,353 @@
+"""Training data and training loop for the G2CNN g2(0) network (``antibunch train``).
+
+Data (science.md §3.2, §6): emitters with shape parameters from :data:`nodes.g2model.PRIORS`
+and a detected rate per detector (log-uniform 2–120 kcps) give a 1-s expected histogram
+λ1 = C1·ḡ2 with C1 = R²·(1 s)·Δ (bin-averaged model, paper binning). The paper's augmentation
+(a training sample is the sum of a combination of 1…10 one-second histograms of one emitter) is
+reproduced for simulated data by drawing k ∈ {1..10} and sampling Poisson(k·λ1) — a sum of k
+independent Poisson 1-s histograms has exactly this law — fresh noise every epoch, deterministic
+for a seed. For recorded data (:func:`load_hdf5`) the literal augmentation is used
+(:func:`augment_sums` over the stored 1-s increments).
+
+The train/validation split is by EMITTER: the validation emitters are drawn from a separate
+seed stream and never appear in training (science §0: a histogram split leaks the label).
+
+Losses: ``wmse`` (default: squared error weighted by 1/σ_CRB², σ_CRB the all-free Cramér–Rao
+bound of that sample clipped to [0.02, 0.5] — i.e. a Gaussian likelihood with the known
+per-sample variance; it stops the irreducible error of few-event samples from drowning the
+high-count ones), ``mse``, ``mape`` (the paper's) and ``nll`` (Gaussian NLL, 2 outputs: mean
+and log σ², giving the CNN an error bar). Optimiser adamax (as the paper), early stopping on
+the validation loss, the best state saved as ``<out>.pt`` (state_dict) + ``<out>.json``
+(architecture, normalisation, priors, seeds, loss, metrics per event bucket vs the bound).
+
+Example::
+
+    cfg = TrainConfig(width=32, epochs=40, seed=1)
+    meta = train(cfg, "nodes/models/g2cnn_w32.pt")
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import g2model
+
+BUCKETS = (65, 250, 1000, 4000, 16000, 64000)
+
+
+@dataclass
+class TrainConfig:
+    width: int = 32  #: conv filters (paper: 260)
+    depth: int = 3  #: conv layers (paper: 3)
+    dense: tuple = (128, 64)  #: hidden dense layer sizes
+    dropout: float = 0.1
+    loss: str = "wmse"  #: 'wmse' | 'mse' | 'mape' | 'nll'
+    lr: float = 2e-3  #: adamax learning rate
+    batch_size: int = 256
+    epochs: int = 40
+    samples_per_epoch: int = 60_000
+    n_train_emitters: int = 40_000
+    n_val_emitters: int = 3_000
+    val_samples: int = 12_000
+    max_seconds: int = 10  #: augmentation: sums of 1..max_seconds 1-s histograms
+    patience: int = 6  #: epochs without validation improvement before stopping
+    seed: int = 1
+    threads: int = 1  #: torch CPU threads (the build machine is shared)
+    max_minutes: float = 14.0  #: wall-clock budget; stop (keeping the best state) when spent
+    device: str = "cpu"
+    priors: dict = field(default_factory=dict)  #: overrides of g2model.PRIORS
+
+
+# ------------------------------------------------------------------ simulated data
+class EmitterSet:
+    """Emitters with 1-s expected histograms and per-second CRB (paper binning unless given)."""
+
+    def __init__(self, n: int, seed: int, lag_ps=None, binwidth_ps=None, priors=None):
+        self.lag_ps = g2model.paper_lags_ps() if lag_ps is None else np.asarray(lag_ps, float)
+        self.binwidth_ps = g2model.binwidth_from_lags(self.lag_ps, binwidth_ps)
+        rng = np.random.default_rng([seed, 0xE417])
+        self.params = g2model.draw_emitters(n, rng, priors)
+        self.rate_cps = g2model.draw_rates(n, rng, priors)
+        self.params[:, 0] = g2model.scale_from_rates(self.rate_cps, self.rate_cps, 1.0, self.binwidth_ps)
+        self.lam1 = g2model.expected_counts(self.lag_ps, self.binwidth_ps, self.params)
+        self.crb1 = np.empty(n)
+        for i in range(0, n, 4096):  # all-free CRB for 1 s; σ_k = σ_1/√k
+            self.crb1[i:i + 4096] = g2model.crb(self.lag_ps, self.binwidth_ps, self.params[i:i + 4096], "all")
+
+    def __len__(self):
+        return len(self.params)
+
+    def sample(self, n: int, rng, max_seconds: int = 10, idx=None):
+        """``n`` augmented histograms: (counts int64, g0, σ_CRB, emitter index, seconds)."""
+        if idx is None:
+            idx = rng.integers(0, len(self), n)
+        k = rng.integers(1, max_seconds + 1, len(idx))
+        counts = rng.poisson(self.lam1[idx] * k[:, None]).astype(np.int64)
+        return counts, self.params[idx, 1], self.crb1[idx] / np.sqrt(k), idx, k
+
+
+def augment_sums(one_second, n_per_emitter: int, rng, max_seconds: int | None = None):
+    """The paper's augmentation for recorded data.
+
+    ``one_second`` int ``(E, S, n_bins)``: S one-second histograms per emitter/pixel. Returns
+    ``(counts (E·n_per_emitter, n_bins), emitter index)``: each row the sum of a random
+    combination of 1…min(S, max_seconds) distinct one-second histograms of one emitter.
+    """
+    h = np.asarray(one_second)
+    E, S, nb = h.shape
+    m = S if max_seconds is None else min(S, max_seconds)
+    out = np.zeros((E * n_per_emitter, nb), np.int64)
+    em = np.repeat(np.arange(E), n_per_emitter)
+    for r in range(len(out)):
+        k = rng.integers(1, m + 1)
+        sel = rng.choice(S, size=k, replace=False)
+        out[r] = h[em[r], sel].sum(axis=0)
+    return out, em
+
+
+def load_hdf5(path, labels=None):
+    """Recorded training histograms from an antibunch HDF5 file.
+
+    Layout (written by the HDF5 sink): ``/user/antibunch/pixels/counts`` (ny, nx, n_bins) and
+    ``/user/antibunch/pixels/lag_ps`` (n_bins,); optional ``pixels/increments``
+    (ny, nx, n_inc, n_bins) with the per-second sub-histograms used for the augmentation.
+    ``labels``: an ``.npz`` with ``g2_0`` (ny, nx) (the reference g2(0), e.g. from a long
+    acquisition) and optional ``emitter`` (ny, nx) int ids used for the split (pixels with
+    ``emitter < 0`` or NaN labels are skipped). Without ``emitter`` every pixel is its own
+    group — only correct if no emitter spans several pixels; say so when you report metrics.
+    Returns dict(one_second (E, S, n_bins), g2_0 (E,), emitter (E,), lag_ps).
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        grp = f.get("/user/antibunch/pixels")
+        if grp is None or "counts" not in grp or "lag_ps" not in grp:
+            raise ValueError(f"{path}: no /user/antibunch/pixels/counts and lag_ps datasets")
+        counts = np.asarray(grp["counts"])
+        lag = np.asarray(grp["lag_ps"], dtype=np.float64)
+        inc = np.asarray(grp["increments"]) if "increments" in grp else None
+    if counts.ndim != 3:
+        raise ValueError(f"{path}: pixels/counts must be (ny, nx, n_bins); got {counts.shape}")
+    ny, nx, nb = counts.shape
+    if labels is None:
+        raise ValueError("training on recorded histograms needs --labels FILE.npz with g2_0 (ny, nx)")
+    with np.load(labels, allow_pickle=False) as z:
+        if "g2_0" not in z:
+            raise ValueError(f"{labels}: missing key 'g2_0'")
+        g = np.asarray(z["g2_0"], dtype=np.float64).reshape(-1)
+        em = np.asarray(z["emitter"]).reshape(-1) if "emitter" in z else np.arange(ny * nx)
+    if g.size != ny * nx or em.size != ny * nx:
+        raise ValueError(f"{labels}: g2_0/emitter must have {ny}×{nx} entries")
+    one = inc.reshape(ny * nx, -1, nb) if inc is not None else counts.reshape(ny * nx, 1, nb)
+    ok = np.isfinite(g) & (em >= 0)
+    return {"one_second": one[ok].astype(np.int64), "g2_0": g[ok], "emitter": em[ok].astype(np.int64),
+            "lag_ps": lag}
+
+
+# ------------------------------------------------------------------ training
+def _loss_fn(kind):
+    import torch
+
+    def f(out, y, sig):
+        mu = out[:, 0]
+        if kind == "mse":
+            return torch.mean((mu - y) ** 2)
+        if kind == "wmse":
+            w = (0.1 / sig.clamp(0.02, 0.5)) ** 2
+            return torch.mean(w * (mu - y) ** 2)
+        if kind == "mape":
+            return torch.mean(torch.abs(mu - y) / y.abs().clamp_min(1e-3)) * 100
+        if kind == "nll":
+            lv = out[:, 1].clamp(-12, 4)
+            return torch.mean(0.5 * (lv + (mu - y) ** 2 * torch.exp(-lv)))
+        raise ValueError(f"unknown loss {kind!r}; choose wmse, mse, mape or nll")
+
+    return f
+
+
+def bucket_metrics(pred, truth, events, crb=None, buckets=BUCKETS, tol=0.5):
+    """RMSE, bias, MAPE (%), r² and mean CRB per event bucket (events within ×(1±tol))."""
+    res = {}
+    for b in buckets:
+        m = (events >= b * (1 - tol)) & (events < b * (1 + tol)) & np.isfinite(pred)
+        if m.sum() < 5:
+            continue
+        e = pred[m] - truth[m]
+        ss = np.sum((truth[m] - truth[m].mean()) ** 2)
+        r = {"n": int(m.sum()), "rmse": float(np.sqrt(np.mean(e ** 2))), "bias": float(np.mean(e)),
+             "mape": float(100 * np.mean(np.abs(e) / np.abs(truth[m]))),
+             "r2": float(1 - np.sum(e ** 2) / ss) if ss > 0 else float("nan")}
+        if crb is not None:
+            r["crb"] = float(np.sqrt(np.mean(crb[m] ** 2)))
+            r["rmse_over_crb"] = r["rmse"] / r["crb"]
+        res[str(b)] = r
+    return res
+
+
+def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=None) -> dict:
+    """Train a G2CNN per ``cfg``; save the best state to ``out_path`` (.pt) + .json; return the metadata.
+
+    ``data``: optional recorded data from :func:`load_hdf5` (otherwise simulated emitters).
+    """
+    import torch
+
+    from . import cnn
+
+    if cfg.loss not in ("wmse", "mse", "mape", "nll"):
+        raise ValueError(f"train: unknown loss {cfg.loss!r}; choose wmse, mse, mape or nll")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_path = Path(out_path)
+    if out_path.suffix != ".pt":
+        raise ValueError(f"train: output {str(out_path)!r} must end in .pt (a .json is written beside it)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([cfg.seed, 1])
+    t_start = time.monotonic()
+
+    if data is None:
+        train_set = EmitterSet(cfg.n_train_emitters, seed=cfg.seed * 2 + 0, priors=cfg.priors)
+        val_set = EmitterSet(cfg.n_val_emitters, seed=cfg.seed * 2 + 1, priors=cfg.priors)
+        vrng = np.random.default_rng([cfg.seed, 2])
+        vc, vy, vs, _, _ = val_set.sample(cfg.val_samples, vrng, cfg.max_seconds)
+        lag = train_set.lag_ps
+        source = "simulated"
+
+        def epoch_data(e):
+            r = np.random.default_rng([cfg.seed, 3, e])
+            c, y, s, _, _ = train_set.sample(cfg.samples_per_epoch, r, cfg.max_seconds)
+            return c, y, s
+    else:
+        lag = data["lag_ps"]
+        emitters = np.unique(data["emitter"])
+        perm = np.random.default_rng([cfg.seed, 4]).permutation(emitters)
+        n_val = max(1, int(round(0.2 * len(perm))))
+        val_em = set(perm[:n_val].tolist())
+        is_val = np.array([e in val_em for e in data["emitter"]])
+        vrng = np.random.default_rng([cfg.seed, 2])
+        vc, vi = augment_sums(data["one_second"][is_val], 4, vrng, cfg.max_seconds)
+        vy = data["g2_0"][is_val][vi]
+        vs = np.full(len(vy), 0.1)
+        tr_one, tr_g = data["one_second"][~is_val], data["g2_0"][~is_val]
+        source = "hdf5"
+
+        def epoch_data(e):
+            r = np.random.default_rng([cfg.seed, 3, e])
+            n_per = max(1, cfg.samples_per_epoch // max(1, len(tr_one)))
+            c, i = augment_sums(tr_one, n_per, r, cfg.max_seconds)
+            return c, tr_g[i], np.full(len(i), 0.1)
+
+    arch = cnn.default_arch(cfg.width, cfg.depth, cfg.dense, cfg.dropout, n_bins=len(lag),
+                            n_out=2 if cfg.loss == "nll" else 1)
+    dev = torch.device(cfg.device)
+    net = cnn.build_network(arch).to(dev)
+    opt = torch.optim.Adamax(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    loss_fn = _loss_fn(cfg.loss)
+    vx, vn, vev = cnn.features(vc)
+    vx_t, vn_t = torch.from_numpy(vx).to(dev), torch.from_numpy(vn).to(dev)
+    vy_t = torch.from_numpy(vy.astype(np.float32)).to(dev)
+    vs_t = torch.from_numpy(vs.astype(np.float32)).to(dev)
+
+    best, best_state, bad, history = np.inf, None, 0, []
+    meta = {}
+
+    def validate():
+        net.eval()
+        with torch.inference_mode():
+            outs = [net(vx_t[i:i + 4096], vn_t[i:i + 4096]) for i in range(0, len(vx_t), 4096)]
+            out = torch.cat(outs)
+            vl = float(loss_fn(out, vy_t, vs_t))
+        net.train()
+        return vl, out[:, 0].cpu().numpy().astype(np.float64)
+
+    prog = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        prog = Progress(TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(),
+                        TextColumn("loss {task.fields[loss]:.4g} val {task.fields[val]:.4g}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        prog.start()
+        task = prog.add_task("train", total=cfg.epochs * cfg.samples_per_epoch, epoch=0, loss=float("nan"),
+                             val=float("nan"))
+    stopped = "epochs"
+    try:
+        for ep in range(cfg.epochs):
+            c, y, s = epoch_data(ep)
+            x, n, _ = cnn.features(c)
+            perm = np.random.default_rng([cfg.seed, 5, ep]).permutation(len(x))
+            x_t = torch.from_numpy(x[perm]).to(dev)
+            n_t = torch.from_numpy(n[perm]).to(dev)
+            y_t = torch.from_numpy(y[perm].astype(np.float32)).to(dev)
+            s_t = torch.from_numpy(s[perm].astype(np.float32)).to(dev)
+            run = 0.0
+            for i in range(0, len(x_t), cfg.batch_size):
+                out = net(x_t[i:i + cfg.batch_size], n_t[i:i + cfg.batch_size])
+                loss = loss_fn(out, y_t[i:i + cfg.batch_size], s_t[i:i + cfg.batch_size])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                lv_ = loss.item()
+                run = 0.98 * run + 0.02 * lv_ if i else lv_
+                if prog is not None:
+                    prog.update(task, advance=min(cfg.batch_size, len(x_t) - i), epoch=ep + 1, loss=run)
+            vl, _ = validate()
+            sched.step(vl)
+            history.append({"epoch": ep + 1, "train_loss": run, "val_loss": vl,
+                            "minutes": (time.monotonic() - t_start) / 60})
+            if prog is not None:
+                prog.update(task, val=vl)
+            elif log:
+                log(f"epoch {ep + 1}: train {run:.4g} val {vl:.4g} ({history[-1]['minutes']:.1f} min)")
+            if vl < best - 1e-6:
+                best, bad = vl, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                meta = _save(out_path, best_state, arch, cfg, source, history, None, lag)
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    stopped = "early stopping"
+                    break
+            if (time.monotonic() - t_start) / 60 > cfg.max_minutes:
+                stopped = "time budget"
+                break
+    finally:
+        if prog is not None:
+            prog.stop()
+    net.load_state_dict(best_state)
+    _, vpred = validate()
+    metrics = {"val_loss": best, "stopped": stopped, "epochs_run": len(history),
+               "minutes": (time.monotonic() - t_start) / 60,
+               "val_buckets": bucket_metrics(vpred, vy, vev, vs if source == "simulated" else None)}
+    meta = _save(out_path, best_state, arch, cfg, source, history, metrics, lag)
+    return meta
+
+
+def _save(out_path, state, arch, cfg, source, history, metrics, lag):
+    import torch
+
+    from . import cnn
+
+    torch.save(state, out_path)
+    meta = {
+        "format": "antibunch-g2cnn/1",
+        "arch": arch,
+        "normalisation": cnn.NORMALISATION,
+        "binning": {"n_bins": int(len(lag)), "lag0_ps": float(lag[0]), "lag_last_ps": float(lag[-1]),
+                    "paper": bool(g2model.is_paper_binning(lag))},
+        "output": "g2_0" + (", log_var" if arch["n_out"] == 2 else ""),
+        "training": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+                     "source": source, "priors": {k: list(v) for k, v in {**g2model.PRIORS, **cfg.priors}.items()},
+                     "split": "by emitter (separate seed streams)" if source == "simulated" else
+                     "by emitter id (20 % validation)"},
+        "history": history,
+        "metrics": metrics,
+        "torch": torch.__version__,
+    }
+    out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return meta
