@@ -1,0 +1,243 @@
+"""numba kernels for three-channel correlation (g3) and n-fold coincidences.
+
+Conventions (NumPy oracles in ``tests/oracles.py``):
+
+- ``t3_correlate``: 2-D histogram of ``(t(c2) - t(c1), t(c3) - t(c1))`` over all
+  triples of one tag per channel; each axis has the Swabian binning of
+  :mod:`nodes._kernels.correlation` (``n_bins`` bins of ``binwidth`` centred on
+  zero, half-open ``[-n*bw/2, n*bw/2)``). Each triple is counted once, when its
+  last tag (stream order) arrives.
+- ``nfold``: a k-fold coincidence is a set of k tags on k *distinct* detectors
+  whose time span ``max - min`` is ``<= window`` (inclusive). Every such set is
+  counted once (anchored at its last tag in stream order), for k = 2, 3, 4.
+  With per-detector counts ``c`` of earlier tags within the window of the new
+  tag, the new sets are the elementary symmetric polynomials e1, e2, e3 of
+  ``c`` without the new tag's detector.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _compact(buf, head, tail):
+    n = tail - head
+    for k in range(n):
+        buf[k] = buf[head + k]
+    return 0, n
+
+
+@njit(cache=True, nogil=True)
+def t3_correlate(time, channel, start, c1, c2, c3, nbw, bw2, hist, b1, b2, b3, st):
+    """Triple-correlation histogram ``hist[bin(t2-t1), bin(t3-t1)]``.
+
+    ``st = [h1, t1, h2, t2, h3, t3]`` FIFO heads/tails. Returns the first
+    unprocessed index (``len(time)`` when done, smaller when a FIFO is full).
+    """
+    n = time.shape[0]
+    h1 = st[0]
+    e1 = st[1]
+    h2 = st[2]
+    e2 = st[3]
+    h3 = st[4]
+    e3 = st[5]
+    two_nbw = 2 * nbw
+    i = start
+    while i < n:
+        c = channel[i]
+        if c != c1 and c != c2 and c != c3:
+            i += 1
+            continue
+        t = time[i]
+        # conservative pruning: no future triple can use a tag older than t - nbw
+        while h1 < e1 and t - b1[h1] > nbw:
+            h1 += 1
+        while h2 < e2 and t - b2[h2] > nbw:
+            h2 += 1
+        while h3 < e3 and t - b3[h3] > nbw:
+            h3 += 1
+        if c == c1:
+            if e1 == b1.shape[0]:
+                if h1 > 0:
+                    h1, e1 = _compact(b1, h1, e1)
+                else:
+                    break
+            for j in range(h2, e2):
+                u1 = 2 * (b2[j] - t) + nbw
+                if u1 < 0 or u1 >= two_nbw:
+                    continue
+                for k in range(h3, e3):
+                    u2 = 2 * (b3[k] - t) + nbw
+                    if u2 < 0 or u2 >= two_nbw:
+                        continue
+                    hist[u1 // bw2, u2 // bw2] += 1
+            b1[e1] = t
+            e1 += 1
+        elif c == c2:
+            if e2 == b2.shape[0]:
+                if h2 > 0:
+                    h2, e2 = _compact(b2, h2, e2)
+                else:
+                    break
+            for j in range(h1, e1):
+                u1 = 2 * (t - b1[j]) + nbw
+                if u1 < 0 or u1 >= two_nbw:
+                    continue
+                for k in range(h3, e3):
+                    u2 = 2 * (b3[k] - b1[j]) + nbw
+                    if u2 < 0 or u2 >= two_nbw:
+                        continue
+                    hist[u1 // bw2, u2 // bw2] += 1
+            b2[e2] = t
+            e2 += 1
+        else:
+            if e3 == b3.shape[0]:
+                if h3 > 0:
+                    h3, e3 = _compact(b3, h3, e3)
+                else:
+                    break
+            for j in range(h1, e1):
+                u2 = 2 * (t - b1[j]) + nbw
+                if u2 < 0 or u2 >= two_nbw:
+                    continue
+                for k in range(h2, e2):
+                    u1 = 2 * (b2[k] - b1[j]) + nbw
+                    if u1 < 0 or u1 >= two_nbw:
+                        continue
+                    hist[u1 // bw2, u2 // bw2] += 1
+            b3[e3] = t
+            e3 += 1
+        i += 1
+    st[0] = h1
+    st[1] = e1
+    st[2] = h2
+    st[3] = e2
+    st[4] = h3
+    st[5] = e3
+    return i
+
+
+@njit(cache=True, nogil=True)
+def nfold(time, channel, start, det_of, window, out, bt, bd, cnt, st):
+    """Count 2-, 3-, 4-fold coincidences (see module doc) into ``out[0:3]``.
+
+    ``det_of[c]`` maps a channel number ``c >= 0`` to a detector index or -1
+    (channels beyond ``len(det_of)`` are ignored); ``bt``/``bd`` FIFO of times
+    and detector indices, ``cnt`` per-detector counts in the FIFO,
+    ``st = [head, tail]``. Returns the first unprocessed index.
+    """
+    n = time.shape[0]
+    m = cnt.shape[0]
+    nmap = det_of.shape[0]
+    h = st[0]
+    e = st[1]
+    i = start
+    while i < n:
+        c = channel[i]
+        if c < 0 or c >= nmap or det_of[c] < 0:
+            i += 1
+            continue
+        d = det_of[c]
+        t = time[i]
+        while h < e and t - bt[h] > window:
+            cnt[bd[h]] -= 1
+            h += 1
+        if e == bt.shape[0]:
+            if h > 0:
+                k = e - h
+                for q in range(k):
+                    bt[q] = bt[h + q]
+                    bd[q] = bd[h + q]
+                h = 0
+                e = k
+            else:
+                break
+        s1 = 0
+        s2 = 0
+        s3 = 0
+        for k in range(m):
+            if k == d:
+                continue
+            ck = cnt[k]
+            if ck == 0:
+                continue
+            s3 += s2 * ck
+            s2 += s1 * ck
+            s1 += ck
+        out[0] += s1
+        out[1] += s2
+        out[2] += s3
+        bt[e] = t
+        bd[e] = d
+        e += 1
+        cnt[d] += 1
+        i += 1
+    st[0] = h
+    st[1] = e
+    return i
+
+
+def grow(buf, head, tail):
+    new = np.empty(max(16, 2 * buf.shape[0]), dtype=buf.dtype)
+    new[: tail - head] = buf[head:tail]
+    return new
+
+
+def new_t3_state(capacity: int = 1024) -> dict:
+    return {"b": [np.empty(capacity, np.int64) for _ in range(3)], "st": np.zeros(6, np.int64)}
+
+
+def correlate3_stream(time, channel, c1, c2, c3, binwidth_ps, n_bins, hist, state):
+    """Drive :func:`t3_correlate` over one batch, growing FIFOs as needed."""
+    nbw = int(n_bins) * int(binwidth_ps)
+    bw2 = 2 * int(binwidth_ps)
+    i, n = 0, len(time)
+    while True:
+        b = state["b"]
+        i = t3_correlate(time, channel, i, c1, c2, c3, nbw, bw2, hist, b[0], b[1], b[2], state["st"])
+        if i >= n:
+            return
+        k = (c1, c2, c3).index(int(channel[i]))
+        st = state["st"]
+        b[k] = grow(b[k], st[2 * k], st[2 * k + 1])
+        st[2 * k + 1] -= st[2 * k]
+        st[2 * k] = 0
+
+
+def new_nfold_state(channels, capacity: int = 1024) -> dict:
+    channels = [int(c) for c in channels]
+    det_of = np.full(max(channels) + 1, -1, np.int64)
+    for k, c in enumerate(channels):
+        det_of[c] = k
+    return {"det_of": det_of, "bt": np.empty(capacity, np.int64), "bd": np.empty(capacity, np.int64),
+            "cnt": np.zeros(len(channels), np.int64), "st": np.zeros(2, np.int64)}
+
+
+def nfold_stream(time, channel, window_ps, out, state):
+    """Drive :func:`nfold` over one batch, growing the FIFO as needed."""
+    i, n = 0, len(time)
+    while True:
+        i = nfold(time, channel, i, state["det_of"], int(window_ps), out, state["bt"], state["bd"],
+                  state["cnt"], state["st"])
+        if i >= n:
+            return
+        st = state["st"]
+        state["bt"] = grow(state["bt"], st[0], st[1])
+        state["bd"] = grow(state["bd"], st[0], st[1])
+        st[1] -= st[0]
+        st[0] = 0
+
+
+def reset_nfold(state) -> None:
+    state["cnt"][:] = 0
+    state["st"][:] = 0
+
+
+def warmup() -> None:
+    t = np.array([0, 1, 2, 3, 4], np.int64)
+    ch = np.array([0, 1, 2, 3, -1], np.int16)
+    h = np.zeros((4, 4), np.int64)
+    correlate3_stream(t, ch, 0, 1, 2, 2, 4, h, new_t3_state(1))
+    out = np.zeros(3, np.int64)
+    nfold_stream(t, ch, 5, out, new_nfold_state((0, 1, 2, 3), capacity=1))
