@@ -155,30 +155,7 @@ def predict(net, counts, device=None, batch_size: int = 4096):
     return np.concatenate(outs).astype(np.float64)
 
 
-def check_counts(counts, lag_ps, key="counts"):
-    """Validate a histogram array and its lags; ValueError naming the key on bad input."""
-    c = np.asarray(counts)
-    if c.ndim == 1:
-        c = c[None]
-    if c.ndim != 2:
-        raise ValueError(f"{key} must be 2-D (N, n_bins); got shape {np.shape(counts)}")
-    if c.shape[0] == 0 or c.shape[1] == 0:
-        raise ValueError(f"{key} is empty (shape {c.shape})")
-    if c.dtype.kind == "f":
-        if not np.all(np.isfinite(c)):
-            raise ValueError(f"{key} contains NaN or infinite values")
-        if np.any(c != np.round(c)):
-            raise ValueError(f"{key} must hold integer counts")
-    elif c.dtype.kind not in "iub":
-        raise ValueError(f"{key} must be an integer array; got dtype {c.dtype}")
-    if np.any(c < 0):
-        raise ValueError(f"{key} contains negative counts")
-    lag = np.asarray(lag_ps, dtype=np.float64)
-    if lag.ndim != 1 or lag.shape[0] != c.shape[1]:
-        raise ValueError(f"lag_ps must be 1-D with one lag per bin of {key} ({c.shape[1]}); got shape {lag.shape}")
-    if not np.all(np.isfinite(lag)):
-        raise ValueError("lag_ps contains NaN or infinite values")
-    return c.astype(np.int64), lag
+check_counts = g2model.check_counts
 
 
 _MODEL_CACHE: dict = {}

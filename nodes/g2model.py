@@ -287,3 +287,76 @@ def poisson_histograms(lag_ps, binwidth_ps, params, rng, weight=None) -> np.ndar
     """
     lam = expected_counts(lag_ps, binwidth_ps, params, weight)
     return rng.poisson(lam).astype(np.int64)
+
+
+# ------------------------------------------------------------------ node input helpers
+def unpack_message(msg, step_id: str = "estimator") -> dict:
+    """Common view of a ``PixelHistograms`` or ``Histogram`` message for the estimator nodes.
+
+    Returns dict(pixel (k,), counts (k, n_bins) int64, lag_ps, binwidth_ps (float or None),
+    singles (k, n_det) or None, exposure_s (k,) or None, shape [ny, nx]). A ``Histogram`` is
+    pixel 0 of a 1×1 scan.
+    """
+    from engine.messages import Histogram
+
+    if isinstance(msg, Histogram):
+        c = np.asarray(msg.counts)
+        if c.ndim != 1:
+            raise ValueError(f"step '{step_id}': g2(0) estimators take 1-D histograms; got counts shape {c.shape}")
+        dur = (msg.t_end_ps - msg.t_begin_ps) * 1e-12
+        singles = None if msg.singles is None else np.asarray(msg.singles, dtype=np.float64)[None]
+        return {"pixel": np.array([0], np.int64), "counts": c[None].astype(np.int64),
+                "lag_ps": np.asarray(msg.lag_ps, dtype=np.float64), "binwidth_ps": float(msg.binwidth_ps) or None,
+                "singles": singles, "exposure_s": np.array([dur]) if dur > 0 else None, "shape": [1, 1]}
+    c = np.asarray(msg.counts)
+    if c.ndim != 2:
+        raise ValueError(f"step '{step_id}': PixelHistograms counts must be (k, n_bins); got {c.shape}")
+    return {"pixel": np.asarray(msg.pixel, dtype=np.int64), "counts": c.astype(np.int64, copy=False),
+            "lag_ps": np.asarray(msg.lag_ps, dtype=np.float64), "binwidth_ps": float(msg.binwidth_ps) or None,
+            "singles": None if msg.singles is None else np.asarray(msg.singles, dtype=np.float64),
+            "exposure_s": None if msg.exposure_s is None else np.asarray(msg.exposure_s, dtype=np.float64),
+            "shape": list(msg.shape)}
+
+
+def scale_from_singles(singles, exposure_s, binwidth_ps, where: str = "normalisation") -> np.ndarray:
+    """C = R1·R2·T·Δ = s1·s2·Δ/T from singles (k, n_det ≥ 2) and exposure (k,) s.
+
+    Raises ValueError naming ``where`` when singles/exposure are missing or zero (e.g. a
+    start–stop-only recording): use the free normalisation then.
+    """
+    if singles is None or exposure_s is None:
+        raise ValueError(f"{where}='singles' needs singles and exposure_s in the input; use 'free'")
+    s = np.asarray(singles, dtype=np.float64)
+    T = np.asarray(exposure_s, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] < 2:
+        raise ValueError(f"{where}='singles' needs singles of 2 detectors; got shape {s.shape}; use 'free'")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        C = s[:, 0] * s[:, 1] * binwidth_ps * 1e-12 / T
+    C = np.where((T > 0) & np.isfinite(C), C, 0.0)
+    return C
+
+
+def check_counts(counts, lag_ps, key="counts"):
+    """Validate a histogram array and its lags; ValueError naming the key on bad input."""
+    c = np.asarray(counts)
+    if c.ndim == 1:
+        c = c[None]
+    if c.ndim != 2:
+        raise ValueError(f"{key} must be 2-D (N, n_bins); got shape {np.shape(counts)}")
+    if c.shape[0] == 0 or c.shape[1] == 0:
+        raise ValueError(f"{key} is empty (shape {c.shape})")
+    if c.dtype.kind == "f":
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{key} contains NaN or infinite values")
+        if np.any(c != np.round(c)):
+            raise ValueError(f"{key} must hold integer counts")
+    elif c.dtype.kind not in "iub":
+        raise ValueError(f"{key} must be an integer array; got dtype {c.dtype}")
+    if np.any(c < 0):
+        raise ValueError(f"{key} contains negative counts")
+    lag = np.asarray(lag_ps, dtype=np.float64)
+    if lag.ndim != 1 or lag.shape[0] != c.shape[1]:
+        raise ValueError(f"lag_ps must be 1-D with one lag per bin of {key} ({c.shape[1]}); got shape {lag.shape}")
+    if not np.all(np.isfinite(lag)):
+        raise ValueError("lag_ps contains NaN or infinite values")
+    return c.astype(np.int64), lag

@@ -1,0 +1,201 @@
+"""PoissonMLE: maximum-likelihood g2(0) from coincidence histograms under Poisson counts.
+
+Fits the bin-integrated model of :mod:`nodes.g2model`,
+``λ_k = C·w_k·[1 − (1 − g0 + a)·ē1_k + a·ē2_k]`` (ē the exact bin averages of exp(−|τ|/t)),
+by projected Levenberg–Marquardt / Fisher scoring on the Poisson likelihood (numba kernel
+``nodes/_kernels/mle.py``, one loop per histogram, several starting points, best likelihood
+wins). g2(0) is the fitted ``g0`` — the value at zero lag of the normalised correlation of the
+detected light (background included), not the zero bin's average. ``g2_0_err`` is the 1-σ
+error from the expected Fisher information at the optimum (the Cramér–Rao bound evaluated at
+the estimate).
+
+Bounds (science.md §4 caveat): g0 ∈ [0, 2], a ∈ [0, 4], t1 ∈ [0.5, 100] ns and
+t2 ∈ [20, ``t2_max_ns``] ns with ``t2_max_ns`` = 300 ns (the NV metastable lifetime at room
+temperature) by default: in the ±250 ns window a long-t2 bunching term is degenerate with the
+baseline (the (C, a, t2) "banana" ridge); the physical ceiling removes it. No prior is used.
+A pixel whose g0 ended on its bound is flagged ``EST_AT_BOUND`` (its error bar is then not
+meaningful); a fit that did not converge ``EST_FAILED``; fewer than ``dark_threshold`` events
+``EST_DARK`` (g2_0 NaN).
+
+Parameters (node ``PoissonMLE``):
+
+- ``normalisation``: 'free' (C fitted, default) or 'singles' (C = R1·R2·T·Δ = s1·s2·Δ/T from
+  the singles of two detectors and the exposure — T2 cross-correlation only; refused when the
+  singles are zero, e.g. start–stop recordings).
+- ``pool_shape``: fit t1, t2 once on the sum of all (bright) pixels seen so far, then fit only
+  C, g0, a per pixel (t1, t2 are emitter properties; assumes one kind of emitter in the scan).
+  Error bars are then conditional on the pooled t1, t2.
+- ``t2_max_ns`` (ns), ``dark_threshold`` (events), ``stop_rate_hz`` (Hz; start–stop tilt
+  exp(−R_stop·(τ + span/2)) as a known factor, 0 = none), ``max_iter``.
+
+Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'mle', extra:
+``t1_ps``, ``t2_ps``, ``a``, ``scale`` per pixel).
+
+Example::
+
+    res = estimate_mle(counts, lag_ps)     # dict(g2_0, g2_0_err, n_events, flags, t1_ps, ...)
+    g.add("g2", PoissonMLE(pool_shape=True), hist)
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, Estimates, Histogram, PixelHistograms
+from engine.node import In, Node, Out, Param
+
+from . import g2model
+
+#: starting points (C ≤ 0 means "from the data"); g0, a, t1_ns, t2_ns
+STARTS = np.array([
+    [-1.0, 0.3, 0.5, 8.0, 150.0],
+    [-1.0, 0.3, 1.5, 4.0, 100.0],
+    [-1.0, 0.5, 0.3, 15.0, 250.0],
+    [-1.0, 0.1, 1.0, 6.0, 280.0],
+])
+
+
+def _bounds(t2_max_ns):
+    lb = np.array([g2model.BOUNDS[k][0] for k in g2model.PARAMS], dtype=np.float64)
+    ub = np.array([g2model.BOUNDS[k][1] for k in g2model.PARAMS], dtype=np.float64)
+    ub[4] = float(t2_max_ns)
+    if ub[4] <= lb[4]:
+        raise ValueError(f"t2_max_ns must be > {lb[4]} ns; got {t2_max_ns}")
+    return lb, ub
+
+
+def initial_scale(counts, lag_ps) -> np.ndarray:
+    """Rough C per histogram: mean count beyond |τ| > 60 % of the window, over 1.2 (bunching)."""
+    lag = np.asarray(lag_ps, dtype=np.float64)
+    outer = np.abs(lag) > 0.6 * np.abs(lag).max()
+    if outer.sum() < 3:
+        outer = np.ones_like(lag, bool)
+    c = np.asarray(counts, dtype=np.float64)
+    return np.maximum(c[:, outer].mean(axis=1) / 1.2, c.mean(axis=1) / 1.2) + 1e-6
+
+
+def estimate_mle(counts, lag_ps, binwidth_ps=None, *, scale=None, shape=None, pool_shape: bool = False,
+                 t2_max_ns: float = 300.0, dark_threshold: float = 4, stop_rate_hz: float = 0.0,
+                 max_iter: int = 200, tol: float = 1e-10) -> dict:
+    """Poisson-MLE g2(0) for ``counts (N, n_bins)`` with bin-centre ``lag_ps`` (any uniform binning).
+
+    ``scale``: known C per histogram (N,) (e.g. from :func:`nodes.g2model.scale_from_singles`);
+    ``shape``: known (t1_ns, t2_ns) to hold fixed; ``pool_shape``: fit (t1, t2) on the summed
+    bright histograms first, then hold them. Returns dict ``g2_0``, ``g2_0_err``, ``n_events``,
+    ``flags``, ``t1_ps``, ``t2_ps``, ``a``, ``scale``, ``n_iter``, ``nll``, ``compute_s``.
+    """
+    from ._kernels import mle as K
+    c, lag = g2model.check_counts(counts, lag_ps)
+    t0 = time.perf_counter()
+    lo, hi = g2model.edges_ns(lag, binwidth_ps)
+    w = g2model.tilt(lag, stop_rate_hz, None) if stop_rate_hz else np.ones(lag.size)
+    lb, ub = _bounds(t2_max_ns)
+    N = len(c)
+    H = c.astype(np.float64)
+    tot = H.sum(axis=1)
+    bright = tot >= max(dark_threshold, 1e-12)
+    free = np.ones(5, np.bool_)
+    starts = STARTS.copy()
+    starts[:, 4] = np.minimum(starts[:, 4], ub[4])
+    C0 = initial_scale(H, lag)
+    if scale is not None:
+        sc = np.broadcast_to(np.asarray(scale, dtype=np.float64), (N,))
+        bad = bright & ~(sc > 0)
+        if np.any(bad):
+            raise ValueError(f"scale (normalisation from singles) is zero or missing for {int(bad.sum())} "
+                             "bright histogram(s); use the free normalisation")
+        C0 = np.where(sc > 0, sc, C0)
+        free[0] = False
+    pooled = None
+    if pool_shape and shape is None and bright.any():
+        Hs = H[bright].sum(axis=0, keepdims=True)
+        ps = np.zeros((1, 5))
+        K.fit_many(Hs, lo, hi, w, starts, initial_scale(Hs, lag), lb, ub, np.ones(5, np.bool_), max_iter, tol,
+                   ps, np.zeros(1), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.bool_))
+        shape = (ps[0, 3], ps[0, 4])
+        pooled = ps[0]
+    if shape is not None:
+        t1, t2 = float(shape[0]), float(shape[1])
+        starts = np.unique(np.column_stack([starts[:, :3], np.full(len(starts), t1), np.full(len(starts), t2)]),
+                           axis=0)
+        free[3] = free[4] = False
+    P = np.full((N, 5), np.nan)
+    err = np.full(N, np.nan)
+    f = np.full(N, np.nan)
+    it = np.zeros(N, np.int64)
+    conv = np.zeros(N, np.bool_)
+    if bright.any():
+        b = np.flatnonzero(bright)
+        Pb, eb, fb = np.zeros((len(b), 5)), np.zeros(len(b)), np.zeros(len(b))
+        ib, cb = np.zeros(len(b), np.int64), np.zeros(len(b), np.bool_)
+        K.fit_many(np.ascontiguousarray(H[b]), lo, hi, w, starts, np.ascontiguousarray(C0[b]), lb, ub, free,
+                   max_iter, tol, Pb, eb, fb, ib, cb)
+        P[b], err[b], f[b], it[b], conv[b] = Pb, eb, fb, ib, cb
+    flags = np.zeros(N, np.uint8)
+    flags[~bright] |= EST_DARK
+    flags[bright & ~conv] |= EST_FAILED
+    at_b = bright & ((P[:, 1] <= lb[1] + 1e-9) | (P[:, 1] >= ub[1] - 1e-9))
+    flags[at_b] |= EST_AT_BOUND
+    g = P[:, 1].copy()
+    err[~bright] = np.nan
+    out = {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags, "t1_ps": P[:, 3] * 1e3,
+           "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "n_iter": it, "nll": f,
+           "compute_s": time.perf_counter() - t0}
+    if pooled is not None:
+        out["pooled"] = {"t1_ps": pooled[3] * 1e3, "t2_ps": pooled[4] * 1e3}
+    return out
+
+
+class PoissonMLE(Node):
+    """Poisson maximum-likelihood g2(0) per pixel (see the module docstring)."""
+
+    hist = In((PixelHistograms, Histogram), doc="per-pixel cumulative histograms or one histogram")
+    out = Out(Estimates)
+    normalisation = Param(str, default="free", choices=("free", "singles"),
+                          doc="'free': scale fitted; 'singles': C = s1·s2·Δ/T from singles and exposure")
+    pool_shape = Param(bool, default=False, doc="fit t1, t2 on the summed pixels, then per pixel C, g0, a")
+    t2_max_ns = Param(float, default=300.0, min=21.0, unit="ns", doc="physical ceiling of t2 (NV metastable)")
+    dark_threshold = Param(float, default=4.0, min=0.0, unit="events", doc="fewer events: EST_DARK, g2_0 NaN")
+    stop_rate_hz = Param(float, default=0.0, min=0.0, unit="Hz", doc="start–stop tilt rate (0 = none)")
+    max_iter = Param(int, default=200, min=1, doc="LM iterations per start")
+
+    def reset(self):
+        self._store: dict[int, np.ndarray] = {}
+        self._seq = 0
+
+    def warmup(self):
+        from ._kernels import mle as K
+
+        K.warmup()
+
+    def process(self, msg, port):
+        d = g2model.unpack_message(msg, self.step_id)
+        if len(d["pixel"]) == 0:
+            return
+        scale = None
+        bw = g2model.binwidth_from_lags(d["lag_ps"], d["binwidth_ps"])
+        if self.normalisation == "singles":
+            scale = g2model.scale_from_singles(d["singles"], d["exposure_s"], bw,
+                                               where=f"step '{self.step_id}' parameter 'normalisation'")
+        shape = None
+        if self.pool_shape:
+            for p, c in zip(d["pixel"].tolist(), d["counts"]):
+                self._store[int(p)] = c
+            allc = np.stack(list(self._store.values()))
+            allc = allc[allc.sum(axis=1) >= self.dark_threshold]
+            if len(allc):
+                r = estimate_mle(allc.sum(axis=0, keepdims=True), d["lag_ps"], bw, t2_max_ns=self.t2_max_ns,
+                                 dark_threshold=0, stop_rate_hz=self.stop_rate_hz, max_iter=self.max_iter)
+                shape = (r["t1_ps"][0] * 1e-3, r["t2_ps"][0] * 1e-3)
+        try:
+            r = estimate_mle(d["counts"], d["lag_ps"], bw, scale=scale, shape=shape, t2_max_ns=self.t2_max_ns,
+                             dark_threshold=self.dark_threshold, stop_rate_hz=self.stop_rate_hz,
+                             max_iter=self.max_iter)
+        except ValueError as exc:
+            raise ValueError(f"step '{self.step_id}': {exc}") from exc
+        self._seq += 1
+        yield Estimates(pixel=d["pixel"], g2_0=r["g2_0"], g2_0_err=r["g2_0_err"], n_events=r["n_events"],
+                        flags=r["flags"], method="mle", shape=d["shape"], seq=self._seq,
+                        compute_s=r["compute_s"],
+                        extra={k: np.asarray(r[k], dtype=np.float64) for k in ("t1_ps", "t2_ps", "a", "scale")})
