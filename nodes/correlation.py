@@ -1,0 +1,276 @@
+"""Two-channel lag histograms: T2 cross-correlation and start-stop (TAC) histogram.
+
+``Correlation(channel_1, channel_2, binwidth_ps, n_bins)``
+    Software multi-start multi-stop correlation of T2 tags, Swabian Time
+    Tagger style. Lag ``tau = t(channel_2) - t(channel_1)``. ``n_bins`` bins of
+    ``binwidth_ps`` centred on zero: the histogram covers the half-open range
+    ``[-n_bins*binwidth_ps/2, +n_bins*binwidth_ps/2)``; bin ``k`` is
+    ``[(k - n_bins/2)*binwidth_ps, (k + 1 - n_bins/2)*binwidth_ps)`` with centre
+    ``(k - (n_bins-1)/2)*binwidth_ps``. So with odd ``n_bins`` the middle bin
+    ``(n_bins-1)//2`` is centred on zero (``[-bw/2, bw/2)``); with even
+    ``n_bins`` zero lag is the left edge of bin ``n_bins//2``. A lag exactly on
+    an edge goes to the bin on its right; the lowest edge is included, the
+    highest excluded. Every pair of one channel-1 and one channel-2 tag is
+    counted (equal times give lag 0, counted once). With
+    ``channel_1 == channel_2`` (auto-correlation) every ordered pair of two
+    different tags is counted, so the histogram is symmetric and the self-pair
+    is excluded. The streaming state (recent tags within the window) makes the
+    counts identical for any chunking of the stream.
+
+``StartStopHistogram(span_ps=500_000, n_bins=215, channel=None)``
+    Histogram of the ``delay_ps`` of start-stop (SPC-150 TAC) records -- the
+    paper's path. ``n_bins`` bins over ``span_ps`` centred on zero, with exact
+    rational edges (``span_ps / n_bins`` = 2325.58 ps is not an integer):
+    ``bin = floor((delay + span/2) * n_bins / span)`` evaluated in integers as
+    ``((2*delay + span) * n_bins) // (2*span)``, for
+    ``-span/2 <= delay < span/2``. With 215 bins zero delay is the centre of bin
+    107. Tags with ``NO_DELAY`` (markers, T2 tags) are skipped.
+
+Snapshots: both nodes emit a cumulative :class:`Histogram` (``kind='snapshot'``)
+whenever the data time (``t_end_ps`` of the batches) has advanced by
+``snapshot_every_s`` since the previous one (``0``: after every batch, ``None``:
+only at the end), and always once in ``finish()``. ``singles`` holds the tag
+counts of the correlated channels, ``meta`` the gap count and the covered time
+``covered_ps`` (sum of batch coverage) for normalisation.
+
+Gaps: a batch flagged :data:`FLAG_GAP` empties the carried tags before it is
+processed (no pair is formed across lost data) and increments
+``counters['gaps']``; the histogram itself keeps accumulating.
+
+Example::
+
+    g.add("g2", Correlation(channel_1=0, channel_2=1, binwidth_ps=1000, n_bins=1000), tags)
+    counts = correlate(time_ps, channel, 0, 1, binwidth_ps=1000, n_bins=1000)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.messages import FLAG_GAP, Histogram, TagBatch
+from engine.node import In, Node, Out, Param
+
+from ._kernels import correlation as K
+
+
+def swabian_index(binwidth_ps: int, n_bins: int) -> np.ndarray:
+    """Bin-centre lags (float64 ps) of a zero-centred ``n_bins x binwidth_ps`` histogram."""
+    return (np.arange(n_bins, dtype=np.float64) - (n_bins - 1) / 2.0) * float(binwidth_ps)
+
+
+def rational_index(span_ps: int, n_bins: int) -> np.ndarray:
+    """Bin-centre lags (float64 ps) of ``n_bins`` rational bins over ``span_ps`` centred on zero."""
+    return (np.arange(n_bins, dtype=np.float64) + 0.5 - n_bins / 2.0) * (span_ps / n_bins)
+
+
+def correlate(time_ps, channel, channel_1: int, channel_2: int, binwidth_ps: int, n_bins: int) -> np.ndarray:
+    """Offline :class:`Correlation`: int64 counts of ``t(channel_2) - t(channel_1)``.
+
+    ``time_ps`` int64 ascending, ``channel`` int array of the same length. Same
+    binning and pair rules as the node (see the module docstring).
+    """
+    time_ps, channel = _as_tags(time_ps, channel, "correlate")
+    _check_positive(binwidth_ps=binwidth_ps, n_bins=n_bins)
+    hist = np.zeros(int(n_bins), np.int64)
+    K.correlate_stream(time_ps, channel, int(channel_1), int(channel_2), int(binwidth_ps), int(n_bins),
+                       hist, K.new_state())
+    return hist
+
+
+def start_stop_histogram(delay_ps, channel=None, span_ps: int = 500_000, n_bins: int = 215,
+                         select_channel: int | None = None) -> np.ndarray:
+    """Offline :class:`StartStopHistogram`: int64 counts of ``delay_ps``.
+
+    ``channel`` (optional) lets marker tags (< 0) and ``select_channel`` filter.
+    """
+    delay_ps = np.ascontiguousarray(delay_ps, dtype=np.int64)
+    if channel is None:
+        channel = np.zeros(len(delay_ps), np.int16)
+    channel = np.ascontiguousarray(channel)
+    if channel.shape != delay_ps.shape:
+        raise ValueError("start_stop_histogram: delay_ps and channel must have the same length")
+    _check_positive(span_ps=span_ps, n_bins=n_bins)
+    hist = np.zeros(int(n_bins), np.int64)
+    K.delay_histogram(delay_ps, channel, -1 if select_channel is None else int(select_channel), int(span_ps),
+                      int(n_bins), hist)
+    return hist
+
+
+def _check_positive(**kw):
+    for k, v in kw.items():
+        if int(v) < 1:
+            raise ValueError(f"parameter '{k}' must be >= 1; got {v!r}")
+
+
+def _as_tags(time_ps, channel, where):
+    time_ps = np.ascontiguousarray(time_ps, dtype=np.int64)
+    channel = np.ascontiguousarray(channel)
+    if time_ps.ndim != 1 or channel.shape != time_ps.shape:
+        raise ValueError(f"{where}: time_ps and channel must be 1-D arrays of equal length")
+    if channel.dtype.kind not in "iu":
+        raise ValueError(f"{where}: channel must be an integer array; got {channel.dtype}")
+    return time_ps, channel
+
+
+class _SnapshotNode(Node):
+    """Shared snapshot cadence, coverage and gap bookkeeping for histogram nodes."""
+
+    tags = In(TagBatch, doc="time tags")
+    out = Out(Histogram)
+    snapshot_every_s = Param(float, default=1.0, min=0.0, optional=True, unit="s",
+                             doc="emit a cumulative snapshot each time data time advances this much "
+                                 "(0: every batch; None: only at the end)")
+
+    def reset(self):
+        self.counters = {"gaps": 0, "batches": 0, "tags": 0}
+        self._t_begin = None
+        self._t_end = None
+        self._covered = 0
+        self._next_snap = None
+        self._seq = 0
+        self._dirty = False
+        self.reset_state()
+
+    def reset_state(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def reset_carry(self):
+        """Forget carried tags (called at a gap)."""
+
+    def process(self, msg, port):
+        if msg.flags & FLAG_GAP:
+            self.counters["gaps"] += 1
+            self.reset_carry()
+        if self._t_begin is None:
+            self._t_begin = msg.t_begin_ps
+            if self.snapshot_every_s:
+                self._next_snap = msg.t_begin_ps + int(round(self.snapshot_every_s * 1e12))
+        self._t_end = msg.t_end_ps if self._t_end is None else max(self._t_end, msg.t_end_ps)
+        self._covered += max(0, msg.t_end_ps - msg.t_begin_ps)
+        self.counters["batches"] += 1
+        self.counters["tags"] += len(msg)
+        if len(msg):
+            self.consume(msg)
+        self._dirty = True
+        if self.snapshot_every_s is not None and (
+                self.snapshot_every_s == 0 or (self._next_snap is not None and self._t_end >= self._next_snap)):
+            if self.snapshot_every_s:
+                step = int(round(self.snapshot_every_s * 1e12))
+                while self._next_snap <= self._t_end:
+                    self._next_snap += step
+            yield self._snapshot()
+
+    def finish(self):
+        yield self._snapshot()
+
+    def _snapshot(self):
+        self._dirty = False
+        msg = self.snapshot()
+        msg.t_begin_ps = int(self._t_begin or 0)
+        msg.t_end_ps = int(self._t_end or 0)
+        msg.seq = self._seq
+        msg.meta.update({"gaps": self.counters["gaps"], "covered_ps": int(self._covered)})
+        self._seq += 1
+        return msg
+
+    def consume(self, msg):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def snapshot(self) -> Histogram:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Correlation(_SnapshotNode):
+    """Multi-start multi-stop T2 correlation of two channels (Swabian ``Correlation``).
+
+    Parameters: ``channel_1``, ``channel_2`` (lag = t(channel_2) - t(channel_1);
+    equal channels: auto-correlation), ``binwidth_ps`` (ps, >= 1), ``n_bins``
+    (>= 1), ``snapshot_every_s``. Port ``tags`` (TagBatch) -> ``out``
+    (Histogram, 1-D, ``singles = [N(channel_1), N(channel_2)]``). Binning and
+    edge conventions: see the module docstring.
+
+    Example: ``Correlation(channel_1=0, channel_2=1, binwidth_ps=100, n_bins=5000)``
+    """
+
+    channel_1 = Param(int, default=0, doc="start channel (lag = t(channel_2) - t(channel_1))")
+    channel_2 = Param(int, default=1, doc="stop channel")
+    binwidth_ps = Param(int, default=1000, min=1, unit="ps", doc="bin width")
+    n_bins = Param(int, default=1000, min=1, max=100_000_000, doc="number of bins, centred on zero lag")
+
+    def reset_state(self):
+        self._hist = np.zeros(self.n_bins, np.int64)
+        self._singles = np.zeros(2, np.int64)
+        self._chans = np.array([self.channel_1, self.channel_2], np.int64)
+        self._state = K.new_state()
+
+    def reset_carry(self):
+        self._state["st"][:] = 0
+
+    def warmup(self):
+        K.warmup()
+
+    def consume(self, msg):
+        K.correlate_stream(msg.time_ps, msg.channel, self.channel_1, self.channel_2, self.binwidth_ps,
+                           self.n_bins, self._hist, self._state)
+        if self.channel_1 == self.channel_2:
+            K.count_channels(msg.channel, self._chans[:1], self._singles[:1])
+            self._singles[1] = self._singles[0]
+        else:
+            K.count_channels(msg.channel, self._chans, self._singles)
+
+    def snapshot(self):
+        return Histogram(counts=self._hist.copy(), lag_ps=self.get_index(), binwidth_ps=self.binwidth_ps,
+                         singles=self._singles.copy(),
+                         meta={"channel_1": self.channel_1, "channel_2": self.channel_2,
+                               "lag": "t(channel_2) - t(channel_1)"})
+
+    def get_data(self) -> np.ndarray:
+        """Cumulative counts (int64, ``n_bins``)."""
+        return self._hist.copy()
+
+    def get_index(self) -> np.ndarray:
+        """Bin-centre lags in ps (float64, ``n_bins``)."""
+        return swabian_index(self.binwidth_ps, self.n_bins)
+
+
+class StartStopHistogram(_SnapshotNode):
+    """Histogram of start-stop (TAC) ``delay_ps`` -- the SPC-150 path of the paper.
+
+    Parameters: ``span_ps`` (ps, full width, default 500 000), ``n_bins``
+    (default 215: zero delay at the centre of bin 107), ``channel`` (only tags of
+    this detector channel; None: all detector channels), ``snapshot_every_s``.
+    Port ``tags`` (TagBatch with ``delay_ps``) -> ``out`` (Histogram,
+    ``binwidth_ps = span_ps / n_bins`` as a float, ``singles = [tags binned]``).
+    Bin rule: see the module docstring.
+
+    Example: ``StartStopHistogram(span_ps=500_000, n_bins=215)``
+    """
+
+    span_ps = Param(int, default=500_000, min=1, unit="ps", doc="full width of the histogram, centred on zero")
+    n_bins = Param(int, default=215, min=1, max=100_000_000, doc="number of bins")
+    channel = Param(int, default=None, optional=True, min=0, doc="detector channel to use (None: all)")
+
+    def reset_state(self):
+        self._hist = np.zeros(self.n_bins, np.int64)
+        self._used = 0
+
+    def warmup(self):
+        K.warmup()
+
+    def consume(self, msg):
+        if msg.delay_ps is None:
+            raise ValueError(f"step '{self.step_id}': TagBatch seq {msg.seq} has no delay_ps (T2 tags); "
+                             "StartStopHistogram needs start-stop (TAC) records -- use Correlation for T2 data")
+        self._used += K.delay_histogram(msg.delay_ps, msg.channel, -1 if self.channel is None else self.channel,
+                                        self.span_ps, self.n_bins, self._hist)
+
+    def snapshot(self):
+        return Histogram(counts=self._hist.copy(), lag_ps=self.get_index(),
+                         binwidth_ps=self.span_ps / self.n_bins,
+                         singles=np.array([self._used], np.int64),
+                         meta={"span_ps": self.span_ps, "bin_rule": "((2*delay + span)*n_bins)//(2*span)"})
+
+    def get_data(self) -> np.ndarray:
+        return self._hist.copy()
+
+    def get_index(self) -> np.ndarray:
+        return rational_index(self.span_ps, self.n_bins)
