@@ -1,0 +1,346 @@
+"""``SPCFile``: stream a Becker & Hickl FIFO ``.spc`` file (optionally while SPCM writes it).
+
+Purpose
+    Read ``.spc`` files of any size with bounded memory (``batch_records`` records per
+    read), decode them with the numba kernels of :mod:`sources.spc.records` and emit
+    :class:`~engine.messages.TagBatch` es that tile time. ``follow=True`` tails a file
+    that is still growing and stops once it has not grown for ``follow_timeout_s`` or
+    when the run is stopped (Ctrl-C).
+
+Parameters
+    path             the ``.spc`` file
+    follow           tail a growing file (default False)
+    tac_range_ps     TAC range spanned by the ADC (ps); default ``SP_TAC_R/SP_TAC_G`` of the
+                     ``.set``; without either, batches carry ``delay_ps=None``
+    zero_delay_ps    microtime (ps) that counts as zero delay: ``delay_ps = microtime_ps - zero_delay_ps``
+    format           record format or card ('spc1xx', 'spc600_256', 'spc600_4096', 'SPC-150', ...);
+                     default: from the ``.set`` module and the header, else inferred from the data
+    macro_clock_ps   override the header's macro clock (ps)
+    batch_records    records decoded per batch (memory bound ~ 14 bytes x this)
+    follow_timeout_s stop following after the file has not grown for this long (s)
+    strict           time going backwards raises (True) or is skipped and counted (False)
+
+Ports
+    out: TagBatch (channel = routing 0..15 for photons, FRAME/LINE/PIXEL/USER markers;
+    delay_ps int64, NO_DELAY for markers)
+
+Example
+    >>> from engine.graph import Graph                              # doctest: +SKIP
+    >>> g = Graph("replay"); g.add("tags", SPCFile("scan.spc"))     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.messages import Descriptor, TagBatch
+from engine.node import Out, Param, Source, plain
+
+from .records import (FORMATS, Header, RecordFormat, SPCFormatError, StreamDecoder, parse_header, resolve_format)
+from .setfile import SetFile, find_set, read_set
+from .stream import TagAssembler
+
+
+class SPCWarning(UserWarning):
+    """Something in an SPC file is unusual but was decoded (message names the byte offset)."""
+
+
+@dataclass
+class SPCFileInfo:
+    """What we know about a file before decoding its records."""
+
+    path: str
+    size: int
+    fmt: RecordFormat
+    header: Header
+    macro_clock_ps: int
+    tac_range_ps: float | None
+    setfile: SetFile | None
+    card: str
+    data_start: int
+    data_end: int  #: end of whole records (trailing partial record excluded)
+    warnings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def _detect_32(path: str, start: int, end: int) -> tuple[str, str]:
+    """Tell SPC-1xx from SPC-600/630 256-ch 32-bit records by decoding a sample.
+
+    The wrong layout reads ADC bits as macrotime, so its time runs backwards about
+    every other record; the right one never does.
+    """
+    n = min((end - start) // 4, 65536)
+    if n <= 0:
+        return "spc1xx", "no records; assumed spc1xx"
+    recs = np.fromfile(path, "<u4", count=n, offset=start)
+    back = {}
+    for name in ("spc1xx", "spc600_256"):
+        d = StreamDecoder(name, strict=False, macro_clock_ps=1)
+        d.feed(recs)
+        back[name] = int(d.counters[8])
+    if back["spc600_256"] < back["spc1xx"]:
+        return "spc600_256", (f"no .set: record format inferred from the data as spc600_256 (SPC-600/630 "
+                              f"256 ch; {back['spc1xx']} backward times of {n} records as spc1xx)")
+    if back["spc1xx"] < back["spc600_256"]:
+        return "spc1xx", "no .set: record format inferred from the data as spc1xx (SPC-130/140/150/160/830)"
+    return "spc1xx", ("no .set and the sample does not tell SPC-1xx from SPC-600/630 256-ch records; "
+                      "assumed spc1xx (pass format=... to be sure)")
+
+
+def _looks_48(head: bytes) -> bool:
+    return (len(head) >= 6 and not head[3] & 0x80 and bool(head[1] & 0x10)
+            and head[4] == 0 and head[5] == 0)
+
+
+def open_spc(path, *, format: str | None = None, tac_range_ps: float | None = None,
+             macro_clock_ps: int | None = None, set_path=None) -> SPCFileInfo:
+    """Inspect header and ``.set`` of ``path`` and decide how to decode it."""
+    path = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"SPC file not found: {path}")
+    size = p.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    warn: list[str] = []
+    notes: list[str] = []
+    sf = None
+    sp = Path(set_path) if set_path else find_set(p)
+    if sp is not None:
+        sf = read_set(sp)
+        warn += sf.warnings
+    card = None
+    if format is not None:
+        fmt = resolve_format(format)
+        card = format if format not in FORMATS else None
+    elif sf is not None and sf.module:
+        card = sf.module
+        if sf.module.startswith(("DPC", "SPC-QC")):
+            raise SPCFormatError(f"module {sf.module} (from {sp}) writes a record format this reader does not "
+                                 f"support", None, path)
+        if sf.module.startswith(("SPC-6", "SPC-4")):
+            if _looks_48(head) and (sf.adc_resolution or 4096) > 256:
+                fmt = FORMATS["spc600_4096"]
+            else:
+                fmt = FORMATS["spc600_256"]
+        else:
+            fmt = FORMATS["spc1xx"]
+    elif _looks_48(head):
+        fmt = FORMATS["spc600_4096"]
+        notes.append("no .set: header looks like a 48-bit SPC-600/630 frame; decoding as spc600_4096")
+    else:
+        name, note = _detect_32(path, 4, size)
+        fmt = FORMATS[name]
+        notes.append(note)
+    if size < fmt.record_bytes:
+        raise SPCFormatError(f"file has {size} bytes, less than one {fmt.record_bytes}-byte header record "
+                             f"(empty or not an .spc file)", 0, path)
+    hdr = parse_header(head, fmt)
+    warn += [f"{path}: {w}" for w in hdr.warnings]
+    if fmt.record_bytes == 4 and not hdr.invalid_flag:
+        pass
+    clk = int(macro_clock_ps) if macro_clock_ps else hdr.macro_clock_ps
+    if clk <= 0:
+        raise SPCFormatError("the header's macro clock is 0; pass macro_clock_ps=... (the macro clock period in ps)",
+                             0, path)
+    tac = tac_range_ps if tac_range_ps is not None else (sf.tac_range_ps if sf is not None else None)
+    if tac is None:
+        notes.append("no .set and no tac_range_ps: microtime bins are known but delay_ps is not (batches carry "
+                     "delay_ps=None); pass tac_range_ps=... to convert")
+    if sf is not None and sf.adc_resolution and sf.adc_resolution != fmt.n_bins:
+        warn.append(f"{sp}: SP_ADC_RE={sf.adc_resolution} but {fmt.name} records hold {fmt.n_bins}-channel ADC "
+                    f"values; microtime_ps is computed as bin*tac_range/{fmt.n_bins} (unverified for reduced "
+                    f"ADC resolution)")
+    data_start = fmt.record_bytes
+    body = size - data_start
+    tail = body % fmt.record_bytes
+    data_end = size - tail
+    if tail:
+        warn.append(f"{path}: byte offset {data_end}: file ends with {tail} byte(s) that do not form a whole "
+                    f"{fmt.record_bytes}-byte record (truncated record ignored)")
+    return SPCFileInfo(path=path, size=size, fmt=fmt, header=hdr, macro_clock_ps=clk, tac_range_ps=tac,
+                       setfile=sf, card=card or fmt.card, data_start=data_start, data_end=data_end,
+                       warnings=warn, notes=notes)
+
+
+def zero_tail(path: str, lo: int, hi: int, rec: int, block: int = 1 << 16) -> int:
+    """Start of the run of all-zero records that ends at ``hi`` (``hi`` if none)."""
+    end = hi
+    with open(path, "rb") as fh:
+        while end > lo:
+            n = min(block - block % rec, end - lo)
+            fh.seek(end - n)
+            buf = np.frombuffer(fh.read(n), np.uint8)
+            if len(buf) != n:
+                break
+            nz = np.flatnonzero(buf)
+            if len(nz):
+                last = int(nz[-1])
+                # round up to the end of the record containing the last non-zero byte
+                rel = end - n + last - lo
+                return lo + (rel // rec + 1) * rec
+            end -= n
+    return lo
+
+
+def _read_records(fh, fmt: RecordFormat, pos: int, n: int) -> np.ndarray:
+    fh.seek(pos)
+    if fmt.record_bytes == 4:
+        return np.fromfile(fh, "<u4", count=n)
+    return np.fromfile(fh, "<u2", count=3 * n).reshape(-1, 3)
+
+
+def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder, *, batch_records: int = 1 << 20, follow: bool = False,
+                follow_timeout_s: float = 5.0, poll_s: float = 0.05, stop=lambda: False, on_warning=None):
+    """Yield ``(pieces, final)`` for consecutive chunks of the file; the last has ``final=True``.
+
+    Trailing all-zero records (padding; spc_format.md §7.2) are dropped with a
+    warning; in follow mode they are held back until non-zero data follows them.
+    """
+    rec = info.fmt.record_bytes
+    path = info.path
+    pos = info.data_start
+    on_warning = on_warning or (lambda m: None)
+    last_growth = time.monotonic()
+    last_size = info.size
+    with open(path, "rb") as fh:
+        if not follow:
+            end = zero_tail(path, pos, info.data_end, rec)
+            if end < info.data_end:
+                on_warning(f"{path}: byte offset {end}: file ends with {(info.data_end - end) // rec} all-zero "
+                           f"record(s) (padding, not photons); ignored")
+            while pos < end and not stop():
+                n = min(batch_records, (end - pos) // rec)
+                recs = _read_records(fh, info.fmt, pos, n)
+                pos += n * rec
+                yield decoder.feed(recs), pos >= end
+            if pos >= end:
+                return
+            yield [], True
+            return
+        # follow mode
+        while True:
+            size = os.path.getsize(path)
+            if size != last_size:
+                last_size = size
+                last_growth = time.monotonic()
+            whole = pos + (size - pos) // rec * rec
+            avail_end = zero_tail(path, pos, whole, rec) if whole > pos else pos
+            if avail_end > pos:
+                n = min(batch_records, (avail_end - pos) // rec)
+                recs = _read_records(fh, info.fmt, pos, n)
+                pos += n * rec
+                yield decoder.feed(recs), False
+                continue
+            if stop() or time.monotonic() - last_growth >= follow_timeout_s:
+                if whole > pos:
+                    on_warning(f"{path}: byte offset {pos}: file ends with {(whole - pos) // rec} all-zero "
+                               f"record(s) (padding, not photons); ignored")
+                if size > whole:
+                    on_warning(f"{path}: byte offset {whole}: file ends with {size - whole} byte(s) that do not "
+                               f"form a whole {rec}-byte record (truncated record ignored)")
+                yield [], True
+                return
+            time.sleep(poll_s)
+
+
+class SPCFile(Source):
+    """Stream a B&H ``.spc`` FIFO file as TagBatches (see the module docstring)."""
+
+    out = Out(TagBatch, doc="photon tags (delay_ps = TAC microtime - zero_delay_ps) and scan markers")
+    path = Param(str, doc="the .spc file")
+    follow = Param(bool, default=False, doc="tail a file that SPCM is still writing")
+    tac_range_ps = Param(float, default=None, optional=True, min=1e-3, unit="ps",
+                         doc="TAC range spanned by the ADC; default SP_TAC_R/SP_TAC_G from the .set")
+    zero_delay_ps = Param(int, default=0, unit="ps", doc="microtime taken as zero delay")
+    format = Param(str, default=None, optional=True,
+                   doc="record format or card: spc1xx, spc600_256, spc600_4096, SPC-150, ...; default auto")
+    macro_clock_ps = Param(int, default=None, optional=True, min=1, unit="ps", doc="override the header clock")
+    set_path = Param(str, default=None, optional=True, doc=".set file (default: next to the .spc)")
+    batch_records = Param(int, default=1 << 20, min=1, doc="records decoded per batch (bounds memory)")
+    follow_timeout_s = Param(float, default=5.0, min=0.0, unit="s",
+                             doc="follow mode: stop once the file has not grown for this long")
+    poll_s = Param(float, default=0.05, min=0.001, unit="s", doc="follow mode: polling interval")
+    strict = Param(bool, default=True, doc="raise on time going backwards (False: skip and count)")
+
+    def check(self):
+        if not self.follow and not Path(self.path).is_file():
+            raise FileNotFoundError(f"SPCFile: file not found: {self.path}")
+
+    def _open(self) -> SPCFileInfo:
+        return open_spc(self.path, format=self.format, tac_range_ps=self.tac_range_ps,
+                        macro_clock_ps=self.macro_clock_ps, set_path=self.set_path)
+
+    def describe(self):
+        d = super().describe()
+        info = {}
+        try:
+            fi = self._open()
+            info = {"format": fi.fmt.name, "card": fi.card, "macro_clock_ps": fi.macro_clock_ps,
+                    "tac_range_ps": fi.tac_range_ps, "n_bins": fi.fmt.n_bins}
+        except Exception as exc:  # noqa: BLE001 - file may not exist yet (follow mode)
+            info = {"error": str(exc)}
+        for desc in d.values():
+            desc.info.update(plain(info))
+            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
+        return d
+
+    def reset(self):
+        self.warnings: list[str] = []
+        self.counters = {}
+        self.info = None
+        self.decoder = None
+
+    def _warn(self, msg: str):
+        self.warnings.append(msg)
+        warnings.warn(msg, SPCWarning, stacklevel=3)
+
+    def generate(self):
+        if self.follow and not Path(self.path).is_file():
+            t0 = time.monotonic()
+            while not Path(self.path).is_file():
+                if self.stop_requested:
+                    return
+                if time.monotonic() - t0 > self.follow_timeout_s:
+                    raise FileNotFoundError(f"SPCFile(follow=True): {self.path} did not appear within "
+                                            f"follow_timeout_s={self.follow_timeout_s} s")
+                time.sleep(self.poll_s)
+            while os.path.getsize(self.path) < 6 and time.monotonic() - t0 < self.follow_timeout_s:
+                time.sleep(self.poll_s)
+        fi = self.info = self._open()
+        for w in fi.warnings:
+            self._warn(w)
+        dec = self.decoder = StreamDecoder(fi.fmt, strict=self.strict, header_bytes=fi.data_start,
+                                           macro_clock_ps=fi.macro_clock_ps, path=fi.path)
+        asm = TagAssembler(dec, macro_clock_ps=fi.macro_clock_ps, tac_range_ps=fi.tac_range_ps,
+                           zero_delay_ps=self.zero_delay_ps)
+        gaps_seen = 0
+        for pieces, final in iter_pieces(fi, dec, batch_records=self.batch_records, follow=self.follow,
+                                         follow_timeout_s=self.follow_timeout_s, poll_s=self.poll_s,
+                                         stop=lambda: self.stop_requested, on_warning=self._warn):
+            for p in pieces:
+                if p.gap:
+                    gaps_seen += 1
+                    self._warn(f"{fi.path}: byte offset {dec.byte_offset(p.first_record)}: GAP flag: the card's "
+                               f"FIFO overflowed and data were lost before this record")
+            yield from asm.add(pieces)
+            b = asm.flush(dec.cover_ticks(final=final), force=final)
+            if b is not None:
+                yield b
+            self._update_counters(dec, asm)
+            if final:
+                break
+        else:
+            self.exit_status = "abort" if self.stop_requested else "success"
+        self._update_counters(dec, asm)
+        bad = dec.counters[8]
+        if bad:
+            self._warn(f"{fi.path}: skipped {int(bad)} record(s) whose macrotime went backwards (strict=False)")
+
+    def _update_counters(self, dec, asm):
+        self.counters = {**dec.counter_dict(), "batches": asm.seq}
