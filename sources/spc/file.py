@@ -344,3 +344,99 @@ class SPCFile(Source):
 
     def _update_counters(self, dec, asm):
         self.counters = {**dec.counter_dict(), "batches": asm.seq}
+
+
+def summarize(path, *, format: str | None = None, tac_range_ps: float | None = None,
+              macro_clock_ps: int | None = None, batch_records: int = 1 << 20, n_first: int = 20) -> dict:
+    """Decode a whole file (bounded memory) and summarise it: the ``antibunch inspect`` JSON.
+
+    Decodes with ``strict=False`` so that a damaged file is still summarised: records
+    whose time goes backwards are skipped, counted and reported in ``warnings``.
+    """
+    msgs: list[str] = []
+    fi = open_spc(path, format=format, tac_range_ps=tac_range_ps, macro_clock_ps=macro_clock_ps)
+    msgs += fi.warnings
+    dec = StreamDecoder(fi.fmt, strict=False, header_bytes=fi.data_start, macro_clock_ps=fi.macro_clock_ps,
+                        path=fi.path)
+    per_ch = np.zeros(256, np.int64)
+    first: list[list[int]] = []
+    last_photon = None
+    last_tag = None
+    first_tag = None
+    clk = fi.macro_clock_ps
+    gaps: list[int] = []
+    for pieces, _final in iter_pieces(fi, dec, batch_records=batch_records, on_warning=msgs.append):
+        for p in pieces:
+            if p.gap:
+                gaps.append(dec.byte_offset(p.first_record))
+            if not len(p.ticks):
+                continue
+            if first_tag is None:
+                first_tag = int(p.ticks[0])
+            last_tag = int(p.ticks[-1])
+            ph = p.chan >= 0
+            if ph.any():
+                ch = p.chan[ph]
+                per_ch += np.bincount(ch, minlength=256)[:256]
+                last_photon = int(p.ticks[ph][-1])
+                if len(first) < n_first:
+                    idx = np.flatnonzero(ph)[: n_first - len(first)]
+                    first += [[int(p.ticks[i]) * clk, int(p.mbin[i]), int(p.chan[i])] for i in idx]
+    c = dec.counter_dict()
+    for off in gaps[:10]:
+        msgs.append(f"{fi.path}: byte offset {off}: GAP flag: the card's FIFO overflowed and data were lost "
+                    f"before this record")
+    if len(gaps) > 10:
+        msgs.append(f"{fi.path}: {len(gaps)} GAP records in total (first 10 listed)")
+    if c["backwards_skipped"]:
+        msgs.append(f"{fi.path}: byte offset {dec.byte_offset(dec.first_backwards or 0)}: "
+                    f"{c['backwards_skipped']} record(s) whose macrotime goes backwards were skipped (first "
+                    f"listed); the file is damaged or decoded with the wrong format")
+    if c["mark_without_invalid"]:
+        msgs.append(f"{fi.path}: {c['mark_without_invalid']} record(s) with MARK set but INVALID clear "
+                    f"(not written by B&H hardware) skipped")
+    if c["empty_marker_records"]:
+        msgs.append(f"{fi.path}: {c['empty_marker_records']} marker record(s) with an empty mask skipped")
+    hdr = fi.header
+    n_bins = fi.fmt.n_bins
+    cover = dec.cover_ticks(final=True)
+    out = {
+        "file": fi.path,
+        "size_bytes": fi.size,
+        "format": fi.fmt.name,
+        "card": fi.card,
+        "record_bytes": fi.fmt.record_bytes,
+        "macro_clock_ps": clk,
+        "overflow_period": fi.fmt.period,
+        "n_bins": n_bins,
+        "tac_range_ps": fi.tac_range_ps,
+        "microtime_bin_ps": (fi.tac_range_ps / n_bins) if fi.tac_range_ps else None,
+        "header": {"word": f"0x{hdr.word:08x}" if fi.fmt.record_bytes == 4 else f"0x{hdr.word:012x}",
+                   "macro_clock_0p1ns": hdr.macro_clock_0p1ns, "n_routing_bits": hdr.n_routing_bits,
+                   "raw_data_flag": hdr.raw_flag, "marker_flag": hdr.marker_flag,
+                   "reserved_bit24": hdr.reserved_bit24, "invalid_flag": hdr.invalid_flag},
+        "set_file": None if fi.setfile is None else {
+            "path": fi.setfile.path, "module": fi.setfile.module, "revision": fi.setfile.revision_text,
+            "params": {k: fi.setfile.params[k] for k in ("SP_MODE", "SP_TAC_R", "SP_TAC_G", "SP_TAC_LL",
+                                                          "SP_TAC_LH", "SP_TAC_OF", "SP_ADC_RE", "SP_MTCLK",
+                                                          "SP_SYN_FD", "SP_IMG_X", "SP_IMG_Y", "SP_PIX_CLK")
+                       if k in fi.setfile.params}},
+        "n_records": (fi.data_end - fi.data_start) // fi.fmt.record_bytes,
+        "records": {"padding_zero_records": (fi.data_end - fi.data_start) // fi.fmt.record_bytes - c["records"],
+                    **{k: c[k] for k in ("photons", "invalid_photons", "overflow_count_entries", "marker_records",
+                                      "gap_records", "mtov_flags", "backwards_skipped", "mark_without_invalid",
+                                      "empty_marker_records")}},
+        "n_overflows": c["overflows_total"],
+        "n_photons": c["photons"],
+        "photons_per_channel": {str(i): int(v) for i, v in enumerate(per_ch) if v},
+        "markers": {"pixel": c["pixel_markers"], "line": c["line_markers"], "frame": c["frame_markers"],
+                    "user": c["user_markers"]},
+        "first_photons": first,
+        "first_macrotime_ps": None if first_tag is None else first_tag * clk,
+        "last_macrotime_ps": None if last_photon is None else last_photon * clk,
+        "last_tag_ps": None if last_tag is None else last_tag * clk,
+        "duration_ps": cover * clk,
+        "warnings": msgs,
+        "notes": fi.notes,
+    }
+    return out

@@ -207,7 +207,8 @@ def _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters):
 def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
     """Decode 32-bit records ``words[start:]`` (layout 0 = SPC-1xx, 1 = SPC-600/630 256 ch).
 
-    ``state`` int64[2] = (overflows so far, last tag tick or -1), updated in place.
+    ``state`` int64[3] = (overflows so far, last tag tick or -1, index of the first
+    record skipped for going backwards or -1), updated in place.
     Returns ``(next_record, n_out, status)``; the kernel stops *before* a GAP record
     that is not the first one of the call (ST_GAP), when fewer than 4 output slots
     are left (ST_FULL), on a backwards time (ST_BACKWARDS, strict only) or when the
@@ -275,6 +276,8 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                         status = 3
                         break
                     counters[8] += 1
+                    if state[2] < 0:
+                        state[2] = i
                     i += 1
                     continue
                 last = t
@@ -304,6 +307,8 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                 status = 3
                 break
             counters[8] += 1
+            if state[2] < 0:
+                state[2] = i
             i += 1
             continue
         last = t
@@ -364,6 +369,8 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
                 status = 3
                 break
             counters[8] += 1
+            if state[2] < 0:
+                state[2] = i
             i += 1
             continue
         last = t
@@ -539,9 +546,10 @@ class StreamDecoder:
         self.strict = bool(strict)
         self.header_bytes = self.fmt.record_bytes if header_bytes is None else header_bytes
         self.path = path
-        self.state = np.array([0, -1], np.int64)
+        self.state = np.array([0, -1, -1], np.int64)  # overflows, last tick, first skipped (local)
         self.counters = np.zeros(N_COUNTERS, np.int64)
         self.records_done = 0
+        self.first_backwards: int | None = None  #: global index of the first skipped record (strict=False)
         self.max_ticks = np.int64((1 << 62) // max(1, int(macro_clock_ps)))
         self.out_capacity = int(out_capacity)
 
@@ -587,6 +595,10 @@ class StreamDecoder:
             else:
                 i, k, st = decode32(recs, start, lay, self.strict, self.max_ticks, self.state, out_t, out_c,
                                     out_b, self.counters)
+            if self.state[2] >= 0:
+                if self.first_backwards is None:
+                    self.first_backwards = self.records_done + int(self.state[2])
+                self.state[2] = -1
             if k or gap:
                 pieces.append(Piece(out_t[:k], out_c[:k], out_b[:k], gap, cover0,
                                     self.records_done + start))
