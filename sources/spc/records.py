@@ -700,8 +700,19 @@ class Encoder:
         self.no_delay = no_delay
         self.state = np.array([0, -1], np.int64)
         self._held = (np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.int64))
-        self.counters = {"tags": 0, "records": 0, "quantized_times": 0, "skipped_no_delay": 0, "markers": 0}
+        self.counters = {"tags": 0, "records": 0, "quantized_times": 0, "skipped_no_delay": 0, "markers": 0,
+                         "gaps": 0}
         self.n_in = 0
+        self._gap_next = False
+
+    def mark_gap(self) -> bytes:
+        """Data were lost here: flush held tags and set the GAP bit on the next record."""
+        ht, hc, hb = self._held
+        self._held = (np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.int64))
+        out = self._encode(ht, hc, hb)
+        self._gap_next = True
+        self.counters["gaps"] += 1
+        return out
 
     def header(self, n_routing_bits: int = 4) -> bytes:
         return make_header(self.fmt, self.clk, n_routing_bits, markers=self.fmt.markers)
@@ -812,6 +823,19 @@ class Encoder:
 
     def _to_bytes(self, recs: np.ndarray) -> bytes:
         self.counters["records"] += len(recs)
+        if self._gap_next and len(recs):
+            if self.fmt.layout == 2:
+                recs[0] |= np.uint64(0x4000)
+            else:
+                count = (recs & np.uint64(0xC0000000)) == np.uint64(0xC0000000)
+                if self.fmt.layout == 0:
+                    count &= (recs & np.uint64(MARK)) == 0
+                k = int(np.argmin(count)) if not count.all() else -1
+                if k >= 0:
+                    recs[k] |= np.uint64(GAP)
+                    self._gap_next = False
+            if self.fmt.layout == 2:
+                self._gap_next = False
         if self.fmt.record_bytes == 4:
             return recs.astype("<u4").tobytes()
         w = np.empty((len(recs), 3), "<u2")
