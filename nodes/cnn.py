@@ -158,6 +158,16 @@ def predict(net, counts, device=None, batch_size: int = 4096):
 check_counts = g2model.check_counts
 
 
+def require_paper_binning(lag_ps, binwidth_ps=None) -> None:
+    """ValueError unless ``lag_ps`` is the paper's binning (the only one the network knows)."""
+    lag = np.asarray(lag_ps, dtype=np.float64)
+    if not g2model.is_paper_binning(lag, binwidth_ps):
+        span = f"{lag.size} bins from {lag[0]:.1f} to {lag[-1]:.1f} ps" if lag.size else "no bins"
+        raise ValueError("lag_ps: G2CNN supports only the paper's binning (215 bins over 500 ns, zero lag at "
+                         f"the centre of bin 107, bin width {g2model.PAPER_BINWIDTH_PS:.4f} ps); got {span}. "
+                         "Re-bin the data or use the 'mle'/'lm' estimators, which take any binning")
+
+
 _MODEL_CACHE: dict = {}
 
 
@@ -177,11 +187,7 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     ``model`` = (net, meta, device) from :func:`load_model` to skip loading.
     """
     c, lag = check_counts(counts, lag_ps)
-    if not g2model.is_paper_binning(lag, binwidth_ps):
-        raise ValueError("G2CNN supports only the paper's binning (lag_ps: 215 bins over 500 ns, zero lag at "
-                         f"the centre of bin 107, bin width {g2model.PAPER_BINWIDTH_PS:.4f} ps); got "
-                         f"{lag.size} bins from {lag[0]:.1f} to {lag[-1]:.1f} ps. Re-bin the data or use "
-                         "the 'mle'/'lm' estimators, which take any binning")
+    require_paper_binning(lag, binwidth_ps)
     net, meta, dev = model if model is not None else _cached_model(weights, device)
     t0 = time.perf_counter()
     tot = c.sum(axis=1).astype(np.float64)
@@ -251,10 +257,10 @@ class G2CNN(Node):
         bw = float(msg.binwidth_ps) or None
         if self._lag is None:
             check_counts(counts if len(counts) else np.zeros((1, lag.size), np.int64), lag)
-            if not g2model.is_paper_binning(lag, bw):
-                raise ValueError(f"step '{self.step_id}': G2CNN supports only the paper's binning "
-                                 f"(215 bins over 500 ns, zero at the centre of bin 107); got {lag.size} bins "
-                                 f"from {lag[0]:.0f} to {lag[-1]:.0f} ps. Use PoissonMLE or LMFit for other binnings")
+            try:
+                require_paper_binning(lag, bw)
+            except ValueError as exc:
+                raise ValueError(f"step '{self.step_id}': {exc}") from exc
             self._lag, self._bw = lag, bw
         self._shape = shape
         for p, c in zip(pix.tolist(), counts):

@@ -1,0 +1,187 @@
+"""CLI commands of the g2(0) estimators: ``estimate``, ``train``, ``evaluate``.
+
+``antibunch estimate {lm,mle,cnn} INPUT.npz OUTPUT.npz [--weights PATH]``
+    INPUT: ``counts`` int (N, n_bins), ``lag_ps`` float (n_bins,) bin-centre lags, optional
+    ``duration_s`` float (N,) (checked, recorded, not needed by the estimators).
+    OUTPUT: ``g2_0`` (N,), ``g2_0_err`` (N,) (NaN where none), ``compute_s`` (seconds spent
+    estimating, excluding imports, model loading, kernel warm-up and file I/O), plus
+    ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("estimate", help="g2(0) of histograms in an .npz (lm, mle or cnn)")
+    p.add_argument("method", choices=("lm", "mle", "cnn"))
+    p.add_argument("input", help="INPUT.npz with counts (N, n_bins) and lag_ps (n_bins,)")
+    p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags)")
+    p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
+    p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("train", help="train the G2CNN on simulated (or recorded HDF5) histograms")
+    p.add_argument("--out", default=None, help="output .pt (a .json is written beside it); default g2cnn_w<W>.pt")
+    p.add_argument("--width", type=int, default=32, help="conv filters (paper: 260)")
+    p.add_argument("--depth", type=int, default=3, help="conv layers (paper: 3)")
+    p.add_argument("--loss", default="wmse", choices=("wmse", "mse", "mape", "nll"))
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--samples-per-epoch", type=int, default=50_000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared machines: keep 1)")
+    p.add_argument("--max-minutes", type=float, default=14.0, help="wall-clock budget")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--hdf5", default=None, help="train on recorded histograms from this antibunch HDF5 file")
+    p.add_argument("--labels", default=None, help="with --hdf5: .npz with g2_0 (ny, nx) [and emitter ids]")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="RMSE/bias/MAPE/r² of LM, MLE, CNN vs the Cramér–Rao bound")
+    p.add_argument("--n", type=int, default=300, help="held-out emitters (histograms) per event bucket")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--methods", default="lm,mle,cnn")
+    p.add_argument("--buckets", default="65,250,1000,4000,16000,64000")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--lm-max", type=int, default=None, help="cap LM fits per bucket (slow)")
+    p.add_argument("--plot", default=None, help="write a PNG (error vs events with the bound)")
+    p.add_argument("--json", default=None, help="write the result as JSON to this file")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def load_input(path):
+    """Read and validate an ``estimate`` INPUT.npz -> (counts int64, lag_ps, duration_s or None)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a plain .npz (object arrays are refused): {exc}") from exc
+    with z:
+        for key in ("counts", "lag_ps"):
+            if key not in z.files:
+                raise ValueError(f"{path}: missing key '{key}' (have: {', '.join(z.files) or 'none'})")
+        counts = np.asarray(z["counts"])
+        lag = np.asarray(z["lag_ps"])
+        dur = np.asarray(z["duration_s"]) if "duration_s" in z.files else None
+    if counts.ndim != 2:
+        raise ValueError(f"{path}: key 'counts' must be 2-D (N, n_bins); got shape {counts.shape}")
+    if counts.size == 0:
+        raise ValueError(f"{path}: key 'counts' is empty (shape {counts.shape})")
+    if counts.dtype.kind not in "iuf" :
+        raise ValueError(f"{path}: key 'counts' must be numeric integer counts; got dtype {counts.dtype}")
+    if counts.dtype.kind == "f":
+        if not np.all(np.isfinite(counts)):
+            raise ValueError(f"{path}: key 'counts' contains NaN or infinite values")
+        if np.any(counts != np.round(counts)):
+            raise ValueError(f"{path}: key 'counts' must hold integer counts")
+    if np.any(counts < 0):
+        raise ValueError(f"{path}: key 'counts' contains negative counts")
+    if lag.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: key 'lag_ps' must be numeric; got dtype {lag.dtype}")
+    if lag.ndim != 1 or lag.shape[0] != counts.shape[1]:
+        raise ValueError(f"{path}: key 'lag_ps' must have shape ({counts.shape[1]},) to match counts; got {lag.shape}")
+    if not np.all(np.isfinite(lag)):
+        raise ValueError(f"{path}: key 'lag_ps' contains NaN or infinite values")
+    if np.any(np.diff(lag) <= 0):
+        raise ValueError(f"{path}: key 'lag_ps' must be strictly increasing bin-centre lags")
+    if dur is not None:
+        if dur.shape != (counts.shape[0],) or dur.dtype.kind not in "iuf":
+            raise ValueError(f"{path}: key 'duration_s' must be numeric with shape ({counts.shape[0]},); got {dur.shape}")
+        if not np.all(np.isfinite(dur)) or np.any(dur < 0):
+            raise ValueError(f"{path}: key 'duration_s' must be finite and >= 0")
+    return counts.astype(np.int64), lag.astype(np.float64), dur
+
+
+def cmd_estimate(args) -> int:
+    import os
+
+    counts, lag, dur = load_input(args.input)
+    bw = args.binwidth_ps
+    if args.method == "mle":
+        from ._kernels import mle as K
+        from .mle import estimate_mle
+
+        K.warmup()
+        res = estimate_mle(counts, lag, bw)
+    elif args.method == "lm":
+        from .fit import estimate_lm
+
+        res = estimate_lm(counts, lag, bw)
+    else:
+        from .cnn import estimate_cnn, load_model, predict, require_paper_binning
+
+        require_paper_binning(lag, bw)  # refuse before loading torch
+        model = load_model(args.weights, "auto")
+        predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
+        res = estimate_cnn(counts, lag, bw, model=model)
+    out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
+           "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
+           "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
+    if dur is not None:
+        out["duration_s"] = dur.astype(np.float64)
+    d = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"output directory {d!r} does not exist")
+    with open(args.output, "wb") as fh:
+        np.savez(fh, **out)
+    n = len(counts)
+    nd = int(np.sum(np.asarray(res["flags"]) & 1))
+    print(f"{args.method}: {n} histograms in {res['compute_s']:.3f} s ({n / max(res['compute_s'], 1e-12):.0f}/s), "
+          f"{nd} dark -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training import TrainConfig, load_hdf5, train
+
+    cfg = TrainConfig(width=args.width, depth=args.depth, loss=args.loss, epochs=args.epochs,
+                      samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, lr=args.lr,
+                      patience=args.patience, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
+                      device=args.device)
+    for name in ("width", "depth", "epochs", "samples_per_epoch", "batch_size", "threads"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"train: --{name.replace('_', '-')} must be >= 1")
+    data = None
+    if args.hdf5:
+        data = load_hdf5(args.hdf5, args.labels)
+    elif args.labels:
+        raise ValueError("train: --labels needs --hdf5")
+    out = args.out or f"g2cnn_w{args.width}.pt"
+    meta = train(cfg, out, progress=not args.no_progress and sys.stderr.isatty())
+    m = meta["metrics"]
+    print(f"saved {out} (+ .json): best validation loss {m['val_loss']:.4g} after {m['epochs_run']} epochs, "
+          f"{m['minutes']:.1f} min ({m['stopped']})")
+    for b, r in m["val_buckets"].items():
+        extra = f" RMSE/CRB {r['rmse_over_crb']:.2f}" if "rmse_over_crb" in r else ""
+        print(f"  {b:>6} events: RMSE {r['rmse']:.4f} bias {r['bias']:+.4f}{extra}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .evaluation import METHODS, evaluate, format_table, plot
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"evaluate: unknown method {m!r} in --methods; choose from {', '.join(METHODS)}")
+    try:
+        buckets = [int(float(b)) for b in args.buckets.split(",")]
+    except ValueError as exc:
+        raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
+    if args.n < 5:
+        raise ValueError("evaluate: --n must be >= 5")
+    res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
+                   log=lambda s: print(s, file=sys.stderr))
+    print(format_table(res))
+    if args.plot:
+        plot(res, args.plot)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=1)
+    return 0
