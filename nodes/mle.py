@@ -24,7 +24,8 @@ Parameters (node ``PoissonMLE``):
   singles are zero, e.g. start–stop recordings).
 - ``pool_shape``: fit t1, t2 once on the sum of all (bright) pixels seen so far, then fit only
   C, g0, a per pixel (t1, t2 are emitter properties; assumes one kind of emitter in the scan).
-  Error bars are then conditional on the pooled t1, t2.
+  Error bars are then conditional on the pooled t1, t2. At end of stream every pixel is
+  re-estimated once with the final pooled shape (so results do not depend on chunking).
 - ``t2_max_ns`` (ns), ``dark_threshold`` (events), ``stop_rate_hz`` (Hz; start–stop tilt
   exp(−R_stop·(τ + span/2)) as a known factor, 0 = none), ``max_iter``.
 
@@ -162,6 +163,9 @@ class PoissonMLE(Node):
 
     def reset(self):
         self._store: dict[int, np.ndarray] = {}
+        self._aux: dict[int, tuple] = {}
+        self._axis = None
+        self._shape = [1, 1]
         self._seq = 0
 
     def warmup(self):
@@ -180,22 +184,43 @@ class PoissonMLE(Node):
                                                where=f"step '{self.step_id}' parameter 'normalisation'")
         shape = None
         if self.pool_shape:
-            for p, c in zip(d["pixel"].tolist(), d["counts"]):
-                self._store[int(p)] = c
-            allc = np.stack(list(self._store.values()))
-            allc = allc[allc.sum(axis=1) >= self.dark_threshold]
-            if len(allc):
-                r = estimate_mle(allc.sum(axis=0, keepdims=True), d["lag_ps"], bw, t2_max_ns=self.t2_max_ns,
-                                 dark_threshold=0, stop_rate_hz=self.stop_rate_hz, max_iter=self.max_iter)
-                shape = (r["t1_ps"][0] * 1e-3, r["t2_ps"][0] * 1e-3)
+            self._axis, self._shape = (d["lag_ps"], bw), d["shape"]
+            for i, p in enumerate(d["pixel"].tolist()):
+                self._store[int(p)] = d["counts"][i]
+                self._aux[int(p)] = None if scale is None else scale[i]
+            shape = self._pooled_shape()
+        yield self._estimate(d["pixel"], d["counts"], d["lag_ps"], bw, scale, shape, d["shape"])
+
+    def _pooled_shape(self):
+        allc = np.stack(list(self._store.values()))
+        allc = allc[allc.sum(axis=1) >= max(self.dark_threshold, 1)]
+        if not len(allc):
+            return None
+        lag, bw = self._axis
+        r = estimate_mle(allc.sum(axis=0, keepdims=True), lag, bw, t2_max_ns=self.t2_max_ns, dark_threshold=0,
+                         stop_rate_hz=self.stop_rate_hz, max_iter=self.max_iter)
+        return (r["t1_ps"][0] * 1e-3, r["t2_ps"][0] * 1e-3)
+
+    def _estimate(self, pixel, counts, lag, bw, scale, shape, img_shape):
         try:
-            r = estimate_mle(d["counts"], d["lag_ps"], bw, scale=scale, shape=shape, t2_max_ns=self.t2_max_ns,
+            r = estimate_mle(counts, lag, bw, scale=scale, shape=shape, t2_max_ns=self.t2_max_ns,
                              dark_threshold=self.dark_threshold, stop_rate_hz=self.stop_rate_hz,
                              max_iter=self.max_iter)
         except ValueError as exc:
             raise ValueError(f"step '{self.step_id}': {exc}") from exc
         self._seq += 1
-        yield Estimates(pixel=d["pixel"], g2_0=r["g2_0"], g2_0_err=r["g2_0_err"], n_events=r["n_events"],
-                        flags=r["flags"], method="mle", shape=d["shape"], seq=self._seq,
-                        compute_s=r["compute_s"],
-                        extra={k: np.asarray(r[k], dtype=np.float64) for k in ("t1_ps", "t2_ps", "a", "scale")})
+        return Estimates(pixel=np.asarray(pixel, dtype=np.int64), g2_0=r["g2_0"], g2_0_err=r["g2_0_err"],
+                         n_events=r["n_events"], flags=r["flags"], method="mle", shape=img_shape, seq=self._seq,
+                         compute_s=r["compute_s"],
+                         extra={k: np.asarray(r[k], dtype=np.float64) for k in ("t1_ps", "t2_ps", "a", "scale")})
+
+    def finish(self):
+        """With ``pool_shape``: re-estimate every pixel with the final pooled (t1, t2), so the last
+        estimate of each pixel does not depend on how the stream was chunked."""
+        if not (self.pool_shape and self._store):
+            return
+        shape = self._pooled_shape()
+        pix = np.array(sorted(self._store), dtype=np.int64)
+        counts = np.stack([self._store[p] for p in pix.tolist()])
+        sc = None if self._aux[int(pix[0])] is None else np.array([self._aux[p] for p in pix.tolist()])
+        yield self._estimate(pix, counts, self._axis[0], self._axis[1], sc, shape, self._shape)
