@@ -1,0 +1,513 @@
+"""HDF5 sink: Photon-HDF5 0.5 tags (optional) and antibunch results in one file.
+
+``HDF5Sink(path, save_tags=False)`` writes, with h5py:
+
+- **Tags** (``save_tags=True``, input ``tags``) as Photon-HDF5 0.5 that phconvert's validator
+  accepts: ``/photon_data/timestamps`` (int64, unit 1 ps in ``timestamps_specs/timestamps_unit``),
+  ``/photon_data/detectors`` (int16 channel: detectors ≥ 0; scan markers keep their negative
+  marker channels PIXEL = −1, LINE = −2, FRAME = −3, USER = −4, listed in
+  ``/setup/detectors/id`` with labels), ``/photon_data/user/delay_ps`` (int64 start–stop lag of
+  SPC-150 TAC records, ``NO_DELAY`` = −2⁶³ for tags without a conversion; only when the stream
+  has delays) and ``/user/antibunch/tags/batches`` (int64 rows ``t_begin_ps, t_end_ps, seq,
+  flags, end_index, has_delay``) so :class:`sources.replay.HDF5Replay` re-creates the identical TagBatch
+  stream. ``/setup`` (CW, no lifetime, one spot, ``num_split_ch`` = detectors) and
+  ``measurement_specs`` (``generic``, ``split_ch<i>``) are completed at the end of the stream.
+- **Results** under ``/user/antibunch/``: ``pixels/counts`` int64 ``(ny, nx, n_bins)``,
+  ``pixels/lag_ps``, ``pixels/singles``, ``pixels/exposure_s`` (+ ``pixels/increments``,
+  ``pixels/coincidences`` when present), ``image/<name>`` float64 ``(ny, nx)`` for every image of
+  the assembler (``intensity``, ``g2_0``, ``g2_0_err``, ``G2``, ``G2_direct``, ``G3``, ...) with a
+  ``units`` attribute and ``image/mask``; each group carries the producing node's class, port
+  and parameters (JSON) as attributes; ``graph`` holds the graph name, reference, parameters and
+  the graph file's text; ``software`` the versions; the root attributes
+  ``antibunch_created_utc``/``antibunch_updated_utc``/``antibunch_status``.
+
+Every message is appended (tags) or written in place (pixels, images), then the file is
+``flush()``ed, so a run killed at any point leaves a readable file with everything up to the
+last flush (``antibunch_status`` then still says 'running'). The file format is the HDF5 1.8
+superblock (``libver=('v108', 'v114')``): a v110 superblock would carry a write-status flag that
+makes a file from a killed run unopenable without ``h5clear``.
+
+``check()`` refuses an unwritable path before acquisition starts.
+
+Parameters: ``path`` (str), ``save_tags`` (bool), ``overwrite`` (bool), ``description``,
+``author``, ``author_affiliation`` (str).
+
+Example::
+
+    g.add("save", HDF5Sink("scan.h5"), tags=tags, hist=hist, image=img)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+
+import numpy as np
+
+from engine.messages import (FRAME, LINE, NO_DELAY, PIXEL, USER, Estimates, Image, PixelHistograms,
+                             TagBatch)
+from engine.node import REQUIRED, In, Param, Sink, plain
+
+LIBVER = ("v108", "v114")
+MARKER_LABELS = {PIXEL: "pixel marker", LINE: "line marker", FRAME: "frame marker", USER: "user marker"}
+
+# official Photon-HDF5 0.5 descriptions (TITLE attributes) of the fields we write
+TITLES = {
+    "/": "A file format for photon-counting detector based single-molecule spectroscopy experiments.",
+    "/acquisition_duration": "Measurement duration in seconds.",
+    "/description": "A user-defined comment describing the data file.",
+    "/format_name": "Name of the file format.",
+    "/format_version": "Version for the Photon-HDF5 format.",
+    "/identity": "Information about the Photon-HDF5 data file.",
+    "/identity/author": "Author of the current data file.",
+    "/identity/author_affiliation": "Company or institution the author is affiliated with.",
+    "/identity/creation_time": "Creation time of the current Photon-HDF5 file.",
+    "/identity/filename": "Original file name of the current Photon-HDF5 file (i.e. file name at creation time).",
+    "/identity/filename_full": ("Original file name (with full path) of the current Photon-HDF5 file "
+                                "(i.e. full file name at creation time)."),
+    "/identity/format_name": "Name of the file format.",
+    "/identity/format_url": "Official URL for the Photon-HDF5 format.",
+    "/identity/format_version": "Version for the Photon-HDF5 format.",
+    "/identity/software": "Name of the software used to create the current Photon-HDF5 file.",
+    "/identity/software_version": "Version of the software used to create current the Photon-HDF5 file.",
+    "/photon_data": "Group containing arrays of photon-data.",
+    "/photon_data/detectors": "Array of pixel IDs for each timestamp.",
+    "/photon_data/timestamps": ("Array of photon timestamps. Units specified in timestamps_units "
+                                "(defined in timestamps_specs/)."),
+    "/photon_data/timestamps_specs": "Specifications for timestamps.",
+    "/photon_data/timestamps_specs/timestamps_unit": "Value of 1-unit timestamp-increment in seconds.",
+    "/photon_data/measurement_specs": ("Metadata necessary for interpretation of the particular type of "
+                                       "measurement."),
+    "/photon_data/measurement_specs/measurement_type": "Name of the measurement the data represents.",
+    "/photon_data/measurement_specs/detectors_specs": "Mapping between the pixel IDs and the detection channels.",
+    "/setup": "Information about the experimental setup.",
+    "/setup/num_pixels": "Total number of detector pixels.",
+    "/setup/num_spots": 'Number of excitation (or detection) "spots" in the sample.',
+    "/setup/num_spectral_ch": "Number of distinct spectral bands which are acquired.",
+    "/setup/num_polarization_ch": "Number of distinct polarization states which are acquired.",
+    "/setup/num_split_ch": ("Number of distinct detection channels detecting the same spectral band and "
+                            "polarization. This value is > 1 when using a non-polarizing beam splitter."),
+    "/setup/modulated_excitation": ("True (i.e. 1) if there is any form of excitation modulation of excitation "
+                                    "wavelength (as in us-ALEX or PAX) or polarization. This field is also True "
+                                    "for pulse-interleaved excitation (PIE) or ns-ALEX measurements."),
+    "/setup/lifetime": ("True (i.e. 1) if the measurement includes a nanotimes array of photon arrival times "
+                        "with respect to a laser pulse (as in TCSPC measurements)."),
+    "/setup/excitation_alternated": ("New in version 0.5. Indicates whether each excitation source is "
+                                     "alternated (True, or 1) or not alternated (False, or 0)."),
+    "/setup/excitation_cw": ("For each excitation source, this field indicates whether excitation is "
+                             "continuous wave (CW), True (i.e. 1), or pulsed, False (i.e. 0)."),
+    "/setup/detectors": ("Metadata relative to each detector's pixel. Each field is an array with size equal "
+                         "to the number of the detectors."),
+    "/setup/detectors/id": "Detector IDs as they appear on /photon_data/detectors.",
+    "/setup/detectors/counts": "Total number of counts detected by each detector.",
+}
+_SPLIT_ORD = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+
+
+def _split_title(i):
+    return (f"Pixel IDs for the {_SPLIT_ORD[i] if i < len(_SPLIT_ORD) else f'{i + 1}th'} channel split "
+            "through a non-polarizing beam splitter.")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _software_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("antibunch")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+def open_results(path: str):
+    """Open an antibunch HDF5 file for reading, also one left by a killed SWMR writer."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        return h5py.File(path, "r", swmr=True)
+
+
+class HDF5Sink(Sink):
+    """Write tags (Photon-HDF5 0.5), pixel histograms and images to one HDF5 file.
+
+    See the module docstring for the layout. Inputs are all optional: connect what you want
+    saved (``tags`` only matters with ``save_tags=True``).
+    """
+
+    tags = In(TagBatch, optional=True, doc="time tags (saved with save_tags=True)")
+    hist = In(PixelHistograms, optional=True, doc="per-pixel cumulative histograms")
+    image = In(Image, optional=True, doc="image snapshots")
+    g2 = In(Estimates, optional=True, doc="per-pixel estimates (saved under estimates/)")
+
+    path = Param(str, doc="output .h5 file")
+    save_tags = Param(bool, default=False, doc="also store every tag as Photon-HDF5 photon_data")
+    overwrite = Param(bool, default=True, doc="replace an existing file")
+    description = Param(str, default="antibunch acquisition", doc="Photon-HDF5 /description")
+    author = Param(str, default="", doc="Photon-HDF5 /identity/author")
+    author_affiliation = Param(str, default="", doc="Photon-HDF5 /identity/author_affiliation")
+
+    def __init__(self, path=REQUIRED, **params):
+        if path is not REQUIRED:
+            params["path"] = path
+        super().__init__(**params)
+        self._desc: dict = {}
+        self._f = None
+
+    # -- set-up
+    def check(self):
+        path = os.path.abspath(self.path)
+        d = os.path.dirname(path) or "."
+        where = f"step '{self.step_id}' (HDF5Sink) cannot write '{self.path}'"
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{where}: it is a directory; give a file name ending in .h5")
+        if not os.path.isdir(d):
+            raise FileNotFoundError(f"{where}: directory '{d}' does not exist; create it or choose another path")
+        if not os.access(d, os.W_OK):
+            raise PermissionError(f"{where}: directory '{d}' is not writable; choose another path")
+        if os.path.exists(path):
+            if not self.overwrite:
+                raise FileExistsError(f"{where}: the file exists and overwrite=False; remove it or choose another path")
+            if not os.access(path, os.W_OK):
+                raise PermissionError(f"{where}: the file exists and is read-only; choose another path")
+
+    def on_descriptor(self, port, desc):
+        self._desc[port] = {"node": desc.node, "port": desc.port, "params": plain(desc.params),
+                            "units": plain(desc.units)}
+        if getattr(self, "_f", None) is not None:
+            self._write_provenance(port)
+
+    def reset(self):
+        import h5py
+
+        self.check()
+        self._f = None
+        self._f = h5py.File(self.path, "w", libver=LIBVER)
+        f = self._f
+        self._t_first = None
+        self._t_last = None
+        self._n_tags = 0
+        self._det_counts: dict[int, int] = {}
+        self._has_delay = False
+        self._pix = None
+        self._img_names = set()
+        self._write_skeleton()
+        for port in list(self._desc):
+            self._write_provenance(port)
+        f.flush()
+
+    # -- skeleton and metadata
+    def _title(self, obj, path):
+        t = TITLES.get(path)
+        if t is not None:
+            obj.attrs["TITLE"] = np.bytes_(t)
+
+    def _scalar(self, grp, name, value, path):
+        if isinstance(value, str):
+            value = np.bytes_(value.encode())
+        if name in grp:
+            grp[name][()] = value
+            return grp[name]
+        ds = grp.create_dataset(name, data=value)
+        self._title(ds, path)
+        # PyTables (used by phconvert) returns Python scalars only for the 'python' flavor
+        ds.attrs["CLASS"] = np.bytes_(b"ARRAY")
+        ds.attrs["VERSION"] = np.bytes_(b"2.4")
+        ds.attrs["FLAVOR"] = np.bytes_(b"python")
+        return ds
+
+    def _write_skeleton(self):
+        f = self._f
+        f.attrs["TITLE"] = np.bytes_(TITLES["/"])
+        f.attrs["format_name"] = np.bytes_(b"Photon-HDF5")
+        f.attrs["format_version"] = np.bytes_(b"0.5")
+        f.attrs["format_url"] = np.bytes_(b"http://photon-hdf5.org/")
+        f.attrs["antibunch_created_utc"] = np.bytes_(_now().encode())
+        f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
+        f.attrs["antibunch_status"] = np.bytes_(b"running")
+        self._scalar(f, "description", self.description or " ", "/description")
+        self._scalar(f, "acquisition_duration", 0.0, "/acquisition_duration")
+        self._scalar(f, "format_name", "Photon-HDF5", "/format_name")
+        self._scalar(f, "format_version", "0.5", "/format_version")
+        idn = f.create_group("identity")
+        self._title(idn, "/identity")
+        path = os.path.abspath(self.path)
+        for name, val in (("author", self.author or " "), ("author_affiliation", self.author_affiliation or " "),
+                          ("creation_time", _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")),
+                          ("filename", os.path.basename(path)), ("filename_full", path),
+                          ("format_name", "Photon-HDF5"), ("format_version", "0.5"),
+                          ("format_url", "http://photon-hdf5.org/"), ("software", "antibunch"),
+                          ("software_version", _software_version())):
+            self._scalar(idn, name, val, f"/identity/{name}")
+        setup = f.create_group("setup")
+        self._title(setup, "/setup")
+        for name, val in (("num_pixels", 2), ("num_spots", 1), ("num_spectral_ch", 1), ("num_polarization_ch", 1),
+                          ("num_split_ch", 2), ("modulated_excitation", False), ("lifetime", False)):
+            self._scalar(setup, name, np.int64(val), f"/setup/{name}")
+        for name in ("excitation_alternated", "excitation_cw"):
+            ds = setup.create_dataset(name, data=np.array([name == "excitation_cw"], np.uint8))
+            self._title(ds, f"/setup/{name}")
+        ab = f.require_group("user").require_group("antibunch")
+        sw = ab.create_group("software")
+        import h5py as _h5
+
+        sw.attrs["antibunch"] = _software_version()
+        sw.attrs["numpy"] = np.__version__
+        sw.attrs["h5py"] = _h5.__version__
+        sw.attrs["hdf5"] = _h5.version.hdf5_version
+        info = getattr(self, "graph_info", None) or {}
+        g = ab.create_group("graph")
+        g.attrs["name"] = str(info.get("name") or "")
+        g.attrs["ref"] = str(info.get("ref") or "")
+        g.attrs["params_json"] = json.dumps(plain(info.get("params") or {}))
+        g.attrs["sink_step"] = str(self.step_id)
+        g.create_dataset("source_text", data=np.bytes_((info.get("source_text") or "").encode()))
+        ab.create_group("sink").attrs["params_json"] = json.dumps(plain(self.params))
+
+    def _write_provenance(self, port):
+        d = self._desc.get(port)
+        if d is None or self._f is None:
+            return
+        grp = self._f["user/antibunch"].require_group("inputs").require_group(port)
+        grp.attrs["node"] = str(d["node"])
+        grp.attrs["port"] = str(d["port"])
+        grp.attrs["params_json"] = json.dumps(d["params"])
+        grp.attrs["units_json"] = json.dumps(d["units"])
+
+    def _producer_attrs(self, obj, port):
+        d = self._desc.get(port)
+        if d is None:
+            return
+        obj.attrs["node"] = str(d["node"])
+        obj.attrs["port"] = str(d["port"])
+        obj.attrs["params_json"] = json.dumps(d["params"])
+        for k, v in (d["params"] or {}).items():
+            try:
+                obj.attrs[f"param_{k}"] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+            except (TypeError, ValueError):
+                obj.attrs[f"param_{k}"] = json.dumps(v)
+
+    def _touch(self):
+        self._f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
+        self._f.flush()
+
+    # -- inputs
+    def process(self, msg, port):
+        if port == "tags":
+            if self.save_tags:
+                self._write_tags(msg)
+        elif port == "hist":
+            self._write_hist(msg)
+        elif port == "image":
+            self._write_image(msg)
+        elif port == "g2":
+            self._write_estimates(msg)
+        return ()
+
+    def _append(self, grp, name, data, title_path=None, fill=None):
+        if name not in grp:
+            ds = grp.create_dataset(name, shape=(0,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
+                                    dtype=data.dtype, chunks=(1 << 16,) + data.shape[1:] if data.ndim == 1 else
+                                    (1024,) + data.shape[1:])
+            if title_path:
+                self._title(ds, title_path)
+            if fill is not None and self._n_tags:
+                ds.resize((self._n_tags,) + data.shape[1:])
+                ds[:] = fill
+        ds = grp[name]
+        n = ds.shape[0]
+        ds.resize((n + len(data),) + data.shape[1:])
+        ds[n:] = data
+        return ds
+
+    def _write_tags(self, b: TagBatch):
+        f = self._f
+        if "photon_data" not in f:
+            pd = f.create_group("photon_data")
+            self._title(pd, "/photon_data")
+            ts = pd.create_group("timestamps_specs")
+            self._title(ts, "/photon_data/timestamps_specs")
+            self._scalar(ts, "timestamps_unit", 1e-12, "/photon_data/timestamps_specs/timestamps_unit")
+        pd = f["photon_data"]
+        n0 = self._n_tags
+        if b.delay_ps is not None and not self._has_delay:
+            self._has_delay = True
+            self._append(pd.require_group("user"), "delay_ps", np.asarray(b.delay_ps, np.int64), fill=NO_DELAY)
+            delay_written = True
+        else:
+            delay_written = False
+        self._append(pd, "timestamps", np.asarray(b.time_ps, np.int64), "/photon_data/timestamps")
+        self._append(pd, "detectors", np.asarray(b.channel, np.int16), "/photon_data/detectors")
+        if self._has_delay and not delay_written:
+            d = b.delay_ps if b.delay_ps is not None else np.full(len(b), NO_DELAY, np.int64)
+            self._append(pd["user"], "delay_ps", np.asarray(d, np.int64))
+        self._n_tags = n0 + len(b)
+        row = np.array([[b.t_begin_ps, b.t_end_ps, b.seq, b.flags, self._n_tags, int(b.delay_ps is not None)]],
+                       np.int64)
+        tg = f["user/antibunch"].require_group("tags")
+        if "batches" not in tg:
+            tg.attrs["columns"] = "t_begin_ps, t_end_ps, seq, flags, end_index, has_delay"
+            tg.attrs["markers"] = json.dumps({str(k): v for k, v in MARKER_LABELS.items()})
+            tg.attrs["delay_ps"] = ("/photon_data/user/delay_ps: start-stop lag (ps) of each tag; "
+                                    f"{NO_DELAY} = no TAC conversion")
+            self._producer_attrs(tg, "tags")
+        self._append(tg, "batches", row)
+        if len(b):
+            ch, cnt = np.unique(np.asarray(b.channel), return_counts=True)
+            for c, k in zip(ch.tolist(), cnt.tolist()):
+                self._det_counts[c] = self._det_counts.get(c, 0) + k
+        if self._t_first is None:
+            self._t_first = b.t_begin_ps
+        self._t_last = b.t_end_ps
+        f["acquisition_duration"][()] = (self._t_last - self._t_first) * 1e-12
+        self._touch()
+
+    def _write_hist(self, m: PixelHistograms):
+        ab = self._f["user/antibunch"]
+        ny, nx = (int(v) for v in m.shape)
+        counts = np.asarray(m.counts)
+        if self._pix is None:
+            g = ab.require_group("pixels")
+            self._producer_attrs(g, "hist")
+            n_bins = counts.shape[1]
+            self._pix = {"shape": (ny, nx)}
+            mk = {"counts": ((ny, nx, n_bins), np.int64, "counts"),
+                  "singles": ((ny, nx, np.asarray(m.singles).shape[1]), np.int64, "counts"),
+                  "exposure_s": ((ny, nx), np.float64, "s")}
+            if m.increments is not None:
+                mk["increments"] = ((ny, nx) + np.asarray(m.increments).shape[1:], np.int64, "counts")
+            if m.coincidences is not None:
+                mk["coincidences"] = ((ny, nx, np.asarray(m.coincidences).shape[1]), np.int64, "counts")
+            for name, (shape, dt, unit) in mk.items():
+                ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=(1,) + shape[1:], fillvalue=0)
+                ds.attrs["units"] = unit
+                self._pix[name] = np.zeros(shape, dt)
+            lag = g.create_dataset("lag_ps", data=np.asarray(m.lag_ps, np.float64))
+            lag.attrs["units"] = "ps"
+            g.attrs["binwidth_ps"] = float(m.binwidth_ps)
+            g.attrs["increment_s"] = float(m.increment_s)
+            g.attrs["coincidence_window_ps"] = float(m.coincidence_window_ps)
+            g["counts"].attrs["axes"] = "row (line), column (pixel in line), lag bin"
+        g = ab["pixels"]
+        if (ny, nx) != self._pix["shape"]:
+            raise ValueError(f"step '{self.step_id}': pixel messages changed shape from {self._pix['shape']} "
+                             f"to {(ny, nx)}; one scan per file")
+        pix = np.asarray(m.pixel, np.int64)
+        rows, cols = pix // nx, pix % nx
+        fields = {"counts": counts, "singles": m.singles, "exposure_s": m.exposure_s,
+                  "increments": m.increments, "coincidences": m.coincidences}
+        for name, val in fields.items():
+            if name not in self._pix or val is None:
+                continue
+            val = np.asarray(val)
+            mirror = self._pix[name]
+            if val.ndim > 1 and val.shape[1:] != mirror.shape[2:]:
+                if name == "increments":  # more increments than at first: grow
+                    continue
+                raise ValueError(f"step '{self.step_id}': pixels/{name} changed shape")
+            mirror[rows, cols] = val
+        for r in np.unique(rows).tolist():
+            for name in fields:
+                if name in self._pix and fields[name] is not None:
+                    g[name][r] = self._pix[name][r]
+        g.attrs["n_done"] = int(m.n_done)
+        g.attrs["frame"] = int(m.frame)
+        self._touch()
+
+    def _write_image(self, m: Image):
+        ab = self._f["user/antibunch"]
+        g = ab.require_group("image")
+        if not self._img_names:
+            self._producer_attrs(g, "image")
+        for name, arr in m.images.items():
+            arr = np.asarray(arr, np.float64)
+            if name not in g:
+                ds = g.create_dataset(name, shape=arr.shape, dtype=np.float64, fillvalue=np.nan)
+                ds.attrs["units"] = str(m.units.get(name, ""))
+                self._producer_attrs(ds, "image")
+                self._img_names.add(name)
+            g[name][...] = arr
+        if "mask" not in g:
+            g.create_dataset("mask", shape=m.mask.shape, dtype=np.uint8)
+        g["mask"][...] = np.asarray(m.mask, np.uint8)
+        g.attrs["n_done"] = int(m.n_done)
+        g.attrs["frame"] = int(m.frame)
+        g.attrs["snapshot_seq"] = int(m.seq)
+        g.attrs["meta_json"] = json.dumps(plain(m.meta))
+        g.attrs["updated_utc"] = _now()
+        self._touch()
+
+    def _write_estimates(self, m: Estimates):
+        ab = self._f["user/antibunch"]
+        ny, nx = (int(v) for v in m.shape)
+        g = ab.require_group("estimates")
+        if "g2_0" not in g:
+            self._producer_attrs(g, "g2")
+            g.attrs["method"] = str(m.method)
+            for name in ("g2_0", "g2_0_err", "n_events"):
+                g.create_dataset(name, shape=(ny, nx), dtype=np.float64, fillvalue=np.nan)
+            g.create_dataset("flags", shape=(ny, nx), dtype=np.uint8)
+            self._est = {k: np.full((ny, nx), np.nan) for k in ("g2_0", "g2_0_err", "n_events")}
+            self._est["flags"] = np.zeros((ny, nx), np.uint8)
+        pix = np.asarray(m.pixel, np.int64)
+        for name in ("g2_0", "g2_0_err", "n_events", "flags"):
+            self._est[name].flat[pix] = np.asarray(getattr(m, name))
+            g[name][...] = self._est[name]
+        self._touch()
+
+    # -- end
+    def finish(self):
+        f = self._f
+        if f is None:
+            return ()
+        if "photon_data" in f:
+            self._finish_photon_data()
+        f.attrs["antibunch_status"] = np.bytes_(b"finished")
+        f.attrs["antibunch_finished_utc"] = np.bytes_(_now().encode())
+        self._touch()
+        return ()
+
+    def _finish_photon_data(self):
+        f = self._f
+        ids = sorted(self._det_counts)
+        dets = [i for i in ids if i >= 0]
+        setup = f["setup"]
+        setup["num_pixels"][()] = max(len(dets), 1)
+        setup["num_split_ch"][()] = max(len(dets), 1)
+        sd = setup.require_group("detectors")
+        self._title(sd, "/setup/detectors")
+        for name, data in (("id", np.array(ids, np.int16)),
+                           ("counts", np.array([self._det_counts[i] for i in ids], np.int64))):
+            if name in sd:
+                del sd[name]
+            ds = sd.create_dataset(name, data=data)
+            self._title(ds, f"/setup/detectors/{name}")
+        if "label" in sd:
+            del sd["label"]
+        sd.create_dataset("label", data=np.array([MARKER_LABELS.get(i, f"detector {i}").encode() for i in ids],
+                                                 dtype="S16")).attrs["TITLE"] = np.bytes_(
+            b"Labels (strings) describing each detector.")
+        pd = f["photon_data"]
+        if "measurement_specs" not in pd:
+            ms = pd.create_group("measurement_specs")
+            self._title(ms, "/photon_data/measurement_specs")
+            self._scalar(ms, "measurement_type", "generic", "/photon_data/measurement_specs/measurement_type")
+            dspec = ms.create_group("detectors_specs")
+            self._title(dspec, "/photon_data/measurement_specs/detectors_specs")
+            if len(dets) > 1:
+                for i, d in enumerate(dets):
+                    ds = dspec.create_dataset(f"split_ch{i + 1}", data=np.array([d], np.int16))
+                    ds.attrs["TITLE"] = np.bytes_(_split_title(i).encode())
+
+    def close(self):
+        f = getattr(self, "_f", None)
+        if f is not None:
+            try:
+                f.flush()
+                f.close()
+            finally:
+                self._f = None

@@ -1,0 +1,159 @@
+"""HDF5Sink: Photon-HDF5 validity, results layout, crash safety, check() refusals."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from engine.graph import Graph
+from engine.executors import run_graph
+from engine.messages import NO_DELAY, PIXEL, LINE, FRAME, Descriptor, Image, PixelHistograms, TagBatch
+from engine.testing import TestingSource, run_node
+from sinks.hdf5 import HDF5Sink
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tag_batches(n=4, seed=0, with_delay=True):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        t = np.sort(rng.integers(k * 10**9, (k + 1) * 10**9, 200))
+        ch = rng.choice([FRAME, LINE, PIXEL, 0, 1], 200, p=[0.01, 0.04, 0.15, 0.4, 0.4]).astype(np.int16)
+        d = np.where(ch >= 0, rng.integers(-250_000, 250_000, 200), NO_DELAY) if with_delay and k != 1 else None
+        out.append(TagBatch(t, ch, k * 10**9, (k + 1) * 10**9, seq=k, flags=(1 if k == 2 else 0), delay_ps=d))
+    return out
+
+
+def pixel_msgs(shape=(3, 4), n_bins=7):
+    ny, nx = shape
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 50, (ny * nx, n_bins))
+    sing = rng.integers(0, 1000, (ny * nx, 2))
+    lag = np.linspace(-3, 3, n_bins) * 1000.0
+    msgs = []
+    for a, b in ((0, 5), (5, 12)):
+        p = np.arange(a, b)
+        msgs.append(PixelHistograms(pixel=p, counts=counts[p], singles=sing[p], exposure_s=np.full(len(p), 7.0),
+                                    lag_ps=lag, binwidth_ps=1000.0, shape=[ny, nx], n_done=b))
+    return msgs, counts, sing
+
+
+def image_msg(shape=(3, 4)):
+    ny, nx = shape
+    mask = np.ones(shape, bool)
+    imgs = {k: np.arange(ny * nx, dtype=float).reshape(shape) * (i + 1)
+            for i, k in enumerate(("intensity", "g2_0", "g2_0_err", "G2", "G2_direct"))}
+    return Image(mask=mask, images=imgs, units={"intensity": "counts/s", "G2": "counts^2/s^2"}, n_done=12)
+
+
+def test_photon_hdf5_valid_and_results_layout(tmp_path):
+    phc = pytest.importorskip("phconvert")
+    path = str(tmp_path / "x.h5")
+    sink = HDF5Sink(path, save_tags=True)
+    sink.graph_info = {"name": "demo", "ref": "graphs/demo.py:build()", "params": {"a": 1},
+                       "source_text": "# graph file text\n"}
+    sink.on_descriptor("hist", Descriptor(type_id="pixels/1", port="demo.pixels.out", node="PixelAccumulator",
+                                          params={"n_bins": 7, "span_ps": 7000}))
+    sink.on_descriptor("image", Descriptor(type_id="image/1", port="demo.image.out", node="ImageAssembler",
+                                           params={"shape": [3, 4]}))
+    hist, counts, sing = pixel_msgs()
+    inputs = [("tags", b) for b in tag_batches()] + [("hist", m) for m in hist] + [("image", image_msg())]
+    run_node(sink, inputs)
+    with pytest.warns(UserWarning):  # only "optional field missing" warnings (wavelengths)
+        phc.hdf5.assert_valid_photon_hdf5(path, strict_description=True)
+    with h5py.File(path, "r") as f:
+        ab = f["user/antibunch"]
+        np.testing.assert_array_equal(ab["pixels/counts"][()], counts.reshape(3, 4, 7))
+        np.testing.assert_array_equal(ab["pixels/singles"][()], sing.reshape(3, 4, 2))
+        assert ab["pixels/lag_ps"].shape == (7,)
+        assert ab["pixels"].attrs["node"] == "PixelAccumulator"
+        assert '"n_bins": 7' in ab["pixels"].attrs["params_json"]
+        for k in ("intensity", "g2_0", "g2_0_err", "G2", "G2_direct"):
+            ds = ab["image"][k]
+            assert ds.dtype == np.float64 and ds.shape == (3, 4)
+            assert ds.attrs["node"] == "ImageAssembler"
+        assert ab["image/intensity"].attrs["units"] == "counts/s"
+        assert ab["graph"].attrs["name"] == "demo"
+        assert ab["graph/source_text"][()].decode() == "# graph file text\n"
+        assert ab["software"].attrs["antibunch"]
+        assert f.attrs["antibunch_status"] == b"finished"
+        assert f["acquisition_duration"][()] == pytest.approx(4e-3)
+        assert set(f["setup/detectors/id"][()].tolist()) == {FRAME, LINE, PIXEL, 0, 1}
+
+
+def test_check_refuses_unwritable_path_before_acquisition(tmp_path):
+    class Rec(TestingSource):
+        def generate(self):
+            self.ran = True
+            yield from super().generate()
+
+    g = Graph("t")
+    src = Rec(n_batches=2)
+    tags = g.add("tags", src)
+    g.add("save", HDF5Sink(str(tmp_path / "no" / "such" / "dir.h5"), save_tags=True), tags=tags)
+    with pytest.raises(FileNotFoundError, match=r"step 't.save'.*no/such.*does not exist"):
+        run_graph(g, "inline")
+    assert not getattr(src, "ran", False)  # refused before the source started
+
+
+def test_check_messages(tmp_path):
+    s = HDF5Sink(str(tmp_path))
+    with pytest.raises(IsADirectoryError, match="directory"):
+        s.check()
+    p = tmp_path / "exists.h5"
+    p.write_bytes(b"")
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        HDF5Sink(str(p), overwrite=False).check()
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(PermissionError, match="not writable"):
+            HDF5Sink(str(ro / "x.h5")).check()
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    sys.path.insert(0, {root!r})
+    from engine.messages import TagBatch, Image
+    from sinks.hdf5 import HDF5Sink
+    s = HDF5Sink({path!r}, save_tags=True)
+    s.check(); s.reset()
+    k = 0
+    while True:
+        t = np.arange(k * 10**6, (k + 1) * 10**6, 50, dtype=np.int64)
+        s.process(TagBatch(t, (t // 50 % 2).astype(np.int16), k * 10**6, (k + 1) * 10**6, seq=k), "tags")
+        s.process(Image(mask=np.ones((32, 32), bool), images={{"G2": np.full((32, 32), float(k))}}, n_done=k), "image")
+        k += 1
+        if k == 30:
+            print("ready", flush=True)
+""")
+
+
+def test_killed_writer_leaves_readable_file(tmp_path):
+    path = str(tmp_path / "killed.h5")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(root=ROOT, path=path)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with h5py.File(path, "r") as f:  # opens with a plain reader, no h5clear needed
+        assert f.attrs["antibunch_status"] == b"running"
+        n_batches = f["user/antibunch/tags/batches"].shape[0]
+        assert n_batches >= 30
+        end = f["user/antibunch/tags/batches"][-1, 4]
+        assert f["photon_data/timestamps"].shape[0] >= end
+        k = f["user/antibunch/image/G2"][0, 0]
+        assert k >= 29
+    from sources.replay import HDF5Replay
+
+    out = run_node(HDF5Replay(path), [])["out"]
+    assert len(out) >= 30 and all(len(b) == 20000 for b in out)
