@@ -11,8 +11,8 @@ absolute difference, which LM cannot do; weighted least squares is the standard 
 g0 ∈ [0, 2], a ∈ [0, 4], t1 ∈ [0.5, 100] ns and t2 ∈ [20, ``t2_max_ns``] ns (the bounds of
 PoissonMLE) are kept inside their range by a logistic reparametrisation (LM itself has no
 bounds; without them g0 runs off to ±100 at a few hundred events); C is unconstrained.
-g2_0 = g0; ``g2_0_err`` from the covariance (JᵀJ)⁻¹ of the weighted residuals (absolute σ),
-by the delta method; a g0 within 1e-3 of a bound is flagged EST_AT_BOUND (its error bar is
+g2_0 = g0; ``g2_0_err`` from the covariance (JᵀJ)⁻¹ of the weighted residuals (absolute σ)
+in the physical parameters; a g0 within 1e-3 of a bound is flagged EST_AT_BOUND (its error bar is
 then meaningless).
 
 Parameters (node ``LMFit``): ``t2_max_ns`` (ns), ``dark_threshold`` (events; fewer →
@@ -82,12 +82,17 @@ def _fit_one(h, lag, bw, t2_max_ns, bin_average, max_nfev):
     lam = g2model.expected_counts(lag_m, bw_m, params(r.x))[0]
     sig = np.sqrt(np.maximum(lam, 0.5))
     r = least_squares(resid, r.x, jac=jac_theta, method="lm", args=(sig,), max_nfev=max_nfev)
-    J = r.jac
+    # covariance in the physical parameters (C, g0, a, t1, t2): the logistic maps saturate at
+    # their bounds, so the transformed Jacobian is singular there; columns are normalised and an
+    # unidentifiable direction (e.g. t2 when a = 0) is dropped by the pseudo-inverse.
+    p = params(r.x)
+    Jp = g2model.jacobian(lag_m, bw_m, p)[0] / sig[:, None]
+    nrm = np.linalg.norm(Jp, axis=0)
+    nrm[nrm == 0] = 1.0
+    Js = Jp / nrm
     try:
-        cov = np.linalg.inv(J.T @ J)
-        sg = _sig(r.x[1])
-        d = (ug - lg) * sg * (1 - sg)  # delta method: dg0/dθ1
-        err = float(d * np.sqrt(cov[1, 1])) if cov[1, 1] > 0 else np.nan
+        cov = np.linalg.pinv(Js.T @ Js, rcond=1e-12, hermitian=True) / np.outer(nrm, nrm)
+        err = float(np.sqrt(cov[1, 1])) if cov[1, 1] > 0 else np.nan
     except np.linalg.LinAlgError:
         err = np.nan
     return params(r.x)[0], err, bool(r.success and np.all(np.isfinite(r.x)))
