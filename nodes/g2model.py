@@ -71,18 +71,22 @@ def binwidth_from_lags(lag_ps, binwidth_ps=None) -> float:
     return float(d.mean())
 
 
-def is_paper_binning(lag_ps, binwidth_ps=None, rtol=1e-6) -> bool:
-    """True when ``lag_ps`` is the paper's 215-bin, 500-ns axis with zero at the centre of bin 107."""
+def is_paper_binning(lag_ps, binwidth_ps=None, bw_rtol=1e-3, lag_tol_bins=0.05) -> bool:
+    """True when ``lag_ps`` is the paper's 215-bin, 500-ns axis with zero at the centre of bin 107.
+
+    Tolerances: the bin width within ``bw_rtol`` (0.1 %, so an integer-picosecond 2325 or 2326 ps
+    passes) and every lag within ``lag_tol_bins`` (5 %) of a bin of the exact paper lags.
+    """
     lag = np.asarray(lag_ps, dtype=np.float64)
-    if lag.shape != (PAPER_N_BINS,):
+    if lag.shape != (PAPER_N_BINS,) or not np.all(np.isfinite(lag)):
         return False
-    try:
-        bw = binwidth_from_lags(lag, binwidth_ps)
-    except ValueError:
+    d = np.diff(lag)
+    if np.any(d <= 0):
         return False
-    if abs(bw - PAPER_BINWIDTH_PS) > rtol * PAPER_BINWIDTH_PS:
-        return False
-    return bool(np.allclose(lag, paper_lags_ps(), rtol=0, atol=rtol * PAPER_BINWIDTH_PS + 0.5))
+    for bw in (d.mean(), binwidth_ps):
+        if bw is not None and bw > 0 and abs(bw - PAPER_BINWIDTH_PS) > bw_rtol * PAPER_BINWIDTH_PS:
+            return False
+    return bool(np.max(np.abs(lag - paper_lags_ps())) <= lag_tol_bins * PAPER_BINWIDTH_PS)
 
 
 def edges_ns(lag_ps, binwidth_ps=None):

@@ -27,8 +27,9 @@ def test_paper_binning_edges():
     assert LAG[107] == 0.0
     lo, hi = m.edges_ns(LAG)
     assert lo[107] == pytest.approx(-BW / 2e3) and hi[107] == pytest.approx(BW / 2e3)
-    assert m.is_paper_binning(LAG) and not m.is_paper_binning(LAG + 100.0)
-    assert not m.is_paper_binning(LAG[:-1])
+    assert m.is_paper_binning(LAG) and not m.is_paper_binning(LAG + 300.0)
+    assert m.is_paper_binning(LAG, 2326) and m.is_paper_binning((np.arange(215) - 107) * 2326.0)
+    assert not m.is_paper_binning(LAG, 2400) and not m.is_paper_binning(LAG[:-1])
 
 
 def test_bin_average_matches_numerical_integral():
