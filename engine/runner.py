@@ -90,11 +90,11 @@ def print_summary(summary: dict) -> None:
     console = Console(highlight=False)
     t = Table(title=f"{summary['graph']} — {summary['exit_status']} in {summary['elapsed_s']:.2f} s "
                     f"({summary['executor']})")
-    for col in ("step", "received", "sent", "busy s", "tap sent", "tap dropped", "wire errors"):
+    for col in ("step", "received", "sent", "busy s", "blocked s", "tap sent", "tap dropped", "wire errors"):
         t.add_column(col, justify="right" if col != "step" else "left")
     for sid, st in summary["steps"].items():
         t.add_row(sid, str(st.get("received", "")), str(st.get("sent", "")), f"{st.get('busy_s', 0):.2f}",
-                  str(st.get("tap_sent", "")), str(st.get("tap_dropped", "")), str(st.get("wire_errors", "")))
+                  f"{st.get('blocked_s', 0):.2f}", str(st.get("tap_sent", "")), str(st.get("tap_dropped", "")), str(st.get("wire_errors", "")))
     console.print(t)
     if summary.get("stop_reason"):
         console.print(f"stopped: {summary['stop_reason']}")

@@ -42,11 +42,12 @@ class StepStats:
     tap_dropped: int = 0
     last_seq: int | None = None
     busy_s: float = 0.0
+    blocked_s: float = 0.0
 
     def as_dict(self) -> dict:
         return {"received": self.received, "sent": self.sent, "discarded": self.discarded,
                 "wire_errors": self.wire_errors, "tap_sent": self.tap_sent,
-                "tap_dropped": self.tap_dropped, "busy_s": round(self.busy_s, 6)}
+                "tap_dropped": self.tap_dropped, "busy_s": round(self.busy_s, 6), "blocked_s": round(self.blocked_s, 6)}
 
 
 @dataclass

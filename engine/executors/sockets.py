@@ -150,7 +150,7 @@ class Runner:
 
     def broadcast(self, cmd: str, steps=None):
         for s in steps or self.graph.steps:
-            if self.step_state.get(s) not in ("done",):
+            if self.step_state.get(s) != "done":
                 self.send(s, cmd)
 
     def poll_control(self, timeout_ms: int):
@@ -179,13 +179,25 @@ class Runner:
                                                   detail=_strip_where(ev.get("error", "")))
                     self.errors[step].remote_traceback = ev.get("traceback")
                 self.request_stop(f"step '{self.graph.full_id(step)}' failed")
+            elif kind == "stopped":
+                self.step_state[step] = "stopped"
             elif kind == "done":
                 self.step_state[step] = "done"
-                if ev.get("status") == FAIL and step not in self.errors:
+                if ev.get("status") == FAIL and ev.get("error") and step not in self.errors:
                     self.errors[step] = NodeError(self.graph.full_id(step), None, None,
                                                   detail=ev.get("error") or "failed")
             if self.on_status:
                 self.on_status(self)
+
+    def release_finished(self):
+        """Let a stopped step close once all its consumers are done reading."""
+        for s, st in self.step_state.items():
+            if st != "stopped":
+                continue
+            consumers = {e.dst_step for e in self.graph.downstream_edges(s)}
+            if all(self.step_state.get(c) == "done" for c in consumers):
+                self.send(s, "release")
+                self.step_state[s] = "released"
 
     def request_stop(self, reason: str):
         if self._stop_sent_at is None:
@@ -243,6 +255,7 @@ class Runner:
             while any(st != "done" for st in self.step_state.values()):
                 self.poll_control(50)
                 self.check_processes()
+                self.release_finished()
                 now = time.monotonic()
                 if self.duration_s is not None and now - t_start >= self.duration_s:
                     self.request_stop("duration reached")

@@ -42,6 +42,7 @@ class Worker:
         self.edge_sent: dict[str, int] = {}
         self.edge_recv: dict[str, int] = {}
         self.aborted = False
+        self.released = False
         self.stop_requested = False
         self.started = False
         self.failed: NodeError | None = None
@@ -126,6 +127,8 @@ class Worker:
                 self.stop_requested = True
                 if isinstance(self.node, Source):
                     self.node.request_stop()
+            elif cmd == "release":
+                self.released = True
             elif cmd == "abort":
                 self.aborted = True
                 self.stop_requested = True
@@ -178,7 +181,7 @@ class Worker:
             block = False  # best effort: consumers are shutting down too
         for s, eid in self.outputs.get(port, []):
             if block:
-                self.stats.busy_s -= tp.send_blocking(s, frames, flags, self.check_abort)
+                self.stats.blocked_s += tp.send_blocking(s, frames, flags, self.check_abort)
             else:
                 try:
                     tp.send_frames(s, frames, flags, zmq.NOBLOCK)
@@ -216,7 +219,7 @@ class Worker:
                 self.node.warmup()
             except Exception as exc:  # noqa: BLE001
                 self.fail(exc, None)
-                self.report("done", status=FAIL, stats=self.stats_dict())
+                self.send_stop(FAIL)
                 return FAIL
             self.report("ready", pid=os.getpid())
             for port, d in self.node.describe().items():
@@ -230,6 +233,7 @@ class Worker:
             self.fail(exc, None)
             status = FAIL
         finally:
+            self.wait_release()
             try:
                 self.node.close()
             except Exception as exc:  # noqa: BLE001
@@ -242,6 +246,21 @@ class Worker:
             finally:
                 self.close_sockets()
         return status
+
+    def wait_release(self, timeout_s: float = 3600.0):
+        """Keep sockets open until every consumer has read our Stop.
+
+        Closing a PUSH socket discards what it still queues, so a worker waits
+        for the runner's 'release' (sent once all consumers are done) or an
+        abort before closing. Taps stay serviced meanwhile.
+        """
+        if getattr(self, "ctl", None) is None:
+            return
+        self.report("stopped", stats=self.stats_dict())
+        deadline = time.monotonic() + timeout_s
+        while not (self.released or self.aborted) and time.monotonic() < deadline:
+            self.handle_control(100)
+            self.service_taps()
 
     def _queue_descriptor(self, port, d):
         # descriptors go first on every edge; sent after 'start' reaches sources,
@@ -260,7 +279,7 @@ class Worker:
         self.failed = err
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.report("error", error=str(err), seq=seq, traceback=tb)
-        log.error("%s\n%s", err, tb)
+        log.debug("%s\n%s", err, tb)
 
     def run_source(self) -> str:
         src: Source = self.node
