@@ -15,7 +15,8 @@ Images (units in ``Image.units``):
     conversions (no singles, e.g. an SPC-150 TAC file), it is estimated from the coincidence
     level instead: the flat (uncorrelated) level of the lag histogram is c = R1·R2·T·Δ, so
     ``intensity = sqrt(c / (T·Δ·r1·r2))`` (= 2·sqrt(c/(T·Δ)) for a 50:50 splitter), with c the
-    constant term of the linear dip model below. This is an estimate ∝ √(flat level), noisier
+    constant term of the linear dip model below. 'auto' uses singles only when every detector
+    channel has counts (a start–stop-only stream has records on the start channel alone). This is an estimate ∝ √(flat level), noisier
     than singles, and ``Image.meta['intensity_from']`` says which was used.
 ``g2_0``, ``g2_0_err``
     As given by the estimator (NaN for dark/failed pixels; nothing is filled in).
@@ -364,7 +365,10 @@ class ImageAssembler(Node):
         return 0.25
 
     def _intensity_source(self):
-        has_singles = self._singles.size and self._singles.sum() > 0
+        # singles count photons only when every detector saw some: a start-stop-only stream
+        # (SPC-150 TAC records) has counts on the start channel alone, which are conversions
+        tot = self._singles.sum(axis=0) if self._singles.size else np.zeros(0)
+        has_singles = len(tot) >= 1 and bool(np.all(tot > 0)) and (len(tot) >= 2 or self._hist_mode != "start_stop")
         if self.intensity_from == "singles":
             return "singles"
         if self.intensity_from == "coincidences":

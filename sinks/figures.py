@@ -1,0 +1,248 @@
+"""Figure sink: a PNG like the paper's Fig. 3-4, and the final resolution table.
+
+``FigureSink(path, every_n_pixels=None, pixel_nm=24.2, emitters_nm=None)`` renders (matplotlib,
+Agg backend, no display needed) from the latest :class:`~engine.messages.Image` snapshot:
+
+- intensity (counts/s), g2(0) map, G2 = I²(1 − g2(0)) and G2_direct images (nm axes, scene
+  origin at the field centre as in :mod:`sources.simulator`), emitter positions marked;
+- cross-sections through an emitter (perpendicular to the pair axis) of intensity,
+  intensity², G2 and G2_direct, normalised, with their Gaussian fits and FWHM values;
+- the profile along the pair axis (two-point resolvability, dip values in the legend);
+- one example histogram (the pixel with most events) with a fit of the bin-averaged
+  three-level model and the estimator's g2(0) for that pixel.
+
+It writes the PNG at the end of the stream and, with ``every_n_pixels``, whenever that many
+more pixels have been completed. At the end it also prints the resolution table
+(:func:`nodes.resolution.summary_table`: FWHM of intensity, intensity², G2, G2_direct (G3),
+narrowing ratios, pair dip and verdict) unless ``print_summary=False``, and stores it in
+``self.summary`` / ``self.analysis``.
+
+Emitter positions: ``emitters_nm`` [(x, y), ...] in scene coordinates (nm from the field
+centre) when known (simulations), else the brightest maxima of the smoothed G2_direct image.
+
+Example::
+
+    g.add("figure", FigureSink("scan.png", emitters_nm=[(-125, 0), (125, 0)]), image=img, hist=hist, g2=g2)
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engine.messages import Estimates, Image, PixelHistograms
+from engine.node import REQUIRED, In, Param, Sink
+
+
+def emitters_to_px(emitters_nm, shape, pixel_nm):
+    """Scene positions (x, y) nm -> (row, col) pixels (pixel centres at (i − (n−1)/2)·pixel_nm)."""
+    ny, nx = shape
+    return [(y / pixel_nm + (ny - 1) / 2, x / pixel_nm + (nx - 1) / 2) for x, y in emitters_nm]
+
+
+class FigureSink(Sink):
+    """Paper-style PNG of the scan and the final resolution table (see module docstring)."""
+
+    image = In(Image, doc="image snapshots from ImageAssembler")
+    hist = In(PixelHistograms, optional=True, doc="per-pixel histograms (example histogram panel)")
+    g2 = In(Estimates, optional=True, doc="per-pixel estimates (example pixel's g2(0))")
+
+    path = Param(str, doc="output PNG")
+    every_n_pixels = Param(int, default=None, optional=True, min=1, unit="pixels",
+                           doc="also render whenever this many more pixels are done")
+    pixel_nm = Param(float, default=24.2, min=1e-6, unit="nm", doc="pixel pitch (axes, FWHM)")
+    emitters_nm = Param(tuple, default=None, optional=True, doc="known emitter positions ((x, y), ...) in nm")
+    n_emitters = Param(int, default=2, min=1, doc="emitters to look for when positions are not given")
+    title = Param(str, default="", doc="figure title")
+    print_summary = Param(bool, default=True, doc="print the resolution table at the end")
+    dpi = Param(int, default=110, min=30)
+
+    def __init__(self, path=REQUIRED, **params):
+        if path is not REQUIRED:
+            params["path"] = path
+        super().__init__(**params)
+
+    def check(self):
+        d = os.path.dirname(os.path.abspath(self.path)) or "."
+        if not os.path.isdir(d) or not os.access(d, os.W_OK):
+            raise PermissionError(f"step '{self.step_id}' (FigureSink) cannot write '{self.path}': directory "
+                                  f"'{d}' is missing or not writable; choose another path")
+
+    def reset(self):
+        self._img = None
+        self._counts = None
+        self._lag = None
+        self._bw = None
+        self._g2 = {}
+        self._last_render = 0
+        self.summary = ""
+        self.analysis = None
+        self.renders = 0
+
+    def process(self, msg, port):
+        if port == "image":
+            self._img = msg
+            if self.every_n_pixels and msg.n_done - self._last_render >= self.every_n_pixels:
+                self._last_render = msg.n_done
+                self.render()
+        elif port == "hist":
+            ny, nx = (int(v) for v in msg.shape)
+            if self._counts is None:
+                self._counts = np.zeros((ny * nx, np.asarray(msg.counts).shape[1]))
+                self._lag = np.asarray(msg.lag_ps, float).copy()
+                self._bw = float(msg.binwidth_ps) or float(np.mean(np.diff(self._lag)))
+            self._counts[np.asarray(msg.pixel)] = msg.counts
+        elif port == "g2":
+            for p, v, e in zip(np.asarray(msg.pixel).tolist(), np.asarray(msg.g2_0).tolist(),
+                               np.asarray(msg.g2_0_err).tolist()):
+                self._g2[p] = (v, e)
+        return ()
+
+    def finish(self):
+        if self._img is None:
+            return ()
+        self.render()
+        if self.print_summary and self.summary:
+            print(self.summary, flush=True)
+        return ()
+
+    # ------------------------------------------------------------------ analysis + drawing
+    def _analyze(self):
+        from nodes.resolution import analyze, summary_table
+
+        img = self._img
+        shape = img.mask.shape
+        em = emitters_to_px(self.emitters_nm, shape, self.pixel_nm) if self.emitters_nm else None
+        if em is not None and len(em) == 3:
+            em = em[:2]
+        res = analyze(img.images, self.pixel_nm, emitters_px=em, n_emitters=min(self.n_emitters, 2))
+        title = self.title or "resolution"
+        self.analysis = res
+        self.summary = summary_table(res, title=f"{title} ({int(img.mask.sum())} pixels)")
+        return res
+
+    def render(self):
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        img = self._img
+        res = self._analyze()
+        ims = img.images
+        ny, nx = img.mask.shape
+        px = self.pixel_nm
+        ext = [(-0.5 - (nx - 1) / 2) * px, (nx - 0.5 - (nx - 1) / 2) * px,
+               (ny - 0.5 - (ny - 1) / 2) * px, (-0.5 - (ny - 1) / 2) * px]
+        fig, axes = plt.subplots(2, 4, figsize=(19, 8.6))
+        panels = [("intensity", "intensity (counts/s)", "magma"), ("g2_0", "g2(0)", "viridis"),
+                  ("G2", "G2 = I²(1 − g2(0))", "magma"), ("G2_direct", "G2_direct (background-free)", "magma")]
+        if "G3" in ims and np.isfinite(ims["G3"]).any():
+            panels.append(("G3", "G3 = I³(2 − 3g2 + g3)/2", "magma"))
+        em_px = res["emitters_px"]
+        for ax, (name, label, cmap) in zip(axes[0], panels[:4]):
+            a = np.asarray(ims.get(name, np.full((ny, nx), np.nan)), float)
+            cm = plt.get_cmap(cmap).copy()
+            cm.set_bad("#404040")
+            kw = {}
+            if name == "g2_0":
+                kw = dict(vmin=0, vmax=1.2)
+            elif np.isfinite(a).any():
+                kw = dict(vmin=min(0.0, float(np.nanpercentile(a, 1))), vmax=float(np.nanpercentile(a, 99.5)))
+            h = ax.imshow(np.ma.masked_invalid(a), extent=ext, cmap=cm, interpolation="nearest", **kw)
+            fig.colorbar(h, ax=ax, shrink=0.8)
+            for r, c in em_px:
+                ax.plot((c - (nx - 1) / 2) * px, (r - (ny - 1) / 2) * px, "c+", ms=8, mew=1.2)
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("x (nm)")
+            ax.set_ylabel("y (nm)")
+        # cross-sections with fits
+        ax = axes[1, 0]
+        colors = {"intensity": "C0", "intensity^2": "C7", "G2": "C3", "G2_direct": "C1", "G3": "C2"}
+        for name, r in res["images"].items():
+            f0 = r["fwhm"][0]
+            for part in f0["profiles"][:1]:
+                s_nm = part["s_px"] * px
+                fit = part["fit"]
+                if not fit["ok"]:
+                    continue
+                norm = fit["amp"] + fit["offset"]
+                ax.plot(s_nm, part["values"] / norm, ".", color=colors.get(name, "k"), ms=4)
+                ss = np.linspace(s_nm.min(), s_nm.max(), 300)
+                model = (fit["amp"] * np.exp(-0.5 * ((ss / px - fit["center"]) / fit["sigma"]) ** 2)
+                         + fit["offset"]) / norm
+                ax.plot(ss, model, "-", color=colors.get(name, "k"),
+                        label=f"{name}: FWHM {r['fwhm_nm']:.0f} ± {r['fwhm_err_nm']:.0f} nm")
+        ax.set_title("cross-section through an emitter (⊥ pair axis)", fontsize=10)
+        ax.set_xlabel("position (nm)")
+        ax.set_ylabel("normalised")
+        ax.legend(fontsize=7)
+        # pair axis profile
+        ax = axes[1, 1]
+        if len(em_px) >= 2:
+            for name, r in res["images"].items():
+                p = r.get("pair")
+                if p is None:
+                    continue
+                v = p["profile"]
+                peak = 0.5 * (p["values"][0] + p["values"][2])
+                if not (peak > 0):
+                    continue
+                ax.plot(p["s_px"] * px, v / peak, "-o", ms=2.5, color=colors.get(name, "k"),
+                        label=f"{name}: dip {p['dip']:+.2f}" + (f"±{p['dip_err']:.2f}" if np.isfinite(p['dip_err'])
+                                                               else "") + (" resolved" if p["resolved"] else ""))
+            for x in p["positions_px"][[0, 2]]:
+                ax.axvline(x * px, color="0.6", lw=0.8, ls="--")
+            ax.set_title(f"profile along the pair axis (d = {res.get('separation_nm', np.nan):.0f} nm)", fontsize=10)
+            ax.legend(fontsize=7)
+        ax.set_xlabel("position (nm)")
+        ax.set_ylabel("normalised to the emitters")
+        # example histogram
+        ax = axes[1, 2]
+        self._example_histogram(ax)
+        # extra panel: G3 or the error map
+        ax = axes[1, 3]
+        if len(panels) > 4:
+            name, label, cmap = panels[4]
+        else:
+            name, label, cmap = "G2_direct_err", "G2_direct 1σ error", "viridis"
+        a = np.asarray(ims.get(name, np.full((ny, nx), np.nan)), float)
+        h = ax.imshow(np.ma.masked_invalid(a), extent=ext, cmap=cmap, interpolation="nearest")
+        fig.colorbar(h, ax=ax, shrink=0.8)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("x (nm)")
+        fig.suptitle((self.title + "  " if self.title else "") + f"{int(img.mask.sum())}/{nx * ny} pixels, "
+                     f"frame {img.frame}, estimator {img.meta.get('method', '')}, intensity from "
+                     f"{img.meta.get('intensity_from', '?')}", fontsize=11)
+        fig.tight_layout()
+        tmp = self.path + ".tmp.png"
+        fig.savefig(tmp, dpi=self.dpi)
+        plt.close(fig)
+        os.replace(tmp, self.path)  # a reader never sees a half-written PNG
+        self.renders += 1
+
+    def _example_histogram(self, ax):
+        from nodes.image import dip_basis, fit_pooled_shape
+
+        ax.set_title("example histogram (pixel with most events)", fontsize=10)
+        ax.set_xlabel("lag (ns)")
+        ax.set_ylabel("coincidences per bin")
+        if self._counts is None:
+            ax.text(0.5, 0.5, "no histograms connected", ha="center", transform=ax.transAxes)
+            return
+        tot = self._counts.sum(axis=1)
+        p = int(np.argmax(tot))
+        h = self._counts[p]
+        lag_ns = self._lag * 1e-3
+        ax.step(lag_ns, h, where="mid", color="0.3", lw=0.8, label=f"pixel {p} ({int(tot[p])} events)")
+        fit = fit_pooled_shape(self._lag, self._bw, h)
+        if fit is not None:
+            X = dip_basis(self._lag, self._bw, fit["t1_ns"], fit["t2_ns"])
+            m = fit["c"] * (X @ np.array([1.0, fit["a1"], fit["a2"]]))
+            g0 = 1 - fit["a1"] + fit["a2"]
+            ax.plot(lag_ns, m, "C3-", lw=1.2, label=f"3-level fit: g2(0)={g0:.2f}, t1={fit['t1_ns']:.1f} ns, "
+                                                  f"t2={fit['t2_ns']:.0f} ns")
+        if p in self._g2:
+            v, e = self._g2[p]
+            ax.plot([], [], " ", label=f"estimator: g2(0) = {v:.3f} ± {e:.3f}")
+        ax.legend(fontsize=7)

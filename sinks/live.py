@@ -1,0 +1,254 @@
+"""Live view of a scan in the terminal (rich).
+
+``LiveView(frames=7)`` shows, while the scan runs:
+
+- progress: pixels completed (all frames) of ``ny·nx·frames``, the frame being scanned,
+  elapsed and estimated remaining time;
+- rates: pixels/s arriving, images/s, and — when the ``g2`` input is connected — the
+  estimator's own throughput (pixels per second of its compute time, from
+  ``Estimates.compute_s``) and the share of dark pixels;
+- the image being built, drawn with half-block characters (one character = two pixels
+  stacked, foreground = upper, background = lower), at most 64×64 pixels (larger scans are
+  block-averaged), redrawn at most ``refresh_hz`` (≤ 8) times a second. ``show='both'`` draws
+  intensity and G2 side by side; ``'cycle'`` switches between intensity, G2 and G2_direct
+  every ``cycle_s`` seconds; ``'intensity'``/``'G2'``/``'G2_direct'`` draw one.
+
+When stdout is not a terminal (a log file, CI, a pipe) it prints a plain one-line progress
+summary at most every ``plain_every_s`` seconds and a final summary instead.
+
+Inputs: ``image`` (Image), optional ``hist`` (PixelHistograms, for progress before the first
+image) and ``g2`` (Estimates, for the estimator's rate).
+
+Example::
+
+    g.add("live", LiveView(frames=7), image=img, hist=hist, g2=g2)
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from engine.messages import Estimates, Image, PixelHistograms
+from engine.node import In, Param, Sink
+
+MAX_SIZE = 64
+
+
+def downsample(a, max_size=MAX_SIZE):
+    """Block-average (NaN-aware) so that both sides are <= max_size."""
+    a = np.asarray(a, float)
+    f = int(np.ceil(max(a.shape) / max_size)) if max(a.shape) > max_size else 1
+    if f == 1:
+        return a
+    ny, nx = (a.shape[0] + f - 1) // f, (a.shape[1] + f - 1) // f
+    pad = np.full((ny * f, nx * f), np.nan)
+    pad[:a.shape[0], :a.shape[1]] = a
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(pad.reshape(ny, f, nx, f), axis=(1, 3))
+
+
+def _colors(a, cmap="magma"):
+    from matplotlib import colormaps
+
+    finite = np.isfinite(a)
+    rgb = np.zeros(a.shape + (3,), np.uint8)
+    if finite.any():
+        lo, hi = np.nanpercentile(a, 1), np.nanpercentile(a, 99.5)
+        if not hi > lo:
+            hi = lo + 1.0
+        x = np.clip((np.where(finite, a, lo) - lo) / (hi - lo), 0, 1)
+        rgb = (colormaps[cmap](x)[..., :3] * 255).astype(np.uint8)
+    rgb[~finite] = (40, 40, 40)
+    return rgb
+
+
+def halfblock_lines(a, cmap="magma", max_size=MAX_SIZE):
+    """The image as rich ``Text`` lines of '▀' (two pixel rows per line)."""
+    from rich.style import Style
+    from rich.text import Text
+
+    a = downsample(a, max_size)
+    rgb = _colors(a, cmap)
+    ny, nx = a.shape
+    lines = []
+    for r in range(0, ny, 2):
+        t = Text()
+        for c in range(nx):
+            top = rgb[r, c]
+            bot = rgb[r + 1, c] if r + 1 < ny else (0, 0, 0)
+            t.append("▀", Style(color=f"rgb({top[0]},{top[1]},{top[2]})",
+                                bgcolor=f"rgb({bot[0]},{bot[1]},{bot[2]})"))
+        lines.append(t)
+    return lines
+
+
+def _fmt_s(s):
+    if s is None or not np.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class LiveView(Sink):
+    """Terminal live view of progress, rates and the image (see module docstring)."""
+
+    image = In(Image, doc="image snapshots")
+    hist = In(PixelHistograms, optional=True, doc="pixel histograms (progress)")
+    g2 = In(Estimates, optional=True, doc="estimates (estimator rate)")
+
+    frames = Param(int, default=1, min=1, doc="frames in the scan (for the remaining time)")
+    show = Param(str, default="both", choices=("both", "cycle", "intensity", "G2", "G2_direct"))
+    refresh_hz = Param(float, default=8.0, min=0.1, max=8.0, unit="Hz", doc="max redraw rate")
+    cycle_s = Param(float, default=3.0, min=0.5, unit="s", doc="'cycle': seconds per image")
+    plain_every_s = Param(float, default=5.0, min=0.0, unit="s", doc="non-terminal: seconds between lines")
+    title = Param(str, default="antibunch", doc="panel title")
+    force_terminal = Param(bool, default=None, optional=True, doc="override terminal detection (tests)")
+
+    def reset(self):
+        self._t0 = time.monotonic()
+        self._img = None
+        self._n_done = 0
+        self._frame = 0
+        self._shape = None
+        self._est_pixels = 0
+        self._est_compute_s = 0.0
+        self._est_dark = 0
+        self._n_images = 0
+        self._last_draw = 0.0
+        self._last_plain = 0.0
+        self._live = None
+        self._console = None
+        tty = self.force_terminal if self.force_terminal is not None else sys.stdout.isatty()
+        self._tty = bool(tty)
+        self.lines_printed = 0
+
+    def _start_live(self):
+        from rich.console import Console
+        from rich.live import Live
+
+        self._console = Console(force_terminal=True) if self.force_terminal else Console()
+        self._live = Live(self.render(), console=self._console, refresh_per_second=min(self.refresh_hz, 8.0),
+                          transient=False, auto_refresh=False)
+        self._live.start()
+
+    # -- inputs
+    def process(self, msg, port):
+        if port == "image":
+            self._img = msg
+            self._n_images += 1
+            self._n_done = max(self._n_done, int(msg.n_done))
+            self._frame = max(self._frame, int(msg.frame))
+            self._shape = msg.mask.shape
+        elif port == "hist":
+            self._n_done = max(self._n_done, int(msg.n_done))
+            self._frame = max(self._frame, int(msg.frame))
+            self._shape = tuple(int(v) for v in msg.shape)
+        elif port == "g2":
+            self._est_pixels += len(msg.pixel)
+            self._est_compute_s += float(msg.compute_s or 0.0)
+            self._est_dark += int(np.count_nonzero(np.asarray(msg.flags) & 1))
+        self._tick()
+        return ()
+
+    def _tick(self, force=False):
+        now = time.monotonic()
+        if self._tty:
+            if force or now - self._last_draw >= 1.0 / self.refresh_hz:
+                self._last_draw = now
+                if self._live is None:
+                    self._start_live()
+                self._live.update(self.render(), refresh=True)
+        elif force or (now - self._last_plain >= self.plain_every_s):
+            self._last_plain = now
+            print(self.plain_line(), flush=True)
+            self.lines_printed += 1
+
+    # -- text
+    def progress(self):
+        el = time.monotonic() - self._t0
+        total = (self._shape[0] * self._shape[1] * self.frames) if self._shape else None
+        rem = el * (total - self._n_done) / self._n_done if total and self._n_done else None
+        return el, total, rem
+
+    def plain_line(self):
+        el, total, rem = self.progress()
+        s = f"[{self.title}] pixels {self._n_done}" + (f"/{total}" if total else "")
+        s += f", frame {self._frame + 1}/{self.frames}, elapsed {_fmt_s(el)}, remaining {_fmt_s(rem)}"
+        if el > 0:
+            s += f", {self._n_done / el:.1f} px/s"
+        if self._est_compute_s > 0:
+            s += f", estimator {self._est_pixels / self._est_compute_s:.0f} px/s of compute"
+        img = self._img
+        if img is not None and "intensity" in img.images:
+            I = img.images["intensity"]
+            if np.isfinite(I).any():
+                s += f", intensity max {np.nanmax(I) / 1e3:.1f} kcps"
+        return s
+
+    def _which(self):
+        if self.show == "both":
+            return ["intensity", "G2"]
+        if self.show == "cycle":
+            names = ["intensity", "G2", "G2_direct"]
+            return [names[int((time.monotonic() - self._t0) // self.cycle_s) % len(names)]]
+        return [self.show]
+
+    def render(self):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        el, total, rem = self.progress()
+        head = Text()
+        frac = self._n_done / total if total else 0.0
+        bar_w = 30
+        head.append("█" * int(frac * bar_w) + "░" * (bar_w - int(frac * bar_w)), style="cyan")
+        head.append(f" {self._n_done}" + (f"/{total}" if total else "") + " pixels")
+        head.append(f"  frame {self._frame + 1}/{self.frames}  elapsed {_fmt_s(el)}  remaining {_fmt_s(rem)}")
+        rates = Text(f"{self._n_done / el if el > 0 else 0:.1f} pixels/s, {self._n_images} images", style="dim")
+        if self._est_compute_s > 0:
+            rates.append(f", estimator {self._est_pixels / self._est_compute_s:.0f} px/s of compute"
+                         f", dark {self._est_dark}/{self._est_pixels}", style="dim")
+        parts = [head, rates]
+        img = self._img
+        if img is not None:
+            grid = Table.grid(padding=(0, 2))
+            cols = []
+            for name in self._which():
+                a = img.images.get(name)
+                if a is None:
+                    continue
+                cell = Text(f"{name}\n", style="bold")
+                for line in halfblock_lines(a, "magma"):
+                    cell.append_text(line)
+                    cell.append("\n")
+                cols.append(cell)
+            for _ in cols:
+                grid.add_column()
+            if cols:
+                grid.add_row(*cols)
+                parts.append(grid)
+        return Panel(Group(*parts), title=self.title, expand=False)
+
+    def finish(self):
+        self._tick(force=True)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if not self._tty:
+            print(f"[{self.title}] done: " + self.plain_line().split("] ", 1)[1], flush=True)
+        return ()
+
+    def close(self):
+        if getattr(self, "_live", None) is not None:
+            try:
+                self._live.stop()
+            finally:
+                self._live = None
