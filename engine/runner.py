@@ -87,7 +87,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     t = Table(title=f"{summary['graph']} — {summary['exit_status']} in {summary['elapsed_s']:.2f} s "
                     f"({summary['executor']})")
     for col in ("step", "received", "sent", "busy s", "blocked s", "tap sent", "tap dropped", "wire errors"):

@@ -37,8 +37,8 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
                    external=(), taps: bool = True, keys_dir: str | None = None) -> dict:
     run_id = os.path.basename(run_dir)
     transport = {"threads": "inproc", "processes": "ipc"}[kind]
-    if external or bind_host not in ("127.0.0.1", "localhost"):
-        transport = "tcp"
+    if external or keys_dir or bind_host not in ("127.0.0.1", "localhost"):
+        transport = "tcp"  # CURVE needs tcp; so does a step on another host
     if not tp.is_loopback_endpoint(f"tcp://{bind_host}:1") and not keys_dir:
         raise ValueError(f"binding to {bind_host} (not loopback) requires CURVE keys: "
                          "create them with 'antibunch keys DIR' and pass --keys DIR")
