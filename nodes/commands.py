@@ -151,7 +151,7 @@ def cmd_train(args) -> int:
     elif args.labels:
         raise ValueError("train: --labels needs --hdf5")
     out = args.out or f"g2cnn_w{args.width}.pt"
-    meta = train(cfg, out, progress=not args.no_progress and sys.stderr.isatty())
+    meta = train(cfg, out, progress=not args.no_progress and sys.stderr.isatty(), data=data)
     m = meta["metrics"]
     print(f"saved {out} (+ .json): best validation loss {m['val_loss']:.4g} after {m['epochs_run']} epochs, "
           f"{m['minutes']:.1f} min ({m['stopped']})")

@@ -1,0 +1,98 @@
+"""``antibunch estimate {lm,mle,cnn} INPUT.npz OUTPUT.npz [--weights PATH]`` and ``evaluate``."""
+import numpy as np
+import pytest
+
+from engine.cli import main
+from nodes import g2model as m
+from nodes.cnn import DEFAULT_WEIGHTS
+
+LAG = m.paper_lags_ps()
+BW = m.PAPER_BINWIDTH_PS
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(12)
+    p = m.draw_emitters(12, rng)
+    p[:, 0] = m.scale_for_events(LAG, BW, p, 8000)
+    H = m.poisson_histograms(LAG, BW, p, rng)
+    H[0] = 0
+    path = tmp_path / "in.npz"
+    np.savez(path, counts=H, lag_ps=LAG, duration_s=np.full(12, 5.0))
+    return path, p
+
+
+@pytest.mark.parametrize("method", ["lm", "mle", "cnn"])
+def test_estimate_writes_contract(method, data, tmp_path):
+    path, p = data
+    out = tmp_path / f"out_{method}.npz"
+    args = ["estimate", method, str(path), str(out)]
+    if method == "cnn":
+        args += ["--weights", str(DEFAULT_WEIGHTS)]
+    assert main(args) == 0
+    with np.load(out, allow_pickle=False) as z:
+        g, err, cs = z["g2_0"], z["g2_0_err"], z["compute_s"]
+        assert g.shape == (12,) and err.shape == (12,) and g.dtype == np.float64 and err.dtype == np.float64
+        assert cs.shape == () and 0 < float(cs) < 60
+        assert np.isnan(g[0]) and z["flags"][0] & 1  # the empty histogram is dark
+        assert np.sqrt(np.mean((g[1:] - p[1:, 1]) ** 2)) < 0.4
+        if method != "cnn":
+            assert np.isfinite(err[1:]).sum() >= 9
+
+
+def _bad(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("arrays,key", [
+    (dict(lag_ps=LAG), "counts"),
+    (dict(counts=np.ones((2, 215), np.int64)), "lag_ps"),
+    (dict(counts=np.ones(215, np.int64), lag_ps=LAG), "counts"),
+    (dict(counts=-np.ones((2, 215), np.int64), lag_ps=LAG), "counts"),
+    (dict(counts=np.full((2, 215), np.nan), lag_ps=LAG), "counts"),
+    (dict(counts=np.zeros((0, 215), np.int64), lag_ps=LAG), "counts"),
+    (dict(counts=np.ones((2, 215), np.int64), lag_ps=LAG[:100]), "lag_ps"),
+    (dict(counts=np.ones((2, 215), np.int64), lag_ps=LAG, duration_s=np.ones(3)), "duration_s"),
+])
+@pytest.mark.parametrize("method", ["mle", "cnn"])
+def test_estimate_bad_input_exit_2_names_key(arrays, key, method, tmp_path, capsys):
+    path = _bad(tmp_path, **arrays)
+    assert main(["estimate", method, str(path), str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"'{key}'" in err and "error" in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_estimate_cnn_refuses_other_binning(tmp_path, capsys):
+    lag = (np.arange(100) - 50) * 1000.0
+    path = _bad(tmp_path, counts=np.ones((2, 100), np.int64), lag_ps=lag)
+    assert main(["estimate", "cnn", str(path), str(tmp_path / "o.npz")]) == 2
+    assert "paper's binning" in capsys.readouterr().err
+    # the MLE takes any binning
+    assert main(["estimate", "mle", str(path), str(tmp_path / "o.npz")]) == 0
+
+
+def test_estimate_refuses_object_arrays(tmp_path, capsys):
+    path = tmp_path / "obj.npz"
+    np.savez(path, counts=np.array([object()], dtype=object), lag_ps=LAG)
+    assert main(["estimate", "mle", str(path), str(tmp_path / "o.npz")]) == 2
+
+
+def test_evaluate_small(tmp_path, capsys):
+    png = tmp_path / "e.png"
+    js = tmp_path / "e.json"
+    assert main(["evaluate", "--n", "20", "--buckets", "250,4000", "--lm-max", "8", "--plot", str(png),
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "CRB free" in out and "MLE RMSE" in out
+    assert png.stat().st_size > 1000
+    import json
+
+    res = json.loads(js.read_text())
+    row = res["buckets"]["4000"]
+    assert row["crb_known"] < row["crb_all"]
+    for meth in ("lm", "mle", "cnn"):
+        assert 0 < row[meth]["rmse"] < 1.0 and row[meth]["n"] >= 8
+    assert res["throughput"]["cnn"]["hist_per_s"] > 0
