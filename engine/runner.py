@@ -53,6 +53,8 @@ def cmd_run(args) -> int:
     kwargs = {"duration_s": args.duration}
     if args.executor != "inline":
         kwargs.update(bind_host=args.bind, keys_dir=args.keys, external=args.external)
+        if args.json:  # keep stdout pure JSON: node output goes to stderr
+            kwargs["output_sink"] = lambda step, text: print(text, file=sys.stderr, flush=True)
         if not args.no_live and is_terminal() and not args.json:
             live = LiveTable(graph)
             kwargs["on_status"] = live.update
@@ -227,6 +229,9 @@ def cmd_tap(args) -> int:
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 16)
+    keys_dir = next((m.get("keys_dir") for m in mans if endpoint in m.get("taps", {}).values()), None)
+    if keys_dir and endpoint.startswith("tcp://"):
+        tp.Security(keys_dir).client(sub)  # a run with --keys secures its taps with CURVE too
     sub.connect(endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, args.port.encode())
     n = 0

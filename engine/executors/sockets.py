@@ -107,7 +107,7 @@ class Runner:
         self.ctl = self.ctx.socket(zmq.ROUTER)
         self.ctl.setsockopt(zmq.LINGER, 0)
         self.ctl.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        if self.security and not tp.is_loopback_endpoint(self.manifest["control"]):
+        if self.security and self.manifest["control"].startswith("tcp://"):  # --keys: all tcp is CURVE
             self.security.start_authenticator(self.ctx)
             self.security.server(self.ctl)
         self.ctl.bind(self.manifest["control"])

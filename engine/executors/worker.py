@@ -56,7 +56,7 @@ class Worker:
         self.ctl = self.ctx.socket(zmq.DEALER)
         self.ctl.setsockopt(zmq.LINGER, tp.CONTROL_LINGER_MS)
         self.ctl.setsockopt(zmq.IDENTITY, step.encode())
-        if sec and not tp.is_loopback_endpoint(m["control"]):
+        if sec and m["control"].startswith("tcp://"):  # --keys: every tcp socket is CURVE
             sec.client(self.ctl)
         self.ctl.connect(m["control"])
         self.inputs = {}  # socket -> (port, edge id)
@@ -75,7 +75,7 @@ class Worker:
         for port in self.node.outputs():
             ep = m.get("taps", {}).get(f"{self.sid}.{port}")
             if ep:
-                self.taps[port] = tp.tap_xpub(self.ctx, ep, sec if not tp.is_loopback_endpoint(ep) else None)
+                self.taps[port] = tp.tap_xpub(self.ctx, ep, sec if ep.startswith("tcp://") else None)
         self.poller = zmq.Poller()
         self.poller.register(self.ctl, zmq.POLLIN)
         for s in self.inputs:
