@@ -300,7 +300,8 @@ class Runner:
                 p.wait()
         for t in self.threads.values():
             t.join(timeout=5)
-        self.ctl.close(linger=0)
+        if getattr(self, "ctl", None) is not None:  # start() may fail before the socket exists
+            self.ctl.close(linger=0)
         if self.security:
             self.security.stop()
         self.ctx.term()
