@@ -233,6 +233,11 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
         inv = (w >> 31) & 1
         mtov = (w >> 30) & 1
         mark = ((w >> 28) & 1) if layout == 0 else 0
+        if (w >> 29) & 1:
+            if i != start:
+                status = 2
+                break
+            counters[6] += 1
         if inv == 1 and mtov == 1 and mark == 0:
             # multiple-macrotime-overflow (count) entry
             ov += w & 0x0FFFFFFF
@@ -244,11 +249,6 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                 status = 4
                 break
             continue
-        if (w >> 29) & 1:
-            if i != start:
-                status = 2
-                break
-            counters[6] += 1
         if mtov == 1:
             ov += 1
             counters[7] += 1
@@ -569,11 +569,9 @@ class StreamDecoder:
     def _is_gap(self, recs, i) -> bool:
         if self.fmt.layout == 2:
             return bool(int(recs[i, 0]) & 0x4000)
-        w = int(recs[i])
-        if not w & GAP:
-            return False
-        count_entry = (w & INVALID) and (w & MTOV) and not (self.fmt.layout == 0 and w & MARK)
-        return not count_entry
+        # GAP (bit 29) is honoured on every record kind, count entries included
+        # (CNT is bits 27-0, so bit 29 is never part of a count)
+        return bool(int(recs[i]) & GAP)
 
     # -- main entry
     def feed(self, raw) -> list[Piece]:
@@ -581,6 +579,7 @@ class StreamDecoder:
         n = recs.shape[0]
         pieces: list[Piece] = []
         start = 0
+        base = self.records_done  # global index of recs[0]
         lay = self.fmt.layout
         while start < n:
             cap = min(n - start, self.out_capacity) + 8
@@ -597,28 +596,28 @@ class StreamDecoder:
                                     out_b, self.counters)
             if self.state[2] >= 0:
                 if self.first_backwards is None:
-                    self.first_backwards = self.records_done + int(self.state[2])
+                    self.first_backwards = base + int(self.state[2])
                 self.state[2] = -1
             if k or gap:
                 pieces.append(Piece(out_t[:k], out_c[:k], out_b[:k], gap, cover0,
-                                    self.records_done + start))
+                                    base + start))
             if st == ST_BACKWARDS:
-                idx = self.records_done + i
+                idx = base + i
                 raise SPCFormatError(
                     f"macrotime goes backwards at record {idx} ({self._describe(recs, i)}); the file is "
                     f"corrupt, truncated mid-record, or decoded with the wrong record format "
                     f"(this is {self.fmt.name}; try format=...). Pass strict=False to skip and count "
                     f"such records", self.byte_offset(idx), self.path)
             if st == ST_TIME_OVERFLOW:
-                idx = self.records_done + i
+                idx = base + i
                 raise SPCFormatError(
                     f"macrotime exceeds the int64 picosecond range at record {idx} "
                     f"({self._describe(recs, i)}); the stream is corrupt or not a B&H FIFO file",
                     self.byte_offset(idx), self.path)
             if i == start and st == ST_DONE:  # pragma: no cover - defensive, cannot happen
                 break
-            self.records_done += i - start
             start = i
+            self.records_done = base + start
         return pieces
 
     def _describe(self, recs, i) -> str:
@@ -809,8 +808,11 @@ class Encoder:
                 ticks, c, mbin = ticks[order], c[order], mbin[order]
         chunks = []
         start = 0
+        shift = {0: 12, 1: 17, 2: 24}[self.fmt.layout]
         while start < len(ticks):
-            cap = len(ticks) - start + 64
+            n_ov = max(0, int(ticks[-1] >> shift) - int(self.state[0]))
+            extra = n_ov if self.fmt.layout == 2 else n_ov // 0x0FFFFFFF + (len(ticks) - start)
+            cap = len(ticks) - start + extra + 64  # enough for one call
             out = np.empty(cap, np.uint64)
             i, k, st = encode_kernel(ticks, c, mbin.astype(np.int16), start, self.fmt.layout, self.state, out)
             if st == 2:
@@ -875,3 +877,47 @@ def warmup() -> None:
         recs = encode_records(t, c, d, macro_clock_ps=1000, tac_range_ps=50_000, format=name)
         _, _, mbin, _ = decode_all(recs, name, macro_clock_ps=1000)
         bins_to_delay(mbin, 50_000_000, fmt.n_bins, 0, np.empty(len(mbin), np.int64))
+
+
+def decode_numpy(raw, fmt="spc1xx"):
+    """Vectorised NumPy reference decoder (no kernels): ``(ticks, chan, mbin)``.
+
+    Same conventions as :class:`StreamDecoder` for well-formed input (no time
+    check). Used as the oracle in tests and as the reference in ``bench/spc.py``.
+    """
+    fmt = fmt if isinstance(fmt, RecordFormat) else resolve_format(fmt)
+    recs = as_records(raw, fmt)
+    if fmt.layout == 2:
+        w0 = recs[:, 0].astype(np.int64)
+        w1 = recs[:, 1].astype(np.int64)
+        w2 = recs[:, 2].astype(np.int64)
+        ov = np.cumsum((w0 >> 13) & 1)
+        photon = ((w0 >> 12) & 1) == 0
+        ticks = (ov << 24) + (((w1 & 0xFF) << 16) | w2)
+        return ticks[photon], (w1 >> 8)[photon].astype(np.int16), (4095 - (w0 & 0xFFF))[photon].astype(np.int16)
+    w = recs.astype(np.int64)
+    inv = (w >> 31) & 1
+    mtov = (w >> 30) & 1
+    mark = ((w >> 28) & 1) if fmt.layout == 0 else np.zeros_like(w)
+    count = (inv == 1) & (mtov == 1) & (mark == 0)
+    ov = np.cumsum(np.where(count, w & 0x0FFFFFFF, mtov))
+    if fmt.layout == 0:
+        ticks = (ov << 12) + (w & 0xFFF)
+        photon = (inv == 0) & (mark == 0)
+        chan = (w >> 12) & 0xF
+        mbin = 4095 - ((w >> 16) & 0xFFF)
+        marker = (inv == 1) & (mark == 1)
+    else:
+        ticks = (ov << 17) + ((w >> 8) & 0x1FFFF)
+        photon = inv == 0
+        chan = (w >> 25) & 0x7
+        mbin = 255 - (w & 0xFF)
+        marker = np.zeros_like(photon)
+    mask = (w >> 12) & 0xF
+    slots = np.stack([photon, marker & (mask & 4 > 0), marker & (mask & 2 > 0), marker & (mask & 1 > 0),
+                      marker & (mask & 8 > 0)], axis=1)
+    chans = np.stack([chan, np.full_like(chan, FRAME), np.full_like(chan, LINE), np.full_like(chan, PIXEL),
+                      np.full_like(chan, USER)], axis=1)
+    bins = np.stack([mbin] + [np.full_like(mbin, -1)] * 4, axis=1)
+    sel = slots.ravel()
+    return (np.repeat(ticks, 5)[sel], chans.ravel()[sel].astype(np.int16), bins.ravel()[sel].astype(np.int16))
