@@ -51,6 +51,9 @@ def add_commands(sub) -> None:
     p.add_argument("--lm-max", type=int, default=None, help="cap LM fits per bucket (slow)")
     p.add_argument("--plot", default=None, help="write a PNG (error vs events with the bound)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file")
+    p.add_argument("--prior", action="append", default=[], metavar="KEY=LO,HI",
+                   help="override a prior of the held-out emitters (g0, g0_emitter, a_emitter, t1_ns, t2_ns), "
+                        "e.g. --prior t1_ns=2,4 to test outside the training population")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -176,8 +179,24 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
     if args.n < 5:
         raise ValueError("evaluate: --n must be >= 5")
+    from . import g2model
+
+    priors = {}
+    for item in args.prior:
+        key, _, val = item.partition("=")
+        if key not in g2model.PRIORS or key == "rate_cps":
+            raise ValueError(f"evaluate: --prior key {key!r} unknown; choose from g0, g0_emitter, a_emitter, "
+                             "t1_ns, t2_ns")
+        try:
+            lo, hi = (float(v) for v in val.split(","))
+        except ValueError as exc:
+            raise ValueError(f"evaluate: --prior {item!r} must look like KEY=LO,HI") from exc
+        if not lo <= hi:
+            raise ValueError(f"evaluate: --prior {item!r}: LO must be <= HI")
+        kind = g2model.PRIORS[key][2:]
+        priors[key] = (lo, hi, *kind)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
-                   log=lambda s: print(s, file=sys.stderr))
+                   log=lambda s: print(s, file=sys.stderr), priors=priors or None)
     print(format_table(res))
     if args.plot:
         plot(res, args.plot)

@@ -96,3 +96,18 @@ def test_evaluate_small(tmp_path, capsys):
     for meth in ("lm", "mle", "cnn"):
         assert 0 < row[meth]["rmse"] < 1.0 and row[meth]["n"] >= 8
     assert res["throughput"]["cnn"]["hist_per_s"] > 0
+
+
+def test_evaluate_bad_options(capsys):
+    assert main(["evaluate", "--prior", "bogus=1,2"]) == 2
+    assert main(["evaluate", "--prior", "t1_ns=4"]) == 2
+    assert main(["evaluate", "--methods", "svm"]) == 2
+    assert "svm" in capsys.readouterr().err
+
+
+def test_evaluate_shifted_prior_runs():
+    from nodes.evaluation import evaluate
+
+    res = evaluate(10, seed=1, buckets=(4000,), methods=("mle",), priors={"t1_ns": (1.5, 2.0)})
+    assert res["prior_override"] == {"t1_ns": [1.5, 2.0]}
+    assert res["buckets"]["4000"]["mle"]["n"] == 10 and res["const_rmse"] > 0
