@@ -310,7 +310,19 @@ class SPCFile(Source):
                     raise FileNotFoundError(f"SPCFile(follow=True): {self.path} did not appear within "
                                             f"follow_timeout_s={self.follow_timeout_s} s")
                 time.sleep(self.poll_s)
-            while os.path.getsize(self.path) < 6 and time.monotonic() - t0 < self.follow_timeout_s:
+        if self.follow:
+            # wait for the header (and, when the format must be inferred from the data, a sample of
+            # records) -- or until the file stops growing
+            need = 6 if (self.format or self.set_path or find_set(self.path)) else 4 + 4 * 256
+            last, t_last = -1, time.monotonic()
+            while not self.stop_requested:
+                size = os.path.getsize(self.path)
+                if size >= need:
+                    break
+                if size != last:
+                    last, t_last = size, time.monotonic()
+                elif time.monotonic() - t_last > self.follow_timeout_s:
+                    break
                 time.sleep(self.poll_s)
         fi = self.info = self._open()
         for w in fi.warnings:
