@@ -229,6 +229,9 @@ class Worker:
                 status = self.run_source()
             else:
                 status = self.run_node()
+        except tp.Aborted:  # told to abort while blocked (e.g. sending descriptors): not this step's fault
+            status = ABORT
+            self.send_stop(ABORT)
         except Exception as exc:  # noqa: BLE001 - last resort: report, never hang
             self.fail(exc, None)
             status = FAIL
