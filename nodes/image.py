@@ -40,8 +40,15 @@ Images (units in ``Image.units``):
     are 1/ḡ_pool(τ_k) (the pooled normalised shape): fixed, so linearity and unbiasedness hold.
     For start–stop histograms the tilt ``exp(−R_stop·(τ + span/2))`` (science §2.2) is divided
     out first, with R_stop = intensity/2 of the pixel (``tilt_correction``).
-``G3`` (counts³/s³)
-    ``intensity³·(2 − 3·g2_0 + g3)/2`` when a g3 stream is connected (science §2.1, n = 3).
+``G3`` (counts³/s³), ``g3_0``, ``g2_coinc``
+    ``intensity³·(2 − 3·g2 + g3)/2`` (science §2.1, n = 3, the factorial-cumulant image,
+    width σ/√3). With a g3 stream connected: g2 = ``g2_0`` of the estimator, g3 from the
+    stream. Otherwise, when the histograms carry zero-delay coincidences from three or more
+    detectors (``PixelAccumulator(coincidence_window_ps=W)``): g2 and g3 are the
+    window-averaged values from the 2- and 3-fold coincidence counts and the singles
+    (:func:`coincidence_g`), both over the same window W so the cumulant combination stays
+    consistent; W should be well below the dip time t1 (window averaging raises g2, g3 as
+    bin averaging does, science §2.4).
 ``n_events``
     Coincidences used by the estimator.
 
@@ -67,7 +74,7 @@ from engine.node import In, Node, Out, Param
 UNITS = {
     "intensity": "counts/s", "g2_0": "1", "g2_0_err": "1", "G2": "counts^2/s^2",
     "G2_err": "counts^2/s^2", "G2_direct": "counts^2/s^2", "G2_direct_err": "counts^2/s^2",
-    "G3": "counts^3/s^3", "g3_0": "1", "n_events": "events",
+    "G3": "counts^3/s^3", "g3_0": "1", "g2_coinc": "1", "n_events": "events",
 }
 #: pooled-fit bounds (ns): t2 <= 300 ns is the NV metastable ceiling (science §4 caveat)
 T1_BOUNDS_NS = (0.5, 100.0)
@@ -192,6 +199,38 @@ def direct_g2(counts, exposure_s, lag_ps, binwidth_ps, t1_ns, t2_ns, split_produ
     return g, e, beta[:, 0]
 
 
+def coincidence_g(coinc, singles, exposure_s, window_ps):
+    """Window-averaged g2 and g3(0,0) per pixel from zero-delay coincidences.
+
+    A k-fold coincidence is k tags on k distinct detectors spanning at most W (the
+    accumulator's definition). For uncorrelated light of rates r_d = n_d/T the expected count
+    is ``e_k(r)·T·k·W^(k−1)`` (e_k: elementary symmetric polynomial; the set of k−1 lags with
+    span ≤ W has volume k·W^(k−1)), so ``g_k = C_k / that``. Returns ``(g2, g3)`` arrays
+    ``(n,)``; g3 is None with fewer than three detectors.
+    """
+    co = np.asarray(coinc, dtype=np.float64)
+    n = np.asarray(singles, dtype=np.float64)
+    T = np.asarray(exposure_s, dtype=np.float64)
+    W = float(window_ps) * 1e-12
+    if n.ndim != 2 or W <= 0:
+        return None, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = n / T[:, None]
+        # elementary symmetric polynomials e1..e3 of the rates, per pixel
+        e = np.zeros((len(r), 4))
+        e[:, 0] = 1.0
+        for d in range(r.shape[1]):
+            for k in range(3, 0, -1):
+                e[:, k] += e[:, k - 1] * r[:, d]
+        E2 = e[:, 2] * T * 2 * W
+        g2 = np.where(E2 > 0, co[:, 0] / E2, np.nan)
+        if r.shape[1] < 3 or co.shape[1] < 2:
+            return g2, None
+        E3 = e[:, 3] * T * 3 * W ** 2
+        g3 = np.where(E3 > 0, co[:, 1] / E3, np.nan)
+    return g2, g3
+
+
 # ------------------------------------------------------------------ the node
 class ImageAssembler(Node):
     """Assemble intensity, g2(0), G2, G2_direct (and G3) images as pixels complete.
@@ -259,6 +298,8 @@ class ImageAssembler(Node):
         self._flags = np.zeros(n, np.uint8)
         self._has_est = np.zeros(n, bool)
         self._g3 = np.full(n, np.nan)
+        self._coinc = None
+        self._window_ps = 0.0
         self._lag_ps = None
         self._binwidth_ps = None
         self._alloc_done = True
@@ -311,6 +352,12 @@ class ImageAssembler(Node):
                 self._singles = np.zeros((len(self._counts), singles.shape[1]))
             self._singles[pix] = singles
         self._exposure[pix] = np.asarray(msg.exposure_s, dtype=np.float64)
+        if msg.coincidences is not None:
+            co = np.asarray(msg.coincidences, dtype=np.float64)
+            if self._coinc is None:
+                self._coinc = np.zeros((len(self._counts), co.shape[1]))
+            self._coinc[pix] = co
+            self._window_ps = float(msg.coincidence_window_ps)
         self._has_hist[pix] = True
         self._n_done = max(self._n_done, int(msg.n_done))
         self._frame = max(self._frame, int(msg.frame))
@@ -463,6 +510,12 @@ class ImageAssembler(Node):
             if self._g3_connected:
                 images["g3_0"] = self._g3.copy()
                 images["G3"] = intensity ** 3 * (2.0 - 3.0 * g2 + self._g3) / 2.0
+            elif self._coinc is not None and src == "singles":
+                g2c, g3c = coincidence_g(self._coinc, self._singles, T, self._window_ps)
+                if g3c is not None:
+                    images["g2_coinc"] = g2c
+                    images["g3_0"] = g3c
+                    images["G3"] = intensity ** 3 * (2.0 - 3.0 * g2c + g3c) / 2.0
         for k in list(images):
             a = images[k].reshape(ny, nx).astype(np.float64)
             a[~mask.reshape(ny, nx)] = np.nan

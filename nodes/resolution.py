@@ -53,6 +53,8 @@ def gaussian_fit(s, y, yerr=None, center=None, sigma0=None) -> dict:
     s = np.asarray(s, float)
     y = np.asarray(y, float)
     good = np.isfinite(y) & np.isfinite(s)
+    if yerr is not None and not np.any(np.isfinite(yerr) & (np.asarray(yerr, float) > 0)):
+        yerr = None  # no usable error bars: unweighted fit
     if yerr is not None:
         yerr = np.asarray(yerr, float)
         good &= np.isfinite(yerr) & (yerr > 0)
@@ -117,9 +119,10 @@ def profile(img, p0, direction, half_length_px, band_px=1, step_px=1.0, err=None
         n = np.sum(np.isfinite(vals), axis=0)
         mean = np.where(n > 0, np.nansum(vals, axis=0) / np.maximum(n, 1), np.nan)
         e = None
-        if err is not None:
+        if err is not None and np.isfinite(err).any():
             ev = _sample(np.asarray(err, float) ** 2, rows, cols)
-            e = np.where(n > 0, np.sqrt(np.nansum(ev, axis=0)) / np.maximum(n, 1), np.nan)
+            ne = np.sum(np.isfinite(ev), axis=0)
+            e = np.where(ne > 0, np.sqrt(np.nansum(ev, axis=0) / np.maximum(ne, 1) * n) / np.maximum(n, 1), np.nan)
     return s, mean, e
 
 
@@ -202,7 +205,7 @@ def analyze(images: dict, pixel_nm: float, emitters_px=None, errors: dict | None
     imgs = {k: np.asarray(v, float) for k, v in images.items() if v is not None}
     errs = dict(errors or {})
     for k in ("G2", "G2_direct", "G3"):
-        if f"{k}_err" in imgs and k not in errs:
+        if f"{k}_err" in imgs and k not in errs and np.isfinite(imgs[f"{k}_err"]).any():
             errs[k] = imgs[f"{k}_err"]
     if "intensity" in imgs:
         imgs["intensity^2"] = imgs["intensity"] ** 2

@@ -142,8 +142,7 @@ class FigureSink(Sink):
         em_px = res["emitters_px"]
         for ax, (name, label, cmap) in zip(axes[0], panels[:4]):
             a = np.asarray(ims.get(name, np.full((ny, nx), np.nan)), float)
-            cm = plt.get_cmap(cmap).copy()
-            cm.set_bad("#404040")
+            cm = plt.get_cmap(cmap).with_extremes(bad="#404040")
             kw = {}
             if name == "g2_0":
                 kw = dict(vmin=0, vmax=1.2)

@@ -236,3 +236,57 @@ def test_errors_name_the_problem():
         run_node(ImageAssembler(), [("g2", est_msg(range(5), g2))])
     with pytest.raises(ValueError, match="t2_ns"):
         ImageAssembler(t1_ns=12.0)
+
+
+def test_coincidence_g_poisson_is_one():
+    """Uncorrelated Poisson light: window-averaged g2 = g3 = 1 (expected counts exact)."""
+    from nodes.image import coincidence_g
+
+    T, W = 2.0, 5000.0
+    r = np.array([[1e5, 2e5, 1.5e5]])
+    n = r * T
+    w = W * 1e-12
+    C2 = (r[0, 0] * r[0, 1] + r[0, 0] * r[0, 2] + r[0, 1] * r[0, 2]) * T * 2 * w
+    C3 = r[0, 0] * r[0, 1] * r[0, 2] * T * 3 * w ** 2
+    g2, g3 = coincidence_g(np.array([[C2, C3, 0.0]]), n, np.array([T]), W)
+    assert g2[0] == pytest.approx(1.0) and g3[0] == pytest.approx(1.0)
+
+
+def test_coincidence_g_against_simulated_poisson_streams():
+    """Count 2/3-fold coincidences of Poisson tags with a NumPy oracle: g ≈ 1 within 5 sigma."""
+    from nodes.image import coincidence_g
+
+    rng = np.random.default_rng(0)
+    T, W = 1.0, 200_000  # s, ps (a wide window: enough triples from 1e5-cps streams)
+    t = [np.sort(rng.uniform(0, T * 1e12, rng.poisson(1e5 * T))) for _ in range(3)]
+    c2 = sum(int(np.sum(np.searchsorted(t[j], t[i] + W, "right") - np.searchsorted(t[j], t[i] - W, "left")))
+             for i in range(3) for j in range(i + 1, 3))
+    lo1, hi1 = np.searchsorted(t[1], t[0] - W, "left"), np.searchsorted(t[1], t[0] + W, "right")
+    lo2, hi2 = np.searchsorted(t[2], t[0] - W, "left"), np.searchsorted(t[2], t[0] + W, "right")
+    c3 = 0
+    for k in np.nonzero((hi1 > lo1) & (hi2 > lo2))[0]:
+        a, b, x = t[1][lo1[k]:hi1[k]], t[2][lo2[k]:hi2[k]], t[0][k]
+        lo = np.minimum(np.minimum(a[:, None], b[None, :]), x)
+        hi = np.maximum(np.maximum(a[:, None], b[None, :]), x)
+        c3 += int(np.sum(hi - lo <= W))
+    n = np.array([[len(x) for x in t]], float)
+    g2, g3 = coincidence_g(np.array([[c2, c3, 0]], float), n, np.array([T]), W)
+    assert c3 > 50
+    assert abs(g2[0] - 1) < 5 / np.sqrt(c2)
+    assert abs(g3[0] - 1) < 5 / np.sqrt(c3)
+
+
+def test_g3_image_from_coincidences():
+    counts, sing, g2, _ = scan()
+    sing3 = np.concatenate([sing, sing[:, :1]], axis=1)
+    co = np.tile([[100.0, 5.0, 0.0]], (20, 1))
+    msg = PixelHistograms(pixel=np.arange(20), counts=counts, singles=sing3, exposure_s=np.full(20, 7.0),
+                          lag_ps=LAG, binwidth_ps=BW, shape=[4, 5], n_done=20, coincidences=co,
+                          coincidence_window_ps=2000.0)
+    img = run_node(ImageAssembler(t1_ns=12.0, t2_ns=150.0), [("hist", msg), ("g2", est_msg(range(20), g2))])["out"][-1]
+    from nodes.image import coincidence_g
+
+    g2c, g3c = coincidence_g(co, sing3, np.full(20, 7.0), 2000.0)
+    I = sing3.sum(1) / 7.0
+    np.testing.assert_allclose(img.images["G3"].ravel(), I ** 3 * (2 - 3 * g2c + g3c) / 2)
+    assert "g3_0" in img.images and img.units["G3"] == "counts^3/s^3"

@@ -1,0 +1,104 @@
+"""FigureSink (PNG + resolution table) and LiveView (terminal / plain text)."""
+import io
+
+import numpy as np
+import pytest
+
+from engine.messages import Estimates, Image, PixelHistograms
+from engine.testing import run_node
+from nodes.image import dip_basis
+from sinks.figures import FigureSink, emitters_to_px
+from sinks.live import LiveView, downsample, halfblock_lines
+
+PX = 24.2
+SIG = 310 / 2.3548 / PX
+BW = 500_000 / 215
+LAG = (np.arange(215) - 107) * BW
+
+
+def pair_image(shape=(32, 32), d_nm=250.0, n_done=None):
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+    em = emitters_to_px([(-d_nm / 2, 0.0), (d_nm / 2, 0.0)], shape, PX)
+    h = [np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * SIG ** 2)) for r, c in em]
+    I = 3e4 * (h[0] + h[1]) + 500
+    G2 = 9e8 * (h[0] ** 2 + h[1] ** 2)
+    g2 = 1 - G2 / I ** 2
+    images = {"intensity": I, "g2_0": g2, "g2_0_err": np.full(shape, 0.05), "G2": G2,
+              "G2_direct": G2, "G2_direct_err": np.full(shape, 1e7)}
+    return Image(mask=np.ones(shape, bool), images=images, units={}, n_done=n_done or ny * nx,
+                 meta={"method": "test", "intensity_from": "singles"})
+
+
+def hist_msg(shape=(32, 32)):
+    n = shape[0] * shape[1]
+    X = dip_basis(LAG, BW, 12.0, 150.0)
+    lam = 50 * (X @ np.array([1.0, 1.5, 0.6]))
+    counts = np.random.default_rng(0).poisson(lam, size=(n, 215))
+    return PixelHistograms(pixel=np.arange(n), counts=counts, singles=np.ones((n, 2)), exposure_s=np.full(n, 7.0),
+                           lag_ps=LAG, binwidth_ps=BW, shape=list(shape), n_done=n)
+
+
+def test_emitters_to_px_matches_simulator_convention():
+    # pixel centres at (i - (n-1)/2) * pixel_nm: the origin is the centre of the field
+    assert emitters_to_px([(0.0, 0.0)], (32, 32), PX) == [(15.5, 15.5)]
+    assert emitters_to_px([(PX, -PX)], (4, 4), PX) == [(0.5, 2.5)]
+
+
+def test_figure_png_and_table(tmp_path, capsys):
+    path = str(tmp_path / "fig.png")
+    sink = FigureSink(path, emitters_nm=((-125.0, 0.0), (125.0, 0.0)), title="test", dpi=40)
+    est = Estimates(pixel=np.arange(1024), g2_0=np.full(1024, 0.3), g2_0_err=np.full(1024, 0.05),
+                    n_events=np.full(1024, 100.0), flags=np.zeros(1024, np.uint8), shape=[32, 32])
+    run_node(sink, [("hist", hist_msg()), ("g2", est), ("image", pair_image())])
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "pair separation 250 nm" in out
+    res = sink.analysis["images"]
+    assert not res["intensity"]["pair"]["resolved"]
+    assert not res["intensity^2"]["pair"]["resolved"]
+    assert res["G2"]["pair"]["resolved"] and res["G2_direct"]["pair"]["resolved"]
+    assert res["G2"]["fwhm_nm"] == pytest.approx(310 / np.sqrt(2), rel=0.02)
+
+
+def test_figure_every_n_pixels(tmp_path):
+    path = str(tmp_path / "f.png")
+    sink = FigureSink(path, every_n_pixels=500, print_summary=False, dpi=30)
+    run_node(sink, [("image", pair_image(n_done=k)) for k in (100, 600, 700, 1100)])
+    assert sink.renders == 2 + 1  # at 600, at 1100, and at the end
+
+
+def test_figure_check_refuses_missing_dir(tmp_path):
+    with pytest.raises(PermissionError, match="FigureSink"):
+        run_node(FigureSink(str(tmp_path / "nope" / "f.png")), [])
+
+
+def test_halfblock_rendering_bounded():
+    a = np.arange(100 * 80, dtype=float).reshape(100, 80)
+    d = downsample(a)
+    assert max(d.shape) <= 64
+    lines = halfblock_lines(np.arange(32 * 32, dtype=float).reshape(32, 32))
+    assert len(lines) == 16 and all(len(t) == 32 for t in lines)
+
+
+def test_live_plain_text_when_not_a_terminal(capsys):
+    lv = LiveView(frames=2, plain_every_s=0.0, force_terminal=False)
+    run_node(lv, [("image", pair_image(n_done=k)) for k in (256, 1024)])
+    out = capsys.readouterr().out
+    assert "pixels 1024/2048" in out and "frame 1/2" in out
+    assert "done:" in out.splitlines()[-1]
+    assert "\x1b[" not in out  # no escape codes in logs
+
+
+def test_live_terminal_render():
+    from rich.console import Console
+
+    lv = LiveView(frames=1, show="both", force_terminal=True)
+    lv.reset()
+    lv._tty = False  # render without starting a Live display
+    lv.process(pair_image(), "image")
+    buf = io.StringIO()
+    Console(file=buf, force_terminal=True, width=120, color_system="truecolor").print(lv.render())
+    text = buf.getvalue()
+    assert "▀" in text and "intensity" in text and "G2" in text and "1024/1024" in text
