@@ -94,19 +94,23 @@ def correlate3(time, channel, c1, c2, c3, binwidth, n_bins):
 
 
 def nfold(time, channel, channels, window):
-    """Brute force: sets of k tags on k distinct detectors with span <= window, k=2,3,4."""
+    """Brute force: sets of k tags on k distinct detectors with span <= window, k=2,3,4.
+
+    Each set is enumerated once from its lowest index i, with the other members
+    among later indices j whose time is within ``window`` of tag i.
+    """
     time = np.asarray(time, np.int64)
     channel = np.asarray(channel)
-    idx = [i for i in range(len(time)) if int(channel[i]) in set(int(c) for c in channels)]
+    chs = set(int(c) for c in channels)
+    idx = [i for i in range(len(time)) if int(channel[i]) in chs]
     out = np.zeros(3, np.int64)
-    for k in (2, 3, 4):
-        for combo in itertools.combinations(idx, k):
-            chs = [int(channel[i]) for i in combo]
-            if len(set(chs)) != k:
-                continue
-            ts = [int(time[i]) for i in combo]
-            if max(ts) - min(ts) <= window:
-                out[k - 2] += 1
+    for a, i in enumerate(idx):
+        later = [j for j in idx[a + 1:] if time[j] - time[i] <= window]
+        for k in (2, 3, 4):
+            for rest in itertools.combinations(later, k - 1):
+                combo = (i,) + rest
+                if len({int(channel[q]) for q in combo}) == k:
+                    out[k - 2] += 1
     return out
 
 
