@@ -1,0 +1,64 @@
+"""Fault-test graph: seeded Poisson tags -> pass-through counter -> HDF5 (Photon-HDF5 tags).
+
+``src`` (TestingSource, deterministic for ``seed``) -> ``relay`` (TagRelay: forwards every
+batch, counts tags) -> ``save`` (HDF5Sink, save_tags=True, flushed per batch). Any of the
+three worker processes can be killed; the HDF5 file must stay readable and hold an exact
+prefix of the deterministic stream.
+"""
+import numpy as np
+
+from engine import Graph, In, Node, Out, Param, TagBatch
+from engine.testing import TestingSource
+from sinks.hdf5 import HDF5Sink
+
+
+class TagRelay(Node):
+    """Forwards TagBatches unchanged and counts them (``counters``: batches, tags)."""
+
+    tags = In(TagBatch)
+    out = Out(TagBatch)
+    fail_at_seq = Param(int, default=None, optional=True, doc="raise at this seq (fault tests)")
+    sleep_s = Param(float, default=0.0, min=0.0, unit="s", doc="artificial cost per batch")
+
+    def reset(self):
+        self.counters = {"batches": 0, "tags": 0}
+
+    def process(self, msg, port):
+        if self.fail_at_seq is not None and msg.seq >= self.fail_at_seq:
+            raise ValueError(f"deliberate failure at seq {msg.seq}")
+        if self.sleep_s:
+            import time
+
+            time.sleep(self.sleep_s)
+        self.counters["batches"] += 1
+        self.counters["tags"] += len(msg)
+        yield msg
+
+
+RATE_HZ = 2e5
+BATCH_PS = 10**8
+CHANNELS = (0, 1)
+
+
+def expected_batches(n, seed=0):
+    """The exact batches ``src`` emits (for checking what reached the file)."""
+    from engine.testing import poisson_batches
+
+    return list(poisson_batches(RATE_HZ, CHANNELS, n, BATCH_PS, seed))
+
+
+def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0):
+    g = Graph("faults")
+    src = g.add("src", TestingSource(n_batches=n_batches, rate_hz=RATE_HZ, channels=CHANNELS,
+                                     batch_duration_ps=BATCH_PS, seed=seed, delay_s=delay_s))
+    relay = g.add("relay", TagRelay(fail_at_seq=fail_at_seq, sleep_s=relay_sleep_s), src)
+    if out:
+        g.add("save", HDF5Sink(out, save_tags=True), tags=relay)
+    else:
+        from engine.testing import TestingSink
+
+        g.add("save", TestingSink(), relay)
+    return g
+
+
+graph = build()
