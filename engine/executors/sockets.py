@@ -288,6 +288,8 @@ class Runner:
         for s, p in self.procs.items():
             if p.poll() is None:
                 p.kill()
+                if self.step_state.get(s) == "starting":
+                    continue  # stopped (signal, another step's error) before it was ready: nothing to blame
                 self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
                                                     detail="did not shut down in time; killed"))
 
