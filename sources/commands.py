@@ -27,10 +27,10 @@ def add_commands(sub) -> None:
     s.add_argument("--frames", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--macro-clock-ps", type=int, default=25_000, help="SPC-150 macro clock (25 ns internal)")
-    s.add_argument("--tac-range-ps", type=float, default=None,
-                   help="TAC range written to the .set (default: the simulator's TAC window)")
+    s.add_argument("--tac-range-ps", type=int, default=None,
+                   help="TAC range of the simulated SPC-150 (default: the Simulator's)")
     s.add_argument("--zero-delay-ps", type=int, default=None,
-                   help="microtime of zero delay (default: half the TAC range, so negative lags fit)")
+                   help="stop cable delay = microtime of zero lag (default: the Simulator's)")
     s.add_argument("--sim-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="extra Simulator parameter (value parsed with ast.literal_eval), repeatable")
     s.set_defaults(func=cmd_simulate)
@@ -95,7 +95,7 @@ def _scene_from_arg(text: str):
     except ImportError as exc:  # pragma: no cover - simulator is another helper's file
         raise UsageError(f"the simulator is not available ({exc})") from exc
     name, _, rest = text.partition(":")
-    names = {k: getattr(sim, k) for k in ("single_nv", "two_nvs", "three_nvs") if hasattr(sim, k)}
+    names = {k: getattr(sim, k) for k in ("single_nv", "two_nvs", "three_nvs", "random_field") if hasattr(sim, k)}
     if "(" in text:
         tree = ast.parse(text, mode="eval").body
         if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in names):
@@ -131,31 +131,24 @@ def cmd_simulate(args) -> int:
             extra[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             extra[k] = v
+    if args.tac_range_ps is not None:
+        extra["tac_range_ps"] = int(args.tac_range_ps)
+    if args.zero_delay_ps is not None:
+        extra["zero_delay_ps"] = int(args.zero_delay_ps)
     scene = _scene_from_arg(args.scene)
     sim = Simulator(scene=scene, shape=tuple(args.shape), dwell_s=args.dwell_s, frames=args.frames, seed=args.seed,
                     output="start_stop", **extra)
-    tac = args.tac_range_ps
-    if tac is None:
-        tac = _sim_tac_range_ps(sim)
-    zero = args.zero_delay_ps if args.zero_delay_ps is not None else int(tac // 2)
+    # the simulator's delays are round_half_even(bin * R / 4096) - Z, exactly our decoder's convention,
+    # so writing with the same R and Z stores every conversion losslessly
+    tac = float(sim.params["tac_range_ps"])
+    zero = int(sim.params["zero_delay_ps"])
     g = Graph("simulate")
     tags = g.add("tags", sim)
-    g.add("spc", SPCWriter(path=args.out, macro_clock_ps=args.macro_clock_ps, tac_range_ps=float(tac),
+    g.add("spc", SPCWriter(path=args.out, macro_clock_ps=args.macro_clock_ps, tac_range_ps=tac,
                            zero_delay_ps=zero, image_shape=tuple(args.shape)), tags)
     res = run_graph(g, "inline")
     res.raise_for_errors()
     w = res.nodes["spc"]
     print(f"wrote {args.out} ({w.counters.get('records', 0)} records, {w.counters.get('tags', 0)} tags, "
-          f"TAC range {tac:g} ps, zero delay {zero} ps) and {w.set_path}")
+          f"{w.counters.get('markers', 0)} markers; TAC range {tac:g} ps, zero delay {zero} ps) and {w.set_path}")
     return 0
-
-
-def _sim_tac_range_ps(sim) -> float:
-    """The TAC window of the simulator's start-stop path (parameter names tried in order)."""
-    p = sim.params
-    for k in ("tac_range_ps", "tac_window_ps", "span_ps", "tac_span_ps"):
-        if p.get(k):
-            v = float(p[k])
-            # the simulator's delays run over (-window, +window) when it reports a one-sided window
-            return v if k != "tac_window_ps" else 2 * v
-    return 1_000_000.0
