@@ -173,6 +173,8 @@ class Runner:
                 self.stats[step] = ev["stats"]
             if kind == "ready":
                 self.step_state[step] = "ready"
+                if self._abort_sent_at is not None:
+                    self.send(step, "abort")  # the broadcast went out before it connected (ROUTER drops those)
             elif kind == "error":
                 if step not in self.errors:
                     self.errors[step] = NodeError(self.graph.full_id(step), ev.get("seq"), None,
