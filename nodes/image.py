@@ -447,8 +447,8 @@ class ImageAssembler(Node):
             return {"t1_ns": self.t1_ns, "t2_ns": self.t2_ns, "from": "parameters"}
         pooled = self._counts[sel].sum(axis=0)
         tot = float(pooled.sum())
-        # refit only when the pooled data grew by >= 10 % (bounded cost, final fit always exact)
-        if self._pooled is None or tot >= 1.1 * self._pooled_at or self._final_fit:
+        # refit only when the pooled data grew by >= 25 % (bounded cost, final fit always exact)
+        if self._pooled is None or tot >= 1.25 * self._pooled_at or self._final_fit:
             fit = fit_pooled_shape(self._lag_ps, self._binwidth_ps, pooled,
                                    c_fixed=None if c_flat is None else float(c_flat.sum()))
             if fit is not None:

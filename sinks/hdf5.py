@@ -21,15 +21,16 @@
   the graph file's text; ``software`` the versions; the root attributes
   ``antibunch_created_utc``/``antibunch_updated_utc``/``antibunch_status``.
 
-Every message is appended (tags) or written in place (pixels, images), then the file is
-``flush()``ed, so a run killed at any point leaves a readable file with everything up to the
-last flush (``antibunch_status`` then still says 'running'). The file format is the HDF5 1.8
+Every message is appended (tags) or written in place (pixels, images); the file is
+``flush()``ed after every image snapshot and at least every ``flush_every_s`` seconds while
+tags and histograms arrive, so a run killed at any point leaves a readable file with
+everything up to the last flush (``antibunch_status`` then still says 'running'). The file format is the HDF5 1.8
 superblock (``libver=('v108', 'v114')``): a v110 superblock would carry a write-status flag that
 makes a file from a killed run unopenable without ``h5clear``.
 
 ``check()`` refuses an unwritable path before acquisition starts.
 
-Parameters: ``path`` (str), ``save_tags`` (bool), ``overwrite`` (bool), ``description``,
+Parameters: ``path`` (str), ``save_tags`` (bool), ``overwrite`` (bool), ``flush_every_s``, ``description``,
 ``author``, ``author_affiliation`` (str).
 
 Example::
@@ -41,6 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 
 import numpy as np
 
@@ -150,6 +152,8 @@ class HDF5Sink(Sink):
     description = Param(str, default="antibunch acquisition", doc="Photon-HDF5 /description")
     author = Param(str, default="", doc="Photon-HDF5 /identity/author")
     author_affiliation = Param(str, default="", doc="Photon-HDF5 /identity/author_affiliation")
+    flush_every_s = Param(float, default=1.0, min=0.0, unit="s",
+                          doc="max seconds between flushes of tags/histograms (images: every snapshot)")
 
     def __init__(self, path=REQUIRED, **params):
         if path is not REQUIRED:
@@ -195,6 +199,7 @@ class HDF5Sink(Sink):
         self._has_delay = False
         self._pix = None
         self._img_names = set()
+        self._last_flush = 0.0
         self._write_skeleton()
         for port in list(self._desc):
             self._write_provenance(port)
@@ -291,7 +296,13 @@ class HDF5Sink(Sink):
             except (TypeError, ValueError):
                 obj.attrs[f"param_{k}"] = json.dumps(v)
 
-    def _touch(self):
+    def _touch(self, force=True):
+        """Flush: always after an image snapshot (and at the end), otherwise at most every
+        ``flush_every_s`` seconds (histograms and tags arrive far more often than snapshots)."""
+        now = time.monotonic()
+        if not force and now - self._last_flush < self.flush_every_s:
+            return
+        self._last_flush = now
         self._f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
         self._f.flush()
 
@@ -364,7 +375,7 @@ class HDF5Sink(Sink):
             self._t_first = b.t_begin_ps
         self._t_last = b.t_end_ps
         f["acquisition_duration"][()] = (self._t_last - self._t_first) * 1e-12
-        self._touch()
+        self._touch(force=False)
 
     def _write_hist(self, m: PixelHistograms):
         ab = self._f["user/antibunch"]
@@ -410,13 +421,20 @@ class HDF5Sink(Sink):
                     continue
                 raise ValueError(f"step '{self.step_id}': pixels/{name} changed shape")
             mirror[rows, cols] = val
-        for r in np.unique(rows).tolist():
+        # write only what changed: single pixels, or whole lines when a message covers most of one
+        ur, cnt = np.unique(rows, return_counts=True)
+        for r, k in zip(ur.tolist(), cnt.tolist()):
+            whole = k > nx // 2
             for name in fields:
                 if name in self._pix and fields[name] is not None:
-                    g[name][r] = self._pix[name][r]
+                    if whole:
+                        g[name][r] = self._pix[name][r]
+                    else:
+                        for c in cols[rows == r].tolist():
+                            g[name][r, c] = self._pix[name][r, c]
         g.attrs["n_done"] = int(m.n_done)
         g.attrs["frame"] = int(m.frame)
-        self._touch()
+        self._touch(force=False)
 
     def _write_image(self, m: Image):
         ab = self._f["user/antibunch"]
@@ -457,7 +475,7 @@ class HDF5Sink(Sink):
         for name in ("g2_0", "g2_0_err", "n_events", "flags"):
             self._est[name].flat[pix] = np.asarray(getattr(m, name))
             g[name][...] = self._est[name]
-        self._touch()
+        self._touch(force=False)
 
     # -- end
     def finish(self):
