@@ -131,3 +131,64 @@ def _only_blames_save(res):
     assert res.errors[0].step_id == "faults.save", [str(e) for e in res.errors]
     for e in res.errors[1:]:
         assert "did not shut down in time" in str(e), f"another step blamed: {e}"
+
+
+# ---------------------------------------------------------------- signals
+def _signal_run(tmp_path, runtime_dir, sig, *, delay_s=None, min_bytes=None, tag="s"):
+    """Start 'antibunch run' on the fault graph, signal it, check the clean exit."""
+    out = tmp_path / f"sig_{tag}.h5"
+    p = subprocess.Popen([sys.executable, "-m", "engine", "run",
+                          f"{FAULTS}:build(out={str(out)!r}, n_batches=100000, delay_s=0.01)", "--no-live"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(runtime_dir))
+    try:
+        if min_bytes is not None:
+            deadline = time.monotonic() + 120
+            while not (out.exists() and out.stat().st_size >= min_bytes):
+                assert p.poll() is None and time.monotonic() < deadline, "run never produced data"
+                time.sleep(0.02)
+        else:
+            time.sleep(delay_s)
+        started = bool(os.listdir(runtime_dir)) if runtime_dir.exists() else False
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+        exit_s = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    time.sleep(0.1)
+    assert pids_with(str(out)) == [], "orphan worker processes"
+    assert not runtime_dir.exists() or os.listdir(runtime_dir) == [], "run dir / ipc sockets left behind"
+    assert "Traceback" not in err, err
+    if started:
+        assert p.returncode == 130, (p.returncode, err)
+    else:  # signalled before the runner installed its handlers: nothing had started
+        assert p.returncode in (130, -sig), (p.returncode, err)
+    status = None
+    if out.exists() and out.stat().st_size > 0:  # 0 bytes: killed inside h5py.File() before anything was written
+        k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)))
+    return exit_s, status, p.returncode
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_run_clean_exit(sig, tmp_path, runtime_dir):
+    exit_s, status, rc = _signal_run(tmp_path, runtime_dir, sig, min_bytes=60_000)
+    assert exit_s < 2.0, f"exit took {exit_s:.2f} s after {sig.name}"
+    assert status == "finished", "HDF5 sink did not finish and flush"
+
+
+def test_signal_during_startup_clean_exit(tmp_path, runtime_dir):
+    exit_s, status, rc = _signal_run(tmp_path, runtime_dir, signal.SIGTERM, delay_s=1.5)
+    assert exit_s < 2.0, f"exit took {exit_s:.2f} s"
+
+
+@pytest.mark.slow
+def test_signals_at_random_moments(tmp_path, runtime_dir):
+    rng = random.Random(3)
+    worst = 0.0
+    for i in range(12):
+        sig = rng.choice([signal.SIGINT, signal.SIGTERM])
+        exit_s, status, rc = _signal_run(tmp_path, runtime_dir, sig, delay_s=rng.uniform(0.5, 6.0), tag=str(i))
+        worst = max(worst, exit_s)
+        assert exit_s < 2.0, f"case {i}: exit took {exit_s:.2f} s after {sig.name}"
+    print(f"12 signals: worst exit {worst:.2f} s")
