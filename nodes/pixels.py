@@ -169,27 +169,38 @@ class PixelAccumulator(Node):
             raise ValueError(f"step '{self.step_id}': TagBatch seq {msg.seq} has no delay_ps; "
                              "mode='start_stop' needs start-stop (TAC) records -- use mode='t2' for T2 tags")
         t, ch = msg.time_ps, msg.channel
-        pix = np.empty(n, np.int64)
-        inc = np.zeros(n, np.int64)
-        visit = np.zeros(n, np.int64)
         comp = np.empty(n + 2, np.int64)
-        if self.schedule:
-            if self._t0 is None:
-                self._t0 = int(msg.t_begin_ps)
-            ny, nx = self._ny, self._nx
-            ncomp = K.assign_schedule(t, ch, int(msg.t_end_ps), self._t0, nx, ny, self._dwell_ps, self._lp,
-                                      self._fp, self.frames or 0, self._inc_ps, self._sst, self._expo,
-                                      pix, inc, visit, comp)
+        t_end = int(msg.t_end_ps)
+        if not self.schedule and self.mode == "start_stop" and self._coinc is None:
+            # fused single pass (the paper's path)
+            sel = -1 if self.delay_channel is None else self.delay_channel
+            delay = msg.delay_ps if msg.delay_ps is not None else np.zeros(0, np.int64)
+            i, ncomp = 0, 0
+            while True:
+                i, ncomp = K.markers_start_stop(t, ch, delay, i, ncomp, t_end, self._nx, self._ny,
+                                                self._dwell_ps, self._inc_ps, self._ps, self._expo, comp,
+                                                self._dirty, sel, self.span_ps, self.n_bins, self._counts,
+                                                self._incs, self._singles)
+                if i >= n:
+                    break
+                self._ensure_increments(self._incs.shape[1] + 1)
         else:
-            ncomp = K.assign_markers(t, ch, int(msg.t_end_ps), self._nx, self._ny, self._dwell_ps,
-                                     self._inc_ps, self._ps, self._expo, pix, inc, visit, comp)
-        self._t_end = int(msg.t_end_ps)
-        if n:
-            assigned = pix >= 0
-            if assigned.any():
-                self._ensure_increments(int(inc[assigned].max()) + 1)
-                self._dirty[pix[assigned]] = True
+            pix = np.empty(n, np.int64)
+            inc = np.zeros(n, np.int64)
+            visit = np.zeros(n, np.int64)
+            if self.schedule:
+                if self._t0 is None:
+                    self._t0 = int(msg.t_begin_ps)
+                ncomp, maxq = K.assign_schedule(t, ch, t_end, self._t0, self._nx, self._ny, self._dwell_ps,
+                                                self._lp, self._fp, self.frames or 0, self._inc_ps, self._sst,
+                                                self._expo, pix, inc, visit, comp, self._dirty)
+            else:
+                ncomp, maxq = K.assign_markers(t, ch, t_end, self._nx, self._ny, self._dwell_ps, self._inc_ps,
+                                               self._ps, self._expo, pix, inc, visit, comp, self._dirty)
+            if maxq >= 0:
+                self._ensure_increments(int(maxq) + 1)
                 self._accumulate(msg, pix, inc, visit)
+        self._t_end = t_end
         self._sync_counters()
         if ncomp:
             done = np.unique(comp[:ncomp])

@@ -57,7 +57,72 @@ def _close(ps, end, exposure, comp, ncomp):
 
 
 @njit(cache=True, nogil=True)
-def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pix, inc, visit, comp):
+def _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell):
+    """Advance the marker state machine by one tag (time t, channel c).
+
+    Closes the open pixel when ``t`` is past its end (flyback), then handles a
+    marker tag. Idempotent for detector tags (so a kernel may stop before a
+    photon and resume with it). Returns the new ``ncomp``.
+    """
+    if ps[S_PIX] >= 0 and ps[S_END] >= 0 and t >= ps[S_END]:
+        ncomp = _close(ps, ps[S_END], exposure, comp, ncomp)
+    if c >= 0:
+        return ncomp
+    if c == FRAME:
+        if ps[S_PIX] >= 0:
+            ncomp = _close(ps, t, exposure, comp, ncomp)
+        ps[S_FRAME] += 1
+        ps[S_ROW] = -1
+        ps[S_COL] = -1
+        ps[S_LINE_OPEN] = 0
+        ps[S_RESYNC] = 0
+    elif c == LINE:
+        if ps[S_RESYNC] != 0:
+            return ncomp
+        if ps[S_PIX] >= 0:
+            ncomp = _close(ps, t, exposure, comp, ncomp)
+        if ps[S_FRAME] < 0:
+            ps[S_FRAME] = 0
+        ps[S_ROW] += 1
+        if ps[S_ROW] >= ny:
+            ps[S_ROW] = 0
+            ps[S_FRAME] += 1
+            ps[S_WRAPS] += 1
+        ps[S_COL] = -1
+        ps[S_LINE_OPEN] = 1
+    elif c == PIXEL:
+        if ps[S_RESYNC] != 0 or ps[S_LINE_OPEN] == 0:
+            ps[S_STRAY] += 1
+            return ncomp
+        if ps[S_PIX] >= 0:
+            ncomp = _close(ps, t, exposure, comp, ncomp)
+        ps[S_COL] += 1
+        col = ps[S_COL]
+        if col >= nx:
+            ps[S_EXTRA] += 1
+            return ncomp
+        if col == 0:
+            ps[S_FIRST_T] = t
+        p = ps[S_ROW] * nx + col
+        ps[S_PIX] = p
+        ps[S_START] = t
+        ps[S_VISIT] += 1
+        ps[S_EXPO_BEFORE] = exposure[p]
+        if col == nx - 1:
+            if dwell > 0:
+                ps[S_END] = t + dwell
+            elif nx > 1:
+                ps[S_END] = t + (t - ps[S_FIRST_T]) // (nx - 1)
+            else:
+                ps[S_END] = -1
+            ps[S_LINE_OPEN] = 0
+        else:
+            ps[S_END] = -1
+    return ncomp
+
+
+@njit(cache=True, nogil=True)
+def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pix, inc, visit, comp, dirty):
     """Pixel assignment from in-band marker tags (see module doc).
 
     A FRAME marker starts a frame (row = -1), a LINE marker the next row, a
@@ -67,92 +132,134 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
     the mean pixel-marker spacing of that line). Tags outside an open pixel get
     ``pix = -1``. Lines beyond ``ny`` without a FRAME marker wrap to row 0 of a
     new frame. ``ps[S_RESYNC] == 1`` ignores markers until the next FRAME.
-    Returns the number of completed pixels written to ``comp``.
+    Sets ``dirty[p] = True`` for pixels that got tags. Returns
+    ``(number of completed pixels written to comp, max increment index or -1)``.
     """
     n = time.shape[0]
     ncomp = 0
+    maxq = -1
     for i in range(n):
         c = channel[i]
         t = time[i]
         pix[i] = -1
-        if ps[S_PIX] >= 0 and ps[S_END] >= 0 and t >= ps[S_END]:
-            ncomp = _close(ps, ps[S_END], exposure, comp, ncomp)
+        ncomp = _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell)
         if c < 0:
-            if c == FRAME:
-                if ps[S_PIX] >= 0:
-                    ncomp = _close(ps, t, exposure, comp, ncomp)
-                ps[S_FRAME] += 1
-                ps[S_ROW] = -1
-                ps[S_COL] = -1
-                ps[S_LINE_OPEN] = 0
-                ps[S_RESYNC] = 0
-            elif c == LINE:
-                if ps[S_RESYNC] != 0:
-                    continue
-                if ps[S_PIX] >= 0:
-                    ncomp = _close(ps, t, exposure, comp, ncomp)
-                if ps[S_FRAME] < 0:
-                    ps[S_FRAME] = 0
-                ps[S_ROW] += 1
-                if ps[S_ROW] >= ny:
-                    ps[S_ROW] = 0
-                    ps[S_FRAME] += 1
-                    ps[S_WRAPS] += 1
-                ps[S_COL] = -1
-                ps[S_LINE_OPEN] = 1
-            elif c == PIXEL:
-                if ps[S_RESYNC] != 0 or ps[S_LINE_OPEN] == 0:
-                    ps[S_STRAY] += 1
-                    continue
-                if ps[S_PIX] >= 0:
-                    ncomp = _close(ps, t, exposure, comp, ncomp)
-                ps[S_COL] += 1
-                col = ps[S_COL]
-                if col >= nx:
-                    ps[S_EXTRA] += 1
-                    continue
-                if col == 0:
-                    ps[S_FIRST_T] = t
-                p = ps[S_ROW] * nx + col
-                ps[S_PIX] = p
-                ps[S_START] = t
-                ps[S_VISIT] += 1
-                ps[S_EXPO_BEFORE] = exposure[p]
-                if col == nx - 1:
-                    if dwell > 0:
-                        ps[S_END] = t + dwell
-                    elif nx > 1:
-                        ps[S_END] = t + (t - ps[S_FIRST_T]) // (nx - 1)
-                    else:
-                        ps[S_END] = -1
-                    ps[S_LINE_OPEN] = 0
-                else:
-                    ps[S_END] = -1
             continue
         p = ps[S_PIX]
         if p >= 0:
             pix[i] = p
             visit[i] = ps[S_VISIT]
-            inc[i] = (ps[S_EXPO_BEFORE] + t - ps[S_START]) // inc_ps
+            q = (ps[S_EXPO_BEFORE] + t - ps[S_START]) // inc_ps
+            inc[i] = q
+            if q > maxq:
+                maxq = q
+            dirty[p] = True
         else:
             ps[S_UNASSIGNED] += 1
     if ps[S_PIX] >= 0 and ps[S_END] >= 0 and t_end >= ps[S_END]:
         ncomp = _close(ps, ps[S_END], exposure, comp, ncomp)
-    return ncomp
+    return ncomp, maxq
+
+
+@njit(cache=True, nogil=True)
+def _rbin(u, n_bins, two_span, scale):
+    """``(u * n_bins) // two_span`` for ``0 <= u < two_span`` without an integer division."""
+    x = u * n_bins
+    b = np.int64(x * scale)
+    if b * two_span > x:
+        b -= 1
+    elif (b + 1) * two_span <= x:
+        b += 1
+    return b
+
+
+@njit(cache=True, nogil=True)
+def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, exposure, comp,
+                       dirty, sel, span, n_bins, counts, incs, singles):
+    """Fused marker assignment + start-stop accumulation (the paper's path).
+
+    Same rules as :func:`assign_markers` then :func:`accumulate_start_stop`.
+    Processes from ``start``; returns ``(i, ncomp)``: ``i < len(time)`` when
+    tag ``i`` needs more increments than ``incs`` holds (grow, call again from
+    ``i`` with the returned ``ncomp``).
+    """
+    n = time.shape[0]
+    n_det = singles.shape[1]
+    n_inc = incs.shape[1]
+    two_span = 2 * span
+    scale = 1.0 / two_span
+    p = ps[S_PIX]
+    end = ps[S_END]
+    vis = ps[S_VISIT]
+    # increment tracking for the open visit: current index q, next boundary nb
+    q = 0
+    nb = 0
+    if p >= 0:
+        q = (ps[S_EXPO_BEFORE]) // inc_ps
+        nb = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+    unassigned = 0
+    i = start
+    while i < n:
+        c = channel[i]
+        t = time[i]
+        if c < 0:
+            ncomp = _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell)
+            p = ps[S_PIX]
+            end = ps[S_END]
+            if p >= 0 and ps[S_VISIT] != vis:
+                vis = ps[S_VISIT]
+                q = (ps[S_EXPO_BEFORE]) // inc_ps
+                nb = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+            i += 1
+            continue
+        if p >= 0 and end >= 0 and t >= end:
+            ncomp = _close(ps, end, exposure, comp, ncomp)
+            p = -1
+            end = -1
+        if p < 0:
+            unassigned += 1
+            i += 1
+            continue
+        while t >= nb:
+            q += 1
+            nb += inc_ps
+        if q >= n_inc:
+            ps[S_UNASSIGNED] += unassigned
+            return i, ncomp
+        dirty[p] = True
+        if c < n_det:
+            singles[p, c] += 1
+        i += 1
+        if sel >= 0 and c != sel:
+            continue
+        d = delay[i - 1]
+        if d < -span or d >= span:
+            continue
+        u = 2 * d + span
+        if u < 0 or u >= two_span:
+            continue
+        b = _rbin(u, n_bins, two_span, scale)
+        counts[p, b] += 1
+        incs[p, q, b] += 1
+    ps[S_UNASSIGNED] += unassigned
+    if ps[S_PIX] >= 0 and ps[S_END] >= 0 and t_end >= ps[S_END]:
+        ncomp = _close(ps, ps[S_END], exposure, comp, ncomp)
+    return n, ncomp
 
 
 @njit(cache=True, nogil=True)
 def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_period, n_frames,
-                    inc_ps, sst, exposure, pix, inc, visit, comp):
+                    inc_ps, sst, exposure, pix, inc, visit, comp, dirty):
     """Pixel assignment from a time schedule starting at ``t0``.
 
     Pixel (row, col) of frame f spans ``[t0 + f*frame_period + row*line_period
     + col*dwell, ... + dwell)``; the rest of each line/frame period is flyback.
     ``n_frames <= 0``: unlimited. ``sst = [next visit to complete, unassigned]``.
-    Returns the number of completed pixels written to ``comp``.
+    Returns ``(number of completed pixels written to comp, max increment or -1)``.
     """
     n = time.shape[0]
     npix = nx * ny
+    maxq = -1
     for i in range(n):
         pix[i] = -1
         c = channel[i]
@@ -179,7 +286,11 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
         p = row * nx + col
         pix[i] = p
         visit[i] = f * npix + p
-        inc[i] = (f * dwell + cp - col * dwell) // inc_ps
+        q = (f * dwell + cp - col * dwell) // inc_ps
+        inc[i] = q
+        if q > maxq:
+            maxq = q
+        dirty[p] = True
     ncomp = 0
     while True:
         g = sst[0]
@@ -196,7 +307,7 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
         comp[ncomp] = p
         ncomp += 1
         sst[0] = g + 1
-    return ncomp
+    return ncomp, maxq
 
 
 @njit(cache=True, nogil=True)
@@ -407,11 +518,15 @@ def warmup() -> None:
     visit = np.zeros(n, np.int64)
     comp = np.empty(n + 2, np.int64)
     expo = np.zeros(2, np.int64)
-    assign_markers(t, ch, 10, 2, 1, 0, 10, new_marker_state(), expo, pix, inc, visit, comp)
-    assign_schedule(t, ch, 10, 0, 2, 1, 3, 7, 7, 0, 10, np.zeros(2, np.int64), expo, pix, inc, visit, comp)
+    dirty = np.zeros(2, np.bool_)
+    assign_markers(t, ch, 10, 2, 1, 0, 10, new_marker_state(), expo, pix, inc, visit, comp, dirty)
+    assign_schedule(t, ch, 10, 0, 2, 1, 3, 7, 7, 0, 10, np.zeros(2, np.int64), expo, pix, inc, visit, comp,
+                    dirty)
     counts = np.zeros((2, 4), np.int64)
     incs = np.zeros((2, 1, 4), np.int64)
     singles = np.zeros((2, 2), np.int64)
+    markers_start_stop(t, ch, d, 0, 0, 10, 2, 1, 0, 10, new_marker_state(), expo, comp, dirty, -1, 8, 4,
+                       counts, incs, singles)
     accumulate_start_stop(pix, inc, d, ch, -1, 8, 4, counts, incs, singles)
     count_singles(pix, ch, singles)
     b = np.empty(1, np.int64)
