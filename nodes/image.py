@@ -39,7 +39,12 @@ Images (units in ``Image.units``):
     singles). ``G2_direct_err`` is sqrt(Σ L_k²·λ̂_k) with λ̂ the fitted model (Poisson). Weights
     are 1/ḡ_pool(τ_k) (the pooled normalised shape): fixed, so linearity and unbiasedness hold.
     For start–stop histograms the tilt ``exp(−R_stop·(τ + span/2))`` (science §2.2) is divided
-    out first, with R_stop = intensity/2 of the pixel (``tilt_correction``).
+    out first — before the pooled fit and the per-pixel estimate — with R_stop = intensity/2
+    of the pixel (from singles, else a first-pass rate from the histogram's mean level;
+    ``tilt_correction``). Without singles the flat level c is a free parameter of the linear
+    fit, and the pooled t2 is then less well determined (the (c, a, t2) ridge of a ±250 ns
+    window, science §4): this scales the whole G2_direct image by a common factor (a few %
+    to ~20 % at 1e5–1e6 pooled events) but does not change its shape.
 ``G3`` (counts³/s³), ``g3_0``, ``g2_coinc``
     ``intensity³·(2 − 3·g2 + g3)/2`` (science §2.1, n = 3, the factorial-cumulant image,
     width σ/√3). With a g3 stream connected: g2 = ``g2_0`` of the estimator, g3 from the
@@ -442,10 +447,9 @@ class ImageAssembler(Node):
         src = self._intensity_source()
         return self._hist_mode == "start_stop" or (self._hist_mode is None and src == "coincidences")
 
-    def _pooled_shape(self, sel, c_flat):
+    def _pooled_shape(self, pooled, c_flat):
         if self.t1_ns is not None:
             return {"t1_ns": self.t1_ns, "t2_ns": self.t2_ns, "from": "parameters"}
-        pooled = self._counts[sel].sum(axis=0)
         tot = float(pooled.sum())
         # refit only when the pooled data grew by >= 25 % (bounded cost, final fit always exact)
         if self._pooled is None or tot >= 1.25 * self._pooled_at or self._final_fit:
@@ -456,6 +460,23 @@ class ImageAssembler(Node):
                 fit["events"] = tot
                 self._pooled, self._pooled_at = fit, tot
         return self._pooled
+
+    def _tilt_corrected(self, h, T, src, intensity, sp):
+        """Divide out the start-stop tilt exp(-R_stop·(τ + span/2)) (start-stop data only).
+
+        R_stop = r2·intensity with r2 = 1/2 for a balanced splitter (singles when present,
+        else a first-pass rate from the mean level of the histogram)."""
+        if not (self._start_stop() and self.tilt_correction) or len(h) == 0:
+            return h, None
+        if src == "singles":
+            rate = intensity * 0.5
+        else:
+            c0 = h.mean(axis=1)
+            rate = np.sqrt(np.maximum(c0, 0) / (T * self._binwidth_ps * 1e-12 * sp)) * 0.5
+        lag = self._lag_ps
+        span = lag[-1] - lag[0] + self._binwidth_ps
+        tilt = np.exp(-rate[:, None] * (lag + span / 2)[None] * 1e-12)
+        return h / tilt, rate
 
     def snapshot(self, final: bool = False) -> Image:
         """The current :class:`Image` (all pixels; ``mask`` = measured and estimated)."""
@@ -476,9 +497,11 @@ class ImageAssembler(Node):
             shape_info = None
             sel = self._has_hist & (T > 0)
             idx = np.nonzero(sel)[0]
-            c_flat = self._flat_level(idx, T) if len(idx) and self._lag_ps is not None else None
+            c_flat = None
             if len(idx) and self._lag_ps is not None:
-                shape_info = self._pooled_shape(sel, c_flat)
+                c_flat = self._flat_level(idx, T)
+                h, stop_rate = self._tilt_corrected(self._counts[idx], T[idx], src, intensity[idx], sp)
+                shape_info = self._pooled_shape(h.sum(axis=0), c_flat)
             if shape_info is not None:
                 t1, t2 = shape_info["t1_ns"], shape_info["t2_ns"]
                 X = dip_basis(self._lag_ps, self._binwidth_ps, t1, t2)
@@ -487,15 +510,7 @@ class ImageAssembler(Node):
                     w = 1.0 / np.clip(gpool, 0.05, None)
                 else:
                     w = None
-                h = self._counts[idx]
-                tilt = None
-                if self._start_stop() and self.tilt_correction:
-                    if src == "singles":
-                        tilt = intensity[idx] / 2
-                    else:  # first pass without tilt for the rate, then correct
-                        _, _, c0 = direct_g2(h, T[idx], self._lag_ps, self._binwidth_ps, t1, t2, sp, w)
-                        tilt = np.sqrt(np.maximum(c0, 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp)) / 2
-                g, e, c = direct_g2(h, T[idx], self._lag_ps, self._binwidth_ps, t1, t2, sp, w, tilt, c_flat)
+                g, e, c = direct_g2(h, T[idx], self._lag_ps, self._binwidth_ps, t1, t2, sp, w, None, c_flat)
                 g2d[idx], g2d_err[idx] = g, e
                 if src == "coincidences":
                     intensity[idx] = np.sqrt(np.maximum(c, 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp))
