@@ -36,6 +36,19 @@ def _compact(buf, head, tail):
 
 
 @njit(cache=True, nogil=True)
+def _div(x, d, inv):
+    """``x // d`` for ``0 <= x`` (d > 0) via a float reciprocal and an exact +-1 correction."""
+    if x >= 4503599627370496:  # 2**52: float rounding could be off by more than one
+        return x // d
+    b = np.int64(x * inv)
+    if b * d > x:
+        b -= 1
+    elif (b + 1) * d <= x:
+        b += 1
+    return b
+
+
+@njit(cache=True, nogil=True)
 def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
     """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
 
@@ -51,6 +64,7 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
     cap1 = buf1.shape[0]
     cap2 = buf2.shape[0]
     auto = c1 == c2
+    inv = 1.0 / bw2
     i = start
     while i < n:
         c = channel[i]
@@ -69,9 +83,9 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                     break
             for k in range(h1, t1):
                 tau = t - buf1[k]
-                hist[(nbw - 2 * tau) // bw2] += 1
+                hist[_div(nbw - 2 * tau, bw2, inv)] += 1
                 if 2 * tau < nbw:
-                    hist[(2 * tau + nbw) // bw2] += 1
+                    hist[_div(2 * tau + nbw, bw2, inv)] += 1
             buf1[t1] = t
             t1 += 1
             i += 1
@@ -89,7 +103,7 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                     break
             # earlier channel-1 tags: tau = t - t1 >= 0, and 2*tau < nbw after pruning
             for k in range(h1, t1):
-                hist[(2 * (t - buf1[k]) + nbw) // bw2] += 1
+                hist[_div(2 * (t - buf1[k]) + nbw, bw2, inv)] += 1
             buf2[t2] = t
             t2 += 1
         else:
@@ -100,7 +114,7 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                     break
             # earlier channel-2 tags: tau = t2 - t <= 0, 2*tau >= -nbw after pruning
             for k in range(h2, t2):
-                hist[(2 * (buf2[k] - t) + nbw) // bw2] += 1
+                hist[_div(2 * (buf2[k] - t) + nbw, bw2, inv)] += 1
             buf1[t1] = t
             t1 += 1
         i += 1
@@ -132,6 +146,7 @@ def delay_histogram(delay, channel, sel, span, n_bins, hist):
     """
     n = delay.shape[0]
     two_span = 2 * span
+    inv = 1.0 / two_span
     used = 0
     for i in range(n):
         c = channel[i]
@@ -145,7 +160,7 @@ def delay_histogram(delay, channel, sel, span, n_bins, hist):
         u = 2 * d + span
         if u < 0 or u >= two_span:
             continue
-        hist[(u * n_bins) // two_span] += 1
+        hist[_div(u * n_bins, two_span, inv)] += 1
         used += 1
     return used
 

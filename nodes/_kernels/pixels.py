@@ -165,6 +165,8 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
 def _rbin(u, n_bins, two_span, scale):
     """``(u * n_bins) // two_span`` for ``0 <= u < two_span`` without an integer division."""
     x = u * n_bins
+    if x >= 4503599627370496:  # 2**52: float rounding could be off by more than one
+        return x // two_span
     b = np.int64(x * scale)
     if b * two_span > x:
         b -= 1

@@ -158,3 +158,10 @@ def test_delay_histogram_matches_oracle(span, n):
 
 def test_delay_histogram_empty():
     assert start_stop_histogram(np.zeros(0, np.int64)).sum() == 0
+
+
+def test_huge_span_uses_exact_integer_path():
+    span, n = 10**13, 1_000_000  # (2*d + span) * n exceeds 2**52
+    d = np.array([-span // 2, 0, span // 2 - 1, 123_456_789_012, -3], np.int64)
+    assert np.array_equal(start_stop_histogram(d, span_ps=span, n_bins=n),
+                          O.delay_histogram(d, np.zeros(len(d), int), span, n))
