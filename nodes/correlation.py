@@ -89,10 +89,18 @@ def start_stop_histogram(delay_ps, channel=None, span_ps: int = 500_000, n_bins:
     if channel.shape != delay_ps.shape:
         raise ValueError("start_stop_histogram: delay_ps and channel must have the same length")
     _check_positive(span_ps=span_ps, n_bins=n_bins)
+    check_span_bins(span_ps, n_bins, "start_stop_histogram: ")
     hist = np.zeros(int(n_bins), np.int64)
     K.delay_histogram(delay_ps, channel, -1 if select_channel is None else int(select_channel), int(span_ps),
                       int(n_bins), hist)
     return hist
+
+
+def check_span_bins(span_ps: int, n_bins: int, where: str = "") -> None:
+    """Refuse ``span_ps * n_bins`` too large for exact int64 bin arithmetic."""
+    if 2 * int(span_ps) * int(n_bins) >= 2**62:
+        raise ValueError(f"{where}span_ps * n_bins = {int(span_ps) * int(n_bins):.3g} is too large for exact "
+                         "integer binning (must be < 2**61); use fewer bins or a smaller span")
 
 
 def _check_positive(**kw):
@@ -248,6 +256,12 @@ class StartStopHistogram(_SnapshotNode):
     span_ps = Param(int, default=500_000, min=1, unit="ps", doc="full width of the histogram, centred on zero")
     n_bins = Param(int, default=215, min=1, max=100_000_000, doc="number of bins")
     channel = Param(int, default=None, optional=True, min=0, doc="detector channel to use (None: all)")
+
+    def validate_params(self):
+        try:
+            check_span_bins(self.span_ps, self.n_bins)
+        except ValueError as exc:
+            raise self.param_error("n_bins", str(exc)) from None
 
     def reset_state(self):
         self._hist = np.zeros(self.n_bins, np.int64)

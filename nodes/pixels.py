@@ -111,6 +111,12 @@ class PixelAccumulator(Node):
                                   doc="zero-delay n-fold coincidence window (None: off)")
 
     def validate_params(self):
+        from .correlation import check_span_bins
+
+        try:
+            check_span_bins(self.span_ps, self.n_bins)
+        except ValueError as exc:
+            raise self.param_error("n_bins", str(exc)) from None
         ny, nx = self.shape
         if self.schedule and self.dwell_s is None:
             raise self.param_error("dwell_s", "is required with schedule=True (pixel dwell in s)")

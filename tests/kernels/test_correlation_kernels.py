@@ -161,7 +161,12 @@ def test_delay_histogram_empty():
 
 
 def test_huge_span_uses_exact_integer_path():
-    span, n = 10**13, 1_000_000  # (2*d + span) * n exceeds 2**52
-    d = np.array([-span // 2, 0, span // 2 - 1, 123_456_789_012, -3], np.int64)
+    span, n = 10**12, 1_000_000  # (2*d + span) * n exceeds 2**52
+    d = np.array([-span // 2, 0, span // 2 - 1, 123_456_789_012, -3, -span // 2 + 1], np.int64)
     assert np.array_equal(start_stop_histogram(d, span_ps=span, n_bins=n),
                           O.delay_histogram(d, np.zeros(len(d), int), span, n))
+
+
+def test_overflowing_span_times_bins_is_refused():
+    with pytest.raises(ValueError, match="span_ps \\* n_bins"):
+        start_stop_histogram(np.array([0]), span_ps=10**13, n_bins=1_000_000)
