@@ -126,7 +126,7 @@ class FakeSPCM:
         s = 0
         if self.armed:
             s |= SPC_ARMED
-        if self.pos >= len(self.words) or self._empty_left > 0:
+        if self.pos >= len(self.words) or (self._empty_left > 0 and self.armed):
             s |= SPC_FEMPTY
         if self.overflow_at_word is not None and self.pos >= self.overflow_at_word:
             s |= SPC_FOVFL
@@ -146,7 +146,7 @@ class FakeSPCM:
         if rc:
             return rc
         want = int(count_ptr.contents.value)
-        if self._empty_left > 0:
+        if self._empty_left > 0 and self.armed:  # a stopped card's FIFO holds what was recorded
             self._empty_left -= 1
             count_ptr.contents.value = 0
             return 0
