@@ -325,9 +325,13 @@ def plain(obj):
 
 def outputs_of(node: Node, produced, default_port: str | None = None) -> list[tuple[str, Message]]:
     """Normalise what ``process``/``finish`` returned into ``[(port, msg)]``."""
+    return list(iter_outputs(node, produced))
+
+
+def iter_outputs(node: Node, produced):
+    """Lazily normalise produced items into ``(port, msg)`` pairs (sources stream)."""
     if produced is None:
-        return []
-    result = []
+        return
     outs = node._outputs
     for item in produced:
         if isinstance(item, tuple):
@@ -341,5 +345,4 @@ def outputs_of(node: Node, produced, default_port: str | None = None) -> list[tu
                 raise RuntimeError(f"step '{node.step_id}' has {len(outs)} outputs; "
                                    f"yield (port, message) pairs")
             port = next(iter(outs))
-        result.append((port, msg))
-    return result
+        yield port, msg

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
-from ..node import Source, outputs_of
+from ..node import Source, iter_outputs, outputs_of
 from .common import NodeError, RunResult, StepStats, graph_info, msg_range
 
 
@@ -99,7 +99,7 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
             src: Source = nodes[s]
             status = SUCCESS
             try:
-                for port, m in outputs_of(src, _limited(src, duration_s, stop_event, started)):
+                for port, m in iter_outputs(src, _limited(src, duration_s, stop_event, started)):
                     stats[s].sent += 1
                     stats[s].last_seq = getattr(m, "seq", stats[s].last_seq)
                     deliver(s, port, _freeze(m))

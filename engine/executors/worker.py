@@ -395,5 +395,6 @@ class Worker:
 
 
 def _pairs(node, gen):
-    for item in gen:
-        yield from outputs_of(node, [item])
+    from ..node import iter_outputs
+
+    yield from iter_outputs(node, gen)
