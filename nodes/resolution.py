@@ -259,9 +259,13 @@ def summary_table(res: dict, title: str = "resolution") -> str:
         if "pair" in r:
             p = r["pair"]
             dip = f"{p['dip']:+.3f}" + (f" ± {p['dip_err']:.3f}" if np.isfinite(p["dip_err"]) else "")
-            row += f" {dip:>16} {'yes' if p['resolved'] else 'no':>9}"
+            verdict = "yes" if p["resolved"] else "no"
+            if not np.isfinite(p["dip_err"]):
+                verdict += "*"
+            row += f" {dip:>16} {verdict:>9}"
         lines.append(row)
     if sep is not None:
-        lines.append("(resolved: dip at the midpoint > 2 standard errors; intensity^2 is the trivial "
-                     "comparison: squaring narrows a spot by sqrt 2 but cannot create a dip)")
+        lines.append("(resolved: dip at the midpoint > 2 standard errors; * no error image, verdict = dip > 0; "
+                     "intensity^2 is the trivial comparison: squaring narrows a spot by sqrt 2 but cannot "
+                     "create a dip)")
     return "\n".join(lines)

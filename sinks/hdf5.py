@@ -200,6 +200,7 @@ class HDF5Sink(Sink):
         self._pix = None
         self._img_names = set()
         self._last_flush = 0.0
+        self._dirty_rows: set = set()
         self._write_skeleton()
         for port in list(self._desc):
             self._write_provenance(port)
@@ -296,6 +297,17 @@ class HDF5Sink(Sink):
             except (TypeError, ValueError):
                 obj.attrs[f"param_{k}"] = json.dumps(v)
 
+    def _sync_pixels(self):
+        """Write the scan lines that changed since the last flush (whole lines: few, large writes)."""
+        if not self._dirty_rows or self._pix is None:
+            return
+        g = self._f["user/antibunch/pixels"]
+        for r in sorted(self._dirty_rows):
+            for name, mirror in self._pix.items():
+                if name != "shape":
+                    g[name][r] = mirror[r]
+        self._dirty_rows.clear()
+
     def _touch(self, force=True):
         """Flush: always after an image snapshot (and at the end), otherwise at most every
         ``flush_every_s`` seconds (histograms and tags arrive far more often than snapshots)."""
@@ -303,6 +315,7 @@ class HDF5Sink(Sink):
         if not force and now - self._last_flush < self.flush_every_s:
             return
         self._last_flush = now
+        self._sync_pixels()
         self._f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
         self._f.flush()
 
@@ -421,17 +434,8 @@ class HDF5Sink(Sink):
                     continue
                 raise ValueError(f"step '{self.step_id}': pixels/{name} changed shape")
             mirror[rows, cols] = val
-        # write only what changed: single pixels, or whole lines when a message covers most of one
-        ur, cnt = np.unique(rows, return_counts=True)
-        for r, k in zip(ur.tolist(), cnt.tolist()):
-            whole = k > nx // 2
-            for name in fields:
-                if name in self._pix and fields[name] is not None:
-                    if whole:
-                        g[name][r] = self._pix[name][r]
-                    else:
-                        for c in cols[rows == r].tolist():
-                            g[name][r, c] = self._pix[name][r, c]
+        # the file is brought up to date line by line at each flush (see _sync_pixels)
+        self._dirty_rows.update(np.unique(rows).tolist())
         g.attrs["n_done"] = int(m.n_done)
         g.attrs["frame"] = int(m.frame)
         self._touch(force=False)

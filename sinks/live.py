@@ -13,8 +13,13 @@
   intensity and G2 side by side; ``'cycle'`` switches between intensity, G2 and G2_direct
   every ``cycle_s`` seconds; ``'intensity'``/``'G2'``/``'G2_direct'`` draw one.
 
-When stdout is not a terminal (a log file, CI, a pipe) it prints a plain one-line progress
-summary at most every ``plain_every_s`` seconds and a final summary instead.
+When stdout is not a terminal (a log file, CI, a pipe — also every node of the ``processes``
+executor, whose output the runner relays) or another live display already owns it (the
+runner's per-node table), it prints a plain one-line progress summary at most every
+``plain_every_s`` seconds and a final summary instead. To watch the image being built, run
+the graph in one process without the runner's table::
+
+    antibunch run scan_cnn --executor threads --no-live
 
 Inputs: ``image`` (Image), optional ``hist`` (PixelHistograms, for progress before the first
 image) and ``g2`` (Estimates, for the estimator's rate).
@@ -88,6 +93,14 @@ def halfblock_lines(a, cmap="magma", max_size=MAX_SIZE):
     return lines
 
 
+def _other_live_display() -> bool:
+    """True when another rich Live display is refreshing in this process (e.g. the runner's
+    per-node table under the threads executor); two live displays would garble the terminal."""
+    import threading
+
+    return any(type(t).__name__ == "_RefreshThread" for t in threading.enumerate())
+
+
 def _fmt_s(s):
     if s is None or not np.isfinite(s):
         return "?"
@@ -125,6 +138,8 @@ class LiveView(Sink):
         self._live = None
         self._console = None
         tty = self.force_terminal if self.force_terminal is not None else sys.stdout.isatty()
+        if tty and self.force_terminal is None and _other_live_display():
+            tty = False  # the runner's live table owns the terminal: print plain lines above it
         self._tty = bool(tty)
         self.lines_printed = 0
 
