@@ -15,16 +15,21 @@ NP = 5
 
 
 @njit(cache=True, nogil=True)
-def _F(x, t):
-    ax = abs(x)
-    v = -t * np.expm1(-ax / t)
-    return v if x >= 0 else -v
+def _FG(x, t):
+    """Antiderivative F(x) = sign(x)·t·(1 − e^(−|x|/t)) of exp(−|τ|/t) and its t-derivative
+    G(x) = sign(x)·[(1 − e^−u) − u·e^−u], u = |x|/t (one expm1)."""
+    u = abs(x) / t
+    em = np.expm1(-u)
+    f = -t * em
+    g = -em - u * (1.0 + em)
+    if x < 0:
+        return -f, -g
+    return f, g
 
 
 @njit(cache=True, nogil=True)
-def _G(x, t):
-    u = abs(x) / t
-    v = -np.expm1(-u) - u * np.exp(-u)
+def _Fonly(x, t):
+    v = -t * np.expm1(-abs(x) / t)
     return v if x >= 0 else -v
 
 
@@ -35,10 +40,14 @@ def model_jac(lo, hi, w, p, lam, J):
     a1 = 1.0 - g0 + a
     for k in range(lo.shape[0]):
         inv = 1.0 / (hi[k] - lo[k])
-        e1 = (_F(hi[k], t1) - _F(lo[k], t1)) * inv
-        e2 = (_F(hi[k], t2) - _F(lo[k], t2)) * inv
-        d1 = (_G(hi[k], t1) - _G(lo[k], t1)) * inv
-        d2 = (_G(hi[k], t2) - _G(lo[k], t2)) * inv
+        fh1, gh1 = _FG(hi[k], t1)
+        fl1, gl1 = _FG(lo[k], t1)
+        fh2, gh2 = _FG(hi[k], t2)
+        fl2, gl2 = _FG(lo[k], t2)
+        e1 = (fh1 - fl1) * inv
+        e2 = (fh2 - fl2) * inv
+        d1 = (gh1 - gl1) * inv
+        d2 = (gh2 - gl2) * inv
         g = 1.0 - a1 * e1 + a * e2
         cw = C * w[k]
         lam[k] = max(cw * g, 1e-300)
@@ -47,6 +56,18 @@ def model_jac(lo, hi, w, p, lam, J):
         J[k, 2] = cw * (e2 - e1)
         J[k, 3] = -cw * a1 * d1
         J[k, 4] = cw * a * d2
+
+
+@njit(cache=True, nogil=True)
+def model(lo, hi, w, p, lam):
+    """Fill λ only (trial steps)."""
+    C, g0, a, t1, t2 = p[0], p[1], p[2], p[3], p[4]
+    a1 = 1.0 - g0 + a
+    for k in range(lo.shape[0]):
+        inv = 1.0 / (hi[k] - lo[k])
+        e1 = (_Fonly(hi[k], t1) - _Fonly(lo[k], t1)) * inv
+        e2 = (_Fonly(hi[k], t2) - _Fonly(lo[k], t2)) * inv
+        lam[k] = max(C * w[k] * (1.0 - a1 * e1 + a * e2), 1e-300)
 
 
 @njit(cache=True, nogil=True)
@@ -115,7 +136,6 @@ def fit_one(h, lo, hi, w, p0, lb, ub, free, max_iter, tol):
     lam = np.empty(nb)
     J = np.empty((nb, NP))
     lam_t = np.empty(nb)
-    J_t = np.empty((nb, NP))
     I = np.empty((NP, NP))
     A = np.empty((NP, NP))
     g = np.empty(NP)
@@ -159,7 +179,7 @@ def fit_one(h, lo, hi, w, p0, lb, ub, free, max_iter, tol):
             for r in range(n):
                 i = idx[r]
                 pt[i] = min(max(p[i] + b[r], lb[i]), ub[i])
-            model_jac(lo, hi, w, pt, lam_t, J_t)
+            model(lo, hi, w, pt, lam_t)
             ft = nll(h, lam_t)
             if ft <= f:
                 improved = True
@@ -173,10 +193,7 @@ def fit_one(h, lo, hi, w, p0, lb, ub, free, max_iter, tol):
         df = f - ft
         for i in range(NP):
             p[i] = pt[i]
-        for k in range(nb):
-            lam[k] = lam_t[k]
-            for j in range(NP):
-                J[k, j] = J_t[k, j]
+        model_jac(lo, hi, w, p, lam, J)
         f = ft
         mu = max(mu / 3.0, 1e-9)
         if df <= tol * (abs(f) + 1.0):
