@@ -76,6 +76,11 @@ class SPCWriter(Sink):
         if not os.access(d, os.W_OK):
             raise PermissionError(f"SPCWriter: directory {d} is not writable (for {self.path})")
 
+    def warmup(self):
+        from sources.spc.records import warmup as _warm
+
+        _warm()
+
     def reset(self):
         self.enc = Encoder(self.format, macro_clock_ps=self.macro_clock_ps, tac_range_ps=self.tac_range_ps,
                            zero_delay_ps=self.zero_delay_ps, no_delay=self.no_delay)

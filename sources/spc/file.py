@@ -290,6 +290,11 @@ class SPCFile(Source):
             desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
         return d
 
+    def warmup(self):
+        from .records import warmup as _warm
+
+        _warm()
+
     def reset(self):
         self.warnings: list[str] = []
         self.counters = {}

@@ -79,6 +79,11 @@ class SPC150(Source):
             desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
         return d
 
+    def warmup(self):
+        from .records import warmup as _warm
+
+        _warm()
+
     def reset(self):
         self.counters = {}
         self.warnings: list[str] = []
