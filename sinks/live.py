@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from engine.messages import Estimates, Image, PixelHistograms
+from engine.messages import Estimates, Histogram, Image, PixelHistograms
 from engine.node import In, Param, Sink
 
 MAX_SIZE = 64
@@ -259,6 +259,147 @@ class LiveView(Sink):
             self._live = None
         if not self._tty:
             print(f"[{self.title}] done: " + self.plain_line().split("] ", 1)[1], flush=True)
+        return ()
+
+    def close(self):
+        if getattr(self, "_live", None) is not None:
+            try:
+                self._live.stop()
+            finally:
+                self._live = None
+
+
+class LiveHistogram(Sink):
+    """Live g2(τ) of one spot (HBT alignment): the normalised histogram and its fit.
+
+    Input ``hist`` (Histogram snapshots, e.g. from ``Correlation``), optional ``fit``
+    (Estimates of one histogram, e.g. ``LMFit``: g2(0) ± error, t1/t2 from ``extra``). The
+    histogram is normalised to g2 with the singles, ``counts / (N1·N2·Δ/T)`` (T = covered time),
+    and drawn as vertical bars of block characters (``width`` columns, bins averaged,
+    ``height`` rows; a dotted line at g2 = 1), at most ``refresh_hz`` per second. Without a
+    terminal it prints one plain line per ``plain_every_s``: rates, events, g2 near zero and
+    the fitted g2(0).
+
+    Example::
+
+        g.add("view", LiveHistogram(), hist=corr, fit=fit)
+    """
+
+    hist = In(Histogram, doc="cumulative histogram snapshots")
+    fit = In(Estimates, optional=True, doc="fit of the histogram (one entry)")
+
+    width = Param(int, default=80, min=10, max=200, doc="columns")
+    height = Param(int, default=12, min=3, max=60, doc="rows")
+    refresh_hz = Param(float, default=4.0, min=0.1, max=8.0, unit="Hz")
+    plain_every_s = Param(float, default=2.0, min=0.0, unit="s")
+    title = Param(str, default="g2(τ)")
+    force_terminal = Param(bool, default=None, optional=True)
+
+    def reset(self):
+        self._h = None
+        self._fit = None
+        self._live = None
+        self._last = 0.0
+        tty = self.force_terminal if self.force_terminal is not None else sys.stdout.isatty()
+        if tty and self.force_terminal is None and _other_live_display():
+            tty = False
+        self._tty = bool(tty)
+        self.lines_printed = 0
+
+    def process(self, msg, port):
+        if port == "hist":
+            self._h = msg
+        else:
+            self._fit = msg
+        now = time.monotonic()
+        if self._tty and now - self._last >= 1.0 / self.refresh_hz:
+            self._last = now
+            if self._live is None:
+                from rich.console import Console
+                from rich.live import Live
+
+                self._live = Live(self.render(), console=Console(), auto_refresh=False)
+                self._live.start()
+            self._live.update(self.render(), refresh=True)
+        elif not self._tty and now - self._last >= self.plain_every_s:
+            self._last = now
+            print(self.plain_line(), flush=True)
+            self.lines_printed += 1
+        return ()
+
+    def normalised(self):
+        """(lag_ns, g2) of the latest histogram, or None."""
+        h = self._h
+        if h is None:
+            return None
+        counts = np.asarray(h.counts, float)
+        T = (h.meta or {}).get("covered_ps") or (h.t_end_ps - h.t_begin_ps)
+        T = float(T) * 1e-12
+        s = np.asarray(h.singles, float) if h.singles is not None else np.zeros(2)
+        bw = float(h.binwidth_ps) * 1e-12
+        norm = s[0] * s[1] * bw / T if T > 0 and len(s) >= 2 else 0.0
+        g = counts / norm if norm > 0 else counts / max(counts.mean(), 1e-300)
+        return np.asarray(h.lag_ps, float) * 1e-3, g, T, s
+
+    def _fit_text(self):
+        f = self._fit
+        if f is None or not len(f.g2_0):
+            return ""
+        txt = f"fit ({f.method}): g2(0) = {f.g2_0[0]:.3f} ± {f.g2_0_err[0]:.3f}"
+        ex = f.extra or {}
+        if "t1_ps" in ex:
+            txt += f", t1 = {np.asarray(ex['t1_ps'])[0] / 1e3:.1f} ns"
+        if "t2_ps" in ex:
+            txt += f", t2 = {np.asarray(ex['t2_ps'])[0] / 1e3:.0f} ns"
+        return txt
+
+    def plain_line(self):
+        r = self.normalised()
+        if r is None:
+            return f"[{self.title}] waiting for data"
+        lag, g, T, s = r
+        z = np.abs(lag) <= max(np.diff(lag).mean() * 1.5, 1e-9)
+        txt = (f"[{self.title}] T {T:.1f} s, rates {s[0] / T / 1e3:.1f} / {s[1] / T / 1e3:.1f} kcps, "
+               f"{int(np.sum(self._h.counts))} events, g2 at zero lag (raw bins) {np.mean(g[z]):.2f}")
+        f = self._fit_text()
+        return txt + (", " + f if f else "")
+
+    def render(self):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.text import Text
+
+        r = self.normalised()
+        if r is None:
+            return Panel(Text("waiting for data"), title=self.title)
+        lag, g, T, s = r
+        cols = min(self.width, len(g))
+        edges = np.linspace(0, len(g), cols + 1).astype(int)
+        v = np.array([np.mean(g[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+        top = max(1.5, float(np.nanmax(v)) if np.isfinite(v).any() else 1.5)
+        levels = " ▁▂▃▄▅▆▇█"
+        rows = []
+        one = int(round(1.0 / top * self.height * 8))
+        for r_ in range(self.height - 1, -1, -1):
+            t = Text()
+            for x in v:
+                u = int(round(max(x, 0) / top * self.height * 8)) - r_ * 8
+                ch = levels[min(max(u, 0), 8)]
+                if ch == " " and r_ * 8 <= one < (r_ + 1) * 8:
+                    ch = "·"
+                t.append(ch, style="cyan" if x < 1 else "magenta")
+            rows.append(t)
+        axis = Text(f"{lag[0]:.0f} ns".ljust(cols // 2) + f"{lag[-1]:.0f} ns".rjust(cols - cols // 2), style="dim")
+        info = Text(self.plain_line().split("] ", 1)[-1], style="bold")
+        return Panel(Group(info, *rows, axis), title=f"{self.title} (max {top:.2f}, · = 1)", expand=False)
+
+    def finish(self):
+        if self._live is not None:
+            self._live.update(self.render(), refresh=True)
+            self._live.stop()
+            self._live = None
+        else:
+            print(self.plain_line(), flush=True)
         return ()
 
     def close(self):
