@@ -76,19 +76,23 @@ def test_file_roundtrip_exact(tmp_path, fmt, seed):
     assert out[-1].t_end_ps <= max(t_end, int(t[-1]) + CLK)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10**6))
-def test_gap_flags_roundtrip(tmp_path, seed):
-    batches, _ = make_batches(seed, "spc1xx", n=300, n_batches=5, gaps=True)
-    _, w, out = write_and_read(tmp_path, batches, "spc1xx")
-    # each written GAP becomes a GAP-flagged batch on reading, starting at or before the
-    # first tag of the flagged input batch (equal-time tags may be held back into it)
-    want = [int(b.time_ps[0]) for b in batches if b.flags & FLAG_GAP and len(b)]
-    got = [b for b in out if b.flags & FLAG_GAP]
-    assert w.counters["gaps"] == sum(1 for b in batches if b.flags & FLAG_GAP)
-    assert len(got) == len(set(want)) or len(got) <= w.counters["gaps"]
-    for tw in want:
-        assert any(b.t_begin_ps <= tw and (len(b) == 0 or b.time_ps[0] <= tw) for b in got)
+def test_gap_flags_roundtrip(tmp_path):
+    for seed in range(12):
+        batches, (t, _, _) = make_batches(seed, "spc1xx", n=300, n_batches=6, gaps=True)
+        _, w, out = write_and_read(tmp_path, batches, "spc1xx")
+        assert w.counters["gaps"] == sum(1 for b in batches if b.flags & FLAG_GAP)
+        # where the GAP bit lands: the first tag written after each flagged batch began
+        want = sorted({int(np.searchsorted(t, b.t_begin_ps, "left")) for b in batches if b.flags & FLAG_GAP})
+        want = [p for p in want if p < len(t)]
+        got, k = [], 0
+        for b in out:
+            if b.flags & FLAG_GAP:
+                got.append(k)
+            k += len(b)
+        assert len(got) == len(want), (seed, got, want)
+        for s_, p in zip(got, want):
+            # the GAP batch starts at the gap, or earlier by the tags sharing the last pre-gap tick
+            assert s_ == p or (s_ < p and t[s_] == t[p - 1]), (seed, s_, p)
 
 
 def test_set_file_and_header(tmp_path):
@@ -109,7 +113,6 @@ def test_quantisation_and_t2_policy(tmp_path):
         write_and_read(tmp_path, [b], "spc1xx")
     _, w, out = write_and_read(tmp_path, [b], "spc1xx", no_delay="skip")
     assert w.counters["skipped_no_delay"] == 1 and w.counters["quantized_times"] == 1
-    assert out[0].time_ps.tolist() == [0, 3 * CLK] if len(out) == 1 else True
     assert np.concatenate([o.time_ps for o in out]).tolist() == [0, 3 * CLK]
 
 
