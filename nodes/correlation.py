@@ -204,10 +204,13 @@ class Correlation(_SnapshotNode):
     binwidth_ps = Param(int, default=1000, min=1, unit="ps", doc="bin width")
     n_bins = Param(int, default=1000, min=1, max=100_000_000, doc="number of bins, centred on zero lag")
 
+    def validate_params(self):
+        if self.binwidth_ps * self.n_bins >= 2**61:
+            raise self.param_error("binwidth_ps", "* n_bins must be < 2**61 ps (exact integer binning)")
+
     def reset_state(self):
         self._hist = np.zeros(self.n_bins, np.int64)
         self._singles = np.zeros(2, np.int64)
-        self._chans = np.array([self.channel_1, self.channel_2], np.int64)
         self._state = K.new_state()
 
     def reset_carry(self):
@@ -218,12 +221,7 @@ class Correlation(_SnapshotNode):
 
     def consume(self, msg):
         K.correlate_stream(msg.time_ps, msg.channel, self.channel_1, self.channel_2, self.binwidth_ps,
-                           self.n_bins, self._hist, self._state)
-        if self.channel_1 == self.channel_2:
-            K.count_channels(msg.channel, self._chans[:1], self._singles[:1])
-            self._singles[1] = self._singles[0]
-        else:
-            K.count_channels(msg.channel, self._chans, self._singles)
+                           self.n_bins, self._hist, self._state, self._singles)
 
     def snapshot(self):
         return Histogram(counts=self._hist.copy(), lag_ps=self.get_index(), binwidth_ps=self.binwidth_ps,

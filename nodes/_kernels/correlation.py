@@ -49,12 +49,14 @@ def _div(x, d, inv):
 
 
 @njit(cache=True, nogil=True)
-def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
+def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st, singles):
     """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
 
     ``nbw = n_bins * binwidth``, ``bw2 = 2 * binwidth``. Processes tags from
     ``start``; returns the index of the first unprocessed tag (``len(time)``
-    when done; smaller when a FIFO needs to grow). Updates ``hist`` and ``st``.
+    when done; smaller when a FIFO needs to grow). Updates ``hist``, ``st`` and
+    ``singles`` (tags seen on channel_1, channel_2; for auto-correlation both
+    entries count the channel's tags).
     """
     n = time.shape[0]
     h1 = st[0]
@@ -88,6 +90,8 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                     hist[_div(2 * tau + nbw, bw2, inv)] += 1
             buf1[t1] = t
             t1 += 1
+            singles[0] += 1
+            singles[1] += 1
             i += 1
             continue
         # cross-correlation: prune both FIFOs by the current time
@@ -106,6 +110,7 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                 hist[_div(2 * (t - buf1[k]) + nbw, bw2, inv)] += 1
             buf2[t2] = t
             t2 += 1
+            singles[1] += 1
         else:
             if t1 == cap1:
                 if h1 > 0:
@@ -117,6 +122,7 @@ def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st):
                 hist[_div(2 * (buf2[k] - t) + nbw, bw2, inv)] += 1
             buf1[t1] = t
             t1 += 1
+            singles[0] += 1
         i += 1
     st[0] = h1
     st[1] = t1
@@ -172,17 +178,21 @@ def grow(buf: np.ndarray, head: int, tail: int) -> np.ndarray:
     return new
 
 
-def correlate_stream(time, channel, c1, c2, binwidth_ps, n_bins, hist, state):
+def correlate_stream(time, channel, c1, c2, binwidth_ps, n_bins, hist, state, singles=None):
     """Drive :func:`t2_correlate` over one batch, growing FIFOs as needed.
 
-    ``state`` is a dict with ``buf1``, ``buf2`` (int64) and ``st`` (int64[4]).
+    ``state`` is a dict with ``buf1``, ``buf2`` (int64) and ``st`` (int64[4]);
+    ``singles`` (int64[2]) accumulates the tag counts of the two channels.
     """
+    if singles is None:
+        singles = np.zeros(2, np.int64)
     nbw = int(n_bins) * int(binwidth_ps)
     bw2 = 2 * int(binwidth_ps)
     i = 0
     n = len(time)
     while True:
-        i = t2_correlate(time, channel, i, c1, c2, nbw, bw2, hist, state["buf1"], state["buf2"], state["st"])
+        i = t2_correlate(time, channel, i, c1, c2, nbw, bw2, hist, state["buf1"], state["buf2"], state["st"],
+                         singles)
         if i >= n:
             return
         st = state["st"]
