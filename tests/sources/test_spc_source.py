@@ -236,3 +236,40 @@ def test_fuzz_bit_flips_never_give_unordered_output(tmp_path, seed, flips):
             assert strict
             continue
         assert_tiles(batches)
+
+
+GRAPH = """
+from engine.graph import Graph
+from engine.testing import TestingSink
+from sources.spc.file import SPCFile
+
+
+def build(path='', rec='', out=None):
+    g = Graph("spc_exec")
+    tags = g.add("tags", SPCFile(path=path, batch_records=5000))
+    g.add("sink", TestingSink(path=rec), tags)
+    return g
+
+
+graph = None
+"""
+
+
+def test_same_result_under_every_executor(tmp_path, executor, spc_data_dir):
+    from engine.executors import run_graph
+    from engine.graph import load_graph
+    from engine.testing import TestingSink
+
+    gf = tmp_path / "spc_exec.py"
+    gf.write_text(GRAPH)
+    rec = tmp_path / f"out_{executor}.bin"
+    src = spc_data_dir / "test_noise.spc"
+    g = load_graph(f"{gf}:build(path={str(src)!r}, rec={str(rec)!r})")
+    res = run_graph(g, executor)
+    assert res.ok, res.errors
+    got = [m for m in TestingSink.read(str(rec)) if getattr(m, "TYPE_ID", "") == "tags/1"]
+    ref = run_node(SPCFile(path=str(src), batch_records=5000))["out"]
+    assert len(got) == len(ref) > 1
+    for a, b in zip(flat(got), flat(ref)):
+        np.testing.assert_array_equal(a, b)
+    assert [(m.t_begin_ps, m.t_end_ps, m.flags) for m in got] == [(m.t_begin_ps, m.t_end_ps, m.flags) for m in ref]
