@@ -90,3 +90,22 @@ def test_param_errors():
         Correlation3(channel_1=0, channel_2=0, channel_3=1)
     with pytest.raises(ParamError, match="channels"):
         Coincidences(channels=(0,))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 299), max_size=5, unique=True))
+def test_nodes_chunking_invariance(seed, cuts):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 20_000, 300)).astype(np.int64)
+    c = rng.integers(0, 4, 300).astype(np.int16)
+    edges = [0] + sorted(cuts) + [300]
+    bs = [TagBatch(t[a:b], c[a:b], t_begin_ps=0 if k == 0 else int(t[a]),
+                   t_end_ps=int(t[b]) if b < 300 else 20_001, seq=k)
+          for k, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    h = run_node(Correlation3(binwidth_ps=300, n_bins=9, snapshot_every_s=None), bs)["out"][-1]
+    assert np.array_equal(h.counts, correlate3(t, c, 0, 1, 2, 300, 9))
+    m = run_node(Coincidences(channels=(0, 1, 2, 3), coincidence_window_ps=400, snapshot_every_s=None), bs)["out"][-1]
+    assert np.array_equal(m.counts, coincidences(t, c, (0, 1, 2, 3), 400))

@@ -48,3 +48,23 @@ def test_param_errors():
         Countrate(channels=())
     with pytest.raises(ParamError, match="window_ps"):
         Countrate(window_ps=0)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 399), max_size=6, unique=True))
+def test_hypothesis_chunking(seed, cuts):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 10_000, 400)).astype(np.int64)
+    c = rng.integers(0, 3, 400).astype(np.int16)
+    edges = [0] + sorted(cuts) + [400]
+    bs = [TagBatch(t[a:b], c[a:b], t_begin_ps=0 if k == 0 else int(t[a]),
+                   t_end_ps=int(t[b]) if b < 400 else 10_000, seq=k)
+          for k, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    out = run_node(Countrate(channels=(0, 1), window_ps=700), bs)["out"]
+    got = np.array([m.counts for m in out])
+    ref = countrate(t, c, (0, 1), 700)
+    assert np.array_equal(got[: len(ref)], ref)
+    assert got[len(ref):].sum() == 0
