@@ -1,7 +1,6 @@
 """CLI commands of the sources area: ``antibunch inspect FILE`` and ``antibunch simulate SCENE --out x.spc``."""
 from __future__ import annotations
 
-import argparse
 
 
 def add_commands(sub) -> None:

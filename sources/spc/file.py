@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.messages import Descriptor, TagBatch
+from engine.messages import TagBatch
 from engine.node import Out, Param, Source, plain
 
 from .records import (FORMATS, Header, RecordFormat, SPCFormatError, StreamDecoder, parse_header, resolve_format)
@@ -142,8 +142,6 @@ def open_spc(path, *, format: str | None = None, tac_range_ps: float | None = No
                              f"(empty or not an .spc file)", 0, path)
     hdr = parse_header(head, fmt)
     warn += [f"{path}: {w}" for w in hdr.warnings]
-    if fmt.record_bytes == 4 and not hdr.invalid_flag:
-        pass
     clk = int(macro_clock_ps) if macro_clock_ps else hdr.macro_clock_ps
     if clk <= 0:
         raise SPCFormatError("the header's macro clock is 0; pass macro_clock_ps=... (the macro clock period in ps)",

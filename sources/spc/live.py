@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from engine.messages import FLAG_FIFO_FULL, FLAG_GAP, Descriptor, TagBatch  # noqa: F401
+from engine.messages import FLAG_FIFO_FULL, FLAG_GAP, TagBatch
 from engine.node import Out, Param, Source
 
 from .device import FIFO_TYPES, SPC_ARMED, SPC_FEMPTY, SPC_FOVFL, SPCM

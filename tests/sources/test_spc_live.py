@@ -6,7 +6,6 @@ SPCM-DLL and ANTIBUNCH_SPCM_INI pointing at an .ini).
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 
 import numpy as np
