@@ -2,7 +2,13 @@
 
 ``Correlation(channel_1, channel_2, binwidth_ps, n_bins)``
     Software multi-start multi-stop correlation of T2 tags, Swabian Time
-    Tagger style. Lag ``tau = t(channel_2) - t(channel_1)``. ``n_bins`` bins of
+    Tagger style. Lag ``tau = t(channel_2) - t(channel_1)`` as issue 5 defines
+    it. NOTE: Swabian's own ``Correlation(tagger, channel_1, channel_2)``
+    documents channel_1 as the "stop" and channel_2 as the "start/reference"
+    channel (TimeTagger.h), and its examples read the peak of
+    ``Correlation(tagger, INPUT, START)`` as the delay of INPUT after START, i.e.
+    Swabian histograms ``t(channel_1) - t(channel_2)``: to compare with a
+    Swabian histogram swap the channels (or reverse the array). ``n_bins`` bins of
     ``binwidth_ps`` centred on zero: the histogram covers the half-open range
     ``[-n_bins*binwidth_ps/2, +n_bins*binwidth_ps/2)``; bin ``k`` is
     ``[(k - n_bins/2)*binwidth_ps, (k + 1 - n_bins/2)*binwidth_ps)`` with centre
