@@ -8,7 +8,7 @@
     channel (TimeTagger.h), and its examples read the peak of
     ``Correlation(tagger, INPUT, START)`` as the delay of INPUT after START, i.e.
     Swabian histograms ``t(channel_1) - t(channel_2)``: to compare with a
-    Swabian histogram swap the channels (or reverse the array). ``n_bins`` bins of
+    Swabian histogram swap the channels. ``n_bins`` bins of
     ``binwidth_ps`` centred on zero: the histogram covers the half-open range
     ``[-n_bins*binwidth_ps/2, +n_bins*binwidth_ps/2)``; bin ``k`` is
     ``[(k - n_bins/2)*binwidth_ps, (k + 1 - n_bins/2)*binwidth_ps)`` with centre
