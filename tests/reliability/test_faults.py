@@ -30,9 +30,9 @@ import faults as faults_graph  # noqa: E402
 NOTICE_S = 2.0
 
 
-def kill_once(tmp_path, victim: str, after_msgs: int, tag: str):
+def kill_once(tmp_path, victim: str, after_msgs: int, tag: str, flush_every_s=0.0):
     out = tmp_path / f"kill_{tag}.h5"
-    g = load_graph(f"{FAULTS}:build(out={str(out)!r}, n_batches=100000, delay_s=0.01)")
+    g = load_graph(f"{FAULTS}:build(out={str(out)!r}, n_batches=100000, delay_s=0.01, flush_every_s={flush_every_s})")
     run = BackgroundRun(g, "processes")
     run.wait_for(lambda r: r.stats.get("save", {}).get("received", 0) >= after_msgs, 120, "data at the sink")
     flushed = run.runner.stats["save"]["received"]
@@ -50,7 +50,9 @@ def kill_once(tmp_path, victim: str, after_msgs: int, tag: str):
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", \
             f"worker '{s}' (pid {pid}) survived"
     assert not os.listdir(os.environ["ANTIBUNCH_RUNTIME_DIR"]), "run dir left behind"
-    k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)), min_batches=flushed)
+    # flush_every_s=0: every batch the sink reported processed was flushed and must be in the file
+    k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)),
+                             min_batches=flushed if flush_every_s == 0 else 0)
     if victim != "save":
         assert status == "finished", f"save did not finish/close after '{victim}' died (status {status})"
         others_closed = True
@@ -73,13 +75,20 @@ def test_kill9_worker(victim, tmp_path, runtime_dir):
     assert k >= 3
 
 
+def test_kill9_sink_with_default_flush_policy(tmp_path, runtime_dir):
+    """HDF5Sink's default flush_every_s=1: a kill may lose <= 1 s of tags, the file stays readable."""
+    notice_s, total_s, k, _ = kill_once(tmp_path, "save", after_msgs=20, tag="deflt", flush_every_s=1.0)
+    assert notice_s < NOTICE_S
+
+
 @pytest.mark.slow
 def test_kill9_20_random(tmp_path, runtime_dir):
     rng = random.Random(8)
     worst = 0.0
     for i in range(20):
         victim = rng.choice(["src", "relay", "save"])
-        notice_s, total_s, k, _ = kill_once(tmp_path, victim, after_msgs=rng.randint(1, 30), tag=str(i))
+        notice_s, total_s, k, _ = kill_once(tmp_path, victim, after_msgs=rng.randint(1, 30), tag=str(i),
+                                            flush_every_s=rng.choice([0.0, 1.0]))
         worst = max(worst, notice_s)
         assert notice_s < NOTICE_S, f"kill {i} of '{victim}': noticed after {notice_s:.2f} s"
     print(f"20 kills: worst notice {worst:.2f} s")

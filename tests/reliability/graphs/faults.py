@@ -1,7 +1,8 @@
 """Fault-test graph: seeded Poisson tags -> pass-through counter -> HDF5 (Photon-HDF5 tags).
 
 ``src`` (TestingSource, deterministic for ``seed``) -> ``relay`` (TagRelay: forwards every
-batch, counts tags) -> ``save`` (HDF5Sink, save_tags=True, flushed per batch). Any of the
+batch, counts tags) -> ``save`` (HDF5Sink, save_tags=True, flushed per batch with the default
+``flush_every_s=0``; the sink's own default, 1 s, flushes at most once a second). Any of the
 three worker processes can be killed; the HDF5 file must stay readable and hold an exact
 prefix of the deterministic stream.
 """
@@ -47,13 +48,13 @@ def expected_batches(n, seed=0):
     return list(poisson_batches(RATE_HZ, CHANNELS, n, BATCH_PS, seed))
 
 
-def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0):
+def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0, flush_every_s=0.0):
     g = Graph("faults")
     src = g.add("src", TestingSource(n_batches=n_batches, rate_hz=RATE_HZ, channels=CHANNELS,
                                      batch_duration_ps=BATCH_PS, seed=seed, delay_s=delay_s))
     relay = g.add("relay", TagRelay(fail_at_seq=fail_at_seq, sleep_s=relay_sleep_s), src)
     if out:
-        g.add("save", HDF5Sink(out, save_tags=True), tags=relay)
+        g.add("save", HDF5Sink(out, save_tags=True, flush_every_s=flush_every_s), tags=relay)
     else:
         from engine.testing import TestingSink
 
