@@ -15,7 +15,8 @@ Images (units in ``Image.units``):
     conversions (no singles, e.g. an SPC-150 TAC file), it is estimated from the coincidence
     level instead: the flat (uncorrelated) level of the lag histogram is c = R1·R2·T·Δ, so
     ``intensity = sqrt(c / (T·Δ·r1·r2))`` (= 2·sqrt(c/(T·Δ)) for a 50:50 splitter), with c the
-    constant term of the linear dip model below. 'auto' uses singles only when every detector
+    constant term of the linear dip model below (while there are too few events for the dip
+    shape, the mean level of the histogram). 'auto' uses singles only when every detector
     channel has counts (a start–stop-only stream has records on the start channel alone). This is an estimate ∝ √(flat level), noisier
     than singles, and ``Image.meta['intensity_from']`` says which was used.
 ``g2_0``, ``g2_0_err``
@@ -514,6 +515,9 @@ class ImageAssembler(Node):
                 g2d[idx], g2d_err[idx] = g, e
                 if src == "coincidences":
                     intensity[idx] = np.sqrt(np.maximum(c, 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp))
+            elif len(idx) and src == "coincidences" and self._lag_ps is not None:
+                # too few events for the dip shape yet: the mean level of the histogram instead
+                intensity[idx] = np.sqrt(np.maximum(h.mean(axis=1), 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp))
             g2 = np.where(self._has_est, self._g2, np.nan)
             g2e = np.where(self._has_est, self._g2_err, np.nan)
             I2 = intensity ** 2

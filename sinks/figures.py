@@ -159,6 +159,8 @@ class FigureSink(Sink):
         ax = axes[1, 0]
         colors = {"intensity": "C0", "intensity^2": "C7", "G2": "C3", "G2_direct": "C1", "G3": "C2"}
         for name, r in res["images"].items():
+            if not r["fwhm"]:
+                continue
             f0 = r["fwhm"][0]
             for part in f0["profiles"][:1]:
                 s_nm = part["s_px"] * px
@@ -175,9 +177,11 @@ class FigureSink(Sink):
         ax.set_title("cross-section through an emitter (⊥ pair axis)", fontsize=10)
         ax.set_xlabel("position (nm)")
         ax.set_ylabel("normalised")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         # pair axis profile
         ax = axes[1, 1]
+        pair_positions = None
         if len(em_px) >= 2:
             for name, r in res["images"].items():
                 p = r.get("pair")
@@ -187,13 +191,15 @@ class FigureSink(Sink):
                 peak = 0.5 * (p["values"][0] + p["values"][2])
                 if not (peak > 0):
                     continue
+                pair_positions = p["positions_px"]
                 ax.plot(p["s_px"] * px, v / peak, "-o", ms=2.5, color=colors.get(name, "k"),
                         label=f"{name}: dip {p['dip']:+.2f}" + (f"±{p['dip_err']:.2f}" if np.isfinite(p['dip_err'])
                                                                else "") + (" resolved" if p["resolved"] else ""))
-            for x in p["positions_px"][[0, 2]]:
-                ax.axvline(x * px, color="0.6", lw=0.8, ls="--")
+            if pair_positions is not None:
+                for x in pair_positions[[0, 2]]:
+                    ax.axvline(x * px, color="0.6", lw=0.8, ls="--")
+                ax.legend(fontsize=7)
             ax.set_title(f"profile along the pair axis (d = {res.get('separation_nm', np.nan):.0f} nm)", fontsize=10)
-            ax.legend(fontsize=7)
         ax.set_xlabel("position (nm)")
         ax.set_ylabel("normalised to the emitters")
         # example histogram
