@@ -280,7 +280,9 @@ class SPCFile(Source):
         try:
             fi = self._open()
             info = {"format": fi.fmt.name, "card": fi.card, "macro_clock_ps": fi.macro_clock_ps,
-                    "tac_range_ps": fi.tac_range_ps, "n_bins": fi.fmt.n_bins}
+                    "tac_range_ps": fi.tac_range_ps, "n_bins": fi.fmt.n_bins,
+                    "zero_delay_ps": self.zero_delay_ps,
+                    "image_shape": list(fi.setfile.image_shape) if fi.setfile and fi.setfile.image_shape else None}
         except Exception as exc:  # noqa: BLE001 - file may not exist yet (follow mode)
             info = {"error": str(exc)}
         for desc in d.values():
@@ -358,7 +360,7 @@ class SPCFile(Source):
             self._warn(f"{fi.path}: skipped {int(bad)} record(s) whose macrotime went backwards (strict=False)")
 
     def _update_counters(self, dec, asm):
-        self.counters = {**dec.counter_dict(), "batches": asm.seq}
+        self.counters = {**dec.counter_dict(), "batches": asm.seq, "reordered_equal_time": asm.n_reordered}
 
 
 def summarize(path, *, format: str | None = None, tac_range_ps: float | None = None,

@@ -202,4 +202,5 @@ class SPC150(Source):
             self.exit_status = "abort"
 
     def _counters(self, dec, asm, n_ovfl, words):
-        self.counters = {**dec.counter_dict(), "fifo_overflows": n_ovfl, "fifo_words": words, "batches": asm.seq}
+        self.counters = {**dec.counter_dict(), "fifo_overflows": n_ovfl, "fifo_words": words, "batches": asm.seq,
+                         "reordered_equal_time": asm.n_reordered}

@@ -3,7 +3,8 @@
 Batches tile time: each covers ``[t_begin_ps, t_end_ps)`` with ``t_end`` = the time up
 to which the record stream is known complete (the last tag's time, whose equal-time
 tags are held back for the next batch, or the last overflow boundary). A GAP record
-splits the batch: the batch that starts at the gap carries ``FLAG_GAP``.
+splits the batch: the batch that starts at the gap carries ``FLAG_GAP``. At equal time,
+markers are put before photons (engine convention) if the records had them the other way.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class TagAssembler:
         self.seq = 0
         self.flags = 0
         self.n_gaps = 0
+        self.n_reordered = 0  #: photon-before-marker pairs at equal time that were reordered
         self._t: list[np.ndarray] = []
         self._c: list[np.ndarray] = []
         self._b: list[np.ndarray] = []
@@ -74,6 +76,15 @@ class TagAssembler:
         rest = (t[k:], c[k:], b[k:])
         self._t, self._c, self._b = ([rest[0]], [rest[1]], [rest[2]]) if len(rest[0]) else ([], [], [])
         t, c, b = t[:k], c[:k], b[:k]
+        if k > 1:
+            same = t[1:] == t[:-1]
+            late = same & (c[:-1] >= 0) & (c[1:] < 0)
+            if late.any():
+                # engine convention: at equal time markers precede photons (a photon in the tick of
+                # a pixel marker belongs to the new pixel); records in the other order are reordered
+                order = np.lexsort((c >= 0, t))
+                t, c, b = t[order], c[order], b[order]
+                self.n_reordered += int(late.sum())
         delay = None
         if self.r_fs is not None:
             delay = np.empty(k, np.int64)

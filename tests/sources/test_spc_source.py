@@ -273,3 +273,16 @@ def test_same_result_under_every_executor(tmp_path, executor, spc_data_dir):
     for a, b in zip(flat(got), flat(ref)):
         np.testing.assert_array_equal(a, b)
     assert [(m.t_begin_ps, m.t_end_ps, m.flags) for m in got] == [(m.t_begin_ps, m.t_end_ps, m.flags) for m in ref]
+
+
+def test_photon_recorded_before_a_marker_of_the_same_tick_is_put_after_it(tmp_path):
+    # photon (ch 2) and a pixel marker in tick 5, photon first in the file
+    recs = np.array([0x00002005, 0x90001005, 0x00000008], np.uint32)
+    p = tmp_path / "order.spc"
+    write_file(p, "spc1xx", recs)
+    src = SPCFile(path=str(p), tac_range_ps=TAC)
+    out = run_node(src)["out"]
+    t, c, d = flat(out)
+    assert c.tolist() == [-1, 2, 0] and t.tolist() == [5 * CLK, 5 * CLK, 8 * CLK]
+    assert d[0] == NO_DELAY and d[1] == d[2]  # delays travel with their tags (both ADC 0)
+    assert src.counters["reordered_equal_time"] == 1
