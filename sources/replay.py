@@ -68,6 +68,7 @@ class HDF5Replay(Source):
                 raise OSError(f"step '{self.step_id}' (HDF5Replay): cannot open '{self.path}' as HDF5: {exc}") from None
 
     def generate(self):
+        self._prev_end = None
         f = self._open()
         try:
             pd = f["photon_data"]
@@ -120,8 +121,33 @@ class HDF5Replay(Source):
             if has_delay is None and (d.size == 0 or np.all(d == NO_DELAY)):
                 d = None
         self.counters["tags"] = self.counters.get("tags", 0) + (b - a)
-        return TagBatch(t, ch, t_begin_ps=int(t_begin), t_end_ps=int(t_end), seq=int(seq), flags=int(flags),
-                        delay_ps=d)
+        batch = TagBatch(t, ch, t_begin_ps=int(t_begin), t_end_ps=int(t_end), seq=int(seq), flags=int(flags),
+                         delay_ps=d)
+        self._validate(batch, a)
+        return batch
+
+    def _validate(self, batch, first_index):
+        """A damaged file must not become a silently wrong stream: refuse non-monotonic
+        timestamps and batch-table rows that disagree with them, naming the tag index."""
+        where = f"step '{self.step_id}' (HDF5Replay): '{self.path}'"
+        t = batch.time_ps
+        if t.size:
+            back = np.flatnonzero(np.diff(t) < 0)
+            if back.size:
+                i = first_index + int(back[0]) + 1
+                raise ValueError(f"{where}: /photon_data/timestamps not monotonic at index {i} "
+                                 f"({int(t[back[0]])} then {int(t[back[0] + 1])}); the file is damaged")
+            if t[0] < batch.t_begin_ps or t[-1] >= batch.t_end_ps:
+                raise ValueError(f"{where}: batch seq {batch.seq} (tags {first_index}..{first_index + t.size - 1}) "
+                                 f"has tags outside its coverage [{batch.t_begin_ps}, {batch.t_end_ps}) ps; "
+                                 "/user/antibunch/tags/batches disagrees with the timestamps (damaged file)")
+        if batch.t_end_ps < batch.t_begin_ps:
+            raise ValueError(f"{where}: batch seq {batch.seq} ends before it begins; the file is damaged")
+        prev = getattr(self, "_prev_end", None)
+        if prev is not None and batch.t_begin_ps < prev:
+            raise ValueError(f"{where}: batch seq {batch.seq} begins at {batch.t_begin_ps} ps, before the previous "
+                             f"batch ended ({prev} ps); the file is damaged")
+        self._prev_end = batch.t_end_ps
 
     def _pace(self, t0, covered_ps):
         if self.realtime:
