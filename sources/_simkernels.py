@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 _TWO53 = 1.0 / 9007199254740992.0
-_EPS_SQUEEZE = 1.0 / 256.0
+_EPS_SQUEEZE = 1.0 / 256.0  # must stay 1/256: the squeeze uses 8 random bits
 JITTER_CLIP = 8.0  #: detector jitter is a Gaussian truncated at +-8 sigma
 AP_CAP = 6  #: pending afterpulses per detector (more are dropped; needs p**6 chains: never in practice)
 
@@ -84,15 +84,6 @@ def exponential(s):
     return -math.log(uniform(s))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def normal_clipped(s, clip):
-    """Standard normal truncated to ``|z| <= clip`` (Box-Muller, rejection)."""
-    while True:
-        z = math.sqrt(-2.0 * math.log(uniform(s))) * math.cos(6.283185307179586 * uniform(s))
-        if abs(z) <= clip:
-            return z
-
-
 def seed_state(seed: int) -> np.ndarray:
     """xoshiro256** state from an integer seed via splitmix64 (pure Python, exact)."""
     mask = (1 << 64) - 1
@@ -132,37 +123,57 @@ def _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sample_ph(s, lam, c, amp, mu, cum, slow, x0, real, r):
-    """One inter-detection time (ps) from the ground state, exact (rejection).
+def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus):
+    """One inter-detection time (ps) from the ground state, exact (rejection), real decomposition.
 
-    Envelope component ``i`` is drawn with probability ``cum`` (cumulative of
-    ``amp_i/mu_i``), ``x ~ Exp(mu_i)``, accepted with probability ``f(x)/g(x)``.
-    The squeeze ``x >= x0 and v <= 1 - eps`` (``f/g >= 1 - eps`` for ``x >=
-    x0``) avoids evaluating ``f`` for most samples. For all-real
-    decompositions ``amp_j = max(c_j, 0)``. Arrays are 2-D (row ``r``):
-    no per-call views (their reference counting costs more than the sample).
+    ``f(x) = sum_j cr_j exp(-mu_j x)``; envelope ``g`` keeps the positive
+    terms. Component ``i`` is drawn with probability ``cum`` (cumulative of
+    ``max(cr_i,0)/mu_i``), ``x ~ Exp(mu_i)``, accepted with probability
+    ``f(x)/g(x)``; the squeeze ``x >= x0 and v <= 1 - 1/256`` (where
+    ``f/g >= 1 - 1/256``) avoids evaluating ``f`` for most samples. Scalars
+    only: array arguments would cost reference counting per call.
     """
+    while True:
+        # one 64-bit draw: top 53 bits -> u (component, then rescaled to the
+        # exponential's uniform), low 8 bits -> b (coarse acceptance level)
+        w = rng_next(s)
+        u = (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53
+        b = np.int64(w & np.uint64(255))
+        if u <= cum0:
+            m = mu0
+            u = u / cum0
+        elif u <= cum1:
+            m = mu1
+            u = (u - cum0) / (cum1 - cum0)
+        else:
+            m = mu2
+            u = (u - cum1) / (1.0 - cum1)
+        x = -math.log(u) / m
+        # v = (b + fresh uniform) / 256 is uniform on (0, 1); v <= 1 - 1/256 iff b <= 254
+        if x >= x0 and b <= 254:
+            return x
+        v = (float(b) + uniform(s)) * (1.0 / 256.0)
+        e0 = math.exp(-(mu0 - mus) * x)
+        e1 = math.exp(-(mu1 - mus) * x)
+        e2 = math.exp(-(mu2 - mus) * x)
+        f = cr0 * e0 + cr1 * e1 + cr2 * e2
+        g = max(cr0, 0.0) * e0 + max(cr1, 0.0) * e1 + max(cr2, 0.0) * e2
+        if v * g <= f:
+            return x
+
+
+@njit(cache=True, nogil=True)
+def _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r):
+    """As :func:`_sample_ph_real` for a decomposition with complex terms (row ``r``)."""
     mus = mu[r, slow[r]]
-    xr = x0[r]
-    c0 = cum[r, 0]
-    c1 = cum[r, 1]
     while True:
         u = uniform(s)
-        i = 0 if u <= c0 else (1 if u <= c1 else 2)
+        i = 0 if u <= cum[r, 0] else (1 if u <= cum[r, 1] else 2)
         x = -math.log(uniform(s)) / mu[r, i]
         v = uniform(s)
-        if x >= xr and v <= 1.0 - _EPS_SQUEEZE:
+        if x >= x0[r] and v <= 1.0 - _EPS_SQUEEZE:
             return x
-        if real[r]:
-            f = 0.0
-            g = 0.0
-            for j in range(3):
-                e = math.exp(-(mu[r, j] - mus) * x)
-                f += c[r, j].real * e
-                g += amp[r, j] * e
-            if v * g <= f:
-                return x
-        elif _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
+        if _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
             return x
 
 
@@ -214,31 +225,49 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
         t = seg_t0[k]
         end = seg_t1[k]
         m = mode[r]
+        isreal = real[r]
+        mu0 = mu[r, 0]
+        mu1 = mu[r, 1]
+        mu2 = mu[r, 2]
+        cr0 = c[r, 0].real
+        cr1 = c[r, 1].real
+        cr2 = c[r, 2].real
+        cum0 = cum[r, 0]
+        cum1 = cum[r, 1]
+        xr = x0[r]
+        mus = mu[r, slow[r]]
+        k2r = k2[r]
+        k31r = k31[r]
+        pdr = pdet[r]
+        prr = prad[r]
         while True:
             if st == 1:
-                d = -math.log(uniform(s)) / k2[r]
+                d = -math.log(uniform(s)) / k2r
                 if t + d >= end:
                     break
                 t += d
                 u = uniform(s)
-                if u < pdet[r]:
+                if u < pdr:
                     if n >= cap:
                         return n, st, False
                     out[n] = t
                     n += 1
                     st = 0
-                elif u < prad[r]:
+                elif u < prr:
                     st = 0
                 else:
                     st = 2
             elif st == 2:
-                d = -math.log(uniform(s)) / k31[r]
+                d = -math.log(uniform(s)) / k31r
                 if t + d >= end:
                     break
                 t += d
                 st = 0
             elif m == MODE_PH:
-                x = _sample_ph(s, lam, c, amp, mu, cum, slow, x0, real, r)
+                if isreal:
+                    x = _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, xr, mus)
+                else:
+                    x = _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r)
                 if t + x >= end:
                     st = _sample_state(s, end - t, lam, v0, vinv, mu, slow, r)
                     break
@@ -372,119 +401,107 @@ def _ap_pop(ap, d, limit):
     return tmin
 
 
-@njit(cache=True, nogil=True)
-def detectors_block(s, t_in, d_in, length, last, ap, dead, ap_prob, ap_tau, cap):
-    """Non-paralysable dead time and afterpulsing per detector, on true times.
+@njit(cache=True, nogil=True, inline="always")
+def _normal(s, clip, state):
+    """Standard normal truncated to ``|z| <= clip`` (Marsaglia polar, both variates used).
 
-    ``last[d]`` local time of detector d's last avalanche, ``ap[d, :]`` pending
+    ``state[0]`` holds a spare variate, ``state[1]`` 1.0 if it is valid.
+    """
+    while True:
+        if state[1] > 0.0:
+            z = state[0]
+            state[1] = 0.0
+        else:
+            while True:
+                a = 2.0 * uniform(s) - 1.0
+                b = 2.0 * uniform(s) - 1.0
+                q = a * a + b * b
+                if 0.0 < q < 1.0:
+                    break
+            f = math.sqrt(-2.0 * math.log(q) / q)
+            z = a * f
+            state[0] = b * f
+            state[1] = 1.0
+        if abs(z) <= clip:
+            return z
+
+
+@njit(cache=True, nogil=True)
+def detectors_block(s, t_in, d_in, length, last, ap, dead, ap_prob, ap_tau, t0, jitter, clip, cap):
+    """Dead time, afterpulsing and timing jitter per detector; sorted absolute int64 tags.
+
+    Dead time is non-paralysable and acts on true arrival times: ``last[d]``
+    is the local time of detector d's last avalanche, ``ap[d, :]`` its pending
     afterpulse times (inf = empty) -- both local to this block and shifted by
-    ``-length`` on return for the next block. Each avalanche (photon or
-    afterpulse) that is registered spawns, with probability ``ap_prob``, one
+    ``-length`` on return for the next block. Each registered avalanche
+    (photon or afterpulse) spawns, with probability ``ap_prob``, one
     afterpulse ``dead[d] + Exp(ap_tau)`` later; an afterpulse (like a photon)
-    that falls in the detector's dead time is lost. Returns (t, det) of the
-    registered avalanches, ordered per detector (not globally), and True --
-    or False if more than ``cap`` avalanches occurred (the caller restores
-    the RNG state, ``last`` and ``ap`` and calls again with a larger ``cap``).
+    that falls in the dead time is lost. Registered avalanches get the time
+    ``t0 + floor(t + jitter[d] * z)`` (``z`` standard normal truncated at
+    ``clip``) and are sorted (insertion sort: the input is nearly sorted).
+    Returns (time int64, det int16, True), or False as third item if more
+    than ``cap`` avalanches occurred (the caller restores the RNG state,
+    ``last`` and ``ap`` and calls again with a larger ``cap``).
     """
     n_in = t_in.shape[0]
     nd = last.shape[0]
-    ot = np.empty(cap, np.float64)
+    ot = np.empty(cap, np.int64)
     od = np.empty(cap, np.int16)
+    nst = np.zeros(2)
     n = 0
-    if ap_prob <= 0.0:
-        for i in range(n_in):
+    npend = 0
+    for k in range(nd):
+        for j in range(ap.shape[1]):
+            if ap[k, j] != np.inf:
+                npend += 1
+    use_ap = ap_prob > 0.0 or npend > 0
+    for i in range(n_in + nd):
+        if i < n_in:
             t = t_in[i]
             d = d_in[i]
-            if t - last[d] >= dead[d]:
-                last[d] = t
-                ot[n] = t
-                od[n] = d
-                n += 1
-    else:
-        npend = 0
-        for k in range(nd):
-            for j in range(ap.shape[1]):
-                if ap[k, j] != np.inf:
-                    npend += 1
-        for i in range(n_in + nd):  # noqa
-            if i < n_in:
-                t = t_in[i]
-                d = d_in[i]
-            else:  # end of block: fire what is pending before its end, per detector
-                t = length
-                d = i - n_in
-            # pending afterpulses of this detector that come first
-            while npend > 0:
-                ta = _ap_pop(ap, d, t)
-                if ta == np.inf:
-                    break
-                npend -= 1
-                if ta - last[d] >= dead[d]:
-                    last[d] = ta
-                    if n >= ot.shape[0]:
-                        return ot[:0], od[:0], False
-                    ot[n] = ta
-                    od[n] = d
-                    n += 1
-                    if uniform(s) < ap_prob:
-                        dl = dead[d] + (ap_tau * -math.log(uniform(s)) if ap_tau > 0.0 else 0.0)
-                        npend += _ap_push(ap, d, ta + dl)
-            if i >= n_in:
-                continue
-            if t - last[d] >= dead[d]:
-                last[d] = t
-                if n >= ot.shape[0]:
+        elif use_ap:  # end of block: fire what is pending before its end, per detector
+            t = length
+            d = i - n_in
+        else:
+            break
+        # pending afterpulses of this detector that come first
+        while npend > 0:
+            ta = _ap_pop(ap, d, t)
+            if ta == np.inf:
+                break
+            npend -= 1
+            if ta - last[d] >= dead[d]:
+                last[d] = ta
+                if n >= cap:
                     return ot[:0], od[:0], False
-                ot[n] = t
+                x = ta
+                if jitter[d] > 0.0:
+                    x += jitter[d] * _normal(s, clip, nst)
+                ot[n] = t0 + np.int64(math.floor(x))
                 od[n] = d
                 n += 1
                 if uniform(s) < ap_prob:
                     dl = dead[d] + (ap_tau * -math.log(uniform(s)) if ap_tau > 0.0 else 0.0)
-                    npend += _ap_push(ap, d, t + dl)
+                    npend += _ap_push(ap, d, ta + dl)
+        if i >= n_in:
+            continue
+        if t - last[d] >= dead[d]:
+            last[d] = t
+            if n >= cap:
+                return ot[:0], od[:0], False
+            x = t
+            if jitter[d] > 0.0:
+                x += jitter[d] * _normal(s, clip, nst)
+            ot[n] = t0 + np.int64(math.floor(x))
+            od[n] = d
+            n += 1
+            if use_ap and uniform(s) < ap_prob:
+                dl = dead[d] + (ap_tau * -math.log(uniform(s)) if ap_tau > 0.0 else 0.0)
+                npend += _ap_push(ap, d, t + dl)
     for d in range(nd):
         last[d] -= length
         for k in range(ap.shape[1]):
             ap[d, k] -= length
-    return ot[:n], od[:n], True
-
-
-@njit(cache=True, nogil=True)
-def jitter_sort(s, t_loc, det, t0, jitter, clip):
-    """Absolute int64 times ``t0 + floor(t + jitter_d * z)``, then a stable sort.
-
-    ``z`` standard normal truncated at ``clip`` (Marsaglia polar method, both
-    variates used); ``jitter[d]`` sigma in ps. The input is nearly sorted, so
-    the insertion sort is linear in practice.
-    """
-    n = t_loc.shape[0]
-    ot = np.empty(n, np.int64)
-    od = np.empty(n, np.int16)
-    have = False
-    spare = 0.0
-    for i in range(n):
-        d = det[i]
-        x = t_loc[i]
-        if jitter[d] > 0.0:
-            while True:
-                if have:
-                    z = spare
-                    have = False
-                else:
-                    while True:
-                        a = 2.0 * uniform(s) - 1.0
-                        b = 2.0 * uniform(s) - 1.0
-                        q = a * a + b * b
-                        if 0.0 < q < 1.0:
-                            break
-                    f = math.sqrt(-2.0 * math.log(q) / q)
-                    z = a * f
-                    spare = b * f
-                    have = True
-                if abs(z) <= clip:
-                    break
-            x += jitter[d] * z
-        ot[i] = t0 + np.int64(math.floor(x))
-        od[i] = d
     # insertion sort (stable)
     for i in range(1, n):
         ti = ot[i]
@@ -498,7 +515,7 @@ def jitter_sort(s, t_loc, det, t0, jitter, clip):
             j -= 1
         ot[j + 1] = ti
         od[j + 1] = di
-    return ot, od
+    return ot[:n], od[:n], True
 
 
 @njit(cache=True, nogil=True)
@@ -617,7 +634,6 @@ def warmup() -> None:
     """Compile every kernel on a tiny input (numba cache makes later runs instant)."""
     s = seed_state(1)
     uniforms(s, 4)
-    normal_clipped(s, JITTER_CLIP)
     one_c = np.zeros((1, 3), np.complex128)
     one_f = np.ones((1, 3), np.float64)
     vinv = np.zeros((1, 3, 3), np.complex128)
@@ -630,8 +646,7 @@ def warmup() -> None:
     t, d = merge_emitters(s, np.zeros(1), np.array([0, 1], np.int64), pt, pd, n, np.array([0.5, 1.0]))
     last = np.full(2, -np.inf)
     ap = np.full((2, AP_CAP), np.inf)
-    t2, d2, ok = detectors_block(s, t, d, 2.0, last, ap, np.zeros(2), 0.5, 1.0, 64)
-    ot, od = jitter_sort(s, t2, d2, 0, np.ones(2), JITTER_CLIP)
+    ot, od, ok = detectors_block(s, t, d, 2.0, last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, 64)
     mt, mc, md = merge_sorted(ot, od, np.zeros(ot.shape[0], np.int64), ot, od, np.zeros(ot.shape[0], np.int64))
     tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

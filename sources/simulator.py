@@ -519,7 +519,15 @@ def sample_inter_event(k12_per_ns, k21_per_ns, k23_per_ns, k31_per_ns, eta, n, s
                     force_explicit=explicit)
     s = K.seed_state(seed)
     m1, _ = ph_moments(k12_per_ns * 1e-3, k21_per_ns * 1e-3, k23_per_ns * 1e-3, k31_per_ns * 1e-3, eta)
-    L = float(chunk_ps) if chunk_ps else max(1.0, m1 * (n + 1) * 1.2 / 8)
+    L = max(1.0, m1 * (n + 1) * 1.2 / 8)
+    if chunk_ps:  # many segments in one kernel call: the state is handed over at every boundary
+        nseg = max(1, int(L // chunk_ps))
+        L = nseg * float(chunk_ps)
+        seg0 = np.arange(nseg) * float(chunk_ps)
+        seg1 = seg0 + float(chunk_ps)
+    else:
+        seg0, seg1 = np.zeros(1), np.full(1, L)
+    segrow = np.zeros(seg0.size, np.int64)
     times = [np.zeros(1)]  # a detection at t = 0: the emitter starts in its ground state
     total = 0
     st = 0
@@ -528,7 +536,7 @@ def sample_inter_event(k12_per_ns, k21_per_ns, k23_per_ns, k31_per_ns, eta, n, s
     while total < n:
         while True:
             s0 = s.copy()
-            k, st1, ok = K.emitter_block(s, st, np.zeros(1), np.full(1, L), np.zeros(1, np.int64), rows.mode,
+            k, st1, ok = K.emitter_block(s, st, seg0, seg1, segrow, rows.mode,
                                          rows.k12, rows.k2, rows.pdet, rows.prad, rows.k31, rows.lam, rows.c,
                                          rows.amp, rows.mu, rows.cum, rows.slow, rows.x0, rows.real, rows.v0,
                                          rows.vinv, buf)
@@ -857,8 +865,11 @@ class Simulator(Source):
         out_lo = 0
         tac_done = -_INF_T
         busy = -_INF_T
-        em_buf = [np.empty(1024) for _ in range(E)]
-        po_t, po_d = np.empty(1024), np.empty(1024, np.int16)
+        blk_s = self._block_target_ps() * 1e-12
+        em_buf = [np.empty(int(1.3 * em.brightness_cps * blk_s) + 1024) for em in self._scene.emitters]
+        n_po = int(1.3 * (self.background_cps + float(self._per_det("dark_cps").sum())
+                          + sum(em.brightness_cps * (1.0 / em.rho - 1.0) for em in self._scene.emitters)) * blk_s)
+        po_t, po_d = np.empty(n_po + 1024), np.empty(n_po + 1024, np.int16)
         batcher = _Batcher(self, t_end)
         blocks = self._blocks(M)
         block = next(blocks, None)
@@ -904,8 +915,7 @@ class Simulator(Source):
                 s[:] = s0
                 po_t, po_d = np.empty(2 * po_t.size), np.empty(2 * po_t.size, np.int16)
             t, d = K.merge_emitters(s, em_t, em_off, po_t, po_d, n_po, self._split_cum)
-            t, d = _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau)
-            ot, od = K.jitter_sort(s, t, d, B0, jit, K.JITTER_CLIP)
+            ot, od = _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau, B0, jit)
             buf_t, buf_c, buf_d = K.merge_sorted(buf_t, buf_c, buf_d, ot, od, np.full(ot.size, NO_DELAY, np.int64))
             final = int(B1 - J) if nxt is not None else int(_INF_T)
             if use_tac:
@@ -959,12 +969,12 @@ class Simulator(Source):
         batcher.add(t, c, d)
 
 
-def _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau):
-    """Dead time and afterpulsing (kernel with a fixed capacity; retried, bit-identical, if it overflows)."""
+def _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau, t0, jit):
+    """Dead time, afterpulsing, jitter (kernel with a fixed capacity; retried, bit-identical, if it overflows)."""
     cap = int(t.size * (1.0 + 4.0 * ap_prob)) + 64
     while True:
         s0, last0, ap0 = s.copy(), last.copy(), ap.copy()
-        ot, od, ok = K.detectors_block(s, t, d, L, last, ap, dead, ap_prob, ap_tau, cap)
+        ot, od, ok = K.detectors_block(s, t, d, L, last, ap, dead, ap_prob, ap_tau, t0, jit, K.JITTER_CLIP, cap)
         if ok:
             return ot, od
         s[:], last[:], ap[:] = s0, last0, ap0
