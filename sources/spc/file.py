@@ -355,6 +355,10 @@ class SPCFile(Source):
         else:
             self.exit_status = "abort" if self.stop_requested else "success"
         self._update_counters(dec, asm)
+        rep = dec.counters[15]
+        if rep:
+            self._warn(f"{fi.path}: {int(rep)} time(s) after a GAP would have gone backwards (overflows lost with "
+                       f"the data); moved forward by whole overflow periods: the lost interval is a lower bound")
         bad = dec.counters[8]
         if bad:
             self._warn(f"{fi.path}: skipped {int(bad)} record(s) whose macrotime went backwards (strict=False)")
@@ -409,6 +413,9 @@ def summarize(path, *, format: str | None = None, tac_range_ps: float | None = N
         msgs.append(f"{fi.path}: byte offset {dec.byte_offset(dec.first_backwards or 0)}: "
                     f"{c['backwards_skipped']} record(s) whose macrotime goes backwards were skipped (first "
                     f"listed); the file is damaged or decoded with the wrong format")
+    if c["gap_time_repairs"]:
+        msgs.append(f"{fi.path}: {c['gap_time_repairs']} time(s) after a GAP would have gone backwards (overflows "
+                    f"lost with the data); moved forward by whole overflow periods")
     if c["mark_without_invalid"]:
         msgs.append(f"{fi.path}: {c['mark_without_invalid']} record(s) with MARK set but INVALID clear "
                     f"(not written by B&H hardware) skipped")
@@ -442,7 +449,7 @@ def summarize(path, *, format: str | None = None, tac_range_ps: float | None = N
         "records": {"padding_zero_records": (fi.data_end - fi.data_start) // fi.fmt.record_bytes - c["records"],
                     **{k: c[k] for k in ("photons", "invalid_photons", "overflow_count_entries", "marker_records",
                                       "gap_records", "mtov_flags", "backwards_skipped", "mark_without_invalid",
-                                      "empty_marker_records")}},
+                                      "empty_marker_records", "gap_time_repairs")}},
         "n_overflows": c["overflows_total"],
         "n_photons": c["photons"],
         "photons_per_channel": {str(i): int(v) for i, v in enumerate(per_ch) if v},

@@ -112,11 +112,13 @@ class SPCFormatError(ValueError):
 
 # counters (indices into StreamDecoder.counters)
 C_RECORDS, C_PHOTONS, C_INVALID, C_COUNT_ENTRIES, C_OVERFLOWS, C_MARKER_RECORDS, C_GAP, C_MTOV, \
-    C_BACKWARDS, C_MARK_NO_INVALID, C_EMPTY_MARKER, C_M_PIXEL, C_M_LINE, C_M_FRAME, C_M_USER = range(15)
-N_COUNTERS = 15
+    C_BACKWARDS, C_MARK_NO_INVALID, C_EMPTY_MARKER, C_M_PIXEL, C_M_LINE, C_M_FRAME, C_M_USER, \
+    C_GAP_REPAIRS = range(16)
+N_COUNTERS = 16
 COUNTER_NAMES = ("records", "photons", "invalid_photons", "overflow_count_entries", "overflows_total",
                  "marker_records", "gap_records", "mtov_flags", "backwards_skipped", "mark_without_invalid",
-                 "empty_marker_records", "pixel_markers", "line_markers", "frame_markers", "user_markers")
+                 "empty_marker_records", "pixel_markers", "line_markers", "frame_markers", "user_markers",
+                 "gap_time_repairs")
 
 # kernel status codes
 ST_DONE, ST_FULL, ST_GAP, ST_BACKWARDS, ST_TIME_OVERFLOW = range(5)
@@ -207,8 +209,11 @@ def _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters):
 def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
     """Decode 32-bit records ``words[start:]`` (layout 0 = SPC-1xx, 1 = SPC-600/630 256 ch).
 
-    ``state`` int64[3] = (overflows so far, last tag tick or -1, index of the first
-    record skipped for going backwards or -1), updated in place.
+    ``state`` int64[4] = (overflows so far, last tag tick or -1, index of the first
+    record skipped for going backwards or -1, 1 if a GAP was seen and no tag since),
+    updated in place. After a GAP (FIFO overrun) overflows may have been lost, so the
+    first tag after it that would go back in time is moved forward by whole overflow
+    periods to the first consistent time (counted in ``counters[C_GAP_REPAIRS]``).
     Returns ``(next_record, n_out, status)``; the kernel stops *before* a GAP record
     that is not the first one of the call (ST_GAP), when fewer than 4 output slots
     are left (ST_FULL), on a backwards time (ST_BACKWARDS, strict only) or when the
@@ -238,6 +243,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                 status = 2
                 break
             counters[6] += 1
+            state[3] = 1
         if inv == 1 and mtov == 1 and mark == 0:
             # multiple-macrotime-overflow (count) entry
             ov += w & 0x0FFFFFFF
@@ -271,6 +277,11 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                     counters[10] += 1
                     i += 1
                     continue
+                if t < last and state[3] == 1:
+                    k = (last - t + (np.int64(1) << 12) - 1) >> 12
+                    ov += k
+                    t += k << 12
+                    counters[15] += 1
                 if t < last:
                     if strict:
                         status = 3
@@ -281,6 +292,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                     i += 1
                     continue
                 last = t
+                state[3] = 0
                 n = _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters)
                 i += 1
                 continue
@@ -302,6 +314,11 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
         if t > max_ticks:
             status = 4
             break
+        if t < last and state[3] == 1:
+            k = (last - t + (np.int64(1) << period_shift) - 1) >> period_shift
+            ov += k
+            t += k << period_shift
+            counters[15] += 1
         if t < last:
             if strict:
                 status = 3
@@ -312,6 +329,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
             i += 1
             continue
         last = t
+        state[3] = 0
         out_ticks[n] = t
         out_chan[n] = rout
         out_bin[n] = mbin
@@ -347,6 +365,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
                 status = 2
                 break
             counters[6] += 1
+            state[3] = 1
         counters[0] += 1
         if (w0 >> 13) & 1:
             ov += 1
@@ -364,6 +383,11 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
         if t > max_ticks:
             status = 4
             break
+        if t < last and state[3] == 1:
+            k = (last - t + (np.int64(1) << 24) - 1) >> 24
+            ov += k
+            t += k << 24
+            counters[15] += 1
         if t < last:
             if strict:
                 status = 3
@@ -374,6 +398,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
             i += 1
             continue
         last = t
+        state[3] = 0
         out_ticks[n] = t
         out_chan[n] = w1 >> 8
         out_bin[n] = 4095 - (w0 & 0xFFF)
@@ -546,7 +571,8 @@ class StreamDecoder:
         self.strict = bool(strict)
         self.header_bytes = self.fmt.record_bytes if header_bytes is None else header_bytes
         self.path = path
-        self.state = np.array([0, -1, -1], np.int64)  # overflows, last tick, first skipped (local)
+        # overflows, last tick, first skipped record (local index), "a GAP was seen, no tag since"
+        self.state = np.array([0, -1, -1, 0], np.int64)
         self.counters = np.zeros(N_COUNTERS, np.int64)
         self.records_done = 0
         self.first_backwards: int | None = None  #: global index of the first skipped record (strict=False)
