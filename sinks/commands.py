@@ -1,0 +1,104 @@
+"""CLI commands of the sinks: ``antibunch image FILE.h5`` re-renders and re-analyses saved images.
+
+    antibunch image scan_cnn.h5                       # resolution table (FWHM, narrowing, pair dip)
+    antibunch image scan_cnn.h5 --png again.png       # and the paper-style figure
+    antibunch image scan.h5 --pixel-nm 24.2 --emitters-nm "-125,0;125,0" --json
+"""
+from __future__ import annotations
+
+import json
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("image", help="resolution table / figure from the images of an antibunch HDF5 file")
+    p.add_argument("file", help="HDF5 file written by HDF5Sink (needs /user/antibunch/image)")
+    p.add_argument("--png", default=None, help="also render the figure to this PNG")
+    p.add_argument("--pixel-nm", type=float, default=None,
+                   help="pixel pitch in nm (default: field_nm/nx of the graph parameters stored in the file)")
+    p.add_argument("--emitters-nm", default=None,
+                   help="emitter positions 'x,y;x,y' in nm from the field centre (default: graph scene or found)")
+    p.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    p.set_defaults(func=cmd_image)
+
+
+def _parse_emitters(text):
+    from engine.cli import UsageError
+
+    try:
+        pts = [tuple(float(v) for v in part.split(",")) for part in text.split(";") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--emitters-nm: cannot parse {text!r}; write 'x,y;x,y' in nm") from None
+    if not pts or any(len(p) != 2 for p in pts):
+        raise UsageError(f"--emitters-nm: cannot parse {text!r}; write 'x,y;x,y' in nm")
+    return pts
+
+
+def load_images(path):
+    """(images dict, mask, meta dict, graph params dict) from an antibunch HDF5 file."""
+    import numpy as np
+
+    from engine.cli import UsageError
+
+    from .hdf5 import open_results
+
+    import os
+
+    if not os.path.isfile(path):
+        raise UsageError(f"file '{path}' does not exist")
+    with open_results(path) as f:
+        if "user/antibunch/image" not in f:
+            raise UsageError(f"'{path}' has no /user/antibunch/image: was an ImageAssembler connected to the "
+                             "HDF5Sink 'image' input?")
+        g = f["user/antibunch/image"]
+        images = {k: g[k][()] for k in g if k != "mask"}
+        mask = g["mask"][()].astype(bool) if "mask" in g else np.isfinite(images.get("intensity"))
+        meta = json.loads(g.attrs.get("meta_json", "{}"))
+        params = {}
+        if "user/antibunch/graph" in f:
+            params = json.loads(f["user/antibunch/graph"].attrs.get("params_json", "{}"))
+    return images, mask, meta, params
+
+
+def cmd_image(args) -> int:
+    import numpy as np
+
+    from engine.cli import UsageError, print_json
+    from engine.messages import Image
+    from nodes.resolution import analyze, summary_table
+
+    images, mask, meta, params = load_images(args.file)
+    ny, nx = mask.shape
+    pixel_nm = args.pixel_nm
+    if pixel_nm is None and params.get("field_nm"):
+        pixel_nm = float(params["field_nm"]) / nx
+    if pixel_nm is None:
+        raise UsageError("the file does not say the pixel size; pass --pixel-nm")
+    em = None
+    if args.emitters_nm:
+        em = _parse_emitters(args.emitters_nm)
+    elif params.get("separation_nm") is not None:
+        d = float(params["separation_nm"]) / 2
+        em = [(-d, 0.0), (d, 0.0)]
+    from .figures import FigureSink, emitters_to_px
+
+    res = analyze(images, pixel_nm, emitters_px=emitters_to_px(em, (ny, nx), pixel_nm) if em else None)
+    if args.png:
+        sink = FigureSink(args.png, pixel_nm=pixel_nm, emitters_nm=tuple(em) if em else None, print_summary=False)
+        sink.check()
+        sink.reset()
+        sink.process(Image(mask=mask, images=images, meta=meta, n_done=int(mask.sum())), "image")
+        sink.render()
+    if args.json:
+        def strip(o):
+            if isinstance(o, dict):
+                return {k: strip(v) for k, v in o.items() if k not in ("profiles", "s_px", "profile", "profile_err")}
+            if isinstance(o, (list, tuple)):
+                return [strip(v) for v in o]
+            if isinstance(o, float) and not np.isfinite(o):
+                return None
+            return o
+
+        print_json(strip(res))
+    else:
+        print(summary_table(res, title=args.file))
+    return 0
