@@ -2,7 +2,7 @@
 
     antibunch image scan_cnn.h5                       # resolution table (FWHM, narrowing, pair dip)
     antibunch image scan_cnn.h5 --png again.png       # and the paper-style figure
-    antibunch image scan.h5 --pixel-nm 24.2 --emitters-nm "-125,0;125,0" --json
+    antibunch image scan.h5 --pixel-nm 24.2 --emitters-nm="-125,0;125,0" --json
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_commands(sub) -> None:
     p.add_argument("--pixel-nm", type=float, default=None,
                    help="pixel pitch in nm (default: field_nm/nx of the graph parameters stored in the file)")
     p.add_argument("--emitters-nm", default=None,
-                   help="emitter positions 'x,y;x,y' in nm from the field centre (default: graph scene or found)")
+                   help="emitter positions --emitters-nm='x,y;x,y' in nm from the field centre (default: graph scene or found)")
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
     p.set_defaults(func=cmd_image)
 

@@ -34,7 +34,7 @@ def test_image_table_and_json(tmp_path, capsys):
 def test_image_png_and_errors(tmp_path, capsys):
     path = _file(tmp_path)
     png = str(tmp_path / "x.png")
-    assert main(["image", path, "--png", png, "--emitters-nm", "-125,0;125,0"]) == 0
+    assert main(["image", path, "--png", png, "--emitters-nm=-125,0;125,0"]) == 0
     with open(png, "rb") as fh:
         assert fh.read(4) == b"\x89PNG"
     assert main(["image", str(tmp_path / "missing.h5")]) == 2
