@@ -221,6 +221,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
     """
     ov = state[0]
     last = state[1]
+    gp = state[3]
     cap = out_ticks.shape[0]
     n = 0
     i = start
@@ -243,7 +244,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                 status = 2
                 break
             counters[6] += 1
-            state[3] = 1
+            gp = 1
         if inv == 1 and mtov == 1 and mark == 0:
             # multiple-macrotime-overflow (count) entry
             ov += w & 0x0FFFFFFF
@@ -277,7 +278,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                     counters[10] += 1
                     i += 1
                     continue
-                if t < last and state[3] == 1:
+                if t < last and gp == 1:
                     k = (last - t + (np.int64(1) << 12) - 1) >> 12
                     ov += k
                     t += k << 12
@@ -292,7 +293,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                     i += 1
                     continue
                 last = t
-                state[3] = 0
+                gp = 0
                 n = _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters)
                 i += 1
                 continue
@@ -314,7 +315,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
         if t > max_ticks:
             status = 4
             break
-        if t < last and state[3] == 1:
+        if t < last and gp == 1:
             k = (last - t + (np.int64(1) << period_shift) - 1) >> period_shift
             ov += k
             t += k << period_shift
@@ -329,7 +330,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
             i += 1
             continue
         last = t
-        state[3] = 0
+        gp = 0
         out_ticks[n] = t
         out_chan[n] = rout
         out_bin[n] = mbin
@@ -338,6 +339,7 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
         i += 1
     state[0] = ov
     state[1] = last
+    state[3] = gp
     return i, n, status
 
 
@@ -350,6 +352,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
     """
     ov = state[0]
     last = state[1]
+    gp = state[3]
     cap = out_ticks.shape[0]
     n = 0
     i = start
@@ -365,7 +368,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
                 status = 2
                 break
             counters[6] += 1
-            state[3] = 1
+            gp = 1
         counters[0] += 1
         if (w0 >> 13) & 1:
             ov += 1
@@ -383,7 +386,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
         if t > max_ticks:
             status = 4
             break
-        if t < last and state[3] == 1:
+        if t < last and gp == 1:
             k = (last - t + (np.int64(1) << 24) - 1) >> 24
             ov += k
             t += k << 24
@@ -398,7 +401,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
             i += 1
             continue
         last = t
-        state[3] = 0
+        gp = 0
         out_ticks[n] = t
         out_chan[n] = w1 >> 8
         out_bin[n] = 4095 - (w0 & 0xFFF)
@@ -407,6 +410,7 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
         i += 1
     state[0] = ov
     state[1] = last
+    state[3] = gp
     return i, n, status
 
 
