@@ -162,3 +162,17 @@ def test_cnn_on_gpu_matches_cpu():
     cpu = estimate_cnn(H, LAG, device="cpu")["g2_0"]
     gpu = estimate_cnn(H, LAG, device="cuda")["g2_0"]
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+def test_alternative_nll_model_has_calibrated_error_bars():
+    """nodes/models/g2cnn_w32_nll_broad.pt: broad priors, Gaussian-NLL head -> g2_0_err."""
+    from nodes.cnn import MODELS_DIR
+
+    path = MODELS_DIR / "g2cnn_w32_nll_broad.pt"
+    total = sum(p.stat().st_size for p in MODELS_DIR.iterdir())
+    assert total < 5e6
+    H, p = _hists(400, 4000, seed=31)
+    r = estimate_cnn(H, LAG, weights=path)
+    pull = (r["g2_0"] - p[:, 1]) / r["g2_0_err"]
+    assert np.all(r["g2_0_err"] > 0)
+    assert 0.7 < np.std(pull) < 1.3
