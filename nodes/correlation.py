@@ -220,7 +220,7 @@ class Correlation(_SnapshotNode):
         self._state = K.new_state()
 
     def reset_carry(self):
-        self._state["st"][:] = 0
+        K.reset_state(self._state)
 
     def warmup(self):
         K.warmup()

@@ -11,13 +11,11 @@ Binning conventions (shared with the NumPy oracles in ``tests/oracles.py``):
   ``bin = ((2*d + span) * n_bins) // (2*span)`` for
   ``-span/2 <= d < span/2`` -- bin ``k`` is ``[(k - n/2)*span/n, (k+1-n/2)*span/n)``.
 
-Streaming state: the T2 kernel keeps one FIFO of recent tag times per channel
-(``buf1``/``buf2`` with ``st = [head1, tail1, head2, tail2]``). Every pair is
-counted exactly once, when its later tag (in stream order) arrives, so any
-chunking of the stream gives the same counts. The FIFOs only hold tags that a
-future tag could still pair with (bounded by rate x window). When a FIFO is full
-the kernel returns the index of the tag it could not take; the caller grows
-the FIFO and calls again from there (:func:`correlate_stream`).
+Streaming state: every pair is counted exactly once, when its later tag (in
+stream order) arrives, by scanning back over the earlier tags within the window
+(:func:`t2_scan`); across batches the scan continues into a carried tail of the
+previous batches' channel-1/2 tags within the window (bounded by rate x
+window), so any chunking of the stream gives the same counts.
 """
 from __future__ import annotations
 
@@ -25,14 +23,6 @@ import numpy as np
 from numba import njit
 
 NO_DELAY = np.iinfo(np.int64).min
-
-
-@njit(cache=True, nogil=True)
-def _compact(buf, head, tail):
-    n = tail - head
-    for k in range(n):
-        buf[k] = buf[head + k]
-    return 0, n
 
 
 @njit(cache=True, nogil=True)
@@ -46,89 +36,6 @@ def _div(x, d, inv):
     elif (b + 1) * d <= x:
         b += 1
     return b
-
-
-@njit(cache=True, nogil=True)
-def t2_correlate(time, channel, start, c1, c2, nbw, bw2, hist, buf1, buf2, st, singles):
-    """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
-
-    ``nbw = n_bins * binwidth``, ``bw2 = 2 * binwidth``. Processes tags from
-    ``start``; returns the index of the first unprocessed tag (``len(time)``
-    when done; smaller when a FIFO needs to grow). Updates ``hist``, ``st`` and
-    ``singles`` (tags seen on channel_1, channel_2; for auto-correlation both
-    entries count the channel's tags).
-    """
-    n = time.shape[0]
-    h1 = st[0]
-    t1 = st[1]
-    h2 = st[2]
-    t2 = st[3]
-    cap1 = buf1.shape[0]
-    cap2 = buf2.shape[0]
-    auto = c1 == c2
-    inv = 1.0 / bw2
-    i = start
-    while i < n:
-        c = channel[i]
-        if c != c1 and c != c2:
-            i += 1
-            continue
-        t = time[i]
-        if auto:
-            # keep tags with 2*(t - b) <= nbw (needed for the -tau side)
-            while h1 < t1 and 2 * (t - buf1[h1]) > nbw:
-                h1 += 1
-            if t1 == cap1:
-                if h1 > 0:
-                    h1, t1 = _compact(buf1, h1, t1)
-                else:
-                    break
-            for k in range(h1, t1):
-                tau = t - buf1[k]
-                hist[_div(nbw - 2 * tau, bw2, inv)] += 1
-                if 2 * tau < nbw:
-                    hist[_div(2 * tau + nbw, bw2, inv)] += 1
-            buf1[t1] = t
-            t1 += 1
-            singles[0] += 1
-            singles[1] += 1
-            i += 1
-            continue
-        # cross-correlation: prune both FIFOs by the current time
-        while h1 < t1 and 2 * (t - buf1[h1]) >= nbw:
-            h1 += 1
-        while h2 < t2 and 2 * (t - buf2[h2]) > nbw:
-            h2 += 1
-        if c == c2:
-            if t2 == cap2:
-                if h2 > 0:
-                    h2, t2 = _compact(buf2, h2, t2)
-                else:
-                    break
-            # earlier channel-1 tags: tau = t - t1 >= 0, and 2*tau < nbw after pruning
-            for k in range(h1, t1):
-                hist[_div(2 * (t - buf1[k]) + nbw, bw2, inv)] += 1
-            buf2[t2] = t
-            t2 += 1
-            singles[1] += 1
-        else:
-            if t1 == cap1:
-                if h1 > 0:
-                    h1, t1 = _compact(buf1, h1, t1)
-                else:
-                    break
-            # earlier channel-2 tags: tau = t2 - t <= 0, 2*tau >= -nbw after pruning
-            for k in range(h2, t2):
-                hist[_div(2 * (buf2[k] - t) + nbw, bw2, inv)] += 1
-            buf1[t1] = t
-            t1 += 1
-            singles[0] += 1
-        i += 1
-    st[0] = h1
-    st[1] = t1
-    st[2] = h2
-    st[3] = t2
-    return i
 
 
 @njit(cache=True, nogil=True)
@@ -171,44 +78,119 @@ def delay_histogram(delay, channel, sel, span, n_bins, hist):
     return used
 
 
-def grow(buf: np.ndarray, head: int, tail: int) -> np.ndarray:
-    """A FIFO twice as large holding ``buf[head:tail]`` at its start."""
-    new = np.empty(max(16, 2 * buf.shape[0]), dtype=buf.dtype)
-    new[: tail - head] = buf[head:tail]
-    return new
+@njit(cache=True, nogil=True)
+def _scan_back(t, times, chans, j, target, up, nbw, bw2, inv, hist):
+    """Scan ``times[j], times[j-1], ...`` while ``2*(t - times[j]) <= nbw``, counting
+    tags on ``target``: ``up`` -> lag +dt (only if 2*dt < nbw), else lag -dt.
+    Returns the index where the scan stopped (-1: ran off the start)."""
+    while j >= 0:
+        dt = t - times[j]
+        if 2 * dt > nbw:
+            return j
+        if chans[j] == target:
+            if up:
+                if 2 * dt < nbw:
+                    hist[_div(2 * dt + nbw, bw2, inv)] += 1
+            else:
+                hist[_div(nbw - 2 * dt, bw2, inv)] += 1
+        j -= 1
+    return j
+
+
+@njit(cache=True, nogil=True)
+def _scan_back_auto(t, times, chans, j, target, nbw, bw2, inv, hist):
+    while j >= 0:
+        dt = t - times[j]
+        if 2 * dt > nbw:
+            return j
+        if chans[j] == target:
+            hist[_div(nbw - 2 * dt, bw2, inv)] += 1
+            if 2 * dt < nbw:
+                hist[_div(2 * dt + nbw, bw2, inv)] += 1
+        j -= 1
+    return j
+
+
+@njit(cache=True, nogil=True)
+def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
+    """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
+
+    Every pair is counted once, when its later tag (stream order) is reached,
+    by scanning back over the earlier tags within the window -- first in this
+    batch, then in the carried tail ``ct``/``cc`` of the previous batches.
+    At low rates this is one comparison per tag (the previous tag is out of the
+    window), so it needs no FIFO at all. ``singles`` counts the tags of c1, c2.
+    """
+    n = time.shape[0]
+    nc = ct.shape[0]
+    inv = 1.0 / bw2
+    if c1 == c2:
+        for i in range(n):
+            if channel[i] != c1:
+                continue
+            t = time[i]
+            singles[0] += 1
+            if i > 0 and 2 * (t - time[i - 1]) > nbw:
+                continue  # fast path: the previous tag is already out of the window
+            j = _scan_back_auto(t, time, channel, i - 1, c1, nbw, bw2, inv, hist)
+            if j < 0:
+                _scan_back_auto(t, ct, cc, nc - 1, c1, nbw, bw2, inv, hist)
+        singles[1] = singles[0]
+        return
+    for i in range(n):
+        c = channel[i]
+        if c == c2:
+            t = time[i]
+            singles[1] += 1
+            if i > 0 and 2 * (t - time[i - 1]) > nbw:
+                continue  # fast path: the previous tag is already out of the window
+            j = _scan_back(t, time, channel, i - 1, c1, True, nbw, bw2, inv, hist)
+            if j < 0:
+                _scan_back(t, ct, cc, nc - 1, c1, True, nbw, bw2, inv, hist)
+        elif c == c1:
+            t = time[i]
+            singles[0] += 1
+            if i > 0 and 2 * (t - time[i - 1]) > nbw:
+                continue
+            j = _scan_back(t, time, channel, i - 1, c2, False, nbw, bw2, inv, hist)
+            if j < 0:
+                _scan_back(t, ct, cc, nc - 1, c2, False, nbw, bw2, inv, hist)
+
+
+def new_state() -> dict:
+    """Carry of :func:`correlate_stream`: recent tags of the two channels."""
+    return {"ct": np.zeros(0, np.int64), "cc": np.zeros(0, np.int16)}
 
 
 def correlate_stream(time, channel, c1, c2, binwidth_ps, n_bins, hist, state, singles=None):
-    """Drive :func:`t2_correlate` over one batch, growing FIFOs as needed.
+    """Correlate one batch into ``hist`` and update the carried tail ``state``.
 
-    ``state`` is a dict with ``buf1``, ``buf2`` (int64) and ``st`` (int64[4]);
-    ``singles`` (int64[2]) accumulates the tag counts of the two channels.
+    The carry keeps the channel-1/2 tags with ``2*(t_last - t) <= n_bins*binwidth``
+    (``t_last`` = last tag of the batch): the only ones a later tag can pair with.
     """
     if singles is None:
         singles = np.zeros(2, np.int64)
     nbw = int(n_bins) * int(binwidth_ps)
     bw2 = 2 * int(binwidth_ps)
-    i = 0
-    n = len(time)
-    while True:
-        i = t2_correlate(time, channel, i, c1, c2, nbw, bw2, hist, state["buf1"], state["buf2"], state["st"],
-                         singles)
-        if i >= n:
-            return
-        st = state["st"]
-        if c1 == c2 or channel[i] == c1:
-            state["buf1"] = grow(state["buf1"], st[0], st[1])
-            st[1] -= st[0]
-            st[0] = 0
-        else:
-            state["buf2"] = grow(state["buf2"], st[2], st[3])
-            st[3] -= st[2]
-            st[2] = 0
+    ct, cc = state["ct"], state["cc"]
+    t2_scan(time, channel, ct, cc, int(c1), int(c2), nbw, bw2, hist, singles)
+    if len(time) == 0:
+        return
+    lo = int(time[-1]) - nbw // 2
+    s = int(np.searchsorted(time, lo, side="left"))
+    tt, tc = time[s:], channel[s:]
+    m = (tc == c1) | (tc == c2)
+    tt, tc = tt[m], tc[m]
+    if s == 0 and len(ct):
+        keep = ct >= lo
+        tt = np.concatenate([ct[keep], tt])
+        tc = np.concatenate([cc[keep], tc.astype(cc.dtype)])
+    state["ct"] = np.ascontiguousarray(tt, dtype=np.int64)
+    state["cc"] = np.ascontiguousarray(tc, dtype=np.int16)
 
 
-def new_state(capacity: int = 1024) -> dict:
-    return {"buf1": np.empty(capacity, np.int64), "buf2": np.empty(capacity, np.int64),
-            "st": np.zeros(4, np.int64)}
+def reset_state(state) -> None:
+    state.update(new_state())
 
 
 def warmup() -> None:
@@ -216,7 +198,7 @@ def warmup() -> None:
     t = np.array([0, 5, 5, 9], np.int64)
     ch = np.array([0, 1, 0, -1], np.int16)
     h = np.zeros(4, np.int64)
-    correlate_stream(t, ch, 0, 1, 10, 4, h, new_state(2))
-    correlate_stream(t, ch, 0, 0, 10, 4, h, new_state(2))
+    correlate_stream(t, ch, 0, 1, 10, 4, h, new_state())
+    correlate_stream(t, ch, 0, 0, 10, 4, h, new_state())
     count_channels(ch, np.array([0, 1], np.int64), np.zeros(2, np.int64))
     delay_histogram(t, ch, -1, 20, 4, h)

@@ -95,14 +95,16 @@ def test_auto_correlation_is_symmetric_and_excludes_self():
     assert one.sum() == 0
 
 
-def test_fifo_growth_from_tiny_capacity():
-    t, ch = stream(11, n=5000, t_max=20_000)  # dense: many tags in the window
-    h = np.zeros(101, np.int64)
-    K.correlate_stream(t, ch, 0, 1, 50, 101, h, K.new_state(capacity=1))
-    assert np.array_equal(h, O.correlate(t, ch, 0, 1, 50, 101))
-    h = np.zeros(101, np.int64)
-    K.correlate_stream(t, ch, 1, 1, 50, 101, h, K.new_state(capacity=1))
-    assert np.array_equal(h, O.correlate(t, ch, 1, 1, 50, 101))
+def test_dense_stream_and_carry_bounded():
+    t, ch = stream(11, n=5000, t_max=20_000)  # dense: hundreds of tags in the window
+    for c2 in (1, 0):
+        h = np.zeros(101, np.int64)
+        state = K.new_state()
+        for a in range(0, 5000, 700):
+            K.correlate_stream(t[a:a + 700], ch[a:a + 700], 0, c2, 50, 101, h, state)
+            # the carry holds only channel-0/1 tags within half the window of the last tag
+            assert np.all(2 * (t[min(a + 699, 4999)] - state["ct"]) <= 50 * 101)
+        assert np.array_equal(h, O.correlate(t, ch, 0, c2, 50, 101))
 
 
 @settings(max_examples=40, deadline=None)
@@ -113,7 +115,7 @@ def test_chunking_invariance(seed, cuts, auto, bw, n_bins):
     c2 = 0 if auto else 1
     whole = O.correlate(t, ch, 0, c2, bw, n_bins)
     h = np.zeros(n_bins, np.int64)
-    state = K.new_state(capacity=2)
+    state = K.new_state()
     edges = [0] + sorted(cuts) + [len(t)]
     for a, b in zip(edges[:-1], edges[1:]):
         K.correlate_stream(t[a:b], ch[a:b], 0, c2, bw, n_bins, h, state)
