@@ -11,15 +11,17 @@ Parameters
     path            output ``.spc`` (the ``.set`` goes next to it, same stem)
     macro_clock_ps  macro-time clock (ps, a multiple of 100; SPC-150 internal clock: 25 000)
     tac_range_ps    TAC range spanned by the 4096 ADC bins (ps), written as SP_TAC_R/SP_TAC_G
-    zero_delay_ps   microtime of zero delay: ``ADC bin = nearest(delay_ps + zero_delay_ps)``
+    zero_delay_ps   microtime of zero delay: microtime = delay_ps + zero_delay_ps
     format          'spc1xx' (default), 'spc600_256' or 'spc600_4096'
     module          card written into the .set (default 'SPC-150')
     no_delay        'error' (default): a photon tag with NO_DELAY (T2, no TAC conversion) is an
                     error -- an SPC FIFO record always holds a TAC conversion; 'skip': drop and count
     image_shape     (ny, nx) written to the .set as SP_IMG_Y/SP_IMG_X (optional)
 
-Quantisation (what the card itself does): times are floored to the macro clock, delays
-rounded to the nearest ADC bin; ``counters['quantized_times']`` counts tags that moved.
+Quantisation (what the card itself does): times are floored to the macro clock
+(``counters['quantized_times']`` counts tags that moved), delays truncated to the ADC bin
+that contains them (the largest bin whose decoded delay is <= the delay: the exact inverse
+of the decoder on its grid).
 Markers and photons in the same macro tick are written markers first; markers of one
 tick share one record. A batch with ``FLAG_GAP`` sets the GAP bit on its first record.
 Delays outside ``[0, tac_range_ps)`` after adding ``zero_delay_ps`` raise ValueError.

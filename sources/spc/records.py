@@ -661,36 +661,25 @@ class StreamDecoder:
 
 # ------------------------------------------------------------------ encoder
 def delay_to_bins(delay_ps, *, tac_range_ps: float, n_bins: int, zero_delay_ps: int = 0) -> np.ndarray:
-    """Microtime bins whose decoded delay is nearest to ``delay_ps`` (exact inverse on the grid).
+    """Microtime bins for ``delay_ps``: the largest bin whose decoded delay is <= the delay.
 
-    Raises ValueError (naming the first offending tag) for delays outside the TAC
-    range ``[0, tac_range_ps)`` after adding ``zero_delay_ps``.
+    That is what the card's ADC does with a true start-stop time (it truncates to the bin
+    containing it), and it is the exact inverse of the decoder on its grid (a decoded
+    delay maps back to a bin with that very delay). Raises ValueError, naming the first
+    offending tag, for microtimes (``delay_ps + zero_delay_ps``) outside ``[0, tac_range_ps)``.
     """
     r_fs = tac_range_fs(tac_range_ps)
     m = np.asarray(delay_ps, np.int64) + np.int64(zero_delay_ps)
-    bad = (m < 0) | (m * 1000 >= r_fs)
+    table = np.empty(n_bins, np.int64)  # decoded microtime of every bin (non-decreasing)
+    bins_to_delay(np.arange(n_bins, dtype=np.int16), r_fs, n_bins, 0, table)
+    # outside [0, R): error -- except a decoded value of the last bin, which can round up to R
+    bad = (m < 0) | ((m * 1000 >= r_fs) & (m > table[-1]))
     if bad.any():
         k = int(np.argmax(bad))
         raise ValueError(f"tag {k}: delay_ps={int(delay_ps[k])} (microtime {int(m[k])} ps) lies outside the TAC "
                          f"range [0, {r_fs / 1000:g}) ps; choose tac_range_ps/zero_delay_ps that cover the "
                          f"delays being written")
-    est = (m * 2000 * n_bins + r_fs) // (2 * r_fs)
-    best = np.clip(est, 0, n_bins - 1)
-    out = np.empty(len(m), np.int64)
-    best_err = None
-    for off in (-1, 0, 1):
-        b = np.clip(est + off, 0, n_bins - 1)
-        v = np.empty(len(b), np.int64)
-        bins_to_delay(b.astype(np.int16), r_fs, n_bins, 0, v)
-        err = np.abs(v - m)
-        if best_err is None:
-            best, best_err = b, err
-        else:
-            better = err < best_err
-            best = np.where(better, b, best)
-            best_err = np.where(better, err, best_err)
-    out[:] = best
-    return out
+    return np.searchsorted(table, m, "right").astype(np.int64) - 1
 
 
 def tac_range_fs(tac_range_ps: float) -> int:
@@ -711,7 +700,7 @@ class Encoder:
     last full overflow period before ``t_end_ps``.
 
     Times are quantised to the macro clock by flooring (what the card's counter
-    does); ``delay_ps`` to the nearest ADC bin. Tags with ``delay_ps == NO_DELAY``
+    does); ``delay_ps`` truncated to its ADC bin (like the ADC). Tags with ``delay_ps == NO_DELAY``
     (T2 tags without a TAC conversion) raise unless ``no_delay='skip'``, which drops
     and counts them (``counters['skipped_no_delay']``).
     """
