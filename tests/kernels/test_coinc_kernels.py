@@ -64,3 +64,10 @@ def test_chunking_invariance(seed, cuts):
         K.nfold_stream(t[a:b], ch[a:b], 300, out, sn)
     assert np.array_equal(h, O.correlate3(t, ch, 0, 1, 2, 150, 5))
     assert np.array_equal(out, O.nfold(t, ch, (0, 1, 2, 3), 300))
+
+
+def test_warmup_functions_run():
+    from nodes._kernels import correlation, pixels
+
+    for mod in (correlation, K, pixels):
+        mod.warmup()
