@@ -53,10 +53,49 @@ def load_images(path):
         images = {k: g[k][()] for k in g if k != "mask"}
         mask = g["mask"][()].astype(bool) if "mask" in g else np.isfinite(images.get("intensity"))
         meta = json.loads(g.attrs.get("meta_json", "{}"))
+        meta["frame"] = int(g.attrs.get("frame", 0))
         params = {}
         if "user/antibunch/graph" in f:
             params = json.loads(f["user/antibunch/graph"].attrs.get("params_json", "{}"))
     return images, mask, meta, params
+
+
+def load_pixels(path):
+    """The saved per-pixel histograms as one PixelHistograms message, or None."""
+    import numpy as np
+
+    from engine.messages import PixelHistograms
+
+    from .hdf5 import open_results
+
+    with open_results(path) as f:
+        if "user/antibunch/pixels/counts" not in f:
+            return None
+        g = f["user/antibunch/pixels"]
+        counts = g["counts"][()]
+        ny, nx, nb = counts.shape
+        return PixelHistograms(pixel=np.arange(ny * nx), counts=counts.reshape(-1, nb),
+                               singles=g["singles"][()].reshape(ny * nx, -1),
+                               exposure_s=g["exposure_s"][()].ravel(), lag_ps=g["lag_ps"][()],
+                               binwidth_ps=float(g.attrs.get("binwidth_ps", 0.0)), shape=[ny, nx])
+
+
+def load_estimates(path):
+    """The saved per-pixel estimates as one Estimates message, or None."""
+    import numpy as np
+
+    from engine.messages import Estimates
+
+    from .hdf5 import open_results
+
+    with open_results(path) as f:
+        if "user/antibunch/estimates/g2_0" not in f:
+            return None
+        g = f["user/antibunch/estimates"]
+        ny, nx = g["g2_0"].shape
+        return Estimates(pixel=np.arange(ny * nx), g2_0=g["g2_0"][()].ravel(), g2_0_err=g["g2_0_err"][()].ravel(),
+                         n_events=g["n_events"][()].ravel(), flags=g["flags"][()].ravel(),
+                         method=str(g.attrs.get("method", "")), shape=[ny, nx])
 
 
 def cmd_image(args) -> int:
@@ -83,10 +122,23 @@ def cmd_image(args) -> int:
 
     res = analyze(images, pixel_nm, emitters_px=emitters_to_px(em, (ny, nx), pixel_nm) if em else None)
     if args.png:
-        sink = FigureSink(args.png, pixel_nm=pixel_nm, emitters_nm=tuple(em) if em else None, print_summary=False)
+        import os
+
+        name = params.get("name") or os.path.basename(args.file)
+        sep = params.get("separation_nm")
+        title = f"{os.path.basename(args.file)}" + (f": two NVs {float(sep):g} nm apart" if sep is not None else "")
+        sink = FigureSink(args.png, pixel_nm=pixel_nm, emitters_nm=tuple(em) if em else None, print_summary=False,
+                          title=title)
         sink.check()
         sink.reset()
-        sink.process(Image(mask=mask, images=images, meta=meta, n_done=int(mask.sum())), "image")
+        hist = load_pixels(args.file)
+        if hist is not None:
+            sink.process(hist, "hist")
+        est = load_estimates(args.file)
+        if est is not None:
+            sink.process(est, "g2")
+        sink.process(Image(mask=mask, images=images, meta=meta, n_done=int(mask.sum()),
+                           frame=int(meta.get("frame", 0))), "image")
         sink.render()
     if args.json:
         def strip(o):
