@@ -14,7 +14,7 @@ layout of :mod:`sinks.hdf5` (``/user/antibunch/pixels/counts``, ``image/...``).
 
     antibunch run "spc_scan:build(path='scan.spc', shape=(32, 32), zero_delay_ps=250000)"
 
-There is no module-level ``graph``: the file to analyse has no sensible default.
+The module-level ``graph`` (built for a placeholder "recording.spc") only shows the wiring.
 """
 from engine.graph import Graph
 
@@ -38,3 +38,7 @@ def build(path, shape=(32, 32), tac_range_ps=None, zero_delay_ps=0, estimator="m
     if out:
         g.add("save", HDF5Sink(out), hist=hist, image=img, g2=g2)
     return g
+
+
+#: the wiring, for import checks (``antibunch check`` needs a real file: ``spc_scan:build(path='x.spc')``)
+graph = build("recording.spc")

@@ -31,6 +31,7 @@ def test_spc_scan_signature_is_exact():
 
     sig = inspect.signature(spc_scan.build)
     assert list(sig.parameters) == ["path", "shape", "tac_range_ps", "zero_delay_ps", "estimator", "out"]
+    spc_scan.graph.validate()
     p = sig.parameters
     assert p["path"].default is inspect.Parameter.empty
     assert (p["tac_range_ps"].default, p["zero_delay_ps"].default, p["estimator"].default, p["out"].default) == \
