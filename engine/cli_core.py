@@ -69,6 +69,11 @@ def cmd_bench(args) -> int:
 
     from .cli import UsageError, print_json
 
+    rest = list(args.rest or [])
+    if "--json" in rest:  # accept --json after the benchmark name too
+        rest.remove("--json")
+        args.json = True
+    args.rest = rest
     names = list(BENCHES) if args.name == "all" else [args.name]
     results = {}
     for name in names:
