@@ -157,3 +157,27 @@ def test_killed_writer_leaves_readable_file(tmp_path):
 
     out = run_node(HDF5Replay(path), [])["out"]
     assert len(out) >= 30 and all(len(b) == 20000 for b in out)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(1, 11), max_size=5, unique=True))
+def test_pixel_results_chunking_invariant(tmp_path_factory, cuts):
+    """However the pixel stream is split into messages, the saved pixels are the same."""
+    _, counts, sing = pixel_msgs()
+    lag = np.linspace(-3, 3, 7) * 1000.0
+    cuts = [0] + sorted(cuts) + [12]
+    msgs = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        p = np.arange(a, b)
+        msgs.append(("hist", PixelHistograms(pixel=p, counts=counts[p], singles=sing[p],
+                                             exposure_s=np.full(len(p), 7.0), lag_ps=lag, binwidth_ps=1000.0,
+                                             shape=[3, 4], n_done=b)))
+    path = str(tmp_path_factory.mktemp("chunks") / "c.h5")
+    run_node(HDF5Sink(path, flush_every_s=0.0), msgs)
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["user/antibunch/pixels/counts"][()], counts.reshape(3, 4, 7))
+        np.testing.assert_array_equal(f["user/antibunch/pixels/singles"][()], sing.reshape(3, 4, 2))
