@@ -407,7 +407,9 @@ class HDF5Sink(Sink):
             if m.coincidences is not None:
                 mk["coincidences"] = ((ny, nx, np.asarray(m.coincidences).shape[1]), np.int64, "counts")
             for name, (shape, dt, unit) in mk.items():
-                ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=(1,) + shape[1:], fillvalue=0)
+                maxshape = (ny, nx, None, shape[3]) if name == "increments" else shape  # n_inc grows
+                ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=(1,) + tuple(max(v, 1) for v in shape[1:]),
+                                      fillvalue=0, maxshape=maxshape)
                 ds.attrs["units"] = unit
                 self._pix[name] = np.zeros(shape, dt)
             lag = g.create_dataset("lag_ps", data=np.asarray(m.lag_ps, np.float64))
@@ -429,10 +431,21 @@ class HDF5Sink(Sink):
                 continue
             val = np.asarray(val)
             mirror = self._pix[name]
+            if name == "increments" and val.shape[1] != mirror.shape[2]:
+                n_inc = max(val.shape[1], mirror.shape[2])
+                if n_inc > mirror.shape[2]:  # the accumulator allocated more increments: grow
+                    grown = np.zeros(mirror.shape[:2] + (n_inc,) + mirror.shape[3:], mirror.dtype)
+                    grown[:, :, :mirror.shape[2]] = mirror
+                    self._pix[name] = mirror = grown
+                    g[name].resize(n_inc, axis=2)
+                    self._dirty_rows.update(range(ny))
+                if val.shape[1] < n_inc:
+                    pad = np.zeros((val.shape[0], n_inc) + val.shape[2:], val.dtype)
+                    pad[:, :val.shape[1]] = val
+                    val = pad
             if val.ndim > 1 and val.shape[1:] != mirror.shape[2:]:
-                if name == "increments":  # more increments than at first: grow
-                    continue
-                raise ValueError(f"step '{self.step_id}': pixels/{name} changed shape")
+                raise ValueError(f"step '{self.step_id}': pixels/{name} changed shape from {mirror.shape[2:]} "
+                                 f"to {val.shape[1:]}; one accumulator per file")
             mirror[rows, cols] = val
         # the file is brought up to date line by line at each flush (see _sync_pixels)
         self._dirty_rows.update(np.unique(rows).tolist())

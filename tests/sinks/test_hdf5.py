@@ -181,3 +181,28 @@ def test_pixel_results_chunking_invariant(tmp_path_factory, cuts):
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["user/antibunch/pixels/counts"][()], counts.reshape(3, 4, 7))
         np.testing.assert_array_equal(f["user/antibunch/pixels/singles"][()], sing.reshape(3, 4, 2))
+
+
+def test_increments_grow_with_frames(tmp_path):
+    """The accumulator allocates increments as frames come (n_inc grows): all are kept."""
+    lag = np.linspace(-3, 3, 7) * 1000.0
+    rng = np.random.default_rng(2)
+    inc = rng.integers(0, 9, (12, 3, 7))
+    msgs = []
+    for n_inc in (1, 2, 3):
+        p = np.arange(12)
+        msgs.append(("hist", PixelHistograms(pixel=p, counts=inc[:, :n_inc].sum(1), singles=np.ones((12, 2)),
+                                             exposure_s=np.full(12, float(n_inc)), lag_ps=lag, binwidth_ps=1000.0,
+                                             increments=inc[:, :n_inc], shape=[3, 4], n_done=12 * n_inc)))
+    msgs.insert(2, ("hist", PixelHistograms(pixel=np.arange(2), counts=inc[:2, :1].sum(1), singles=np.ones((2, 2)),
+                                            exposure_s=np.ones(2), lag_ps=lag, binwidth_ps=1000.0,
+                                            increments=inc[:2, :1], shape=[3, 4], n_done=13)))
+    path = str(tmp_path / "inc.h5")
+    run_node(HDF5Sink(path), msgs[:2] + msgs[3:])
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["user/antibunch/pixels/increments"][()], inc.reshape(3, 4, 3, 7))
+        np.testing.assert_array_equal(f["user/antibunch/pixels/counts"][()], inc.sum(1).reshape(3, 4, 7))
+    path2 = str(tmp_path / "inc2.h5")
+    run_node(HDF5Sink(path2), msgs)  # an older, shorter message in between is padded, not an error
+    with h5py.File(path2, "r") as f:
+        assert f["user/antibunch/pixels/increments"].shape == (3, 4, 3, 7)
