@@ -266,7 +266,10 @@ class Runner:
                 if self._stop_sent_at and not self._abort_sent_at and now - self._stop_sent_at > STOP_GRACE_S \
                         and (self.errors or self.stop_reason not in ("duration reached",)):
                     self.request_abort()
-                if self._abort_sent_at and now - self._abort_sent_at > ABORT_GRACE_S:
+                # kill only after the whole stop+abort budget (1.8 s) from the first stop request: an
+                # abort sent at once (during start-up, a dead worker) must not shorten the others' grace
+                if self._abort_sent_at and now - self._abort_sent_at > ABORT_GRACE_S and (
+                        self._stop_sent_at is None or now - self._stop_sent_at > STOP_GRACE_S + ABORT_GRACE_S):
                     self.kill_all()
                     break
         finally:
