@@ -16,7 +16,8 @@
 When stdout is not a terminal (a log file, CI, a pipe — also every node of the ``processes``
 executor, whose output the runner relays) or another live display already owns it (the
 runner's per-node table), it prints a plain one-line progress summary at most every
-``plain_every_s`` seconds and a final summary instead. To watch the image being built, run
+``plain_every_s`` seconds, plain-text thumbnails of intensity and G2_direct (a 10-level
+character ramp) after each frame (``ascii_per_frame``) and a final summary instead. To watch the image being built, run
 the graph in one process without the runner's table::
 
     antibunch run scan_cnn --executor threads --no-live
@@ -101,6 +102,26 @@ def _other_live_display() -> bool:
     return any(type(t).__name__ == "_RefreshThread" for t in threading.enumerate())
 
 
+ASCII_RAMP = " .:-=+*#%@"
+
+
+def ascii_lines(a, max_cols=32):
+    """The image as plain-text lines (10-level ramp, two pixel rows per line, ≤ max_cols wide)."""
+    a = downsample(np.asarray(a, float), max_cols)
+    if a.shape[0] % 2:
+        a = np.vstack([a, np.full((1, a.shape[1]), np.nan)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a = np.nanmean(a.reshape(a.shape[0] // 2, 2, a.shape[1]), axis=1)
+    finite = np.isfinite(a)
+    lo, hi = (np.nanpercentile(a, 1), np.nanpercentile(a, 99.5)) if finite.any() else (0.0, 1.0)
+    x = np.clip((np.where(finite, a, lo) - lo) / ((hi - lo) or 1.0), 0, 1)
+    idx = np.round(x * (len(ASCII_RAMP) - 1)).astype(int)
+    return ["".join(ASCII_RAMP[i] if f else "?" for i, f in zip(row, frow)) for row, frow in zip(idx, finite)]
+
+
 def _fmt_s(s):
     if s is None or not np.isfinite(s):
         return "?"
@@ -122,9 +143,11 @@ class LiveView(Sink):
     plain_every_s = Param(float, default=5.0, min=0.0, unit="s", doc="non-terminal: seconds between lines")
     title = Param(str, default="antibunch", doc="panel title")
     force_terminal = Param(bool, default=None, optional=True, doc="override terminal detection (tests)")
+    ascii_per_frame = Param(bool, default=True, doc="non-terminal: print text thumbnails after each frame")
 
     def reset(self):
         self._t0 = time.monotonic()
+        self._ascii_frame = 0
         self._img = None
         self._n_done = 0
         self._frame = 0
@@ -183,6 +206,20 @@ class LiveView(Sink):
             self._last_plain = now
             print(self.plain_line(), flush=True)
             self.lines_printed += 1
+        if not self._tty and self.ascii_per_frame and self._img is not None and self._frame > self._ascii_frame:
+            self._ascii_frame = self._frame
+            self.print_ascii(f"after frame {self._frame}")
+
+    def print_ascii(self, label):
+        """Plain-text thumbnails of intensity and G2_direct (or G2) side by side."""
+        img = self._img
+        names = [n for n in ("intensity", "G2_direct", "G2") if n in img.images][:2]
+        cols = [ascii_lines(img.images[n]) for n in names]
+        w = max(len(c[0]) for c in cols) if cols else 0
+        print(f"[{self.title}] {label}:", flush=True)
+        print(f"[{self.title}]   " + " | ".join(n.ljust(w) for n in names), flush=True)
+        for row in zip(*cols):
+            print(f"[{self.title}]   " + " | ".join(r.ljust(w) for r in row), flush=True)
 
     # -- text
     def progress(self):
@@ -259,6 +296,8 @@ class LiveView(Sink):
             self._live = None
         if not self._tty:
             print(f"[{self.title}] done: " + self.plain_line().split("] ", 1)[1], flush=True)
+            if self.ascii_per_frame and self._img is not None:
+                self.print_ascii("final")
         return ()
 
     def close(self):
