@@ -19,6 +19,8 @@ Images (units in ``Image.units``):
     shape, the mean level of the histogram). 'auto' uses singles only when every detector
     channel has counts (a start–stop-only stream has records on the start channel alone). This is an estimate ∝ √(flat level), noisier
     than singles, and ``Image.meta['intensity_from']`` says which was used.
+``intensity_err`` (counts/s)
+    Poisson error sqrt(Σ singles)/T (NaN when estimated from coincidences).
 ``g2_0``, ``g2_0_err``
     As given by the estimator (NaN for dark/failed pixels; nothing is filled in).
 ``G2`` (counts²/s²), ``G2_err``
@@ -78,7 +80,7 @@ from engine.messages import EST_DARK, Estimates, Image, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 UNITS = {
-    "intensity": "counts/s", "g2_0": "1", "g2_0_err": "1", "G2": "counts^2/s^2",
+    "intensity": "counts/s", "intensity_err": "counts/s", "g2_0": "1", "g2_0_err": "1", "G2": "counts^2/s^2",
     "G2_err": "counts^2/s^2", "G2_direct": "counts^2/s^2", "G2_direct_err": "counts^2/s^2",
     "G3": "counts^3/s^3", "g3_0": "1", "g2_coinc": "1", "n_events": "events",
 }
@@ -490,8 +492,10 @@ class ImageAssembler(Node):
         with np.errstate(invalid="ignore", divide="ignore"):
             if src == "singles":
                 intensity = np.where(T > 0, self._singles.sum(axis=1) / T, np.nan)
+                intensity_err = np.where(T > 0, np.sqrt(self._singles.sum(axis=1)) / T, np.nan)
             else:
                 intensity = np.full(n, np.nan)
+                intensity_err = np.full(n, np.nan)
             sp = self._split_product()
             g2d = np.full(n, np.nan)
             g2d_err = np.full(n, np.nan)
@@ -523,7 +527,8 @@ class ImageAssembler(Node):
             I2 = intensity ** 2
             G2 = I2 * (1.0 - g2)
             G2e = I2 * g2e
-            images = {"intensity": intensity, "g2_0": g2, "g2_0_err": g2e, "G2": G2, "G2_err": G2e,
+            images = {"intensity": intensity, "intensity_err": intensity_err, "g2_0": g2, "g2_0_err": g2e,
+                      "G2": G2, "G2_err": G2e,
                       "G2_direct": g2d, "G2_direct_err": g2d_err,
                       "n_events": np.where(self._has_est, self._n_events, np.nan)}
             if self._g3_connected:

@@ -199,9 +199,9 @@ def analyze(images: dict, pixel_nm: float, emitters_px=None, errors: dict | None
     """FWHM, narrowing ratios and resolvability for each available image.
 
     ``images`` maps names to arrays (as in :class:`engine.messages.Image`); ``intensity^2`` is
-    computed from ``intensity``. ``errors`` maps names to 1-σ error images (``G2_err`` and
-    ``G2_direct_err`` are picked up from ``images`` automatically; intensity errors are
-    Poissonian when ``images`` has ``exposure_s`` or ``errors['intensity']`` is given).
+    computed from ``intensity``. ``errors`` maps names to 1-σ error images (``intensity_err``,
+    ``G2_err``, ``G2_direct_err``, ``G3_err`` are picked up from ``images`` automatically when
+    they hold finite values; intensity² errors are propagated from intensity's).
     Profiles are averaged over ``2·band_px + 1`` parallel lines; by default ``band_px =
     round(band_nm / pixel_nm)`` with ``band_nm = 75`` ≈ 0.8 σ of a 219-nm-FWHM (G2) spot, near
     the best signal-to-noise of a box average over a Gaussian, and the same for every image.
@@ -210,7 +210,7 @@ def analyze(images: dict, pixel_nm: float, emitters_px=None, errors: dict | None
         band_px = max(1, int(round(band_nm / pixel_nm)))
     imgs = {k: np.asarray(v, float) for k, v in images.items() if v is not None}
     errs = dict(errors or {})
-    for k in ("G2", "G2_direct", "G3"):
+    for k in ("intensity", "G2", "G2_direct", "G3"):
         if f"{k}_err" in imgs and k not in errs and np.isfinite(imgs[f"{k}_err"]).any():
             errs[k] = imgs[f"{k}_err"]
     if "intensity" in imgs:
