@@ -603,6 +603,10 @@ class Simulator(Source):
     seed = Param(int, default=0, doc="random seed")
     batch_duration_ps = Param(int, default=10_000_000_000, min=1, unit="ps", doc="batch length")
     batch_max_tags = Param(int, default=None, optional=True, min=1, doc="split batches above this many tags")
+    fifo_records = Param(int, default=None, optional=True, min=1,
+                         doc="realtime only: model the card's hardware FIFO with this many records; a graph "
+                             "that falls behind makes it overflow visibly (FLAG_GAP|FLAG_FIFO_FULL on the next "
+                             "batch, counters fifo_*, a warning) instead of memory growing (sources/fifo.py)")
 
     # ------------------------------------------------------------------ set-up
     def validate_params(self):
@@ -832,6 +836,22 @@ class Simulator(Source):
             self._mtmpl = self._marker_template()
 
     def generate(self):
+        if not (self.realtime and self.fifo_records):
+            yield from self._generate()
+            return
+        from .fifo import HardwareFifo, fifo_stream  # realtime read-out through a finite FIFO
+
+        fifo = HardwareFifo(self.fifo_records)
+        self._fifo_paces = True  # the FIFO model paces the read-out; the batcher must not
+        try:
+            for b in fifo_stream(self._generate(), self.fifo_records, fifo=fifo, stop=lambda: self.stop_requested):
+                self.counters.update(fifo.counters)
+                yield b
+        finally:
+            self._fifo_paces = False
+            self.counters.update(fifo.counters)
+
+    def _generate(self):
         nd = self.n_detectors
         E = len(self._scene.emitters)
         t_end = self.t_end_ps
@@ -1017,7 +1037,7 @@ class _Batcher:
         return b
 
     def _pace(self, end):
-        if not self.sim.realtime:
+        if not self.sim.realtime or getattr(self.sim, "_fifo_paces", False):
             return
         if self.wall0 is None:
             self.wall0 = _clock()
