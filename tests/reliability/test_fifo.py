@@ -123,3 +123,34 @@ def test_fifo_source_realtime_graph_with_slow_sink(runtime_dir):
     n_in = sum(len(b) for b in poisson_batches(2e5, (0, 1), 120, 10**10, 1))
     assert sum(len(b) for b in batches) + c["fifo_records_lost"] == n_in
     assert sum(1 for b in batches if b.flags & GAPF == GAPF) >= c["fifo_overflows"] - 1
+
+
+def test_simulator_fifo_records(runtime_dir):
+    """Simulator(realtime=True, fifo_records=N): same tags as non-realtime when the graph keeps up;
+    visible, exactly counted overflow when it does not."""
+    from sources.simulator import Simulator
+
+    kw = dict(duration_s=0.3, output="t2", batch_duration_ps=10**10, seed=3)
+    ref = run_node_out(Simulator(**kw))
+    fast = run_node_out(Simulator(realtime=True, fifo_records=10**6, **kw))
+    assert np.array_equal(np.concatenate([b.time_ps for b in ref]), np.concatenate([b.time_ps for b in fast]))
+    assert not any(b.flags & FLAG_GAP for b in fast)
+    g = Graph("simfifo")
+    sim = Simulator(realtime=True, fifo_records=300, **{**kw, "duration_s": 0.6})
+    src = g.add("src", sim)
+    g.add("sink", TestingSink(sleep_s=0.05), src)
+    res = run_graph(g, "threads")
+    assert res.ok, res.errors
+    c = res.stats["simfifo.src"]["node"]
+    batches = [m for m in res.nodes["sink"].received if hasattr(m, "time_ps")]
+    assert c["fifo_overflows"] > 0 and c["fifo_max_fill"] <= 300
+    assert sum(len(b) for b in batches) + c["fifo_records_lost"] == c["tags"]
+    assert any(b.flags & GAPF == GAPF for b in batches)
+    for b in batches:
+        b.check()
+
+
+def run_node_out(node):
+    from engine.testing import run_node
+
+    return run_node(node)["out"]
