@@ -423,31 +423,43 @@ def ph_setup(k12, k21, k23, k31, eta, force_explicit=False) -> Rows:
     idx = np.nonzero(k12 > 0)[0] if not force_explicit else np.zeros(0, np.int64)
     if idx.size == 0:
         return rows
+    # Eigenvalues of T are the roots of p(l) = l^3 + A l^2 + B l + C with
+    # A = a+c+e, B = a(k23 + k21 eta) + a e + c e, C = a e k21 eta (a = k12,
+    # c = k21+k23, e = k31): all terms positive, so Newton polishing of the
+    # numerical roots gives every root (also the tiny detection-rate one far
+    # from the PSF centre) to full relative precision. Eigenvectors are
+    # analytic: right v = (1, (a+l)/a, e/(e+l)), left w = (1, a/(c+l),
+    # a k23 / ((c+l)(e+l))), so V^-1 has rows w / (w.v).
+    a_, c_, e_, d_ = k12[idx], k2[idx], k31[idx], k23[idx]
+    ke = (k21 * eta)[idx]
+    A = a_ + c_ + e_
+    B = a_ * (d_ + ke) + a_ * e_ + c_ * e_
+    C = a_ * e_ * ke
     T = np.zeros((idx.size, 3, 3))
-    T[:, 0, 0] = -k12[idx]
-    T[:, 0, 1] = k12[idx]
-    T[:, 1, 0] = k21[idx] * (1.0 - eta[idx])
-    T[:, 1, 1] = -k2[idx]
-    T[:, 1, 2] = k23[idx]
-    T[:, 2, 0] = k31[idx]
-    T[:, 2, 2] = -k31[idx]
+    T[:, 0, 0] = -a_
+    T[:, 0, 1] = a_
+    T[:, 1, 0] = (k21 * (1.0 - eta))[idx]
+    T[:, 1, 1] = -c_
+    T[:, 1, 2] = d_
+    T[:, 2, 0] = e_
+    T[:, 2, 2] = -e_
     with np.errstate(all="ignore"):
-        w, V = np.linalg.eig(T)
-        w = w.astype(np.complex128)
-        V = V.astype(np.complex128)
-        vinv = np.full_like(V, np.nan)
-        try:
-            vinv[:] = np.linalg.inv(V)
-        except np.linalg.LinAlgError:
-            for j in range(idx.size):
-                try:
-                    vinv[j] = np.linalg.inv(V[j])
-                except np.linalg.LinAlgError:
-                    pass
-        # accuracy of the decomposition: V diag(w) V^-1 must reproduce T
+        w = np.linalg.eigvals(T).astype(np.complex128)
+        for _ in range(4):
+            pv = ((w + A[:, None]) * w + B[:, None]) * w + C[:, None]
+            dp = (3.0 * w + 2.0 * A[:, None]) * w + B[:, None]
+            step = np.where(dp != 0, pv / dp, 0.0)
+            w = w - step
+        ca, cc, ce, cd = a_[:, None], c_[:, None], e_[:, None], d_[:, None]
+        V = np.stack([np.ones_like(w), (ca + w) / ca, ce / (ce + w)], axis=1)  # V[:, j, i]: component j of v_i
+        W = np.stack([np.ones_like(w), ca / (cc + w), ca * cd / ((cc + w) * (ce + w))], axis=2)  # W[:, i, j]
+        norm = np.einsum("nij,nji->ni", W, V)
+        vinv = W / norm[:, :, None]
         recon = np.einsum("nij,nj,njk->nik", V, w, vinv)
-        good = np.all(np.isfinite(recon), axis=(1, 2)) & (
-            np.max(np.abs(recon - T), axis=(1, 2)) <= 1e-9 * np.max(np.abs(T), axis=(1, 2)))
+        sep = np.min(np.abs(w[:, [0, 0, 1]] - w[:, [1, 2, 2]]), axis=1)
+        good = (np.all(np.isfinite(recon), axis=(1, 2))
+                & (np.max(np.abs(recon - T), axis=(1, 2)) <= 1e-8 * np.max(np.abs(T), axis=(1, 2)))
+                & (sep > 1e-9 * np.max(np.abs(w), axis=1)))
         slow = np.argmax(w.real, axis=1)
         ar = np.arange(idx.size)
         mus = -w.real[ar, slow]

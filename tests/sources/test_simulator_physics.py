@@ -65,11 +65,16 @@ def _ph_cdf(x_ps, k12, k21, k23, k31, eta):
     return np.array([1.0 - linalg.expm(T * x).sum(axis=1)[0] for x in np.atleast_1d(x_ps)])
 
 
-@pytest.mark.parametrize("mode", ["rejection", "explicit", "chunked"])
+@pytest.mark.parametrize("mode", ["rejection", "explicit", "chunked", "far"])
 def test_inter_event_law_is_exact(mode):
-    """KS test of 20k samples against the exact phase-type CDF (p > 1e-3) + the first two moments (5 sigma)."""
-    k12, eta = 2.0 * saturation_k12(K21, K23, K31), 0.05
-    kw = {"explicit": dict(explicit=True), "chunked": dict(chunk_ps=30_000), "rejection": {}}[mode]
+    """KS test of 20k samples against the exact phase-type CDF (p > 1e-3) + the first two moments (5 sigma).
+
+    'far': eta = 1e-9 (an emitter far from the PSF centre in detection mode),
+    where the detection rate is 1e-10 of the level dynamics' rates."""
+    k12, eta = 2.0 * saturation_k12(K21, K23, K31), (1e-9 if mode == "far" else 0.05)
+    rows = ph_setup(k12 * 1e-3, K21 * 1e-3, K23 * 1e-3, K31 * 1e-3, eta)
+    assert rows.mode[0] == 0  # exact rejection sampler (no fallback) also for tiny eta
+    kw = {"explicit": dict(explicit=True), "chunked": dict(chunk_ps=30_000), "rejection": {}, "far": {}}[mode]
     n = 20_000 if mode != "explicit" else 5_000
     x = sample_inter_event(k12, K21, K23, K31, eta, n, seed=11, **kw)
     grid = np.quantile(x, np.linspace(0, 1, 401))
