@@ -79,6 +79,12 @@ Tags (the contract, see DESIGN section 6):
 - ``output='both'``: all T2 tags; start-channel tags that triggered a valid
   conversion carry ``delay_ps``, all others (markers too) ``NO_DELAY``.
 
+With ``realtime=True`` and ``fifo_records=N`` the paced stream goes through
+a model of the SPC-150 hardware FIFO (:mod:`sources.fifo`): when the graph
+falls behind, records are lost visibly (``FLAG_GAP | FLAG_FIFO_FULL`` on the
+next batch, counters ``fifo_overflows``, ``fifo_records_lost``,
+``fifo_max_fill``), never silently.
+
 Batches tile ``[0, t_end_ps)``: ``[k*batch_duration_ps, (k+1)*batch_duration_ps)``
 (the last one shorter), optionally split further so that none holds more than
 ``batch_max_tags`` tags. The same ``seed`` gives identical tags whatever the
