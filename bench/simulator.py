@@ -58,7 +58,7 @@ def run(args) -> dict:
         "hbt_start_stop": lambda: Simulator(scene=single_nv(brightness_cps=2e6, saturation=3.0),
                                             output="start_stop", duration_s=n_target / 2e6,
                                             batch_duration_ps=10**11, seed=1),
-        "scan_two_nvs": lambda: Simulator(scene=two_nvs(250.0), shape=(32, 32), output="start_stop",
+        "scan_two_nvs": lambda: Simulator(scene=two_nvs(250.0), shape=(32, 32), output="start_stop", batch_duration_ps=10**11,
                                           dwell_s=n_target / 32 / 32 / 40e3, line_flyback_s=1e-3, seed=1),
         "three_detectors": lambda: Simulator(scene=Scene(tuple(NV(brightness_cps=7e5, saturation=3.0)
                                                                for _ in range(3)), "3nv"),

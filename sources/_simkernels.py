@@ -205,7 +205,7 @@ def _sample_state(s, dt, lam, v0, vinv, mu, slow, r):
 
 @njit(cache=True, nogil=True)
 def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
-                  lam, c, amp, mu, cum, slow, x0, real, v0, vinv, out):
+                  lam, c, amp, mu, cum, slow, x0, real, v0, vinv, split_cum, out, out_d):
     """Detected photons of one emitter over consecutive segments of a block.
 
     ``seg_t0/seg_t1`` float64 local segment bounds (ps, contiguous), ``row[k]``
@@ -213,12 +213,14 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
     k21+k23, k31`` (1/ps), ``pdet = k21*eta/k2``, ``prad = k21/k2`` and the
     phase-type decomposition (``lam, c, amp, mu, cum, slow, x0, v0, vinv``).
     ``state`` is the level state at ``seg_t0[0]``. Writes local float64
-    times (ascending) to ``out``; returns (n, state at ``seg_t1[-1]``, True),
+    times (ascending) to ``out`` and the detector each photon is sent to by
+    the random beam splitter (cumulative ratios ``split_cum``) to ``out_d``; returns (n, state at ``seg_t1[-1]``, True),
     or False as third item if ``out`` is too small (the caller restores the
     RNG state and calls again with a larger ``out``: bit-identical result).
     """
     n = 0
     cap = out.shape[0]
+    nd1 = split_cum.shape[0] - 1
     st = state
     for k in range(seg_t0.shape[0]):
         r = row[k]
@@ -251,6 +253,11 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                     if n >= cap:
                         return n, st, False
                     out[n] = t
+                    v = uniform(s)
+                    dd = 0
+                    while dd < nd1 and v >= split_cum[dd]:
+                        dd += 1
+                    out_d[n] = dd
                     n += 1
                     st = 0
                 elif u < prr:
@@ -275,6 +282,11 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                 if n >= cap:
                     return n, st, False
                 out[n] = t
+                v = uniform(s)
+                dd = 0
+                while dd < nd1 and v >= split_cum[dd]:
+                    dd += 1
+                out_d[n] = dd
                 n += 1
             elif m == MODE_DARK:
                 st = _sample_state(s, end - t, lam, v0, vinv, mu, slow, r)
@@ -338,45 +350,6 @@ def poisson_block(s, seg_t0, seg_t1, row, rates, cat_det, split_cum, out_t, out_
     return n, True
 
 
-@njit(cache=True, nogil=True)
-def merge_emitters(s, em_t, em_off, po_t, po_d, n_po, split_cum):
-    """Merge E sorted emitter streams (split by the beam splitter) with the Poisson stream.
-
-    ``em_t[em_off[e]:em_off[e+1]]`` are emitter e's local times. Ties keep
-    emitter order, then the Poisson stream. Returns (t float64, det int16).
-    """
-    ne = em_off.shape[0] - 1
-    n_em = em_off[ne]
-    n = n_em + n_po
-    out_t = np.empty(n, np.float64)
-    out_d = np.empty(n, np.int16)
-    pos = em_off[:ne].copy()
-    ip = 0
-    nd = split_cum.shape[0]
-    for k in range(n):
-        best = -1
-        bt = np.inf
-        for e in range(ne):
-            if pos[e] < em_off[e + 1]:
-                te = em_t[pos[e]]
-                if te < bt:
-                    bt = te
-                    best = e
-        if ip < n_po and (best < 0 or po_t[ip] < bt):
-            out_t[k] = po_t[ip]
-            out_d[k] = po_d[ip]
-            ip += 1
-        else:
-            out_t[k] = bt
-            pos[best] += 1
-            v = uniform(s)
-            d = 0
-            while d < nd - 1 and v >= split_cum[d]:
-                d += 1
-            out_d[k] = d
-    return out_t, out_d
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _ap_push(ap, d, ta):
     for k in range(ap.shape[1]):
@@ -427,8 +400,13 @@ def _normal(s, clip, state):
 
 
 @njit(cache=True, nogil=True)
-def detectors_block(s, t_in, d_in, length, last, ap, dead, ap_prob, ap_tau, t0, jitter, clip, cap):
-    """Dead time, afterpulsing and timing jitter per detector; sorted absolute int64 tags.
+def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, dead, ap_prob, ap_tau, t0,
+                    jitter, clip, cap):
+    """Merge the photon streams, then dead time, afterpulsing and jitter per detector.
+
+    Input: E sorted emitter streams ``em_t/em_d[em_off[e]:em_off[e+1]]`` and
+    the sorted Poisson stream ``po_t/po_d[:n_po]`` (local float64 times,
+    detector); merged in time order (ties: emitter order, then Poisson).
 
     Dead time is non-paralysable and acts on true arrival times: ``last[d]``
     is the local time of detector d's last avalanche, ``ap[d, :]`` its pending
@@ -443,7 +421,10 @@ def detectors_block(s, t_in, d_in, length, last, ap, dead, ap_prob, ap_tau, t0, 
     than ``cap`` avalanches occurred (the caller restores the RNG state,
     ``last`` and ``ap`` and calls again with a larger ``cap``).
     """
-    n_in = t_in.shape[0]
+    ne = em_off.shape[0] - 1
+    n_in = em_off[ne] + n_po
+    pos = em_off[:ne].copy()
+    ip = 0
     nd = last.shape[0]
     ot = np.empty(cap, np.int64)
     od = np.empty(cap, np.int16)
@@ -457,8 +438,19 @@ def detectors_block(s, t_in, d_in, length, last, ap, dead, ap_prob, ap_tau, t0, 
     use_ap = ap_prob > 0.0 or npend > 0
     for i in range(n_in + nd):
         if i < n_in:
-            t = t_in[i]
-            d = d_in[i]
+            best = -1
+            t = np.inf
+            for e in range(ne):
+                if pos[e] < em_off[e + 1] and em_t[pos[e]] < t:
+                    t = em_t[pos[e]]
+                    best = e
+            if ip < n_po and (best < 0 or po_t[ip] < t):
+                t = po_t[ip]
+                d = po_d[ip]
+                ip += 1
+            else:
+                d = em_d[pos[best]]
+                pos[best] += 1
         elif use_ap:  # end of block: fire what is pending before its end, per detector
             t = length
             d = i - n_in
@@ -589,8 +581,7 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
     busy_until, number of starts, number of valid conversions).
     """
     n = times.shape[0]
-    p = 0
-    # first candidate stop for the first start
+    p = -1  # candidate stop index: binary search once, then advance linearly (lo never decreases)
     i = i_from
     n_starts = 0
     n_valid = 0
@@ -601,8 +592,7 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
         if chans[i] == start_ch and ts >= busy_until:
             n_starts += 1
             lo = ts - zero_delay_ps
-            if p == 0 or p >= n or times[p] < lo:
-                # binary search for the first tag >= lo
+            if p < 0:
                 a = 0
                 b = n
                 while a < b:
@@ -612,7 +602,7 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
                     else:
                         b = mid
                 p = a
-            while p < n and chans[p] != stop_ch:
+            while p < n and (times[p] < lo or chans[p] != stop_ch):
                 p += 1
             if p < n:
                 dt = times[p] + zero_delay_ps - ts
@@ -639,14 +629,15 @@ def warmup() -> None:
     vinv = np.zeros((1, 3, 3), np.complex128)
     emitter_block(s, 0, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.full(1, MODE_EXPLICIT, np.int8),
                   np.ones(1), np.ones(1), np.ones(1), np.ones(1), np.ones(1), one_c, one_c, one_f, one_f,
-                  one_f, np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.bool_), one_c, vinv, np.empty(4))
+                  one_f, np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.bool_), one_c, vinv, np.array([0.5, 1.0]),
+                  np.empty(4), np.empty(4, np.int16))
     pt, pd = np.empty(4), np.empty(4, np.int16)
     n, ok = poisson_block(s, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.ones((1, 1)),
                               np.full(1, -1, np.int64), np.array([0.5, 1.0]), pt, pd)
-    t, d = merge_emitters(s, np.zeros(1), np.array([0, 1], np.int64), pt, pd, n, np.array([0.5, 1.0]))
     last = np.full(2, -np.inf)
     ap = np.full((2, AP_CAP), np.inf)
-    ot, od, ok = detectors_block(s, t, d, 2.0, last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, 64)
+    ot, od, ok = detectors_block(s, np.zeros(1), np.zeros(1, np.int16), np.array([0, 1], np.int64), pt, pd, n, 2.0,
+                                 last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, 64)
     mt, mc, md = merge_sorted(ot, od, np.zeros(ot.shape[0], np.int64), ot, od, np.zeros(ot.shape[0], np.int64))
     tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

@@ -557,7 +557,7 @@ def sample_inter_event(k12_per_ns, k21_per_ns, k23_per_ns, k31_per_ns, eta, n, s
             k, st1, ok = K.emitter_block(s, st, seg0, seg1, segrow, rows.mode,
                                          rows.k12, rows.k2, rows.pdet, rows.prad, rows.k31, rows.lam, rows.c,
                                          rows.amp, rows.mu, rows.cum, rows.slow, rows.x0, rows.real, rows.v0,
-                                         rows.vinv, buf)
+                                         rows.vinv, np.ones(1), buf, np.empty(buf.size, np.int16))
             if ok:
                 break
             s[:] = s0
@@ -905,6 +905,7 @@ class Simulator(Source):
         busy = -_INF_T
         blk_s = self._block_target_ps() * 1e-12
         em_buf = [np.empty(int(1.3 * em.brightness_cps * blk_s) + 1024) for em in self._scene.emitters]
+        em_dbuf = [np.empty(b.size, np.int16) for b in em_buf]
         n_po = int(1.3 * (self.background_cps + float(self._per_det("dark_cps").sum())
                           + sum(em.brightness_cps * (1.0 / em.rho - 1.0) for em in self._scene.emitters)) * blk_s)
         po_t, po_d = np.empty(n_po + 1024), np.empty(n_po + 1024, np.int16)
@@ -928,23 +929,26 @@ class Simulator(Source):
                 ridx = ridx.astype(np.int64)
             l0 = (seg0 - B0).astype(np.float64)
             l1 = (seg1 - B0).astype(np.float64)
-            parts = []
+            parts, dparts = [], []
             for e in range(E):
                 r = rows[e]
                 while True:
                     s0 = s.copy()
                     n, st, ok = K.emitter_block(s, states[e], l0, l1, ridx, r.mode, r.k12, r.k2, r.pdet, r.prad,
                                                 r.k31, r.lam, r.c, r.amp, r.mu, r.cum, r.slow, r.x0, r.real, r.v0,
-                                                r.vinv, em_buf[e])
+                                                r.vinv, self._split_cum, em_buf[e], em_dbuf[e])
                     if ok:
                         break
                     s[:] = s0
                     em_buf[e] = np.empty(2 * em_buf[e].size)
+                    em_dbuf[e] = np.empty(2 * em_buf[e].size, np.int16)
                 states[e] = st
                 parts.append(em_buf[e][:n])
+                dparts.append(em_dbuf[e][:n])
             em_off = np.zeros(E + 1, np.int64)
             em_off[1:] = np.cumsum([p.size for p in parts])
-            em_t = np.concatenate(parts) if parts else np.zeros(0)
+            em_t = np.concatenate(parts) if E > 1 else (parts[0] if E else np.zeros(0))
+            em_d = np.concatenate(dparts) if E > 1 else (dparts[0] if E else np.zeros(0, np.int16))
             while True:
                 s0 = s.copy()
                 n_po, ok = K.poisson_block(s, l0, l1, ridx, rates, cat_det, self._split_cum, po_t, po_d)
@@ -952,8 +956,8 @@ class Simulator(Source):
                     break
                 s[:] = s0
                 po_t, po_d = np.empty(2 * po_t.size), np.empty(2 * po_t.size, np.int16)
-            t, d = K.merge_emitters(s, em_t, em_off, po_t, po_d, n_po, self._split_cum)
-            ot, od = _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau, B0, jit)
+            ot, od = _detectors(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau, B0,
+                                jit)
             buf_t, buf_c, buf_d = K.merge_sorted(buf_t, buf_c, buf_d, ot, od, np.full(ot.size, NO_DELAY, np.int64))
             final = int(B1 - J) if nxt is not None else int(_INF_T)
             if use_tac:
@@ -1007,12 +1011,13 @@ class Simulator(Source):
         batcher.add(t, c, d)
 
 
-def _detectors(s, t, d, L, last, ap, dead, ap_prob, ap_tau, t0, jit):
-    """Dead time, afterpulsing, jitter (kernel with a fixed capacity; retried, bit-identical, if it overflows)."""
-    cap = int(t.size * (1.0 + 4.0 * ap_prob)) + 64
+def _detectors(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau, t0, jit):
+    """Merge, dead time, afterpulsing, jitter (fixed-capacity kernel; retried, bit-identical, if it overflows)."""
+    cap = int((em_t.size + n_po) * (1.0 + 4.0 * ap_prob)) + 64
     while True:
         s0, last0, ap0 = s.copy(), last.copy(), ap.copy()
-        ot, od, ok = K.detectors_block(s, t, d, L, last, ap, dead, ap_prob, ap_tau, t0, jit, K.JITTER_CLIP, cap)
+        ot, od, ok = K.detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau,
+                                       t0, jit, K.JITTER_CLIP, cap)
         if ok:
             return ot, od
         s[:], last[:], ap[:] = s0, last0, ap0

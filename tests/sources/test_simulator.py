@@ -81,7 +81,8 @@ def test_dead_time_kernel_matches_oracle():
     d = rng.integers(0, 2, n).astype(np.int16)
     dead = np.array([300_000.0, 100_000.0])
     s = K.seed_state(1)
-    ot, od, ok = K.detectors_block(s, t, d, 1e9, np.full(2, -np.inf), np.full((2, K.AP_CAP), np.inf), dead, 0.0, 0.0,
+    ot, od, ok = K.detectors_block(s, t, d, np.array([0, n], np.int64), np.zeros(0), np.zeros(0, np.int16), 0, 1e9,
+                                   np.full(2, -np.inf), np.full((2, K.AP_CAP), np.inf), dead, 0.0, 0.0,
                                    0, np.zeros(2), K.JITTER_CLIP, n + 10)
     assert ok
     last = [-np.inf, -np.inf]
@@ -316,15 +317,31 @@ def test_scenes():
     assert single_nv().emitters[0].eta == pytest.approx(60_000 / (1e9 * (1 / 20) / 6), rel=1e-12)
 
 
-def test_scan_image_peaks_at_the_emitter():
-    sim = Simulator(scene=single_nv(x_nm=48.4, y_nm=-24.2, brightness_cps=400_000.0), shape=(5, 7), dwell_s=5e-3,
-                    line_flyback_s=0.0, output="t2", seed=12, **IDEAL)
+def test_scan_image_follows_the_psf():
+    """Per-pixel counts of a scan = brightness * PSF * dwell (chi-square with the renewal Fano factor, p > 1e-3)."""
+    from scipy import stats
+
+    em = NV(x_nm=200.0, y_nm=-100.0, brightness_cps=400_000.0)
+    sim = Simulator(scene=Scene((em,)), shape=(5, 7), pixel_nm=100.0, dwell_s=5e-3, line_flyback_s=0.0,
+                    output="t2", seed=12, **IDEAL)
     t, c, _, _ = simulate(sim)
     ph = t[c >= 0]
-    pix = (ph // sim.dwell_ps)  # no flyback: pixel index in scan order
-    img = np.bincount(pix, minlength=35).reshape(5, 7)
+    img = np.bincount(ph // sim.dwell_ps, minlength=35).reshape(5, 7)  # no flyback: pixel index in scan order
     iy, ix = np.unravel_index(np.argmax(img), img.shape)
-    assert (iy, ix) == (1, 5)  # x = (5-3)*24.2, y = (1-2)*24.2
+    assert (iy, ix) == (1, 5)  # x = (5-3)*100, y = (1-2)*100
+    yy, xx = np.mgrid[0:5, 0:7]
+    sig = 310.0 / 2.3548200450309493
+    h = np.exp(-(((xx - 3) * 100.0 - 200.0) ** 2 + ((yy - 2) * 100.0 + 100.0) ** 2) / (2 * sig * sig))
+    m1, m2 = S.ph_moments(em.k12_per_ns * 1e-3, em.k21_per_ns * 1e-3, em.k23_per_ns * 1e-3, em.k31_per_ns * 1e-3,
+                          em.eta)
+    fano = (m2 - m1 * m1) / (m1 * m1)
+    exp = 400_000.0 * h * 5e-3
+    m = exp > 20
+    chi2 = float(np.sum((img[m] - exp[m]) ** 2 / (exp[m] * fano)))
+    assert stats.chi2.sf(chi2, int(m.sum())) > 1e-3, chi2
+    wrong = 400_000.0 * np.exp(-(((xx - 3) * 100.0 - 200.0) ** 2 + ((yy - 2) * 100.0 + 100.0) ** 2)
+                               / (2 * (1.1 * sig) ** 2)) * 5e-3
+    assert stats.chi2.sf(float(np.sum((img[m] - wrong[m]) ** 2 / (wrong[m] * fano))), int(m.sum())) < 1e-6
 
 
 def test_param_errors_are_clear():
