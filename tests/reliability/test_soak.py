@@ -101,9 +101,13 @@ def check(res, rss, tap_reads):
     return report, st
 
 
+SOAK_S = float(os.environ.get("ANTIBUNCH_SOAK_S", "600"))
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_S + 300)
 def test_soak(runtime_dir):
-    duration = float(os.environ.get("ANTIBUNCH_SOAK_S", "600"))
+    duration = SOAK_S
     res, rss, reads = soak(duration)
     report, st = check(res, rss, reads)
     print(f"soak {duration:.0f} s: {st['relay']['node']['tags']} tags, {reads} tap reads, "
