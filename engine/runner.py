@@ -55,7 +55,9 @@ def cmd_run(args) -> int:
         kwargs.update(bind_host=args.bind, keys_dir=args.keys, external=args.external)
         if args.json:  # keep stdout pure JSON: node output goes to stderr
             kwargs["output_sink"] = lambda step, text: print(text, file=sys.stderr, flush=True)
-        if not args.no_live and is_terminal() and not args.json:
+        from .executors.sockets import terminal_steps
+
+        if not args.no_live and is_terminal() and not args.json and not terminal_steps(graph):
             live = LiveTable(graph)
             kwargs["on_status"] = live.update
             kwargs["output_sink"] = live.print_line

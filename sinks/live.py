@@ -132,6 +132,8 @@ def _fmt_s(s):
 class LiveView(Sink):
     """Terminal live view of progress, rates and the image (see module docstring)."""
 
+    owns_terminal = True  # the processes executor hands it the real terminal (no piping, no runner table)
+
     image = In(Image, doc="image snapshots")
     hist = In(PixelHistograms, optional=True, doc="pixel histograms (progress)")
     g2 = In(Estimates, optional=True, doc="estimates (estimator rate)")
@@ -323,6 +325,8 @@ class LiveHistogram(Sink):
 
         g.add("view", LiveHistogram(), hist=corr, fit=fit)
     """
+
+    owns_terminal = True
 
     hist = In(Histogram, doc="cumulative histogram snapshots")
     fit = In(Estimates, optional=True, doc="fit of the histogram (one entry)")

@@ -84,6 +84,7 @@ class Runner:
         self.keys_dir = keys_dir
         self.taps = taps
         self.output_sink = output_sink
+        self.terminal_steps = terminal_steps(graph) if output_sink is None and sys.stdout.isatty() else set()
         self.ctx = zmq.Context()
         self.security = tp.Security(keys_dir) if keys_dir else None
         self.step_state = {s: "starting" for s in graph.steps}
@@ -128,9 +129,13 @@ class Runner:
                     continue
                 cmd = [sys.executable, "-m", "engine", "node", g.ref, s, "--manifest", self.manifest_path,
                        "--managed", str(os.getpid())]
-                self.procs[s] = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True).start()
+                direct = s in self.terminal_steps
+                self.procs[s] = subprocess.Popen(cmd, start_new_session=True,
+                                                 stdout=None if direct else subprocess.PIPE,
+                                                 stderr=None if direct else subprocess.STDOUT,
+                                                 stdin=subprocess.DEVNULL)
+                if not direct:
+                    threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True).start()
 
     def _relay(self, step, stream):
         for line in iter(stream.readline, b""):
@@ -340,6 +345,15 @@ def _restore_signal_handlers(old):
     if old:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def terminal_steps(graph) -> set:
+    """Steps whose node draws on the terminal itself (``owns_terminal = True``, e.g. LiveView).
+
+    Under the processes executor such a step's output is not piped through the
+    runner, so it sees a real terminal; the runner then shows no table of its own.
+    """
+    return {s for s, n in graph.steps.items() if getattr(n, "owns_terminal", False)}
 
 
 def run_sockets(graph, kind: str, **kwargs) -> RunResult:
