@@ -109,6 +109,72 @@ def uniforms(s, n):
     return out
 
 
+# ----------------------------------------------------- exponential ziggurat
+def _ziggurat_exp_tables(n=256):
+    """Marsaglia-Tsang ziggurat for the standard exponential (``n`` layers of equal area).
+
+    ``X[0]`` is the base strip's virtual width ``v/f(r)``, ``X[1] = r`` and
+    ``X[i+1] = -ln(v/X[i] + f(X[i]))``; ``r`` is solved so that the top edge
+    lands on 0. Layer ``i`` spans ``[0, X[i])``; ``x < X[i+1]`` lies under the
+    curve; the base layer's overhang is the exact exponential tail beyond ``r``.
+    """
+    def top(r):
+        v = r * math.exp(-r) + math.exp(-r)
+        x = r
+        for _ in range(n - 2):
+            y = v / x + math.exp(-x)
+            if y >= 1.0:
+                return -1.0
+            x = -math.log(y)
+        return x * (1.0 - math.exp(-x)) - v  # area of the top layer minus v
+
+    lo, hi = 5.0, 10.0  # top(lo) < 0 < top(hi)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if top(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    r = hi
+    v = r * math.exp(-r) + math.exp(-r)
+    X = np.empty(n + 1)
+    X[0] = v / math.exp(-r)
+    X[1] = r
+    for i in range(1, n - 1):
+        X[i + 1] = -math.log(v / X[i] + math.exp(-X[i]))
+    X[n] = 0.0
+    F = np.exp(-X)
+    W = X[:n] * _TWO53
+    return r, X, F, W
+
+
+_ZR, _ZX, _ZF, _ZW = _ziggurat_exp_tables()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def exp_zig(s):
+    """Standard exponential by the ziggurat (exact; ~1 draw, no logarithm in 98 % of the calls)."""
+    while True:
+        w = rng_next(s)
+        i = np.int64(w & np.uint64(255))
+        x = float(np.int64(w >> np.uint64(11))) * _ZW[i]
+        if x < _ZX[i + 1]:
+            return x
+        if i == 0:
+            return _ZR - math.log(uniform(s))
+        if _ZF[i] + uniform(s) * (_ZF[i + 1] - _ZF[i]) < math.exp(-x):
+            return x
+
+
+@njit(cache=True, nogil=True)
+def exponentials(s, n):
+    """``n`` standard exponentials from :func:`exp_zig` (test helper)."""
+    out = np.empty(n, np.float64)
+    for i in range(n):
+        out[i] = exp_zig(s)
+    return out
+
+
 # ------------------------------------------------------------ phase-type sampler
 @njit(cache=True, nogil=True)
 def _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
@@ -134,21 +200,18 @@ def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus):
     only: array arguments would cost reference counting per call.
     """
     while True:
-        # one 64-bit draw: top 53 bits -> u (component, then rescaled to the
-        # exponential's uniform), low 8 bits -> b (coarse acceptance level)
+        # one 64-bit draw: top 53 bits -> u (component), low 8 bits -> b
+        # (coarse acceptance level); the exponential from the ziggurat
         w = rng_next(s)
         u = (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53
         b = np.int64(w & np.uint64(255))
         if u <= cum0:
             m = mu0
-            u = u / cum0
         elif u <= cum1:
             m = mu1
-            u = (u - cum0) / (cum1 - cum0)
         else:
             m = mu2
-            u = (u - cum1) / (1.0 - cum1)
-        x = -math.log(u) / m
+        x = exp_zig(s) / m
         # v = (b + fresh uniform) / 256 is uniform on (0, 1); v <= 1 - 1/256 iff b <= 254
         if x >= x0 and b <= 254:
             return x
@@ -244,7 +307,7 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
         prr = prad[r]
         while True:
             if st == 1:
-                d = -math.log(uniform(s)) / k2r
+                d = exp_zig(s) / k2r
                 if t + d >= end:
                     break
                 t += d
@@ -265,7 +328,7 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                 else:
                     st = 2
             elif st == 2:
-                d = -math.log(uniform(s)) / k31r
+                d = exp_zig(s) / k31r
                 if t + d >= end:
                     break
                 t += d
@@ -294,7 +357,7 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
             else:  # explicit jump chain from the ground state
                 if k12[r] <= 0.0:
                     break
-                d = -math.log(uniform(s)) / k12[r]
+                d = exp_zig(s) / k12[r]
                 if t + d >= end:
                     break
                 t += d
@@ -327,7 +390,7 @@ def poisson_block(s, seg_t0, seg_t1, row, rates, cat_det, split_cum, out_t, out_
         t = seg_t0[k]
         end = seg_t1[k]
         while True:
-            t += -math.log(uniform(s)) / tot
+            t += exp_zig(s) / tot
             if t >= end:
                 break
             u = uniform(s) * tot

@@ -95,6 +95,19 @@ def test_dead_time_kernel_matches_oracle():
     np.testing.assert_array_equal(od, d[keep])
 
 
+def test_ziggurat_exponential_is_exact():
+    """KS tests of 1e6 ziggurat exponentials: whole law, the tail beyond r (memoryless) and the core."""
+    from scipy import stats
+
+    x = K.exponentials(K.seed_state(4), 1_000_000)
+    assert stats.kstest(x, "expon").pvalue > 1e-3
+    tail = x[x > K._ZR] - K._ZR
+    assert stats.kstest(tail, "expon").pvalue > 1e-3 and tail.size > 200
+    core = x[x < 1.0]
+    assert stats.kstest(core, lambda v: (1 - np.exp(-v)) / (1 - np.exp(-1.0))).pvalue > 1e-3
+    assert K._ZR == pytest.approx(7.69711747013104972, rel=1e-14)  # Marsaglia & Tsang's r for 256 layers
+
+
 def test_rng_is_xoshiro_and_uniforms_are_uniform():
     s = K.seed_state(12345)
     s2 = s.copy()
