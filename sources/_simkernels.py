@@ -175,6 +175,79 @@ def exponentials(s, n):
     return out
 
 
+# ---------------------------------------------------------- normal ziggurat
+def _ziggurat_normal_tables(n=128):
+    """Marsaglia-Tsang ziggurat for the half-normal density ``f(x) = exp(-x^2/2)`` (``n`` layers)."""
+    def f(x):
+        return math.exp(-0.5 * x * x)
+
+    def tail(r):  # integral of f beyond r
+        return math.sqrt(math.pi / 2.0) * math.erfc(r / math.sqrt(2.0))
+
+    def top(r):
+        v = r * f(r) + tail(r)
+        x = r
+        for _ in range(n - 2):
+            y = v / x + f(x)
+            if y >= 1.0:
+                return -1.0
+            x = math.sqrt(-2.0 * math.log(y))
+        return x * (1.0 - f(x)) - v
+
+    lo, hi = 2.0, 5.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if top(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    r = hi
+    v = r * f(r) + tail(r)
+    X = np.empty(n + 1)
+    X[0] = v / f(r)
+    X[1] = r
+    for i in range(1, n - 1):
+        X[i + 1] = math.sqrt(-2.0 * math.log(v / X[i] + f(X[i])))
+    X[n] = 0.0
+    F = np.exp(-0.5 * X * X)
+    W = X[:n] * _TWO53
+    return r, X, F, W
+
+
+_NR, _NX, _NF, _NW = _ziggurat_normal_tables()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def normal_zig(s):
+    """Standard normal by the ziggurat (exact; 1 draw in ~99 % of the calls; sign from bit 7)."""
+    while True:
+        w = rng_next(s)
+        i = np.int64(w & np.uint64(127))
+        neg = (w & np.uint64(128)) != np.uint64(0)
+        x = float(np.int64(w >> np.uint64(11))) * _NW[i]
+        if x < _NX[i + 1]:
+            return -x if neg else x
+        if i == 0:  # tail beyond r (Marsaglia 1964)
+            while True:
+                xt = -math.log(uniform(s)) / _NR
+                yt = -math.log(uniform(s))
+                if 2.0 * yt > xt * xt:
+                    break
+            x = _NR + xt
+            return -x if neg else x
+        if _NF[i] + uniform(s) * (_NF[i + 1] - _NF[i]) < math.exp(-0.5 * x * x):
+            return -x if neg else x
+
+
+@njit(cache=True, nogil=True)
+def normals(s, n):
+    """``n`` standard normals from :func:`normal_zig` (test helper)."""
+    out = np.empty(n, np.float64)
+    for i in range(n):
+        out[i] = normal_zig(s)
+    return out
+
+
 # ------------------------------------------------------------ phase-type sampler
 @njit(cache=True, nogil=True)
 def _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
@@ -438,28 +511,22 @@ def _ap_pop(ap, d, limit):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _normal(s, clip, state):
-    """Standard normal truncated to ``|z| <= clip`` (Marsaglia polar, both variates used).
-
-    ``state[0]`` holds a spare variate, ``state[1]`` 1.0 if it is valid.
-    """
+def _normal(s, clip):
+    """Standard normal truncated to ``|z| <= clip`` (ziggurat, rejection)."""
     while True:
-        if state[1] > 0.0:
-            z = state[0]
-            state[1] = 0.0
-        else:
-            while True:
-                a = 2.0 * uniform(s) - 1.0
-                b = 2.0 * uniform(s) - 1.0
-                q = a * a + b * b
-                if 0.0 < q < 1.0:
-                    break
-            f = math.sqrt(-2.0 * math.log(q) / q)
-            z = a * f
-            state[0] = b * f
-            state[1] = 1.0
+        z = normal_zig(s)
         if abs(z) <= clip:
             return z
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _geom_skip(s, p):
+    """Avalanches before the next one that afterpulses: Geometric(p) - 1 (large if p == 0)."""
+    if p <= 0.0:
+        return np.int64(2**62)
+    if p >= 1.0:
+        return np.int64(0)
+    return np.int64(math.floor(math.log(uniform(s)) / math.log1p(-p)))
 
 
 @njit(cache=True, nogil=True)
@@ -477,7 +544,8 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     ``-length`` on return for the next block. Each registered avalanche
     (photon or afterpulse) spawns, with probability ``ap_prob``, one
     afterpulse ``dead[d] + Exp(ap_tau)`` later; an afterpulse (like a photon)
-    that falls in the dead time is lost. Registered avalanches get the time
+    that falls in the dead time is lost (the avalanches that afterpulse are
+    found by geometric skips, not one draw per avalanche). Registered avalanches get the time
     ``t0 + floor(t + jitter[d] * z)`` (``z`` standard normal truncated at
     ``clip``) and are sorted (insertion sort: the input is nearly sorted).
     Returns (time int64, det int16, True), or False as third item if more
@@ -491,7 +559,6 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     nd = last.shape[0]
     ot = np.empty(cap, np.int64)
     od = np.empty(cap, np.int16)
-    nst = np.zeros(2)
     n = 0
     npend = 0
     for k in range(nd):
@@ -499,6 +566,9 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
             if ap[k, j] != np.inf:
                 npend += 1
     use_ap = ap_prob > 0.0 or npend > 0
+    # each registered avalanche afterpulses independently with probability ap_prob:
+    # draw the number of avalanches to skip (geometric, memoryless, so redrawn per block)
+    skip = _geom_skip(s, ap_prob)
     for i in range(n_in + nd):
         if i < n_in:
             best = -1
@@ -531,13 +601,16 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
                     return ot[:0], od[:0], False
                 x = ta
                 if jitter[d] > 0.0:
-                    x += jitter[d] * _normal(s, clip, nst)
+                    x += jitter[d] * _normal(s, clip)
                 ot[n] = t0 + np.int64(math.floor(x))
                 od[n] = d
                 n += 1
-                if uniform(s) < ap_prob:
-                    dl = dead[d] + (ap_tau * -math.log(uniform(s)) if ap_tau > 0.0 else 0.0)
+                if skip == 0:
+                    dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
                     npend += _ap_push(ap, d, ta + dl)
+                    skip = _geom_skip(s, ap_prob)
+                else:
+                    skip -= 1
         if i >= n_in:
             continue
         if t - last[d] >= dead[d]:
@@ -546,13 +619,16 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
                 return ot[:0], od[:0], False
             x = t
             if jitter[d] > 0.0:
-                x += jitter[d] * _normal(s, clip, nst)
+                x += jitter[d] * _normal(s, clip)
             ot[n] = t0 + np.int64(math.floor(x))
             od[n] = d
             n += 1
-            if use_ap and uniform(s) < ap_prob:
-                dl = dead[d] + (ap_tau * -math.log(uniform(s)) if ap_tau > 0.0 else 0.0)
+            if skip == 0:
+                dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
                 npend += _ap_push(ap, d, t + dl)
+                skip = _geom_skip(s, ap_prob)
+            else:
+                skip -= 1
     for d in range(nd):
         last[d] -= length
         for k in range(ap.shape[1]):

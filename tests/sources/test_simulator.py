@@ -108,6 +108,19 @@ def test_ziggurat_exponential_is_exact():
     assert K._ZR == pytest.approx(7.69711747013104972, rel=1e-14)  # Marsaglia & Tsang's r for 256 layers
 
 
+def test_ziggurat_normal_is_exact():
+    """KS tests of 1e6 ziggurat normals (whole law, |z| beyond r) and the tail probability (5 sigma)."""
+    from scipy import stats
+
+    z = K.normals(K.seed_state(6), 1_000_000)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    big = np.abs(z[np.abs(z) > 3.0])
+    assert stats.kstest(big, lambda v: 1 - stats.norm.sf(v) / stats.norm.sf(3.0)).pvalue > 1e-3
+    e = 2 * stats.norm.sf(K._NR) * z.size
+    assert abs(np.count_nonzero(np.abs(z) > K._NR) - e) < 5 * np.sqrt(e)
+    assert K._NR == pytest.approx(3.442619855899, rel=1e-11)  # Marsaglia & Tsang's r for 128 layers
+
+
 def test_rng_is_xoshiro_and_uniforms_are_uniform():
     s = K.seed_state(12345)
     s2 = s.copy()
