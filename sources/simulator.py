@@ -991,8 +991,10 @@ class Simulator(Source):
 
     def _emit(self, batcher, t, c, d, lo, hi):
         """Apply the output representation, add markers, hand to the batcher."""
-        for ch in range(self.n_detectors):
-            self.counters["detections"][ch] += int(np.count_nonzero(c == ch))
+        if c.size:
+            per = np.bincount(c, minlength=self.n_detectors)  # photons only: markers are added below
+            for ch in range(self.n_detectors):
+                self.counters["detections"][ch] += int(per[ch])
         if self.output == "start_stop":
             m = d != NO_DELAY
             t, c, d = t[m], c[m], d[m]
