@@ -262,7 +262,7 @@ def _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus):
+def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, sqdel):
     """One inter-detection time (ps) from the ground state, exact (rejection), real decomposition.
 
     ``f(x) = sum_j cr_j exp(-mu_j x)``; envelope ``g`` keeps the positive
@@ -289,6 +289,9 @@ def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus):
         if x >= x0 and b <= 254:
             return x
         v = (float(b) + uniform(s)) * (1.0 / 256.0)
+        # second squeeze: f/g >= 1 - D exp(-delta x) (one exponential instead of three)
+        if v <= 1.0 - sqd * math.exp(-sqdel * x):
+            return x
         e0 = math.exp(-(mu0 - mus) * x)
         e1 = math.exp(-(mu1 - mus) * x)
         e2 = math.exp(-(mu2 - mus) * x)
@@ -341,7 +344,7 @@ def _sample_state(s, dt, lam, v0, vinv, mu, slow, r):
 
 @njit(cache=True, nogil=True)
 def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
-                  lam, c, amp, mu, cum, slow, x0, real, v0, vinv, split_cum, out, out_d):
+                  lam, c, amp, mu, cum, slow, x0, sq, real, v0, vinv, split_cum, out, out_d):
     """Detected photons of one emitter over consecutive segments of a block.
 
     ``seg_t0/seg_t1`` float64 local segment bounds (ps, contiguous), ``row[k]``
@@ -374,6 +377,8 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
         cum1 = cum[r, 1]
         xr = x0[r]
         mus = mu[r, slow[r]]
+        sqd = sq[r, 0]
+        sqdel = sq[r, 1]
         k2r = k2[r]
         k31r = k31[r]
         pdr = pdet[r]
@@ -408,7 +413,7 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                 st = 0
             elif m == MODE_PH:
                 if isreal:
-                    x = _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, xr, mus)
+                    x = _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, xr, mus, sqd, sqdel)
                 else:
                     x = _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r)
                 if t + x >= end:
@@ -768,7 +773,8 @@ def warmup() -> None:
     vinv = np.zeros((1, 3, 3), np.complex128)
     emitter_block(s, 0, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.full(1, MODE_EXPLICIT, np.int8),
                   np.ones(1), np.ones(1), np.ones(1), np.ones(1), np.ones(1), one_c, one_c, one_f, one_f,
-                  one_f, np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.bool_), one_c, vinv, np.array([0.5, 1.0]),
+                  one_f, np.zeros(1, np.int64), np.zeros(1), np.zeros((1, 2)), np.zeros(1, np.bool_), one_c, vinv,
+                  np.array([0.5, 1.0]),
                   np.empty(4), np.empty(4, np.int16))
     pt, pd = np.empty(4), np.empty(4, np.int16)
     n, ok = poisson_block(s, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.ones((1, 1)),

@@ -407,6 +407,7 @@ class Rows:
     cum: np.ndarray
     slow: np.ndarray
     x0: np.ndarray
+    sq: np.ndarray
     real: np.ndarray
     v0: np.ndarray
     vinv: np.ndarray
@@ -425,7 +426,7 @@ def ph_setup(k12, k21, k23, k31, eta, force_explicit=False) -> Rows:
     rows = Rows(mode=np.full(n, K.MODE_EXPLICIT, np.int8), k12=k12, k2=k2, pdet=k21 * eta / k2,
                 prad=k21 / k2, k31=k31, lam=np.zeros((n, 3), np.complex128), c=np.zeros((n, 3), np.complex128),
                 amp=np.zeros((n, 3)), mu=np.ones((n, 3)), cum=np.ones((n, 3)), slow=np.zeros(n, np.int64),
-                x0=np.zeros(n), real=np.zeros(n, np.bool_), v0=np.zeros((n, 3), np.complex128), vinv=np.zeros((n, 3, 3), np.complex128))
+                x0=np.zeros(n), sq=np.zeros((n, 2)), real=np.zeros(n, np.bool_), v0=np.zeros((n, 3), np.complex128), vinv=np.zeros((n, 3, 3), np.complex128))
     idx = np.nonzero(k12 > 0)[0] if not force_explicit else np.zeros(0, np.int64)
     if idx.size == 0:
         return rows
@@ -508,6 +509,9 @@ def ph_setup(k12, k21, k23, k31, eta, force_explicit=False) -> Rows:
     rows.slow[tgt] = slow[sel]
     rows.x0[tgt] = np.where(np.isfinite(x0[sel]), x0[sel], np.inf)
     rows.real[tgt] = allreal[sel]
+    # second squeeze 1 - D exp(-delta x); D = inf disables it
+    rows.sq[tgt, 0] = np.where(np.isfinite(D[sel]) & (delta[sel] > 0), D[sel], np.inf)
+    rows.sq[tgt, 1] = np.where(np.isfinite(delta[sel]) & (delta[sel] > 0), delta[sel], 0.0)
     rows.v0[tgt] = V[sel][:, 0, :]
     rows.vinv[tgt] = vinv[sel]
     return rows
@@ -556,7 +560,7 @@ def sample_inter_event(k12_per_ns, k21_per_ns, k23_per_ns, k31_per_ns, eta, n, s
             s0 = s.copy()
             k, st1, ok = K.emitter_block(s, st, seg0, seg1, segrow, rows.mode,
                                          rows.k12, rows.k2, rows.pdet, rows.prad, rows.k31, rows.lam, rows.c,
-                                         rows.amp, rows.mu, rows.cum, rows.slow, rows.x0, rows.real, rows.v0,
+                                         rows.amp, rows.mu, rows.cum, rows.slow, rows.x0, rows.sq, rows.real, rows.v0,
                                          rows.vinv, np.ones(1), buf, np.empty(buf.size, np.int16))
             if ok:
                 break
@@ -935,7 +939,7 @@ class Simulator(Source):
                 while True:
                     s0 = s.copy()
                     n, st, ok = K.emitter_block(s, states[e], l0, l1, ridx, r.mode, r.k12, r.k2, r.pdet, r.prad,
-                                                r.k31, r.lam, r.c, r.amp, r.mu, r.cum, r.slow, r.x0, r.real, r.v0,
+                                                r.k31, r.lam, r.c, r.amp, r.mu, r.cum, r.slow, r.x0, r.sq, r.real, r.v0,
                                                 r.vinv, self._split_cum, em_buf[e], em_dbuf[e])
                     if ok:
                         break
