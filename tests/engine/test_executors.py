@@ -98,14 +98,14 @@ def _wait_manifest(name, timeout=60):
 def test_tap_gets_descriptor_then_data_and_garbage_is_counted(tmp_path):
     rec = str(tmp_path / "r.bin")
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json",
-                             f"{SIMPLE}:build(record={rec!r}, n_batches=300, delay_s=0.01)"],
+                             f"{SIMPLE}:build(record={rec!r}, n_batches=300, delay_s=0.01, name='tapped')"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        m = _wait_manifest("simple")
+        m = _wait_manifest("tapped")
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
-        sub.connect(m["taps"]["simple.count.out"])
-        sub.setsockopt(zmq.SUBSCRIBE, b"simple.count.out")
+        sub.connect(m["taps"]["tapped.count.out"])
+        sub.setsockopt(zmq.SUBSCRIBE, b"tapped.count.out")
         from engine.wire import decode
 
         got = []
@@ -130,18 +130,21 @@ def test_tap_gets_descriptor_then_data_and_garbage_is_counted(tmp_path):
     import json
 
     summary = json.loads(out.decode())
-    assert summary["steps"]["simple.sink"]["wire_errors"] == 1
-    assert summary["steps"]["simple.sink"]["received"] == 300
+    assert summary["steps"]["tapped.sink"]["wire_errors"] == 1
+    assert summary["steps"]["tapped.sink"]["received"] == 300
     assert len(TestingSink.read(rec)) == 300
 
 
 def test_sigint_stops_run_within_two_seconds(tmp_path):
     rec = str(tmp_path / "r.bin")
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json",
-                             f"{SIMPLE}:build(record={rec!r}, n_batches=100000, delay_s=0.005)"],
+                             f"{SIMPLE}:build(record={rec!r}, n_batches=100000, delay_s=0.005, name='interrupted')"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    m = _wait_manifest("simple")
-    time.sleep(1.0)
+    m = _wait_manifest("interrupted")
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(rec) and os.path.getsize(rec) > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)  # data flowing: every worker is up
+    time.sleep(0.3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -155,11 +158,11 @@ def test_sigint_stops_run_within_two_seconds(tmp_path):
 
 def test_external_step_joins_over_tcp(tmp_path):
     rec = str(tmp_path / "r.bin")
-    ref = f"{SIMPLE}:build(record={rec!r}, n_batches=50)"
+    ref = f"{SIMPLE}:build(record={rec!r}, n_batches=50, name='joined')"
     runner = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json", "--external", "count", ref],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        m = _wait_manifest("simple")
+        m = _wait_manifest("joined")
         assert all(e["endpoint"].startswith("tcp://127.0.0.1:") for e in m["edges"])
         node = subprocess.run([sys.executable, "-m", "engine", "node", ref, "count", "--manifest", m["_path"]],
                               capture_output=True, timeout=120)

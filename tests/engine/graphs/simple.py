@@ -25,8 +25,8 @@ class ChannelCounter(Node):
 
 
 def build(n_batches=20, rate_hz=1e5, record=None, fail_at_seq=None, delay_s=0.0, sink_sleep_s=0.0,
-          sink_on_tags=False, out=None):
-    g = Graph("simple")
+          sink_on_tags=False, name="simple", out=None):
+    g = Graph(name)
     src = g.add("src", TestingSource(n_batches=n_batches, rate_hz=rate_hz, delay_s=delay_s))
     cnt = g.add("count", ChannelCounter(fail_at_seq=fail_at_seq), src)
     g.add("sink", TestingSink(path=record, sleep_s=sink_sleep_s), src if sink_on_tags else cnt)
