@@ -112,12 +112,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, Descriptor, TagBatch
-from engine.node import Out, Param, ParamError, Source, plain
+from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, TagBatch
+from engine.node import Out, Param, Source, plain
 
 from . import _simkernels as K
 

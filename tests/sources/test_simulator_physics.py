@@ -14,7 +14,7 @@ import pytest
 from scipy import linalg, stats
 
 from sources.simulator import (NV, Scene, Simulator, excited_population, expected_histogram, g2_three_level,
-                               ph_moments, ph_setup, sample_inter_event, saturation_k12, single_nv,
+                               ph_moments, ph_setup, sample_inter_event, saturation_k12,
                                steady_state_rate, three_level_taus)
 
 from .simhelpers import chi2_pvalue, n_within, simulate, xcorr
