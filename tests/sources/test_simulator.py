@@ -415,3 +415,20 @@ def test_stop_requested_and_realtime_pacing(monkeypatch):
 def test_warmup_compiles():
     S.warmup()
     Simulator(duration_s=0.001).warmup()
+
+
+def test_random_field_scan_with_excitation_saturation_runs():
+    """Far pixels in excitation mode use the explicit jump chain (k12*h tiny); the scan still runs cleanly."""
+    sc = random_field(3, seed=2, field_nm=(300.0, 300.0))
+    sim = Simulator(scene=sc, shape=(4, 4), pixel_nm=400.0, dwell_s=2e-3, frames=1, excitation_saturation=True,
+                    output="both", seed=3)
+    sim.reset()
+    rows, rates = sim._rows_for(np.arange(16))
+    assert any(np.any(r.mode == K.MODE_EXPLICIT) for r in rows)
+    assert any(np.any(r.mode == K.MODE_PH) for r in rows)
+    t, c, d, batches = simulate(sim)
+    for b in batches:
+        b.check()
+    ph = t[c >= 0]
+    assert ph.size > 0
+    assert sim.counters["markers"] == 16 + 4 + 1
