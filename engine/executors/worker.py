@@ -272,6 +272,7 @@ class Worker:
         self._pending_desc.append((port, d))
 
     def flush_descriptors(self):
+        self.service_taps()  # consume early subscriptions first: they get the descriptor below, once
         for port, d in getattr(self, "_pending_desc", []):
             self.send(port, d)
         self._pending_desc = []
