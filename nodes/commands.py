@@ -67,9 +67,12 @@ def load_input(path):
         for key in ("counts", "lag_ps"):
             if key not in z.files:
                 raise ValueError(f"{path}: missing key '{key}' (have: {', '.join(z.files) or 'none'})")
-        counts = np.asarray(z["counts"])
-        lag = np.asarray(z["lag_ps"])
-        dur = np.asarray(z["duration_s"]) if "duration_s" in z.files else None
+        try:  # arrays load lazily: an object array is refused here, not at np.load
+            counts = np.asarray(z["counts"])
+            lag = np.asarray(z["lag_ps"])
+            dur = np.asarray(z["duration_s"]) if "duration_s" in z.files else None
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a plain .npz (object arrays are refused): {exc}") from exc
     if counts.ndim != 2:
         raise ValueError(f"{path}: key 'counts' must be 2-D (N, n_bins); got shape {counts.shape}")
     if counts.size == 0:
