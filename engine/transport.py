@@ -154,37 +154,38 @@ def is_loopback_endpoint(ep: str) -> bool:
 
 
 # ---------------------------------------------------------------- sockets
-def data_pull(ctx, endpoint: str, security=None):
-    s = ctx.socket(zmq.PULL)
-    s.setsockopt(zmq.LINGER, LINGER_MS)
-    s.setsockopt(zmq.RCVHWM, DATA_HWM)
+def _socket(ctx, kind, options, security, side: str, endpoint: str):
+    """Open a ``kind`` socket, set ``options`` in order, apply ``security`` on
+    ``side`` ("server" binds, "client" connects) and bind/connect ``endpoint``."""
+    s = ctx.socket(kind)
+    for opt, value in options:
+        s.setsockopt(opt, value)
     if security:
-        security.server(s)
-    s.bind(endpoint)
+        getattr(security, side)(s)
+    if side == "server":
+        s.bind(endpoint)
+    else:
+        s.connect(endpoint)
     return s
+
+
+def data_pull(ctx, endpoint: str, security=None):
+    return _socket(ctx, zmq.PULL, ((zmq.LINGER, LINGER_MS), (zmq.RCVHWM, DATA_HWM)),
+                   security, "server", endpoint)
 
 
 def data_push(ctx, endpoint: str, security=None):
-    s = ctx.socket(zmq.PUSH)
-    s.setsockopt(zmq.LINGER, LINGER_MS)
-    s.setsockopt(zmq.SNDHWM, DATA_HWM)
-    s.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a completed connection: never into a void
-    if security:
-        security.client(s)
-    s.connect(endpoint)
-    return s
+    # IMMEDIATE: queue only on a completed connection, never into a void
+    return _socket(ctx, zmq.PUSH, ((zmq.LINGER, LINGER_MS), (zmq.SNDHWM, DATA_HWM),
+                                   (zmq.IMMEDIATE, 1)),
+                   security, "client", endpoint)
 
 
 def tap_xpub(ctx, endpoint: str, security=None):
-    s = ctx.socket(zmq.XPUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.SNDHWM, TAP_HWM)
-    s.setsockopt(zmq.XPUB_VERBOSE, 1)
-    s.setsockopt(zmq.XPUB_NODROP, 1)  # a full tap queue raises EAGAIN: we count the drop
-    if security:
-        security.server(s)
-    s.bind(endpoint)
-    return s
+    # XPUB_NODROP: a full tap queue raises EAGAIN: we count the drop
+    return _socket(ctx, zmq.XPUB, ((zmq.LINGER, 0), (zmq.SNDHWM, TAP_HWM),
+                                   (zmq.XPUB_VERBOSE, 1), (zmq.XPUB_NODROP, 1)),
+                   security, "server", endpoint)
 
 
 def send_frames(sock, frames, copy_flags=None, flags=0):
