@@ -164,11 +164,21 @@ class Worker:
         s = self.taps.get(port)
         if s is None:
             return
+        flags = copy_flags(frames)
         try:
-            tp.send_frames(s, frames, copy_flags(frames), zmq.NOBLOCK)
+            tp.send_frames(s, frames, flags, zmq.NOBLOCK)
             self.stats.tap_sent += 1
         except zmq.Again:
+            # Some subscriber's queue is full (XPUB_NODROP told us so). Count the drop, then
+            # deliver to the subscribers that do have room: one stuck tap must not starve the others.
             self.stats.tap_dropped += 1
+            s.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                tp.send_frames(s, frames, flags, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            finally:
+                s.setsockopt(zmq.XPUB_NODROP, 1)
 
     # -- data -----------------------------------------------------------------
     def send(self, port: str, msg, block: bool = True):

@@ -173,3 +173,39 @@ def test_external_step_joins_over_tcp(tmp_path):
     assert runner.returncode == 0, err.decode()
     msgs = TestingSink.read(rec)
     assert len(msgs) == 50
+
+
+def test_a_stuck_tap_does_not_starve_other_taps():
+    from engine.wire import decode
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json",
+                             f"{SIMPLE}:build(n_batches=300, delay_s=0.005, name='fair')"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        m = _wait_manifest("fair")
+        ctx = zmq.Context()
+        stuck = ctx.socket(zmq.SUB)
+        stuck.setsockopt(zmq.RCVHWM, 1)
+        stuck.connect(m["taps"]["fair.src.out"])
+        stuck.setsockopt(zmq.SUBSCRIBE, b"")  # never reads
+        good = ctx.socket(zmq.SUB)
+        good.connect(m["taps"]["fair.src.out"])
+        good.setsockopt(zmq.SUBSCRIBE, b"")
+        seqs = []
+        while good.poll(20000):
+            msg = decode(good.recv_multipart())[1]
+            if msg.TYPE_ID == "stop/1":
+                break
+            if msg.TYPE_ID == "tags/1":
+                seqs.append(msg.seq)
+        out, err = proc.communicate(timeout=120)
+        stuck.close(0)
+        good.close(0)
+        ctx.term()
+    finally:
+        proc.kill()
+    import json
+
+    src = json.loads(out)["steps"]["fair.src"]
+    assert src["tap_dropped"] >= 1  # the stuck subscriber's queue filled up, and that was counted
+    assert seqs == list(range(300))  # ...while the reading tap got every message
