@@ -122,6 +122,15 @@ def ascii_lines(a, max_cols=32):
     return ["".join(ASCII_RAMP[i] if f else "?" for i, f in zip(row, frow)) for row, frow in zip(idx, finite)]
 
 
+def _stop_live(sink):
+    """Stop ``sink``'s rich Live display, if it has one, and forget it."""
+    if getattr(sink, "_live", None) is not None:
+        try:
+            sink._live.stop()
+        finally:
+            sink._live = None
+
+
 def _fmt_s(s):
     if s is None or not np.isfinite(s):
         return "?"
@@ -293,9 +302,7 @@ class LiveView(Sink):
 
     def finish(self):
         self._tick(force=True)
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        _stop_live(self)
         if not self._tty:
             print(f"[{self.title}] done: " + self.plain_line().split("] ", 1)[1], flush=True)
             if self.ascii_per_frame and self._img is not None:
@@ -303,11 +310,7 @@ class LiveView(Sink):
         return ()
 
     def close(self):
-        if getattr(self, "_live", None) is not None:
-            try:
-                self._live.stop()
-            finally:
-                self._live = None
+        _stop_live(self)
 
 
 class LiveHistogram(Sink):
@@ -446,8 +449,4 @@ class LiveHistogram(Sink):
         return ()
 
     def close(self):
-        if getattr(self, "_live", None) is not None:
-            try:
-                self._live.stop()
-            finally:
-                self._live = None
+        _stop_live(self)
