@@ -12,7 +12,8 @@ intensity², G2, G2_direct, narrowing ratios, resolvability of the pair).
     antibunch run scan_cnn
     antibunch run "scan_cnn:build(separation_nm=600, frames=5, out='s600.h5')"
 
-:func:`build_scan` is shared with ``scan_lmfit``, ``scan_mle`` (same scan, other estimator).
+:func:`build_scan` and :func:`make_build` are shared with ``scan_lmfit``, ``scan_mle`` (same scan, other
+estimator).
 """
 from engine.graph import Graph
 
@@ -72,11 +73,18 @@ def make_estimator(estimator, **params):
     raise ValueError(f"estimator must be 'lm', 'mle' or 'cnn'; got {estimator!r}")
 
 
-def build(shape=(32, 32), separation_nm=250.0, dwell_s=1.0, frames=7, seed=0, out="scan_cnn.h5", png="auto",
-          live=True, save_tags=False, realtime=False, brightness_cps=60_000.0, background_cps=1000.0):
-    return build_scan("scan_cnn", "cnn", shape=shape, separation_nm=separation_nm, dwell_s=dwell_s, frames=frames,
-                      seed=seed, out=out, png=png, live=live, save_tags=save_tags, realtime=realtime,
-                      brightness_cps=brightness_cps, background_cps=background_cps)
+def make_build(name, estimator):
+    """The ``build(...)`` of the scan graph ``name`` with ``estimator`` ('cnn' | 'mle' | 'lm'):
+    the same parameters for every scan graph, ``out`` defaulting to ``<name>.h5``."""
+    def build(shape=(32, 32), separation_nm=250.0, dwell_s=1.0, frames=7, seed=0, out=f"{name}.h5", png="auto",
+              live=True, save_tags=False, realtime=False, brightness_cps=60_000.0, background_cps=1000.0):
+        return build_scan(name, estimator, shape=shape, separation_nm=separation_nm, dwell_s=dwell_s,
+                          frames=frames, seed=seed, out=out, png=png, live=live, save_tags=save_tags,
+                          realtime=realtime, brightness_cps=brightness_cps, background_cps=background_cps)
+
+    build.__doc__ = f"Build the {name} graph ({estimator!r} estimator); see :func:`graphs.scan_cnn.build_scan`."
+    return build
 
 
+build = make_build("scan_cnn", "cnn")
 graph = build()
