@@ -348,6 +348,15 @@ def count_singles(pix, channel, singles):
 
 
 @njit(cache=True, nogil=True)
+def _compact(buf, head, tail):
+    """Move the live FIFO entries ``buf[head:tail]`` to the front; returns the new ``(head, tail)``."""
+    n = tail - head
+    for k in range(n):
+        buf[k] = buf[head + k]
+    return 0, n
+
+
+@njit(cache=True, nogil=True)
 def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, counts, incs,
                   buf1, buf2, st):
     """Per-pixel T2 correlation ``t(c2) - t(c1)`` of pairs inside one visit.
@@ -384,10 +393,7 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
                 h1 += 1
             if e1 == buf1.shape[0]:
                 if h1 > 0:
-                    for k in range(e1 - h1):
-                        buf1[k] = buf1[h1 + k]
-                    e1 -= h1
-                    h1 = 0
+                    h1, e1 = _compact(buf1, h1, e1)
                 else:
                     break
             for k in range(h1, e1):
@@ -410,10 +416,7 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
         if c == c2:
             if e2 == buf2.shape[0]:
                 if h2 > 0:
-                    for k in range(e2 - h2):
-                        buf2[k] = buf2[h2 + k]
-                    e2 -= h2
-                    h2 = 0
+                    h2, e2 = _compact(buf2, h2, e2)
                 else:
                     break
             for k in range(h1, e1):
@@ -425,10 +428,7 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
         else:
             if e1 == buf1.shape[0]:
                 if h1 > 0:
-                    for k in range(e1 - h1):
-                        buf1[k] = buf1[h1 + k]
-                    e1 -= h1
-                    h1 = 0
+                    h1, e1 = _compact(buf1, h1, e1)
                 else:
                     break
             for k in range(h2, e2):
