@@ -37,6 +37,7 @@ from numba import njit
 _TWO53 = 1.0 / 9007199254740992.0
 _EPS_SQUEEZE = 1.0 / 256.0  # must stay 1/256: the squeeze uses 8 random bits
 JITTER_CLIP = 8.0  #: detector jitter is a Gaussian truncated at +-8 sigma
+NO_DELAY = np.iinfo(np.int64).min  #: same as engine.messages.NO_DELAY (tag without a TAC conversion)
 AP_CAP = 6  #: pending afterpulses per detector (more are dropped; needs p**6 chains: never in practice)
 
 MODE_PH = 0  #: rejection sampler on the phase-type density
@@ -536,7 +537,7 @@ def _geom_skip(s, p):
 
 @njit(cache=True, nogil=True)
 def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, dead, ap_prob, ap_tau, t0,
-                    jitter, clip, cap):
+                    jitter, clip, bt, bc, bd, nb):
     """Merge the photon streams, then dead time, afterpulsing and jitter per detector.
 
     Input: E sorted emitter streams ``em_t/em_d[em_off[e]:em_off[e+1]]`` and
@@ -552,23 +553,26 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     that falls in the dead time is lost (the avalanches that afterpulse are
     found by geometric skips, not one draw per avalanche). Registered avalanches get the time
     ``t0 + floor(t + jitter[d] * z)`` (``z`` standard normal truncated at
-    ``clip``) and are sorted (insertion sort: the input is nearly sorted).
-    Returns (time int64, det int16, True), or False as third item if more
-    than ``cap`` avalanches occurred (the caller restores the RNG state,
-    ``last`` and ``ap`` and calls again with a larger ``cap``).
+    ``clip``) and ``delay NO_DELAY``.
+
+    Output: appended to the time-sorted tag buffer ``bt/bc/bd[:nb]`` (time
+    int64, channel int16, delay int64) at ``nb``; the whole buffer is then
+    sorted stably (insertion sort from ``nb``: the input is nearly sorted and
+    older tags come first at equal times). Returns (number of tags added,
+    True), or False as second item if the buffer is too small (the caller
+    restores the RNG state, ``last`` and ``ap`` and calls again with a larger
+    buffer; ``bt/bc/bd[:nb]`` are untouched then).
     """
     ne = em_off.shape[0] - 1
     n_in = em_off[ne] + n_po
     pos = em_off[:ne].copy()
     ip = 0
     nd = last.shape[0]
-    ot = np.empty(cap, np.int64)
-    od = np.empty(cap, np.int16)
-    n = 0
+    k = nb
     npend = 0
-    for k in range(nd):
-        for j in range(ap.shape[1]):
-            if ap[k, j] != np.inf:
+    for j in range(nd):
+        for q in range(ap.shape[1]):
+            if ap[j, q] != np.inf:
                 npend += 1
     use_ap = ap_prob > 0.0 or npend > 0
     # each registered avalanche afterpulses independently with probability ap_prob:
@@ -578,10 +582,15 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
         if i < n_in:
             best = -1
             t = np.inf
-            for e in range(ne):
-                if pos[e] < em_off[e + 1] and em_t[pos[e]] < t:
-                    t = em_t[pos[e]]
-                    best = e
+            if ne == 1:  # the common case, without the loop
+                if pos[0] < em_off[1]:
+                    t = em_t[pos[0]]
+                    best = 0
+            else:
+                for e in range(ne):
+                    if pos[e] < em_off[e + 1] and em_t[pos[e]] < t:
+                        t = em_t[pos[e]]
+                        best = e
             if ip < n_po and (best < 0 or po_t[ip] < t):
                 t = po_t[ip]
                 d = po_d[ip]
@@ -594,64 +603,111 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
             d = i - n_in
         else:
             break
-        # pending afterpulses of this detector that come first
-        while npend > 0:
-            ta = _ap_pop(ap, d, t)
-            if ta == np.inf:
-                break
-            npend -= 1
-            if ta - last[d] >= dead[d]:
-                last[d] = ta
-                if n >= cap:
-                    return ot[:0], od[:0], False
-                x = ta
+        # the pending afterpulses of this detector that come first, then the photon itself
+        # (one code path for both kinds of avalanche: helper functions taking the arrays
+        # would cost reference counting per call)
+        while True:
+            photon = True
+            if npend > 0:
+                x = _ap_pop(ap, d, t)
+                if x != np.inf:
+                    photon = False
+                    npend -= 1
+            if photon:
+                if i >= n_in:
+                    break
+                x = t
+            if x - last[d] >= dead[d]:
+                last[d] = x
+                if k >= bt.shape[0]:
+                    return 0, False
+                xj = x
                 if jitter[d] > 0.0:
-                    x += jitter[d] * _normal(s, clip)
-                ot[n] = t0 + np.int64(math.floor(x))
-                od[n] = d
-                n += 1
+                    xj += jitter[d] * _normal(s, clip)
+                bt[k] = t0 + np.int64(math.floor(xj))
+                bc[k] = d
+                bd[k] = NO_DELAY
+                k += 1
                 if skip == 0:
                     dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
-                    npend += _ap_push(ap, d, ta + dl)
+                    npend += _ap_push(ap, d, x + dl)
                     skip = _geom_skip(s, ap_prob)
                 else:
                     skip -= 1
-        if i >= n_in:
+            if photon:
+                break
+    for j in range(nd):
+        last[j] -= length
+        for q in range(ap.shape[1]):
+            ap[j, q] -= length
+    # insertion sort (stable; the new tags go after older ones at equal times)
+    for i in range(max(nb, 1), k):
+        ti = bt[i]
+        if ti >= bt[i - 1]:
             continue
-        if t - last[d] >= dead[d]:
-            last[d] = t
-            if n >= cap:
-                return ot[:0], od[:0], False
-            x = t
-            if jitter[d] > 0.0:
-                x += jitter[d] * _normal(s, clip)
-            ot[n] = t0 + np.int64(math.floor(x))
-            od[n] = d
-            n += 1
-            if skip == 0:
-                dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
-                npend += _ap_push(ap, d, t + dl)
-                skip = _geom_skip(s, ap_prob)
-            else:
-                skip -= 1
-    for d in range(nd):
-        last[d] -= length
-        for k in range(ap.shape[1]):
-            ap[d, k] -= length
-    # insertion sort (stable)
-    for i in range(1, n):
-        ti = ot[i]
-        if ti >= ot[i - 1]:
-            continue
-        di = od[i]
+        ci = bc[i]
+        di = bd[i]
         j = i - 1
-        while j >= 0 and ot[j] > ti:
-            ot[j + 1] = ot[j]
-            od[j + 1] = od[j]
+        while j >= 0 and bt[j] > ti:
+            bt[j + 1] = bt[j]
+            bc[j + 1] = bc[j]
+            bd[j + 1] = bd[j]
             j -= 1
-        ot[j + 1] = ti
-        od[j + 1] = di
-    return ot[:n], od[:n], True
+        bt[j + 1] = ti
+        bc[j + 1] = ci
+        bd[j + 1] = di
+    return k - nb, True
+
+
+@njit(cache=True, nogil=True)
+def emit_tags(t, c, d, mt, mc, only_valid, counts):
+    """Output tags of one finalised stretch: count, filter, add markers (one pass, fresh arrays).
+
+    ``t/c/d``: time-sorted photon tags (channels >= 0); ``counts[c]`` is
+    incremented for every photon. ``only_valid`` keeps only the tags with
+    ``d != NO_DELAY`` (start-stop output). The sorted markers ``mt/mc`` are
+    merged in before the photons at equal times (delay ``NO_DELAY``).
+    Returns (time int64, channel int16, delay int64).
+    """
+    n = t.shape[0]
+    m = mt.shape[0]
+    nsel = n
+    if only_valid:
+        nsel = 0
+        for i in range(n):
+            counts[c[i]] += 1
+            if d[i] != NO_DELAY:
+                nsel += 1
+    else:
+        for i in range(n):
+            counts[c[i]] += 1
+    ot = np.empty(nsel + m, np.int64)
+    oc = np.empty(nsel + m, np.int16)
+    od = np.empty(nsel + m, np.int64)
+    j = 0
+    k = 0
+    for i in range(n):
+        di = d[i]
+        if only_valid and di == NO_DELAY:
+            continue
+        ti = t[i]
+        while j < m and mt[j] <= ti:
+            ot[k] = mt[j]
+            oc[k] = mc[j]
+            od[k] = NO_DELAY
+            j += 1
+            k += 1
+        ot[k] = ti
+        oc[k] = c[i]
+        od[k] = di
+        k += 1
+    while j < m:
+        ot[k] = mt[j]
+        oc[k] = mc[j]
+        od[k] = NO_DELAY
+        j += 1
+        k += 1
+    return ot, oc, od
 
 
 @njit(cache=True, nogil=True)
@@ -781,8 +837,12 @@ def warmup() -> None:
                               np.full(1, -1, np.int64), np.array([0.5, 1.0]), pt, pd)
     last = np.full(2, -np.inf)
     ap = np.full((2, AP_CAP), np.inf)
-    ot, od, ok = detectors_block(s, np.zeros(1), np.zeros(1, np.int16), np.array([0, 1], np.int64), pt, pd, n, 2.0,
-                                 last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, 64)
-    mt, mc, md = merge_sorted(ot, od, np.zeros(ot.shape[0], np.int64), ot, od, np.zeros(ot.shape[0], np.int64))
+    bt, bc, bd = np.empty(64, np.int64), np.empty(64, np.int16), np.empty(64, np.int64)
+    k, ok = detectors_block(s, np.zeros(1), np.zeros(1, np.int16), np.array([0, 1], np.int64), pt, pd, n, 2.0,
+                            last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, bt, bc, bd, 0)
+    ot, oc, od = bt[:k], bc[:k], bd[:k]
+    emit_tags(ot, oc, od, np.zeros(1, np.int64), np.full(1, -1, np.int16), True, np.zeros(2, np.int64))
+    emit_tags(ot, oc, od, np.zeros(0, np.int64), np.zeros(0, np.int16), False, np.zeros(2, np.int64))
+    mt, mc, md = merge_sorted(ot, oc, od, ot, oc, od)
     tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

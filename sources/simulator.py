@@ -116,7 +116,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, TagBatch
+from engine.messages import FRAME, LINE, PIXEL, TagBatch
 from engine.node import Out, Param, Source, plain
 
 from . import _simkernels as K
@@ -901,18 +901,21 @@ class Simulator(Source):
         all_rows = None
         if self.shape is not None and self.shape[0] * self.shape[1] * max(E, 1) <= 20_000:
             all_rows = self._rows_for(np.arange(self.shape[0] * self.shape[1]))
-        buf_t = np.zeros(0, np.int64)
-        buf_c = np.zeros(0, np.int16)
-        buf_d = np.zeros(0, np.int64)
         out_lo = 0
         tac_done = -_INF_T
         busy = -_INF_T
         blk_s = self._block_target_ps() * 1e-12
-        em_buf = [np.empty(int(1.3 * em.brightness_cps * blk_s) + 1024) for em in self._scene.emitters]
-        em_dbuf = [np.empty(b.size, np.int16) for b in em_buf]
+        # preallocated work buffers (grown, bit-identically, when a kernel reports it ran out of room)
+        n_em = int(1.3 * sum(em.brightness_cps for em in self._scene.emitters) * blk_s) + 1024 * max(E, 1)
+        em_t, em_d = np.empty(n_em), np.empty(n_em, np.int16)
         n_po = int(1.3 * (self.background_cps + float(self._per_det("dark_cps").sum())
                           + sum(em.brightness_cps * (1.0 / em.rho - 1.0) for em in self._scene.emitters)) * blk_s)
         po_t, po_d = np.empty(n_po + 1024), np.empty(n_po + 1024, np.int16)
+        # the time-sorted tag buffer: tags not yet emitted (or still needed by the TAC) are bt/bc/bd[:nb]
+        n_buf = 2 * (n_em + n_po + 1024)
+        bt, bc, bd = np.empty(n_buf, np.int64), np.empty(n_buf, np.int16), np.empty(n_buf, np.int64)
+        nb = 0
+        em_off = np.zeros(E + 1, np.int64)
         batcher = _Batcher(self, t_end)
         blocks = self._blocks(M)
         block = next(blocks, None)
@@ -933,26 +936,21 @@ class Simulator(Source):
                 ridx = ridx.astype(np.int64)
             l0 = (seg0 - B0).astype(np.float64)
             l1 = (seg1 - B0).astype(np.float64)
-            parts, dparts = [], []
-            for e in range(E):
+            off = 0
+            for e in range(E):  # emitter e's photons go to em_t/em_d[em_off[e]:em_off[e+1]]
                 r = rows[e]
                 while True:
                     s0 = s.copy()
                     n, st, ok = K.emitter_block(s, states[e], l0, l1, ridx, r.mode, r.k12, r.k2, r.pdet, r.prad,
                                                 r.k31, r.lam, r.c, r.amp, r.mu, r.cum, r.slow, r.x0, r.sq, r.real, r.v0,
-                                                r.vinv, self._split_cum, em_buf[e], em_dbuf[e])
+                                                r.vinv, self._split_cum, em_t[off:], em_d[off:])
                     if ok:
                         break
                     s[:] = s0
-                    em_buf[e] = np.empty(2 * em_buf[e].size)
-                    em_dbuf[e] = np.empty(2 * em_buf[e].size, np.int16)
+                    em_t, em_d = _grown(off, em_t, em_d)
                 states[e] = st
-                parts.append(em_buf[e][:n])
-                dparts.append(em_dbuf[e][:n])
-            em_off = np.zeros(E + 1, np.int64)
-            em_off[1:] = np.cumsum([p.size for p in parts])
-            em_t = np.concatenate(parts) if E > 1 else (parts[0] if E else np.zeros(0))
-            em_d = np.concatenate(dparts) if E > 1 else (dparts[0] if E else np.zeros(0, np.int16))
+                off += n
+                em_off[e + 1] = off
             while True:
                 s0 = s.copy()
                 n_po, ok = K.poisson_block(s, l0, l1, ridx, rates, cat_det, self._split_cum, po_t, po_d)
@@ -960,9 +958,16 @@ class Simulator(Source):
                     break
                 s[:] = s0
                 po_t, po_d = np.empty(2 * po_t.size), np.empty(2 * po_t.size, np.int16)
-            ot, od = _detectors(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau, B0,
-                                jit)
-            buf_t, buf_c, buf_d = K.merge_sorted(buf_t, buf_c, buf_d, ot, od, np.full(ot.size, NO_DELAY, np.int64))
+            while True:  # merge, dead time, afterpulses, jitter: appended to the sorted buffer
+                s0, last0, ap0 = s.copy(), last.copy(), ap.copy()
+                n, ok = K.detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau,
+                                          B0, jit, K.JITTER_CLIP, bt, bc, bd, nb)
+                if ok:
+                    break
+                s[:], last[:], ap[:] = s0, last0, ap0
+                bt, bc, bd = _grown(nb, bt, bc, bd)
+            nb += n
+            buf_t, buf_c, buf_d = bt[:nb], bc[:nb], bd[:nb]
             final = int(B1 - J) if nxt is not None else int(_INF_T)
             if use_tac:
                 lim = final - R + Z if nxt is not None else int(_INF_T)
@@ -981,8 +986,9 @@ class Simulator(Source):
                 out_lo = out_hi
             keep = min(out_lo, tac_done - Z) if use_tac else out_lo
             k0 = int(np.searchsorted(buf_t, keep, "left"))
-            if k0:
-                buf_t, buf_c, buf_d = buf_t[k0:], buf_c[k0:], buf_d[k0:]
+            if k0:  # drop what is done: move the rest to the front
+                nb -= k0
+                bt[:nb], bc[:nb], bd[:nb] = bt[k0:k0 + nb], bc[k0:k0 + nb], bd[k0:k0 + nb]
             for b in batcher.ready(out_lo):
                 if self.stop_requested:
                     return
@@ -994,40 +1000,32 @@ class Simulator(Source):
             yield b
 
     def _emit(self, batcher, t, c, d, lo, hi):
-        """Apply the output representation, add markers, hand to the batcher."""
-        if c.size:
-            per = np.bincount(c, minlength=self.n_detectors)  # photons only: markers are added below
-            for ch in range(self.n_detectors):
-                self.counters["detections"][ch] += int(per[ch])
-        if self.output == "start_stop":
-            m = d != NO_DELAY
-            t, c, d = t[m], c[m], d[m]
-        elif self.output == "t2":
-            d = None
+        """Apply the output representation, add markers, hand fresh arrays to the batcher."""
         if self.shape is not None:
             mt, mc = self.markers_between(lo, hi)
-            if mt.size:
-                pos = np.searchsorted(t, mt, "left")
-                t = np.insert(t, pos, mt)
-                c = np.insert(c, pos, mc)
-                if d is not None:
-                    d = np.insert(d, pos, np.full(mt.size, NO_DELAY, np.int64))
-                self.counters["markers"] += int(mt.size)
+            self.counters["markers"] += int(mt.size)
+        else:
+            mt, mc = _NO_MT, _NO_MC
+        counts = np.zeros(self.n_detectors, np.int64)  # photons only: markers are added by the kernel
+        t, c, d = K.emit_tags(t, c, d, mt, mc, self.output == "start_stop", counts)
+        for ch in range(self.n_detectors):
+            self.counters["detections"][ch] += int(counts[ch])
         self.counters["tags"] += int(t.size)
-        batcher.add(t, c, d)
+        batcher.add(t, c, None if self.output == "t2" else d)
 
 
-def _detectors(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau, t0, jit):
-    """Merge, dead time, afterpulsing, jitter (fixed-capacity kernel; retried, bit-identical, if it overflows)."""
-    cap = int((em_t.size + n_po) * (1.0 + 4.0 * ap_prob)) + 64
-    while True:
-        s0, last0, ap0 = s.copy(), last.copy(), ap.copy()
-        ot, od, ok = K.detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau,
-                                       t0, jit, K.JITTER_CLIP, cap)
-        if ok:
-            return ot, od
-        s[:], last[:], ap[:] = s0, last0, ap0
-        cap *= 2
+_NO_MT = np.zeros(0, np.int64)
+_NO_MC = np.zeros(0, np.int16)
+
+
+def _grown(n, *arrays):
+    """Copies of ``arrays`` with twice the size; the first ``n`` items kept."""
+    out = []
+    for a in arrays:
+        b = np.empty(2 * a.size + 1024, a.dtype)
+        b[:n] = a[:n]
+        out.append(b)
+    return out
 
 
 class _Batcher:
@@ -1042,20 +1040,35 @@ class _Batcher:
         self.t = np.zeros(0, np.int64)
         self.c = np.zeros(0, np.int16)
         self.d = np.zeros(0, np.int64) if self.with_delay else None
+        self.parts = []
         self.begin = 0
         self.seq = 0
         self.wall0 = None
 
     def add(self, t, c, d):
+        """Queue fresh (owned) arrays; they are joined only when a batch is cut."""
         if t.size:
-            self.t = np.concatenate([self.t, t])
-            self.c = np.concatenate([self.c, c])
-            if self.with_delay:
-                self.d = np.concatenate([self.d, d])
+            self.parts.append((t, c, d))
+
+    def _join(self):
+        if self.parts:
+            ts, cs, ds = zip(*self.parts)
+            self.parts = []
+            if self.t.size:
+                ts, cs, ds = (self.t,) + ts, (self.c,) + cs, (self.d,) + ds
+            if len(ts) == 1:
+                self.t, self.c, self.d = ts[0], cs[0], ds[0]
+            else:
+                self.t, self.c = np.concatenate(ts), np.concatenate(cs)
+                self.d = np.concatenate(ds) if self.with_delay else None
 
     def _make(self, j, end):
-        b = TagBatch(self.t[:j].copy(), self.c[:j].copy(), t_begin_ps=self.begin, t_end_ps=end, seq=self.seq,
-                     delay_ps=self.d[:j].copy() if self.with_delay else None)
+        if j == self.t.size:  # all of it: the arrays are ours, no copy
+            t, c, d = self.t, self.c, self.d
+        else:
+            t, c = self.t[:j].copy(), self.c[:j].copy()
+            d = self.d[:j].copy() if self.with_delay else None
+        b = TagBatch(t, c, t_begin_ps=self.begin, t_end_ps=end, seq=self.seq, delay_ps=d)
         self.t = self.t[j:]
         self.c = self.c[j:]
         if self.with_delay:
@@ -1083,6 +1096,7 @@ class _Batcher:
             end = min((self.begin // self.D + 1) * self.D, self.t_end)
             if end > horizon and not final:
                 return
+            self._join()
             j = int(np.searchsorted(self.t, end, "left"))
             if self.max_tags is not None and j > self.max_tags:
                 cut_t = self.t[self.max_tags]

@@ -81,10 +81,13 @@ def test_dead_time_kernel_matches_oracle():
     d = rng.integers(0, 2, n).astype(np.int16)
     dead = np.array([300_000.0, 100_000.0])
     s = K.seed_state(1)
-    ot, od, ok = K.detectors_block(s, t, d, np.array([0, n], np.int64), np.zeros(0), np.zeros(0, np.int16), 0, 1e9,
-                                   np.full(2, -np.inf), np.full((2, K.AP_CAP), np.inf), dead, 0.0, 0.0,
-                                   0, np.zeros(2), K.JITTER_CLIP, n + 10)
+    bt, bc, bd = np.empty(n + 10, np.int64), np.empty(n + 10, np.int16), np.zeros(n + 10, np.int64)
+    k, ok = K.detectors_block(s, t, d, np.array([0, n], np.int64), np.zeros(0), np.zeros(0, np.int16), 0, 1e9,
+                              np.full(2, -np.inf), np.full((2, K.AP_CAP), np.inf), dead, 0.0, 0.0,
+                              0, np.zeros(2), K.JITTER_CLIP, bt, bc, bd, 0)
     assert ok
+    ot, od = bt[:k], bc[:k]
+    assert np.all(bd[:k] == NO_DELAY)
     last = [-np.inf, -np.inf]
     keep = []
     for i in range(n):
