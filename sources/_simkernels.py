@@ -397,8 +397,8 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                     out[n] = t
                     v = uniform(s)
                     dd = 0
-                    while dd < nd1 and v >= split_cum[dd]:
-                        dd += 1
+                    for q in range(nd1):  # split_cum ascending: = first q with v < split_cum[q]; no branch
+                        dd += v >= split_cum[q]
                     out_d[n] = dd
                     n += 1
                     st = 0
@@ -426,8 +426,8 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                 out[n] = t
                 v = uniform(s)
                 dd = 0
-                while dd < nd1 and v >= split_cum[dd]:
-                    dd += 1
+                for q in range(nd1):  # split_cum ascending: = first q with v < split_cum[q]; no branch
+                    dd += v >= split_cum[q]
                 out_d[n] = dd
                 n += 1
             elif m == MODE_DARK:
@@ -482,8 +482,8 @@ def poisson_block(s, seg_t0, seg_t1, row, rates, cat_det, split_cum, out_t, out_
             if d < 0:
                 v = uniform(s)
                 d = 0
-                while d < nd - 1 and v >= split_cum[d]:
-                    d += 1
+                for q in range(nd - 1):  # as in emitter_block
+                    d += v >= split_cum[q]
             if n >= out_t.shape[0]:
                 return n, False
             out_t[n] = t
@@ -660,33 +660,22 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
 
 
 @njit(cache=True, nogil=True)
-def emit_tags(t, c, d, mt, mc, only_valid, counts):
-    """Output tags of one finalised stretch: count, filter, add markers (one pass, fresh arrays).
+def emit_tags(t, c, d, mt, mc, only_valid, counts, ot, oc, od, k):
+    """Output tags of one finalised stretch: count, filter, add markers (one pass).
 
     ``t/c/d``: time-sorted photon tags (channels >= 0); ``counts[c]`` is
     incremented for every photon. ``only_valid`` keeps only the tags with
     ``d != NO_DELAY`` (start-stop output). The sorted markers ``mt/mc`` are
-    merged in before the photons at equal times (delay ``NO_DELAY``).
-    Returns (time int64, channel int16, delay int64).
+    merged in before the photons at equal times (delay ``NO_DELAY``). The
+    result is written to ``ot/oc/od`` from index ``k`` on (the caller makes
+    room for ``len(t) + len(mt)`` tags); returns the index after the last.
     """
     n = t.shape[0]
     m = mt.shape[0]
-    nsel = n
-    if only_valid:
-        nsel = 0
-        for i in range(n):
-            counts[c[i]] += 1
-            if d[i] != NO_DELAY:
-                nsel += 1
-    else:
-        for i in range(n):
-            counts[c[i]] += 1
-    ot = np.empty(nsel + m, np.int64)
-    oc = np.empty(nsel + m, np.int16)
-    od = np.empty(nsel + m, np.int64)
     j = 0
-    k = 0
     for i in range(n):
+        ci = c[i]
+        counts[ci] += 1
         di = d[i]
         if only_valid and di == NO_DELAY:
             continue
@@ -698,7 +687,7 @@ def emit_tags(t, c, d, mt, mc, only_valid, counts):
             j += 1
             k += 1
         ot[k] = ti
-        oc[k] = c[i]
+        oc[k] = ci
         od[k] = di
         k += 1
     while j < m:
@@ -707,7 +696,7 @@ def emit_tags(t, c, d, mt, mc, only_valid, counts):
         od[k] = NO_DELAY
         j += 1
         k += 1
-    return ot, oc, od
+    return k
 
 
 @njit(cache=True, nogil=True)
@@ -841,8 +830,9 @@ def warmup() -> None:
     k, ok = detectors_block(s, np.zeros(1), np.zeros(1, np.int16), np.array([0, 1], np.int64), pt, pd, n, 2.0,
                             last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, bt, bc, bd, 0)
     ot, oc, od = bt[:k], bc[:k], bd[:k]
-    emit_tags(ot, oc, od, np.zeros(1, np.int64), np.full(1, -1, np.int16), True, np.zeros(2, np.int64))
-    emit_tags(ot, oc, od, np.zeros(0, np.int64), np.zeros(0, np.int16), False, np.zeros(2, np.int64))
+    st, sc, sd = np.empty(80, np.int64), np.empty(80, np.int16), np.empty(80, np.int64)
+    emit_tags(ot, oc, od, np.zeros(1, np.int64), np.full(1, -1, np.int16), True, np.zeros(2, np.int64), st, sc, sd, 0)
+    emit_tags(ot, oc, od, np.zeros(0, np.int64), np.zeros(0, np.int16), False, np.zeros(2, np.int64), st, sc, sd, 0)
     mt, mc, md = merge_sorted(ot, oc, od, ot, oc, od)
     tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

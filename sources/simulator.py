@@ -1007,11 +1007,12 @@ class Simulator(Source):
         else:
             mt, mc = _NO_MT, _NO_MC
         counts = np.zeros(self.n_detectors, np.int64)  # photons only: markers are added by the kernel
-        t, c, d = K.emit_tags(t, c, d, mt, mc, self.output == "start_stop", counts)
+        ot, oc, od = batcher.room(t.size + mt.size)
+        k = K.emit_tags(t, c, d, mt, mc, self.output == "start_stop", counts, ot, oc, od, batcher.hi)
         for ch in range(self.n_detectors):
             self.counters["detections"][ch] += int(counts[ch])
-        self.counters["tags"] += int(t.size)
-        batcher.add(t, c, None if self.output == "t2" else d)
+        self.counters["tags"] += k - batcher.hi
+        batcher.hi = k
 
 
 _NO_MT = np.zeros(0, np.int64)
@@ -1037,42 +1038,47 @@ class _Batcher:
         self.D = sim.batch_duration_ps
         self.max_tags = sim.batch_max_tags
         self.with_delay = sim.output != "t2"
-        self.t = np.zeros(0, np.int64)
-        self.c = np.zeros(0, np.int16)
-        self.d = np.zeros(0, np.int64) if self.with_delay else None
-        self.parts = []
+        # staging buffer, reused (fresh memory costs page faults): pending tags are [lo:hi]
+        self.t = np.empty(1 << 16, np.int64)
+        self.c = np.empty(1 << 16, np.int16)
+        self.d = np.empty(1 << 16, np.int64)
+        self.lo = 0
+        self.hi = 0
         self.begin = 0
         self.seq = 0
         self.wall0 = None
 
-    def add(self, t, c, d):
-        """Queue fresh (owned) arrays; they are joined only when a batch is cut."""
-        if t.size:
-            self.parts.append((t, c, d))
+    def room(self, n):
+        """Make room for ``n`` more tags; returns the staging arrays (t, c, d), to be written from ``hi`` on."""
+        if self.lo == self.hi:
+            self.lo = self.hi = 0
+        if self.hi + n > self.t.size:
+            k = self.hi - self.lo
+            if self.lo:  # move the pending tags to the front
+                self.t[:k], self.c[:k], self.d[:k] = (a[self.lo:self.hi] for a in (self.t, self.c, self.d))
+                self.lo, self.hi = 0, k
+            if k + n > self.t.size:
+                size = max(2 * self.t.size, k + n)
+                self.t, self.c, self.d = (np.concatenate([a[:k], np.empty(size - k, a.dtype)])
+                                          for a in (self.t, self.c, self.d))
+        return self.t, self.c, self.d
 
-    def _join(self):
-        if self.parts:
-            ts, cs, ds = zip(*self.parts)
-            self.parts = []
-            if self.t.size:
-                ts, cs, ds = (self.t,) + ts, (self.c,) + cs, (self.d,) + ds
-            if len(ts) == 1:
-                self.t, self.c, self.d = ts[0], cs[0], ds[0]
-            else:
-                self.t, self.c = np.concatenate(ts), np.concatenate(cs)
-                self.d = np.concatenate(ds) if self.with_delay else None
+    def add(self, t, c, d):
+        """Append time-sorted tags (``d`` None for T2 output)."""
+        n = t.size
+        if n:
+            self.room(n)
+            self.t[self.hi:self.hi + n] = t
+            self.c[self.hi:self.hi + n] = c
+            if self.with_delay:
+                self.d[self.hi:self.hi + n] = d
+            self.hi += n
 
     def _make(self, j, end):
-        if j == self.t.size:  # all of it: the arrays are ours, no copy
-            t, c, d = self.t, self.c, self.d
-        else:
-            t, c = self.t[:j].copy(), self.c[:j].copy()
-            d = self.d[:j].copy() if self.with_delay else None
-        b = TagBatch(t, c, t_begin_ps=self.begin, t_end_ps=end, seq=self.seq, delay_ps=d)
-        self.t = self.t[j:]
-        self.c = self.c[j:]
-        if self.with_delay:
-            self.d = self.d[j:]
+        lo = self.lo
+        b = TagBatch(self.t[lo:lo + j].copy(), self.c[lo:lo + j].copy(), t_begin_ps=self.begin, t_end_ps=end,
+                     seq=self.seq, delay_ps=self.d[lo:lo + j].copy() if self.with_delay else None)
+        self.lo += j
         self.begin = end
         self.seq += 1
         self.sim.counters["batches"] += 1
@@ -1096,14 +1102,14 @@ class _Batcher:
             end = min((self.begin // self.D + 1) * self.D, self.t_end)
             if end > horizon and not final:
                 return
-            self._join()
-            j = int(np.searchsorted(self.t, end, "left"))
+            t = self.t[self.lo:self.hi]
+            j = int(np.searchsorted(t, end, "left"))
             if self.max_tags is not None and j > self.max_tags:
-                cut_t = self.t[self.max_tags]
-                j2 = int(np.searchsorted(self.t, cut_t, "left"))
+                cut_t = t[self.max_tags]
+                j2 = int(np.searchsorted(t, cut_t, "left"))
                 if j2 == 0:
-                    j2 = int(np.searchsorted(self.t, cut_t, "right"))
-                    cut_t = self.t[j2] if j2 < self.t.size else end
+                    j2 = int(np.searchsorted(t, cut_t, "right"))
+                    cut_t = t[j2] if j2 < t.size else end
                 j, end = j2, int(cut_t)
             self._pace(end)
             if self.sim.stop_requested:

@@ -191,16 +191,12 @@ def test_markers_exactly_as_fifo_image_mode():
     # markers precede photons at equal times: inject a photon at a marker time
     sim2 = _small_scan(output="both")
     sim2.reset()
-    got = []
-
-    class B:
-        def add(self, t, c, d):
-            got.append((t, c, d))
-
+    batcher = S._Batcher(sim2, sim2.t_end_ps)
     t0 = sim2.pixel_start_ps(0, 1, 0)
-    sim2._emit(B(), np.array([t0, t0 + 1], np.int64), np.array([1, 0], np.int16),
+    sim2._emit(batcher, np.array([t0, t0 + 1], np.int64), np.array([1, 0], np.int16),
                np.array([NO_DELAY, 5], np.int64), t0, t0 + 2)
-    tt, cc, dd = got[0]
+    assert sim2.counters["detections"] == [1, 1] and sim2.counters["markers"] == 2
+    tt, cc, dd = (a[batcher.lo:batcher.hi] for a in (batcher.t, batcher.c, batcher.d))
     np.testing.assert_array_equal(cc, [LINE, PIXEL, 1, 0])
     np.testing.assert_array_equal(tt, [t0, t0, t0, t0 + 1])
     np.testing.assert_array_equal(dd, [NO_DELAY, NO_DELAY, NO_DELAY, 5])
