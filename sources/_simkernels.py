@@ -578,64 +578,67 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     # each registered avalanche afterpulses independently with probability ap_prob:
     # draw the number of avalanches to skip (geometric, memoryless, so redrawn per block)
     skip = _geom_skip(s, ap_prob)
-    for i in range(n_in + nd):
-        if i < n_in:
-            best = -1
-            t = np.inf
-            if ne == 1:  # the common case, without the loop
-                if pos[0] < em_off[1]:
-                    t = em_t[pos[0]]
-                    best = 0
-            else:
-                for e in range(ne):
-                    if pos[e] < em_off[e + 1] and em_t[pos[e]] < t:
-                        t = em_t[pos[e]]
-                        best = e
-            if ip < n_po and (best < 0 or po_t[ip] < t):
-                t = po_t[ip]
-                d = po_d[ip]
-                ip += 1
-            else:
-                d = em_d[pos[best]]
-                pos[best] += 1
-        elif use_ap:  # end of block: fire what is pending before its end, per detector
-            t = length
-            d = i - n_in
-        else:
-            break
-        # the pending afterpulses of this detector that come first, then the photon itself
-        # (one code path for both kinds of avalanche: helper functions taking the arrays
-        # would cost reference counting per call)
-        while True:
-            photon = True
-            if npend > 0:
-                x = _ap_pop(ap, d, t)
-                if x != np.inf:
-                    photon = False
-                    npend -= 1
-            if photon:
-                if i >= n_in:
-                    break
-                x = t
-            if x - last[d] >= dead[d]:
-                last[d] = x
-                if k >= bt.shape[0]:
-                    return 0, False
-                xj = x
-                if jitter[d] > 0.0:
-                    xj += jitter[d] * _normal(s, clip)
-                bt[k] = t0 + np.int64(math.floor(xj))
-                bc[k] = d
-                bd[k] = NO_DELAY
-                k += 1
-                if skip == 0:
-                    dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
-                    npend += _ap_push(ap, d, x + dl)
-                    skip = _geom_skip(s, ap_prob)
+    # one loop over all avalanches: the next pending afterpulse of the current photon's detector
+    # if it comes first, else the photon itself (one code path registers both kinds)
+    i = 0  # next input photon; i >= n_in: end-of-block pass for detector i - n_in
+    have = False  # photon i fetched into (t, d)
+    t = 0.0
+    d = 0
+    while True:
+        if not have:
+            if i < n_in:
+                best = -1
+                t = np.inf
+                if ne == 1:  # the common case, without the loop
+                    if pos[0] < em_off[1]:
+                        t = em_t[pos[0]]
+                        best = 0
                 else:
-                    skip -= 1
-            if photon:
+                    for e in range(ne):
+                        if pos[e] < em_off[e + 1] and em_t[pos[e]] < t:
+                            t = em_t[pos[e]]
+                            best = e
+                if ip < n_po and (best < 0 or po_t[ip] < t):
+                    t = po_t[ip]
+                    d = po_d[ip]
+                    ip += 1
+                else:
+                    d = em_d[pos[best]]
+                    pos[best] += 1
+            elif use_ap and i < n_in + nd:  # end of block: fire what is pending before its end
+                t = length
+                d = i - n_in
+            else:
                 break
+            have = True
+        x = t
+        if npend > 0:
+            x = _ap_pop(ap, d, t)
+        if x == np.inf or npend == 0:  # no afterpulse first: the photon (or the end of the pass)
+            have = False
+            i += 1
+            if i > n_in:
+                continue
+            x = t
+        else:
+            npend -= 1
+        if x - last[d] >= dead[d]:
+            last[d] = x
+            if k >= bt.shape[0]:
+                return 0, False
+            xj = x
+            if jitter[d] > 0.0:
+                xj += jitter[d] * _normal(s, clip)
+            bt[k] = t0 + np.int64(math.floor(xj))
+            bc[k] = d
+            bd[k] = NO_DELAY
+            k += 1
+            if skip == 0:
+                dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
+                npend += _ap_push(ap, d, x + dl)
+                skip = _geom_skip(s, ap_prob)
+            else:
+                skip -= 1
     for j in range(nd):
         last[j] -= length
         for q in range(ap.shape[1]):
@@ -774,6 +777,7 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
     i = i_from
     n_starts = 0
     n_valid = 0
+    inv_r = 1.0 / tac_range_ps
     while i < n:
         ts = times[i]
         if ts >= t_limit:
@@ -796,7 +800,13 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
             if p < n:
                 dt = times[p] + zero_delay_ps - ts
                 if dt < tac_range_ps:
-                    b_ = (dt * 4096) // tac_range_ps
+                    # floor(dt * 4096 / R) without an integer division: float estimate, corrected exactly
+                    num = dt * 4096
+                    b_ = np.int64(float(num) * inv_r)
+                    if b_ * tac_range_ps > num:
+                        b_ -= 1
+                    elif (b_ + 1) * tac_range_ps <= num:
+                        b_ += 1
                     delays[i] = tac_delay(b_, tac_range_ps, zero_delay_ps)
                     busy_until = times[p] + zero_delay_ps + dead_ps
                     n_valid += 1
