@@ -206,6 +206,27 @@ def _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters):
 
 
 @njit(cache=True, nogil=True)
+def _backwards(t, last, gp, ov, shift, strict, i, state, counters):
+    """Tick ``t`` of record ``i`` is before the previous tag at ``last`` (rare; shared by the decoders).
+
+    After a GAP (``gp == 1``) overflows may have been lost: ``t`` is moved forward by whole
+    overflow periods (``1 << shift`` ticks) to the first consistent time
+    (``counters[C_GAP_REPAIRS]``). Returns ``(t, ov, action)``: 0 = emit, ``ST_BACKWARDS`` (3) =
+    stop (``strict``), -1 = skip the record (``counters[C_BACKWARDS]``, first index in ``state[2]``).
+    """
+    if gp == 1:
+        k = (last - t + (np.int64(1) << shift) - 1) >> shift
+        counters[15] += 1
+        return t + (k << shift), ov + k, 0
+    if strict:
+        return t, ov, 3
+    counters[8] += 1
+    if state[2] < 0:
+        state[2] = i
+    return t, ov, -1
+
+
+@njit(cache=True, nogil=True)
 def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
     """Decode 32-bit records ``words[start:]`` (layout 0 = SPC-1xx, 1 = SPC-600/630 256 ch).
 
@@ -278,20 +299,14 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                     counters[10] += 1
                     i += 1
                     continue
-                if t < last and gp == 1:
-                    k = (last - t + (np.int64(1) << 12) - 1) >> 12
-                    ov += k
-                    t += k << 12
-                    counters[15] += 1
                 if t < last:
-                    if strict:
+                    t, ov, act = _backwards(t, last, gp, ov, 12, strict, i, state, counters)
+                    if act == 3:
                         status = 3
                         break
-                    counters[8] += 1
-                    if state[2] < 0:
-                        state[2] = i
-                    i += 1
-                    continue
+                    if act:
+                        i += 1
+                        continue
                 last = t
                 gp = 0
                 n = _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters)
@@ -315,20 +330,14 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
         if t > max_ticks:
             status = 4
             break
-        if t < last and gp == 1:
-            k = (last - t + (np.int64(1) << period_shift) - 1) >> period_shift
-            ov += k
-            t += k << period_shift
-            counters[15] += 1
         if t < last:
-            if strict:
+            t, ov, act = _backwards(t, last, gp, ov, period_shift, strict, i, state, counters)
+            if act == 3:
                 status = 3
                 break
-            counters[8] += 1
-            if state[2] < 0:
-                state[2] = i
-            i += 1
-            continue
+            if act:
+                i += 1
+                continue
         last = t
         gp = 0
         out_ticks[n] = t
@@ -386,20 +395,14 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
         if t > max_ticks:
             status = 4
             break
-        if t < last and gp == 1:
-            k = (last - t + (np.int64(1) << 24) - 1) >> 24
-            ov += k
-            t += k << 24
-            counters[15] += 1
         if t < last:
-            if strict:
+            t, ov, act = _backwards(t, last, gp, ov, 24, strict, i, state, counters)
+            if act == 3:
                 status = 3
                 break
-            counters[8] += 1
-            if state[2] < 0:
-                state[2] = i
-            i += 1
-            continue
+            if act:
+                i += 1
+                continue
         last = t
         gp = 0
         out_ticks[n] = t
