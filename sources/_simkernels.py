@@ -675,30 +675,34 @@ def emit_tags(t, c, d, mt, mc, only_valid, counts, ot, oc, od, k):
     """
     n = t.shape[0]
     m = mt.shape[0]
+    nd = counts.shape[0]
+    c4 = np.zeros((4, nd), np.int64)  # 4 interleaved counters: no store-to-load chain
     j = 0
     for i in range(n):
         ci = c[i]
-        counts[ci] += 1
-        di = d[i]
-        if only_valid and di == NO_DELAY:
-            continue
+        c4[i & 3, ci] += 1
         ti = t[i]
+        di = d[i]
+        # markers before a dropped tag land before the next kept one: the same place
         while j < m and mt[j] <= ti:
             ot[k] = mt[j]
             oc[k] = mc[j]
             od[k] = NO_DELAY
             j += 1
             k += 1
-        ot[k] = ti
+        ot[k] = ti  # written always, kept (k advanced) unless filtered out: no branch
         oc[k] = ci
         od[k] = di
-        k += 1
+        k += (not only_valid) or di != NO_DELAY
     while j < m:
         ot[k] = mt[j]
         oc[k] = mc[j]
         od[k] = NO_DELAY
         j += 1
         k += 1
+    for q in range(4):
+        for ch in range(nd):
+            counts[ch] += c4[q, ch]
     return k
 
 
