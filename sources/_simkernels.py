@@ -663,50 +663,6 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
 
 
 @njit(cache=True, nogil=True)
-def emit_tags(t, c, d, mt, mc, only_valid, counts, ot, oc, od, k):
-    """Output tags of one finalised stretch: count, filter, add markers (one pass).
-
-    ``t/c/d``: time-sorted photon tags (channels >= 0); ``counts[c]`` is
-    incremented for every photon. ``only_valid`` keeps only the tags with
-    ``d != NO_DELAY`` (start-stop output). The sorted markers ``mt/mc`` are
-    merged in before the photons at equal times (delay ``NO_DELAY``). The
-    result is written to ``ot/oc/od`` from index ``k`` on (the caller makes
-    room for ``len(t) + len(mt)`` tags); returns the index after the last.
-    """
-    n = t.shape[0]
-    m = mt.shape[0]
-    nd = counts.shape[0]
-    c4 = np.zeros((4, nd), np.int64)  # 4 interleaved counters: no store-to-load chain
-    j = 0
-    for i in range(n):
-        ci = c[i]
-        c4[i & 3, ci] += 1
-        ti = t[i]
-        di = d[i]
-        # markers before a dropped tag land before the next kept one: the same place
-        while j < m and mt[j] <= ti:
-            ot[k] = mt[j]
-            oc[k] = mc[j]
-            od[k] = NO_DELAY
-            j += 1
-            k += 1
-        ot[k] = ti  # written always, kept (k advanced) unless filtered out: no branch
-        oc[k] = ci
-        od[k] = di
-        k += (not only_valid) or di != NO_DELAY
-    while j < m:
-        ot[k] = mt[j]
-        oc[k] = mc[j]
-        od[k] = NO_DELAY
-        j += 1
-        k += 1
-    for q in range(4):
-        for ch in range(nd):
-            counts[ch] += c4[q, ch]
-    return k
-
-
-@njit(cache=True, nogil=True)
 def merge_sorted(at, ac, ad, bt, bc, bd):
     """Stable merge of two time-sorted tag arrays (``a`` first at equal times)."""
     na = at.shape[0]
@@ -761,22 +717,36 @@ def tac_delay(bin_, tac_range_ps, zero_delay_ps):
 
 
 @njit(cache=True, nogil=True)
-def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps,
-                tac_range_ps, dead_ps, busy_until):
-    """SPC-150 start-stop conversions for start tags ``i >= i_from`` with time < ``t_limit``.
+def tac_emit(times, chans, delays, i_from, t_limit, tac, start_ch, stop_ch, zero_delay_ps, tac_range_ps, dead_ps,
+             busy_until, e0, e1, mt, mc, only_valid, counts, ot, oc, od, k):
+    """One pass over the tags ``i >= i_from`` with time < ``t_limit``: TAC conversions, then output.
 
-    A start-channel photon at ``ts`` starts the TAC if it is free
-    (``ts >= busy_until``); the stop is the first stop-channel photon whose
-    delayed arrival ``t_stop + zero_delay_ps`` is ``>= ts``. The conversion
-    is valid if ``dt = t_stop + zero_delay_ps - ts < tac_range_ps``:
-    ``bin = floor(dt * 4096 / tac_range_ps)``, ``delays[i] = tac_delay(bin)``
-    and the TAC is busy until the stop arrival plus ``dead_ps``; otherwise the
-    ramp runs out and the TAC is busy until ``ts + tac_range_ps + dead_ps``.
-    The caller guarantees that all photons before ``t_limit - zero_delay_ps +
-    tac_range_ps`` are present. Returns (index of first unprocessed tag,
-    busy_until, number of starts, number of valid conversions).
+    **TAC** (if ``tac``), SPC-150 start-stop: a start-channel photon at
+    ``ts`` starts the TAC if it is free (``ts >= busy_until``); the stop is
+    the first stop-channel photon whose delayed arrival ``t_stop +
+    zero_delay_ps`` is ``>= ts``. The conversion is valid if ``dt = t_stop +
+    zero_delay_ps - ts < tac_range_ps``: ``bin = floor(dt * 4096 /
+    tac_range_ps)``, ``delays[i] = tac_delay(bin)`` and the TAC is busy until
+    the stop arrival plus ``dead_ps``; otherwise the ramp runs out and the TAC
+    is busy until ``ts + tac_range_ps + dead_ps``. The caller guarantees that
+    all photons before ``t_limit - zero_delay_ps + tac_range_ps`` are present.
+
+    **Output** of the tags ``e0 <= i < e1`` (inside the pass; their delays are
+    final when they are reached): ``counts[channel]`` is incremented for each
+    photon; ``only_valid`` keeps only the tags with ``delay != NO_DELAY``
+    (start-stop output); the sorted markers ``mt/mc`` (all of them, delay
+    ``NO_DELAY``) are merged in before photons at equal times. Written to
+    ``ot/oc/od`` from index ``k`` on (the caller makes room for ``e1 - e0 +
+    len(mt)`` tags).
+
+    Returns (index of the first unprocessed tag, busy_until, number of starts,
+    number of valid conversions, index after the last tag written).
     """
     n = times.shape[0]
+    m = mt.shape[0]
+    nd = counts.shape[0]
+    c4 = np.zeros((4, nd), np.int64)  # 4 interleaved counters: no store-to-load chain
+    j = 0
     p = -1  # candidate stop index: binary search once, then advance linearly (lo never decreases)
     i = i_from
     n_starts = 0
@@ -786,7 +756,8 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
         ts = times[i]
         if ts >= t_limit:
             break
-        if chans[i] == start_ch and ts >= busy_until:
+        ci = chans[i]
+        if tac and ci == start_ch and ts >= busy_until:
             n_starts += 1
             lo = ts - zero_delay_ps
             if p < 0:
@@ -818,8 +789,44 @@ def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_d
                     busy_until = ts + tac_range_ps + dead_ps
             else:
                 busy_until = ts + tac_range_ps + dead_ps
+        if i >= e0 and i < e1:
+            c4[i & 3, ci] += 1
+            di = delays[i]
+            # markers before a dropped tag land before the next kept one: the same place
+            while j < m and mt[j] <= ts:
+                ot[k] = mt[j]
+                oc[k] = mc[j]
+                od[k] = NO_DELAY
+                j += 1
+                k += 1
+            ot[k] = ts  # written always, kept (k advanced) unless filtered out: no branch
+            oc[k] = ci
+            od[k] = di
+            k += (not only_valid) or di != NO_DELAY
         i += 1
-    return i, busy_until, n_starts, n_valid
+    while j < m:
+        ot[k] = mt[j]
+        oc[k] = mc[j]
+        od[k] = NO_DELAY
+        j += 1
+        k += 1
+    for q in range(4):
+        for ch in range(nd):
+            counts[ch] += c4[q, ch]
+    return i, busy_until, n_starts, n_valid, k
+
+
+@njit(cache=True, nogil=True)
+def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps,
+                tac_range_ps, dead_ps, busy_until):
+    """The TAC part of :func:`tac_emit` alone: returns (index of the first unprocessed tag,
+    busy_until, number of starts, number of valid conversions)."""
+    e_t = np.zeros(0, np.int64)
+    e_c = np.zeros(0, np.int16)
+    i, busy, ns, nv, _ = tac_emit(times, chans, delays, i_from, t_limit, True, start_ch, stop_ch, zero_delay_ps,
+                                  tac_range_ps, dead_ps, busy_until, 0, 0, e_t, e_c, False,
+                                  np.zeros(0, np.int64), e_t, e_c, e_t, 0)
+    return i, busy, ns, nv
 
 
 # ------------------------------------------------------------------- warm-up
@@ -845,8 +852,8 @@ def warmup() -> None:
                             last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, bt, bc, bd, 0)
     ot, oc, od = bt[:k], bc[:k], bd[:k]
     st, sc, sd = np.empty(80, np.int64), np.empty(80, np.int16), np.empty(80, np.int64)
-    emit_tags(ot, oc, od, np.zeros(1, np.int64), np.full(1, -1, np.int16), True, np.zeros(2, np.int64), st, sc, sd, 0)
-    emit_tags(ot, oc, od, np.zeros(0, np.int64), np.zeros(0, np.int16), False, np.zeros(2, np.int64), st, sc, sd, 0)
+    tac_emit(ot, oc, od, 0, 2**62, True, 0, 1, 1, 4, 1, -1, 0, k, np.zeros(1, np.int64), np.full(1, -1, np.int16),
+             True, np.zeros(2, np.int64), st, sc, sd, 0)
     mt, mc, md = merge_sorted(ot, oc, od, ot, oc, od)
     tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

@@ -969,21 +969,17 @@ class Simulator(Source):
             nb += n
             buf_t, buf_c, buf_d = bt[:nb], bc[:nb], bd[:nb]
             final = int(B1 - J) if nxt is not None else int(_INF_T)
-            if use_tac:
+            i_from = 0
+            if use_tac:  # TAC conversions up to lim; output (below) up to lim as well, in the same pass
                 lim = final - R + Z if nxt is not None else int(_INF_T)
                 i_from = int(np.searchsorted(buf_t, tac_done, "left"))
-                _, busy, ns, nv = K.tac_process(buf_t, buf_c, buf_d, i_from, lim, self.start_channel,
-                                                self.stop_channel, Z, R, self.tac_dead_time_ps, busy)
-                self.counters["tac_starts"] += int(ns)
-                self.counters["tac_conversions"] += int(nv)
-                tac_done = lim
                 final = lim
             out_hi = min(final, t_end)
-            if out_hi > out_lo:
-                i0 = int(np.searchsorted(buf_t, out_lo, "left"))
-                i1 = int(np.searchsorted(buf_t, out_hi, "left"))
-                self._emit(batcher, buf_t[i0:i1], buf_c[i0:i1], buf_d[i0:i1], out_lo, out_hi)
-                out_lo = out_hi
+            hi = out_hi if out_hi > out_lo else out_lo
+            busy = self._out(batcher, buf_t, buf_c, buf_d, out_lo, hi, i_from, final if use_tac else hi, busy)
+            out_lo = hi
+            if use_tac:
+                tac_done = lim
             keep = min(out_lo, tac_done - Z) if use_tac else out_lo
             k0 = int(np.searchsorted(buf_t, keep, "left"))
             if k0:  # drop what is done: move the rest to the front
@@ -1000,19 +996,37 @@ class Simulator(Source):
             yield b
 
     def _emit(self, batcher, t, c, d, lo, hi):
-        """Apply the output representation, add markers, hand fresh arrays to the batcher."""
-        if self.shape is not None:
-            mt, mc = self.markers_between(lo, hi)
-            self.counters["markers"] += int(mt.size)
-        else:
-            mt, mc = _NO_MT, _NO_MC
+        """Output (representation, markers, counters) of the finalised tags ``t, c, d`` covering ``[lo, hi)``."""
+        self._out(batcher, t, c, d, lo, hi, 0, _INF_T, 0, tac=False)
+
+    def _out(self, batcher, t, c, d, lo, hi, i_from, t_limit, busy, tac=None):
+        """TAC pass over the tags ``i >= i_from`` before ``t_limit`` (if the output needs it) fused with the
+        output of the tags in ``[lo, hi)`` to the batcher. Returns the TAC's busy_until."""
+        if tac is None:
+            tac = self.output != "t2"
+        mt, mc = _NO_MT, _NO_MC
+        e0 = e1 = 0
+        if hi > lo:
+            if self.shape is not None:
+                mt, mc = self.markers_between(lo, hi)
+                self.counters["markers"] += int(mt.size)
+            e0 = int(np.searchsorted(t, lo, "left"))
+            e1 = int(np.searchsorted(t, hi, "left"))
+        elif not tac:
+            return busy
         counts = np.zeros(self.n_detectors, np.int64)  # photons only: markers are added by the kernel
-        ot, oc, od = batcher.room(t.size + mt.size)
-        k = K.emit_tags(t, c, d, mt, mc, self.output == "start_stop", counts, ot, oc, od, batcher.hi)
+        ot, oc, od = batcher.room(e1 - e0 + mt.size)
+        _, busy, ns, nv, k = K.tac_emit(t, c, d, max(i_from, 0 if tac else e0), t_limit, tac, self.start_channel,
+                                        self.stop_channel, self.zero_delay_ps, self.tac_range_ps,
+                                        self.tac_dead_time_ps, busy, e0, e1, mt, mc, self.output == "start_stop",
+                                        counts, ot, oc, od, batcher.hi)
+        self.counters["tac_starts"] += int(ns)
+        self.counters["tac_conversions"] += int(nv)
         for ch in range(self.n_detectors):
             self.counters["detections"][ch] += int(counts[ch])
         self.counters["tags"] += k - batcher.hi
         batcher.hi = k
+        return busy
 
 
 _NO_MT = np.zeros(0, np.int64)
