@@ -662,44 +662,6 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     return k - nb, True
 
 
-@njit(cache=True, nogil=True)
-def merge_sorted(at, ac, ad, bt, bc, bd):
-    """Stable merge of two time-sorted tag arrays (``a`` first at equal times)."""
-    na = at.shape[0]
-    nb = bt.shape[0]
-    ot = np.empty(na + nb, np.int64)
-    oc = np.empty(na + nb, np.int16)
-    od = np.empty(na + nb, np.int64)
-    i = 0
-    j = 0
-    k = 0
-    while i < na and j < nb:
-        if bt[j] < at[i]:
-            ot[k] = bt[j]
-            oc[k] = bc[j]
-            od[k] = bd[j]
-            j += 1
-        else:
-            ot[k] = at[i]
-            oc[k] = ac[i]
-            od[k] = ad[i]
-            i += 1
-        k += 1
-    while i < na:
-        ot[k] = at[i]
-        oc[k] = ac[i]
-        od[k] = ad[i]
-        i += 1
-        k += 1
-    while j < nb:
-        ot[k] = bt[j]
-        oc[k] = bc[j]
-        od[k] = bd[j]
-        j += 1
-        k += 1
-    return ot, oc, od
-
-
 # ------------------------------------------------------------------- TAC path
 @njit(cache=True, nogil=True, inline="always")
 def tac_delay(bin_, tac_range_ps, zero_delay_ps):
@@ -854,6 +816,5 @@ def warmup() -> None:
     st, sc, sd = np.empty(80, np.int64), np.empty(80, np.int16), np.empty(80, np.int64)
     tac_emit(ot, oc, od, 0, 2**62, True, 0, 1, 1, 4, 1, -1, 0, k, np.zeros(1, np.int64), np.full(1, -1, np.int16),
              True, np.zeros(2, np.int64), st, sc, sd, 0)
-    mt, mc, md = merge_sorted(ot, oc, od, ot, oc, od)
-    tac_process(mt, mc, md, 0, 10, 0, 1, 1, 4, 1, -1)
+    tac_process(ot, oc, od, 0, 10, 0, 1, 1, 4, 1, -1)
     tac_delay(3, 550_000, 250_000)

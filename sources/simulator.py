@@ -123,6 +123,9 @@ from . import _simkernels as K
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _INF_T = np.int64(2**62)
+#: initial work-buffer sizes relative to the expected counts per block (tests shrink it: a buffer that turns
+#: out too small is grown and the kernel rerun from the saved RNG state, so the tags do not depend on it)
+_BUF_FACTOR = 1.3
 
 # sleep/clock hooks (tests replace them to check pacing without timing)
 _clock = _time.monotonic
@@ -906,13 +909,14 @@ class Simulator(Source):
         busy = -_INF_T
         blk_s = self._block_target_ps() * 1e-12
         # preallocated work buffers (grown, bit-identically, when a kernel reports it ran out of room)
-        n_em = int(1.3 * sum(em.brightness_cps for em in self._scene.emitters) * blk_s) + 1024 * max(E, 1)
+        f = _BUF_FACTOR
+        n_em = int(f * sum(em.brightness_cps for em in self._scene.emitters) * blk_s) + int(f * 800) * max(E, 1)
         em_t, em_d = np.empty(n_em), np.empty(n_em, np.int16)
-        n_po = int(1.3 * (self.background_cps + float(self._per_det("dark_cps").sum())
+        n_po = int(f * (self.background_cps + float(self._per_det("dark_cps").sum())
                           + sum(em.brightness_cps * (1.0 / em.rho - 1.0) for em in self._scene.emitters)) * blk_s)
-        po_t, po_d = np.empty(n_po + 1024), np.empty(n_po + 1024, np.int16)
+        po_t, po_d = np.empty(n_po + int(f * 800)), np.empty(n_po + int(f * 800), np.int16)
         # the time-sorted tag buffer: tags not yet emitted (or still needed by the TAC) are bt/bc/bd[:nb]
-        n_buf = 2 * (n_em + n_po + 1024)
+        n_buf = int(f * 1.5 * (n_em + n_po + 1024))
         bt, bc, bd = np.empty(n_buf, np.int64), np.empty(n_buf, np.int16), np.empty(n_buf, np.int64)
         nb = 0
         em_off = np.zeros(E + 1, np.int64)
@@ -957,7 +961,7 @@ class Simulator(Source):
                 if ok:
                     break
                 s[:] = s0
-                po_t, po_d = np.empty(2 * po_t.size), np.empty(2 * po_t.size, np.int16)
+                po_t, po_d = _grown(0, po_t, po_d)
             while True:  # merge, dead time, afterpulses, jitter: appended to the sorted buffer
                 s0, last0, ap0 = s.copy(), last.copy(), ap.copy()
                 n, ok = K.detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, L, last, ap, dead, ap_prob, ap_tau,
@@ -1053,9 +1057,10 @@ class _Batcher:
         self.max_tags = sim.batch_max_tags
         self.with_delay = sim.output != "t2"
         # staging buffer, reused (fresh memory costs page faults): pending tags are [lo:hi]
-        self.t = np.empty(1 << 16, np.int64)
-        self.c = np.empty(1 << 16, np.int16)
-        self.d = np.empty(1 << 16, np.int64)
+        size = int(_BUF_FACTOR * 50_000)
+        self.t = np.empty(size, np.int64)
+        self.c = np.empty(size, np.int16)
+        self.d = np.empty(size, np.int64)
         self.lo = 0
         self.hi = 0
         self.begin = 0
