@@ -167,6 +167,46 @@ def exp_zig(s):
             return x
 
 
+# Local-state variants: the xoshiro256** state in four scalars (registers) instead of the array, which
+# would be stored and reloaded around every draw (~1.6 ns a draw). Same stream, draw for draw.
+@njit(cache=True, nogil=True, inline="always")
+def rng_l(s0, s1, s2, s3):
+    """:func:`rng_next` on the state ``(s0, s1, s2, s3)``: returns (output, new state...)."""
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return result, s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def uniform_l(s0, s1, s2, s3):
+    """:func:`uniform` on a local state."""
+    w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
+    return (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53, s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def exp_zig_l(s0, s1, s2, s3):
+    """:func:`exp_zig` on a local state."""
+    while True:
+        w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
+        i = np.int64(w & np.uint64(255))
+        x = float(np.int64(w >> np.uint64(11))) * _ZW[i]
+        if x < _ZX[i + 1]:
+            return x, s0, s1, s2, s3
+        if i == 0:
+            u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+            return _ZR - math.log(u), s0, s1, s2, s3
+        u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+        if _ZF[i] + u * (_ZF[i + 1] - _ZF[i]) < math.exp(-x):
+            return x, s0, s1, s2, s3
+
+
 @njit(cache=True, nogil=True)
 def exponentials(s, n):
     """``n`` standard exponentials from :func:`exp_zig` (test helper)."""
@@ -240,6 +280,31 @@ def normal_zig(s):
             return -x if neg else x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def normal_zig_l(s0, s1, s2, s3):
+    """:func:`normal_zig` on a local state (see :func:`rng_l`)."""
+    while True:
+        w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
+        i = np.int64(w & np.uint64(127))
+        neg = (w & np.uint64(128)) != np.uint64(0)
+        x = float(np.int64(w >> np.uint64(11))) * _NW[i]
+        if x < _NX[i + 1]:
+            return (-x if neg else x), s0, s1, s2, s3
+        if i == 0:
+            while True:
+                ua, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+                ub, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+                xt = -math.log(ua) / _NR
+                yt = -math.log(ub)
+                if 2.0 * yt > xt * xt:
+                    break
+            x = _NR + xt
+            return (-x if neg else x), s0, s1, s2, s3
+        u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+        if _NF[i] + u * (_NF[i + 1] - _NF[i]) < math.exp(-0.5 * x * x):
+            return (-x if neg else x), s0, s1, s2, s3
+
+
 @njit(cache=True, nogil=True)
 def normals(s, n):
     """``n`` standard normals from :func:`normal_zig` (test helper)."""
@@ -302,6 +367,32 @@ def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, s
             return x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, sqdel):
+    """:func:`_sample_ph_real` on a local RNG state: returns (x, new state...)."""
+    while True:
+        w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
+        u = (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53
+        b = np.int64(w & np.uint64(255))
+        m = mu1 if u <= cum1 else mu2  # selects, not branches (the component is random)
+        m = mu0 if u <= cum0 else m
+        e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
+        x = e / m
+        if x >= x0 and b <= 254:
+            return x, s0, s1, s2, s3
+        uu, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+        v = (float(b) + uu) * (1.0 / 256.0)
+        if v <= 1.0 - sqd * math.exp(-sqdel * x):
+            return x, s0, s1, s2, s3
+        e0 = math.exp(-(mu0 - mus) * x)
+        e1 = math.exp(-(mu1 - mus) * x)
+        e2 = math.exp(-(mu2 - mus) * x)
+        f = cr0 * e0 + cr1 * e1 + cr2 * e2
+        g = max(cr0, 0.0) * e0 + max(cr1, 0.0) * e1 + max(cr2, 0.0) * e2
+        if v * g <= f:
+            return x, s0, s1, s2, s3
+
+
 @njit(cache=True, nogil=True)
 def _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r):
     """As :func:`_sample_ph_real` for a decomposition with complex terms (row ``r``)."""
@@ -362,6 +453,8 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
     cap = out.shape[0]
     nd1 = split_cum.shape[0] - 1
     st = state
+    # the RNG state lives in s0..s3 (registers); stored to s around calls that take the array, and on return
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
     for k in range(seg_t0.shape[0]):
         r = row[k]
         t = seg_t0[k]
@@ -386,16 +479,18 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
         prr = prad[r]
         while True:
             if st == 1:
-                d = exp_zig(s) / k2r
+                e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
+                d = e / k2r
                 if t + d >= end:
                     break
                 t += d
-                u = uniform(s)
+                u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
                 if u < pdr:
                     if n >= cap:
+                        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                         return n, st, False
                     out[n] = t
-                    v = uniform(s)
+                    v, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
                     dd = 0
                     for q in range(nd1):  # split_cum ascending: = first q with v < split_cum[q]; no branch
                         dd += v >= split_cum[q]
@@ -407,40 +502,51 @@ def emitter_block(s, state, seg_t0, seg_t1, row, mode, k12, k2, pdet, prad, k31,
                 else:
                     st = 2
             elif st == 2:
-                d = exp_zig(s) / k31r
+                e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
+                d = e / k31r
                 if t + d >= end:
                     break
                 t += d
                 st = 0
             elif m == MODE_PH:
                 if isreal:
-                    x = _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, xr, mus, sqd, sqdel)
+                    x, s0, s1, s2, s3 = _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1,
+                                                          xr, mus, sqd, sqdel)
                 else:
+                    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                     x = _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r)
+                    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
                 if t + x >= end:
+                    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                     st = _sample_state(s, end - t, lam, v0, vinv, mu, slow, r)
+                    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
                     break
                 t += x
                 if n >= cap:
+                    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                     return n, st, False
                 out[n] = t
-                v = uniform(s)
+                v, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
                 dd = 0
                 for q in range(nd1):  # split_cum ascending: = first q with v < split_cum[q]; no branch
                     dd += v >= split_cum[q]
                 out_d[n] = dd
                 n += 1
             elif m == MODE_DARK:
+                s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                 st = _sample_state(s, end - t, lam, v0, vinv, mu, slow, r)
+                s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
                 break
             else:  # explicit jump chain from the ground state
                 if k12[r] <= 0.0:
                     break
-                d = exp_zig(s) / k12[r]
+                e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
+                d = e / k12[r]
                 if t + d >= end:
                     break
                 t += d
                 st = 1
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
     return n, st, True
 
 
@@ -535,6 +641,26 @@ def _geom_skip(s, p):
     return np.int64(math.floor(math.log(uniform(s)) / math.log1p(-p)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _normal_l(s0, s1, s2, s3, clip):
+    """:func:`_normal` on a local state."""
+    while True:
+        z, s0, s1, s2, s3 = normal_zig_l(s0, s1, s2, s3)
+        if abs(z) <= clip:
+            return z, s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _geom_skip_l(s0, s1, s2, s3, p):
+    """:func:`_geom_skip` on a local state."""
+    if p <= 0.0:
+        return np.int64(2**62), s0, s1, s2, s3
+    if p >= 1.0:
+        return np.int64(0), s0, s1, s2, s3
+    u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
+    return np.int64(math.floor(math.log(u) / math.log1p(-p))), s0, s1, s2, s3
+
+
 @njit(cache=True, nogil=True)
 def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, dead, ap_prob, ap_tau, t0,
                     jitter, clip, bt, bc, bd, nb):
@@ -577,7 +703,8 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
     use_ap = ap_prob > 0.0 or npend > 0
     # each registered avalanche afterpulses independently with probability ap_prob:
     # draw the number of avalanches to skip (geometric, memoryless, so redrawn per block)
-    skip = _geom_skip(s, ap_prob)
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]  # RNG state in registers (see rng_l), stored back on return
+    skip, s0, s1, s2, s3 = _geom_skip_l(s0, s1, s2, s3, ap_prob)
     # one loop over all avalanches: the next pending afterpulse of the current photon's detector
     # if it comes first, else the photon itself (one code path registers both kinds)
     i = 0  # next input photon; i >= n_in: end-of-block pass for detector i - n_in
@@ -625,20 +752,26 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
         if x - last[d] >= dead[d]:
             last[d] = x
             if k >= bt.shape[0]:
+                s[0], s[1], s[2], s[3] = s0, s1, s2, s3
                 return 0, False
             xj = x
             if jitter[d] > 0.0:
-                xj += jitter[d] * _normal(s, clip)
+                z, s0, s1, s2, s3 = _normal_l(s0, s1, s2, s3, clip)
+                xj += jitter[d] * z
             bt[k] = t0 + np.int64(math.floor(xj))
             bc[k] = d
             bd[k] = NO_DELAY
             k += 1
             if skip == 0:
-                dl = dead[d] + (ap_tau * exp_zig(s) if ap_tau > 0.0 else 0.0)
+                dl = dead[d]
+                if ap_tau > 0.0:
+                    e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
+                    dl += ap_tau * e
                 npend += _ap_push(ap, d, x + dl)
-                skip = _geom_skip(s, ap_prob)
+                skip, s0, s1, s2, s3 = _geom_skip_l(s0, s1, s2, s3, ap_prob)
             else:
                 skip -= 1
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
     for j in range(nd):
         last[j] -= length
         for q in range(ap.shape[1]):
@@ -703,7 +836,15 @@ def tac_emit(times, chans, delays, i_from, t_limit, tac, start_ch, stop_ch, zero
 
     Returns (index of the first unprocessed tag, busy_until, number of starts,
     number of valid conversions, index after the last tag written).
+
+    With ``only_valid`` and ``i_from <= e0`` (the usual start-stop pass) the
+    kept tags are exactly this pass's valid conversions: :func:`_tac_valid`
+    writes them as they are found and counts the channels in a separate
+    branch-free loop (same output, no per-tag output work).
     """
+    if tac and only_valid and i_from <= e0:
+        return _tac_valid(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps, tac_range_ps,
+                          dead_ps, busy_until, e0, e1, mt, mc, counts, ot, oc, od, k)
     n = times.shape[0]
     m = mt.shape[0]
     nd = counts.shape[0]
@@ -772,6 +913,90 @@ def tac_emit(times, chans, delays, i_from, t_limit, tac, start_ch, stop_ch, zero
         od[k] = NO_DELAY
         j += 1
         k += 1
+    for q in range(4):
+        for ch in range(nd):
+            counts[ch] += c4[q, ch]
+    return i, busy_until, n_starts, n_valid, k
+
+
+@njit(cache=True, nogil=True)
+def _tac_valid(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps, tac_range_ps, dead_ps,
+               busy_until, e0, e1, mt, mc, counts, ot, oc, od, k):
+    """:func:`tac_emit` for start-stop output when ``i_from <= e0``: output only at valid conversions."""
+    n = times.shape[0]
+    m = mt.shape[0]
+    nd = counts.shape[0]
+    j = 0
+    p = -1
+    i = i_from
+    n_starts = 0
+    n_valid = 0
+    inv_r = 1.0 / tac_range_ps
+    while i < n:
+        ts = times[i]
+        if ts >= t_limit:
+            break
+        if ts >= busy_until and chans[i] == start_ch:
+            n_starts += 1
+            lo = ts - zero_delay_ps
+            if p < 0:
+                a = 0
+                b = n
+                while a < b:
+                    mid = (a + b) >> 1
+                    if times[mid] < lo:
+                        a = mid + 1
+                    else:
+                        b = mid
+                p = a
+            while p < n and (times[p] < lo or chans[p] != stop_ch):
+                p += 1
+            # markers up to ts go before this start whether or not it is kept (the same place)
+            while j < m and mt[j] <= ts:
+                ot[k] = mt[j]
+                oc[k] = mc[j]
+                od[k] = NO_DELAY
+                j += 1
+                k += 1
+            if p < n:
+                tp = times[p] + zero_delay_ps
+                dt = min(tp - ts, tac_range_ps)
+                valid = dt < tac_range_ps
+                # valid or not, without a branch: bin of dt (floor(dt * 4096 / R), float estimate corrected
+                # exactly), selected delay and busy time
+                num = dt * 4096
+                b_ = np.int64(float(num) * inv_r)
+                b_ -= b_ * tac_range_ps > num
+                b_ += (b_ + 1) * tac_range_ps <= num
+                di = tac_delay(b_, tac_range_ps, zero_delay_ps) if valid else NO_DELAY
+                delays[i] = di
+                busy_until = (tp if valid else ts + tac_range_ps) + dead_ps
+                n_valid += valid
+                if i < e1:  # written always, kept if valid and in [e0, e1)
+                    ot[k] = ts
+                    oc[k] = start_ch
+                    od[k] = di
+                    k += valid and i >= e0
+            else:
+                busy_until = ts + tac_range_ps + dead_ps
+        i += 1
+    while j < m:
+        ot[k] = mt[j]
+        oc[k] = mc[j]
+        od[k] = NO_DELAY
+        j += 1
+        k += 1
+    c4 = np.zeros((4, nd), np.int64)
+    q = e0
+    while q + 4 <= e1:
+        c4[0, chans[q]] += 1
+        c4[1, chans[q + 1]] += 1
+        c4[2, chans[q + 2]] += 1
+        c4[3, chans[q + 3]] += 1
+        q += 4
+    while q < e1:
+        c4[0, chans[q]] += 1
+        q += 1
     for q in range(4):
         for ch in range(nd):
             counts[ch] += c4[q, ch]

@@ -60,6 +60,70 @@ def test_tac_kernel_matches_oracle():
     np.testing.assert_array_equal(d2, d)
 
 
+def test_tac_start_stop_fast_path_equals_generic_pass():
+    """tac_emit's start-stop path (only_valid, i_from <= e0) = the generic pass with every tag, filtered."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    t = np.sort(rng.integers(0, 400_000_000, n)).astype(np.int64)
+    c = rng.integers(0, 3, n).astype(np.int16)
+    R, Z, dead = 550_000, 250_000, 100_000
+    lim = int(t[-1]) - R + Z
+    e0, e1 = int(np.searchsorted(t, t[200])), int(np.searchsorted(t, t[3500]))
+    mt = np.sort(rng.integers(int(t[150]), int(t[3600]), 300)).astype(np.int64)
+    mt[5] = t[e0 + 40]  # a marker at a tag's time: markers go first
+    mt.sort()
+    mc = rng.integers(-3, 0, mt.size).astype(np.int16)
+    outs = []
+    for only_valid in (False, True):
+        d = np.full(n, NO_DELAY, np.int64)
+        ot, oc, od = np.zeros(n + 400, np.int64), np.zeros(n + 400, np.int16), np.zeros(n + 400, np.int64)
+        counts = np.zeros(3, np.int64)
+        i, busy, ns, nv, k = K.tac_emit(t, c, d, 0, lim, True, 0, 1, Z, R, dead, -(2**62), e0, e1, mt, mc,
+                                        only_valid, counts, ot, oc, od, 7)
+        outs.append((ot[7:k], oc[7:k], od[7:k], d, counts, (i, busy, ns, nv)))
+    (gt, gc, gd, gdl, gcount, gret), (ft, fc, fd, fdl, fcount, fret) = outs
+    keep = (gd != NO_DELAY) | (gc < 0)
+    np.testing.assert_array_equal(ft, gt[keep])
+    np.testing.assert_array_equal(fc, gc[keep])
+    np.testing.assert_array_equal(fd, gd[keep])
+    np.testing.assert_array_equal(fdl, gdl)
+    np.testing.assert_array_equal(fcount, gcount)
+    np.testing.assert_array_equal(fcount, np.bincount(c[e0:e1], minlength=3))
+    assert fret == gret and np.count_nonzero(fd != NO_DELAY) > 50 and np.count_nonzero(fc < 0) == mt.size
+
+
+def test_local_state_rng_helpers_give_the_same_stream():
+    """The register-state draws (rng_l, uniform_l, exp_zig_l, normal_zig_l) = the array-state ones."""
+    from numba import njit
+
+    @njit
+    def draws(s, n):
+        s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+        out = np.empty((4, n))
+        for i in range(n):
+            w, s0, s1, s2, s3 = K.rng_l(s0, s1, s2, s3)
+            out[0, i] = float(w >> np.uint64(11))
+            out[1, i], s0, s1, s2, s3 = K.uniform_l(s0, s1, s2, s3)
+            out[2, i], s0, s1, s2, s3 = K.exp_zig_l(s0, s1, s2, s3)
+            out[3, i], s0, s1, s2, s3 = K.normal_zig_l(s0, s1, s2, s3)
+        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+        return out
+
+    @njit
+    def ref(s, n):
+        out = np.empty((4, n))
+        for i in range(n):
+            out[0, i] = float(K.rng_next(s) >> np.uint64(11))
+            out[1, i] = K.uniform(s)
+            out[2, i] = K.exp_zig(s)
+            out[3, i] = K.normal_zig(s)
+        return out
+
+    a, b = K.seed_state(9), K.seed_state(9)
+    np.testing.assert_array_equal(draws(a, 50_000), ref(b, 50_000))  # tails and wedges included at this n
+    np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------------ kernels vs oracles
 def test_tiny_work_buffers_give_identical_tags(monkeypatch):
     """Buffers that overflow are grown and the kernels rerun from the saved RNG state: same tags."""
