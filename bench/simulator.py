@@ -40,7 +40,7 @@ def _measure(fn, repeat):
 def _run_sim(sim):
     from engine.testing import run_node
 
-    out = run_node(sim)
+    run_node(sim)
     return sum(sim.counters["detections"])
 
 

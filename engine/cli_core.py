@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 
 
 def add_commands(sub) -> None:
@@ -94,9 +93,6 @@ def cmd_bench(args) -> int:
     if args.json:
         print_json(results[names[0]] if len(names) == 1 else results)
     return 0
-
-
-KERNEL_MODULES = ["nodes._kernels"]
 
 
 def cmd_warmup(args) -> int:

@@ -31,13 +31,9 @@ must return promptly once ``self.stop_requested`` is set.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable, Iterator
 
 from .messages import Descriptor, Message
-
-_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
-
 
 class ParamError(ValueError):
     """A node parameter is missing, unknown or out of range."""
@@ -323,7 +319,7 @@ def plain(obj):
     return _plain(obj)
 
 
-def outputs_of(node: Node, produced, default_port: str | None = None) -> list[tuple[str, Message]]:
+def outputs_of(node: Node, produced) -> list[tuple[str, Message]]:
     """Normalise what ``process``/``finish`` returned into ``[(port, msg)]``."""
     return list(iter_outputs(node, produced))
 

@@ -9,12 +9,9 @@
 """
 from __future__ import annotations
 
-import os
-from collections import defaultdict
-
 import numpy as np
 
-from .messages import Descriptor, Message, Stop, TagBatch
+from .messages import Message, TagBatch
 from .node import In, Node, Out, Param, Sink, Source, outputs_of
 
 EXECUTORS = ("inline", "threads", "processes")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
 from ..node import Source, iter_outputs, outputs_of

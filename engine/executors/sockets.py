@@ -12,7 +12,6 @@ to ``abort`` and finally to killing processes if a grace period passes.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import msgpack
 import zmq
 
 from .. import transport as tp
-from ..messages import ABORT, FAIL, SUCCESS, worst_status
+from ..messages import ABORT, FAIL, SUCCESS
 from .common import NodeError, RunResult, graph_info
 from .worker import Worker
 
@@ -68,7 +67,7 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
 
 class Runner:
     def __init__(self, graph, kind: str, *, duration_s=None, stop_event=None, on_status=None,
-                 external=(), bind_host="127.0.0.1", keys_dir=None, taps=True, quiet_children=False,
+                 external=(), bind_host="127.0.0.1", keys_dir=None, taps=True,
                  output_sink=None):
         if kind == "processes" and not graph.ref:
             raise ValueError(f"graph '{graph.name}' was built in memory; the processes executor rebuilds it "

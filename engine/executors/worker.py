@@ -43,6 +43,9 @@ class Worker:
         self.edge_recv: dict[str, int] = {}
         self.aborted = False
         self.released = False
+        self._stopped = False  # our Stop has gone out
+        self._finishing_after_abort = False  # sends become best effort
+        self._pending_desc: list = []  # descriptors queued until the data path starts
         self.stop_requested = False
         self.started = False
         self.failed: NodeError | None = None
@@ -187,7 +190,7 @@ class Worker:
         flags = copy_flags(frames)
         if isinstance(msg, Descriptor):
             self.descriptors[port] = frames
-        if getattr(self, "_finishing_after_abort", False):
+        if self._finishing_after_abort:
             block = False  # best effort: consumers are shutting down too
         for s, eid in self.outputs.get(port, []):
             if block:
@@ -207,7 +210,7 @@ class Worker:
             self.send(port, m)
 
     def send_stop(self, status: str):
-        if getattr(self, "_stopped", False):
+        if self._stopped:
             return
         self._stopped = True
         stop = Stop(exit_status=status, counters=self.stats_dict())
@@ -278,12 +281,11 @@ class Worker:
     def _queue_descriptor(self, port, d):
         # descriptors go first on every edge; sent after 'start' reaches sources,
         # and immediately by other nodes (their consumers are bound already).
-        self._pending_desc = getattr(self, "_pending_desc", [])
         self._pending_desc.append((port, d))
 
     def flush_descriptors(self):
         self.service_taps()  # consume early subscriptions first: they get the descriptor below, once
-        for port, d in getattr(self, "_pending_desc", []):
+        for port, d in self._pending_desc:
             self.send(port, d)
         self._pending_desc = []
 
@@ -334,7 +336,6 @@ class Worker:
         self.flush_descriptors()
         open_inputs = set(self.inputs)
         statuses = []
-        sources_by_port = {}
         while open_inputs and not self.aborted:
             events = dict(self.poller.poll(100))
             if self.ctl in events:
@@ -365,7 +366,6 @@ class Worker:
                         open_inputs.discard(s)
                         break
                     if isinstance(msg, Descriptor):
-                        sources_by_port[port] = msg
                         try:
                             self.node.on_descriptor(port, msg)
                         except Exception as exc:  # noqa: BLE001
