@@ -24,7 +24,7 @@ def add_arguments(parser):
 
 
 def _data(n, events, seed):
-    from nodes import g2model as m
+    from nodes.physics import g2model as m
 
     rng = np.random.default_rng(seed)
     p = m.draw_emitters(n, rng)

@@ -21,6 +21,7 @@ from engine.graph import Graph
 def build_scan(name, estimator, shape=(32, 32), field_nm=775.0, separation_nm=250.0, dwell_s=1.0, frames=7,
                increment_s=1.0, brightness_cps=60_000.0, background_cps=1000.0, seed=0, out=None, png="auto",
                live=True, save_tags=False, realtime=False, estimator_params=None):
+    from nodes.estimators import make_estimator
     from nodes.image import ImageAssembler
     from nodes.pixels import PixelAccumulator
     from sinks.figures import FigureSink
@@ -53,24 +54,6 @@ def build_scan(name, estimator, shape=(32, 32), field_nm=775.0, separation_nm=25
     if live:
         g.add("live", LiveView(frames=frames, title=name), image=img, hist=hist, g2=g2)
     return g
-
-
-def make_estimator(estimator, **params):
-    """'cnn' | 'mle' | 'lm' -> the estimator node."""
-    if estimator == "cnn":
-        from nodes.cnn import G2CNN
-
-        params.setdefault("batch_size", 1024)
-        return G2CNN(**params)
-    if estimator == "mle":
-        from nodes.mle import PoissonMLE
-
-        return PoissonMLE(**params)
-    if estimator == "lm":
-        from nodes.fit import LMFit
-
-        return LMFit(**params)
-    raise ValueError(f"estimator must be 'lm', 'mle' or 'cnn'; got {estimator!r}")
 
 
 def make_build(name, estimator):

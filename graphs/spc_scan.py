@@ -20,7 +20,7 @@ from engine.graph import Graph
 
 
 def build(path, shape=(32, 32), tac_range_ps=None, zero_delay_ps=0, estimator="mle", out="spc_scan.h5"):
-    from graphs.scan_cnn import make_estimator
+    from nodes.estimators import make_estimator
     from nodes.image import ImageAssembler
     from nodes.pixels import PixelAccumulator
     from sinks.hdf5 import HDF5Sink

@@ -41,7 +41,7 @@ import numpy as np
 from engine.messages import EST_DARK, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
-from . import g2model
+from .physics import g2model
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32.pt"

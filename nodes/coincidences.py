@@ -6,7 +6,7 @@
     each axis is binned like :class:`nodes.correlation.Correlation` (``n_bins``
     bins of ``binwidth_ps`` centred on zero, half-open). Emits
     :class:`Histogram` snapshots with ``lag_ps`` (axis 0, tau1) and ``lag2_ps``
-    (axis 1, tau2). Normalise with :func:`g3_normalisation`:
+    (axis 1, tau2). Normalise with :func:`nodes.physics.coincidence.g3_normalisation`:
     ``g3(tau1, tau2) = counts / (R1 R2 R3 T d1 d2)``.
 
 ``Coincidences(channels=(0, 1, 2), coincidence_window_ps=1000)``
@@ -16,28 +16,16 @@
     :class:`nodes.countrate.Counts` message, labels ``2-fold``, ``3-fold``,
     ``4-fold``). Tags on the same channel never coincide with each other.
     ``expected`` holds the accidental counts of uncorrelated light
-    (:func:`nfold_accidentals`), so ``counts / expected`` estimates the
+    (:func:`nodes.physics.coincidence.nfold_accidentals`), so ``counts / expected`` estimates the
     window-averaged g^(k)(0) (background included). Snapshots like
     :class:`Correlation`.
 
 Gap handling (``FLAG_GAP``): carried tags are dropped, the gap is counted.
 
-Normalisation helpers (rates in Hz, times in s, widths in ps)::
-
-    g2_normalisation(r1_hz, r2_hz, t_s, binwidth_ps)            # R1 R2 T d
-    g3_normalisation(r1_hz, r2_hz, r3_hz, t_s, d1_ps, d2_ps)      # R1 R2 R3 T d1 d2
-    nfold_accidentals(rates_hz, t_s, window_ps)                   # [E2, E3, E4]
-
-For k detectors with rates R_i, uncorrelated (Poisson) light gives
-``E_k = T * k * W^(k-1) * e_k(R)`` k-fold coincidences within span W, where
-``e_k`` is the elementary symmetric polynomial over the detectors (for two
-detectors: ``2 W T R1 R2``, the window ``[-W, W]``). Continuous-time formula:
-with integer-ps tags the exact pair window is ``2W + 1`` ps wide (relative
-difference 1/(2W)).
+Normalisation (expected counts of uncorrelated light, accidental n-fold coincidences) is in
+:mod:`nodes.physics.coincidence`.
 """
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -47,34 +35,7 @@ from engine.node import Out, Param
 from ._kernels import coincidences as K
 from .correlation import _SnapshotNode, swabian_index
 from .countrate import Counts
-
-
-# ------------------------------------------------------------------ normalisation helpers
-def g2_normalisation(r1_hz, r2_hz, t_s, binwidth_ps):
-    """Expected counts per lag bin for uncorrelated light: ``R1 R2 T d``."""
-    return float(r1_hz) * float(r2_hz) * float(t_s) * float(binwidth_ps) * 1e-12
-
-
-def g3_normalisation(r1_hz, r2_hz, r3_hz, t_s, d1_ps, d2_ps):
-    """Expected counts per (tau1, tau2) bin for uncorrelated light: ``R1 R2 R3 T d1 d2``."""
-    return float(r1_hz) * float(r2_hz) * float(r3_hz) * float(t_s) * float(d1_ps) * 1e-12 * float(d2_ps) * 1e-12
-
-
-def nfold_accidentals(rates_hz, t_s, window_ps):
-    """Expected 2-, 3-, 4-fold coincidences ``[E2, E3, E4]`` of uncorrelated light."""
-    r = [float(x) for x in rates_hz]
-    w = float(window_ps) * 1e-12
-    out = np.zeros(3)
-    for k in (2, 3, 4):
-        e = sum(np.prod(c) for c in itertools.combinations(r, k)) if len(r) >= k else 0.0
-        out[k - 2] = float(t_s) * k * w ** (k - 1) * e
-    return out
-
-
-def g2_from_counts(counts, n1, n2, duration_ps, binwidth_ps):
-    """Swabian-style normalised g2: ``counts * T / (N1 N2 d)`` (NaN when undefined)."""
-    denom = float(n1) * float(n2) * float(binwidth_ps) / float(duration_ps) if duration_ps else 0.0
-    return np.asarray(counts, float) / denom if denom > 0 else np.full(np.shape(counts), np.nan)
+from .physics.coincidence import nfold_accidentals
 
 
 def correlate3(time_ps, channel, channel_1, channel_2, channel_3, binwidth_ps, n_bins) -> np.ndarray:

@@ -182,7 +182,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
     if args.n < 5:
         raise ValueError("evaluate: --n must be >= 5")
-    from . import g2model
+    from .physics import g2model
 
     priors = {}
     for item in args.prior:

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import g2model
+from .physics import g2model
 from .training import BUCKETS
 
 METHODS = ("lm", "mle", "cnn")

@@ -34,7 +34,8 @@ import numpy as np
 from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
-from . import g2model
+from .estimators import unpack_message
+from .physics import g2model
 
 
 def _sig(u):
@@ -147,7 +148,7 @@ class LMFit(Node):
         self._seq = 0
 
     def process(self, msg, port):
-        d = g2model.unpack_message(msg, self.step_id)
+        d = unpack_message(msg, self.step_id)
         if len(d["pixel"]) == 0:
             return
         try:

@@ -27,36 +27,28 @@ Images (units in ``Image.units``):
     The paper's image ``G2 = intensity²·(1 − g2_0)`` (Kudyshev 2023 Eq. 2); ``G2_err =
     intensity²·g2_0_err`` (intensity noise neglected). NaN where g2_0 is NaN: no dark-pixel hack.
 ``G2_direct`` (counts²/s²), ``G2_direct_err``
-    A background-free, *linear* estimate of Σ_i S_i²·(1 − g_i(0)) (science.md §2.1, §5.2).
-    For independent emitters, Poissonian background and dark counts, the expected histogram
-    of a pixel is exactly ``E[h_k] = c − A1·ē1_k + A2·ē2_k`` with ``c = R1·R2·T·Δ``, ``ē_k`` the
-    bin-averaged ``exp(−|τ|/t)`` and ``A1 − A2 = T·Δ·r1·r2·Σ_i S_i²(1 − g_i(0))`` — the
-    "missing coincidences" at zero lag; cross terms between emitters and every background term
-    contribute only to the flat level c. With the dip/bunching times (t1, t2) fixed (from a
-    pooled fit of the summed histogram of all pixels, or the ``t1_ns``/``t2_ns`` parameters),
-    the model is linear in (c, A1, A2), so a fixed-weight least-squares fit gives
-    ``Â1 − Â2 = L·h`` with one vector L for every pixel: an unbiased estimator that never
-    divides by N² and needs no dark-pixel rule (a dark pixel simply estimates ≈ 0 ± noise; it
-    can be negative). Then ``G2_direct = (Â1 − Â2)/(T·Δ·r1·r2)`` where r1·r2 is the splitting
-    product of the two correlated detectors (from the summed singles of all pixels; 1/4 when no
-    singles). ``G2_direct_err`` is sqrt(Σ L_k²·λ̂_k) with λ̂ the fitted model (Poisson). Weights
-    are 1/ḡ_pool(τ_k) (the pooled normalised shape): fixed, so linearity and unbiasedness hold.
-    For start–stop histograms the tilt ``exp(−R_stop·(τ + span/2))`` (science §2.2) is divided
-    out first — before the pooled fit and the per-pixel estimate — with R_stop = intensity/2
-    of the pixel (from singles, else a first-pass rate from the histogram's mean level;
-    ``tilt_correction``). Without singles the flat level c is a free parameter of the linear
-    fit, and the pooled t2 is then less well determined (the (c, a, t2) ridge of a ±250 ns
-    window, science §4): this scales the whole G2_direct image by a common factor (a few %
-    to ~20 % at 1e5–1e6 pooled events) but does not change its shape.
+    A background-free, *linear* estimate of Σ_i S_i²·(1 − g_i(0)) (:mod:`nodes.physics.direct`,
+    docs/physics.md): the coincidences missing at zero lag, from a fixed-weight least-squares
+    fit of the dip model with the dip/bunching times (t1, t2) of a pooled fit of all pixels
+    (or the ``t1_ns``/``t2_ns`` parameters), divided by T·Δ·r1·r2 (r1·r2: the splitting
+    product of the two correlated detectors from the summed singles; 1/4 without singles).
+    Weights are 1/ḡ_pool(τ_k), fixed, so linearity and unbiasedness hold; a dark pixel
+    estimates ≈ 0 ± noise. For start–stop histograms the tilt ``exp(−R_stop·(τ + span/2))``
+    is divided out first with R_stop = intensity/2 of the pixel (from singles, else a
+    first-pass rate from the histogram's mean level; ``tilt_correction``). With singles of
+    both correlated detectors the flat level c = n1·n2·Δ/T is known and subtracted; without
+    them it is fitted, and the pooled t2 is then less well determined (the (c, a, t2) ridge of
+    a ±250 ns window): this scales the whole G2_direct image by a common factor (a few % to
+    ~20 % at 1e5–1e6 pooled events) but does not change its shape.
 ``G3`` (counts³/s³), ``g3_0``, ``g2_coinc``
-    ``intensity³·(2 − 3·g2 + g3)/2`` (science §2.1, n = 3, the factorial-cumulant image,
+    ``intensity³·(2 − 3·g2 + g3)/2`` (the n = 3 factorial-cumulant image, docs/physics.md,
     width σ/√3). With a g3 stream connected: g2 = ``g2_0`` of the estimator, g3 from the
     stream. Otherwise, when the histograms carry zero-delay coincidences from three or more
     detectors (``PixelAccumulator(coincidence_window_ps=W)``): g2 and g3 are the
     window-averaged values from the 2- and 3-fold coincidence counts and the singles
-    (:func:`coincidence_g`), both over the same window W so the cumulant combination stays
+    (:func:`nodes.physics.coincidence.coincidence_g`), both over the same window W so the cumulant combination stays
     consistent; W should be well below the dip time t1 (window averaging raises g2, g3 as
-    bin averaging does, science §2.4).
+    bin averaging does).
 ``n_events``
     Coincidences used by the estimator.
 
@@ -79,166 +71,14 @@ import numpy as np
 from engine.messages import EST_DARK, Estimates, Image, PixelHistograms
 from engine.node import In, Node, Out, Param
 
+from .physics.coincidence import coincidence_g
+from .physics.direct import dip_basis, direct_g2, fit_pooled_shape
+
 UNITS = {
     "intensity": "counts/s", "intensity_err": "counts/s", "g2_0": "1", "g2_0_err": "1", "G2": "counts^2/s^2",
     "G2_err": "counts^2/s^2", "G2_direct": "counts^2/s^2", "G2_direct_err": "counts^2/s^2",
     "G3": "counts^3/s^3", "g3_0": "1", "g2_coinc": "1", "n_events": "events",
 }
-#: pooled-fit bounds (ns): t2 <= 300 ns is the NV metastable ceiling (science §4 caveat)
-T1_BOUNDS_NS = (0.5, 100.0)
-T2_BOUNDS_NS = (20.0, 300.0)
-MIN_POOLED_EVENTS = 2000
-
-
-# ------------------------------------------------------------------ the direct estimator
-def bin_avg_exp(lo_ns, hi_ns, t_ns):
-    """Exact mean of exp(−|τ|/t) over each bin [lo, hi) (arrays in ns)."""
-    def F(x):
-        return np.sign(x) * t_ns * (-np.expm1(-np.abs(x) / t_ns))
-
-    return (F(hi_ns) - F(lo_ns)) / (hi_ns - lo_ns)
-
-
-def dip_basis(lag_ps, binwidth_ps, t1_ns, t2_ns) -> np.ndarray:
-    """Design matrix ``(n_bins, 3)`` of the linear dip model: columns 1, −ē1, ē2."""
-    lag = np.asarray(lag_ps, dtype=np.float64)
-    lo = (lag - binwidth_ps / 2) * 1e-3
-    hi = (lag + binwidth_ps / 2) * 1e-3
-    e1 = bin_avg_exp(lo, hi, t1_ns)
-    e2 = bin_avg_exp(lo, hi, t2_ns)
-    return np.stack([np.ones_like(lag), -e1, e2], axis=1)
-
-
-def direct_operator(lag_ps, binwidth_ps, t1_ns, t2_ns, weights=None, fixed_c=False):
-    """Fixed-weight least squares for the dip model.
-
-    Returns ``(P, L)``: ``P (3, n_bins)`` maps a histogram to (ĉ, Â1, Â2) and ``L = P[1] − P[2]``
-    maps it to the missing coincidences at zero lag Â1 − Â2 (linear, unbiased when the model
-    holds, whatever the weights). With ``fixed_c`` the flat level is known and subtracted
-    first: ``P (3, n_bins)`` then acts on ``h − c`` and its first row is zero.
-    """
-    X = dip_basis(lag_ps, binwidth_ps, t1_ns, t2_ns)
-    if fixed_c:
-        X = X.copy()
-        X[:, 0] = 0.0
-        X = X[:, 1:]
-    w = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64)
-    XtW = X.T * w[None, :]
-    P = np.linalg.solve(XtW @ X, XtW)
-    if fixed_c:
-        P = np.vstack([np.zeros(P.shape[1]), P])
-    return P, P[1] - P[2]
-
-
-def fit_pooled_shape(lag_ps, binwidth_ps, hist, c_fixed=None):
-    """Least-squares fit of ``c·(1 − a1·ē1 + a2·ē2)`` to a (pooled) histogram.
-
-    Returns a dict (c, a1, a2, t1_ns, t2_ns) or None when there are too few events or the fit
-    fails. t1, t2 are bounded (:data:`T1_BOUNDS_NS`, :data:`T2_BOUNDS_NS`).
-    """
-    from scipy.optimize import least_squares
-
-    h = np.asarray(hist, dtype=np.float64)
-    if not np.isfinite(h).all() or h.sum() < MIN_POOLED_EVENTS:
-        return None
-    lag = np.asarray(lag_ps, dtype=np.float64)
-    lo = (lag - binwidth_ps / 2) * 1e-3
-    hi = (lag + binwidth_ps / 2) * 1e-3
-    sig = np.sqrt(np.maximum(h, 1.0))
-    c0 = float(np.mean(h[np.abs(lag) > 0.25 * np.abs(lag).max()])) or float(h.mean()) or 1.0
-
-    def resid(p):
-        c, a1, a2, t1, t2 = p if c_fixed is None else (c_fixed, *p)
-        m = c * (1 - a1 * bin_avg_exp(lo, hi, t1) + a2 * bin_avg_exp(lo, hi, t2))
-        return (m - h) / sig
-
-    lo_b = [0, 0, 0, T1_BOUNDS_NS[0], T2_BOUNDS_NS[0]]
-    hi_b = [np.inf, 10, 10, T1_BOUNDS_NS[1], T2_BOUNDS_NS[1]]
-    k0 = 0 if c_fixed is None else 1
-    best = None
-    for t1, t2, a2 in ((12.0, 150.0, 0.5), (5.0, 90.0, 1.0), (25.0, 250.0, 0.2)):
-        try:
-            r = least_squares(resid, [c0, 1.0 + a2, a2, t1, t2][k0:], bounds=(lo_b[k0:], hi_b[k0:]))
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        if r.success and (best is None or r.cost < best.cost):
-            best = r
-    if best is None:
-        return None
-    c, a1, a2, t1, t2 = (float(v) for v in ((c_fixed, *best.x) if k0 else best.x))
-    return {"c": c, "a1": a1, "a2": a2, "t1_ns": t1, "t2_ns": t2,
-            "chi2_red": float(2 * best.cost / max(len(h) - 5, 1))}
-
-
-def direct_g2(counts, exposure_s, lag_ps, binwidth_ps, t1_ns, t2_ns, split_product=0.25,
-              weights=None, tilt_rate_hz=None, c_fixed=None):
-    """Vectorised direct estimate for ``counts (k, n_bins)``.
-
-    Returns ``(G2_direct, G2_direct_err, c_hat)`` each ``(k,)``: G2_direct in counts²/s²
-    (Σ_i S_i²(1 − g_i(0)), see the module docstring), c_hat the fitted flat level (counts per
-    bin). ``tilt_rate_hz`` (k,) divides out the start–stop tilt exp(−R·(τ + span/2)).
-    ``c_fixed`` (k,): the known flat level R1·R2·T·Δ of each pixel (from its singles,
-    n1·n2·Δ/T); it is subtracted and only (A1, A2) are fitted, which makes the estimate far
-    less sensitive to the bunching time t2.
-    """
-    h = np.asarray(counts, dtype=np.float64)
-    if tilt_rate_hz is not None:
-        lag = np.asarray(lag_ps, dtype=np.float64)
-        span = lag[-1] - lag[0] + binwidth_ps
-        h = h / np.exp(-np.asarray(tilt_rate_hz, dtype=np.float64)[:, None] * (lag + span / 2)[None] * 1e-12)
-    fixed = c_fixed is not None
-    P, L = direct_operator(lag_ps, binwidth_ps, t1_ns, t2_ns, weights, fixed_c=fixed)
-    if fixed:
-        c = np.asarray(c_fixed, dtype=np.float64)
-        h = h - c[:, None]
-    beta = h @ P.T  # (k, 3)
-    if fixed:
-        beta[:, 0] = c
-        h = h + c[:, None]
-    X = dip_basis(lag_ps, binwidth_ps, t1_ns, t2_ns)
-    lam = np.maximum(beta @ X.T, 0.0)
-    d0 = (h - (c[:, None] if fixed else 0.0)) @ L
-    var = lam @ (L * L)
-    T = np.asarray(exposure_s, dtype=np.float64)
-    scale = T * binwidth_ps * 1e-12 * split_product
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g = np.where(scale > 0, d0 / scale, np.nan)
-        e = np.where(scale > 0, np.sqrt(var) / scale, np.nan)
-    return g, e, beta[:, 0]
-
-
-def coincidence_g(coinc, singles, exposure_s, window_ps):
-    """Window-averaged g2 and g3(0,0) per pixel from zero-delay coincidences.
-
-    A k-fold coincidence is k tags on k distinct detectors spanning at most W (the
-    accumulator's definition). For uncorrelated light of rates r_d = n_d/T the expected count
-    is ``e_k(r)·T·k·W^(k−1)`` (e_k: elementary symmetric polynomial; the set of k−1 lags with
-    span ≤ W has volume k·W^(k−1)), so ``g_k = C_k / that``. Returns ``(g2, g3)`` arrays
-    ``(n,)``; g3 is None with fewer than three detectors.
-    """
-    co = np.asarray(coinc, dtype=np.float64)
-    n = np.asarray(singles, dtype=np.float64)
-    T = np.asarray(exposure_s, dtype=np.float64)
-    W = float(window_ps) * 1e-12
-    if n.ndim != 2 or W <= 0:
-        return None, None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = n / T[:, None]
-        # elementary symmetric polynomials e1..e3 of the rates, per pixel
-        e = np.zeros((len(r), 4))
-        e[:, 0] = 1.0
-        for d in range(r.shape[1]):
-            for k in range(3, 0, -1):
-                e[:, k] += e[:, k - 1] * r[:, d]
-        E2 = e[:, 2] * T * 2 * W
-        g2 = np.where(E2 > 0, co[:, 0] / E2, np.nan)
-        if r.shape[1] < 3 or co.shape[1] < 2:
-            return g2, None
-        E3 = e[:, 3] * T * 3 * W ** 2
-        g3 = np.where(E3 > 0, co[:, 1] / E3, np.nan)
-    return g2, g3
-
-
 # ------------------------------------------------------------------ the node
 class ImageAssembler(Node):
     """Assemble intensity, g2(0), G2, G2_direct (and G3) images as pixels complete.

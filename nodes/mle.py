@@ -46,7 +46,8 @@ import numpy as np
 from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
-from . import g2model
+from .estimators import unpack_message
+from .physics import g2model
 
 #: starting points (C ≤ 0 means "from the data"); g0, a, t1_ns, t2_ns
 STARTS = np.array([
@@ -174,7 +175,7 @@ class PoissonMLE(Node):
         K.warmup()
 
     def process(self, msg, port):
-        d = g2model.unpack_message(msg, self.step_id)
+        d = unpack_message(msg, self.step_id)
         if len(d["pixel"]) == 0:
             return
         scale = None

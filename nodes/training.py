@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import g2model
+from .physics import g2model
 
 BUCKETS = (65, 250, 1000, 4000, 16000, 64000)
 

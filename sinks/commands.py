@@ -103,7 +103,7 @@ def cmd_image(args) -> int:
 
     from engine.cli import UsageError, print_json
     from engine.messages import Image
-    from nodes.resolution import analyze, summary_table
+    from nodes.physics.resolution import analyze, summary_table
 
     images, mask, meta, params = load_images(args.file)
     ny, nx = mask.shape

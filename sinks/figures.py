@@ -13,7 +13,7 @@ Agg backend, no display needed) from the latest :class:`~engine.messages.Image` 
 
 It writes the PNG at the end of the stream and, with ``every_n_pixels``, whenever that many
 more pixels have been completed. At the end it also prints the resolution table
-(:func:`nodes.resolution.summary_table`: FWHM of intensity, intensity², G2, G2_direct (G3),
+(:func:`nodes.physics.resolution.summary_table`: FWHM of intensity, intensity², G2, G2_direct (G3),
 narrowing ratios, pair dip and verdict) unless ``print_summary=False``, and stores it in
 ``self.summary`` / ``self.analysis``.
 
@@ -108,7 +108,7 @@ class FigureSink(Sink):
 
     # ------------------------------------------------------------------ analysis + drawing
     def _analyze(self):
-        from nodes.resolution import analyze, summary_table
+        from nodes.physics.resolution import analyze, summary_table
 
         img = self._img
         shape = img.mask.shape
@@ -227,7 +227,7 @@ class FigureSink(Sink):
         self.renders += 1
 
     def _example_histogram(self, ax):
-        from nodes.image import dip_basis, fit_pooled_shape
+        from nodes.physics.direct import dip_basis, fit_pooled_shape
 
         ax.set_title("example histogram (pixel with most events)", fontsize=10)
         ax.set_xlabel("lag (ns)")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine.messages import EST_DARK, Histogram, PixelHistograms
 from engine.testing import run_node
-from nodes import g2model as m
+from nodes.physics import g2model as m
 from nodes.cnn import DEFAULT_WEIGHTS, G2CNN, build_network, conv_out_len, default_arch, estimate_cnn, load_model
 
 LAG = m.paper_lags_ps()

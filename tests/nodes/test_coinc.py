@@ -6,8 +6,8 @@ from scipy import stats
 from engine.messages import FLAG_GAP, TagBatch
 from engine.node import ParamError
 from engine.testing import poisson_batches, run_node
-from nodes.coincidences import (Coincidences, Correlation3, coincidences, correlate3, g2_from_counts,
-                                g2_normalisation, g3_normalisation, nfold_accidentals)
+from nodes.coincidences import Coincidences, Correlation3, coincidences, correlate3
+from nodes.physics.coincidence import g2_from_counts, g2_normalisation, g3_normalisation, nfold_accidentals
 from nodes.correlation import Correlation
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from nodes import g2model as m
+from nodes.physics import g2model as m
 from nodes.cnn import DEFAULT_WEIGHTS
 
 LAG = m.paper_lags_ps()

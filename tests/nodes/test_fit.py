@@ -4,7 +4,7 @@ import pytest
 
 from engine.messages import EST_DARK, Histogram, PixelHistograms
 from engine.testing import run_node
-from nodes import g2model as m
+from nodes.physics import g2model as m
 from nodes.fit import LMFit, estimate_lm
 
 LAG = m.paper_lags_ps()

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from engine.messages import EST_DARK, Estimates, Image, PixelHistograms
 from engine.testing import run_node
-from nodes.image import ImageAssembler, dip_basis, direct_g2, fit_pooled_shape
+from nodes.image import ImageAssembler
+from nodes.physics.direct import dip_basis, direct_g2, fit_pooled_shape
 
 BW = 500_000 / 215
 LAG = (np.arange(215) - 107) * BW
@@ -240,7 +241,7 @@ def test_errors_name_the_problem():
 
 def test_coincidence_g_poisson_is_one():
     """Uncorrelated Poisson light: window-averaged g2 = g3 = 1 (expected counts exact)."""
-    from nodes.image import coincidence_g
+    from nodes.physics.coincidence import coincidence_g
 
     T, W = 2.0, 5000.0
     r = np.array([[1e5, 2e5, 1.5e5]])
@@ -254,7 +255,7 @@ def test_coincidence_g_poisson_is_one():
 
 def test_coincidence_g_against_simulated_poisson_streams():
     """Count 2/3-fold coincidences of Poisson tags with a NumPy oracle: g ≈ 1 within 5 sigma."""
-    from nodes.image import coincidence_g
+    from nodes.physics.coincidence import coincidence_g
 
     rng = np.random.default_rng(0)
     T, W = 1.0, 200_000  # s, ps (a wide window: enough triples from 1e5-cps streams)
@@ -284,7 +285,7 @@ def test_g3_image_from_coincidences():
                           lag_ps=LAG, binwidth_ps=BW, shape=[4, 5], n_done=20, coincidences=co,
                           coincidence_window_ps=2000.0)
     img = run_node(ImageAssembler(t1_ns=12.0, t2_ns=150.0), [("hist", msg), ("g2", est_msg(range(20), g2))])["out"][-1]
-    from nodes.image import coincidence_g
+    from nodes.physics.coincidence import coincidence_g
 
     g2c, g3c = coincidence_g(co, sing3, np.full(20, 7.0), 2000.0)
     I = sing3.sum(1) / 7.0

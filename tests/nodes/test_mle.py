@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from engine.messages import EST_AT_BOUND, EST_DARK, Histogram, PixelHistograms
 from engine.testing import run_node
-from nodes import g2model as m
+from nodes.physics import g2model as m
 from nodes._kernels import mle as K
 from nodes.mle import PoissonMLE, estimate_mle
 

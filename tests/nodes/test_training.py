@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from nodes import g2model as m
+from nodes.physics import g2model as m
 from nodes.cnn import estimate_cnn, load_model
 from nodes.training import EmitterSet, TrainConfig, augment_sums, bucket_metrics, load_hdf5, train
 

@@ -5,7 +5,7 @@ import pytest
 simulator = pytest.importorskip("sources.simulator")
 correlation = pytest.importorskip("nodes.correlation")
 
-from nodes import g2model as m  # noqa: E402
+from nodes.physics import g2model as m  # noqa: E402
 from nodes.mle import estimate_mle  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from engine.messages import Estimates, Image, PixelHistograms
 from engine.testing import run_node
-from nodes.image import dip_basis
+from nodes.physics.direct import dip_basis
 from sinks.figures import FigureSink, emitters_to_px
 from sinks.live import LiveView, downsample, halfblock_lines
 

@@ -1,13 +1,13 @@
 """Bin-averaged three-level g2 model, Fisher information / Cramér–Rao bound and a Poisson
 histogram generator, shared by the g2(0) estimators (LM, MLE, CNN), training and evaluation.
 
-Model (science.md §3.1, §4; the paper's fit function with g2(0) as a parameter)::
+Model (the fit function of Kudyshev et al. 2023 with g2(0) as a parameter; see docs/physics.md)::
 
     g2(τ) = 1 − (1 − g0 + a)·exp(−|τ|/t1) + a·exp(−|τ|/t2)          g2(0) = g0
     λ_k   = C · w_k · ḡ2_k                                               (expected counts of bin k)
 
 ``ḡ2_k`` is the *exact* mean of g2 over bin k, ``[lag_k − Δ/2, lag_k + Δ/2)`` (no bin-centre
-approximation: that biases g2(0) by ≈ +0.04 at 2.3-ns bins, science §2.4). ``C`` is the
+approximation: that biases g2(0) by ≈ +0.04 at 2.3-ns bins, docs/physics.md). ``C`` is the
 expected count per bin of uncorrelated light (R1·R2·T·Δ); ``w_k`` an optional known factor
 (1 by default; ``exp(−R_stop·(τ_k + span/2))`` for the start–stop tilt, see :func:`tilt`).
 In the paper's notation a1 = 1 − g0 + a, a2 = a.
@@ -17,7 +17,7 @@ nanoseconds inside the maths, picoseconds at the interfaces (``lag_ps``, ``binwi
 
 Example::
 
-    >>> from nodes import g2model as m
+    >>> from nodes.physics import g2model as m
     >>> lag = m.paper_lags_ps()
     >>> lam = m.expected_counts(lag, m.PAPER_BINWIDTH_PS, [[1.0, 0.2, 0.6, 12.0, 150.0]])
     >>> m.crb(lag, m.PAPER_BINWIDTH_PS, [[20.0, 0.2, 0.6, 12.0, 150.0]], free="all")  # σ(g0)
@@ -33,7 +33,7 @@ PAPER_SPAN_PS = 500_000
 PAPER_BINWIDTH_PS = PAPER_SPAN_PS / PAPER_N_BINS
 PAPER_ZERO_BIN = 107
 
-#: physical bounds used by the fits (science §3.2, §4 caveat: t2 ≤ 300 ns, the NV metastable
+#: physical bounds used by the fits (docs/physics.md: t2 ≤ 300 ns, the NV metastable
 #: lifetime at room temperature, removes the (C, a, t2) banana ridge of the all-free fit)
 BOUNDS = {
     "C": (1e-9, np.inf),
@@ -228,7 +228,7 @@ def crb(lag_ps, binwidth_ps, params, free="all", weight=None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ priors and generator
-#: Documented priors of the simulated emitters (science.md §3.2, §6). Ranges are uniform unless
+#: Documented priors of the simulated emitters (docs/physics.md). Ranges are uniform unless
 #: marked log (log-uniform). The *measured* g2(0) (detected light, background included) is drawn
 #: uniform; the emitter's own purity g0_e and bunching a_e are drawn from the NV ranges and the
 #: background/multi-emitter contrast ρ² = (1 − g0)/(1 − g0_e) scales the bunching amplitude:
@@ -286,42 +286,14 @@ def scale_from_rates(rate1_cps, rate2_cps, duration_s, binwidth_ps) -> np.ndarra
 def poisson_histograms(lag_ps, binwidth_ps, params, rng, weight=None) -> np.ndarray:
     """Poisson samples of the bin-averaged expected histogram: int64 ``(N, n_bins)``.
 
-    This is the bulk generator for training and evaluation (science §6); the photon-level
+    This is the bulk generator for training and evaluation; the photon-level
     simulator (``sources.simulator``) is used only to validate it.
     """
     lam = expected_counts(lag_ps, binwidth_ps, params, weight)
     return rng.poisson(lam).astype(np.int64)
 
 
-# ------------------------------------------------------------------ node input helpers
-def unpack_message(msg, step_id: str = "estimator") -> dict:
-    """Common view of a ``PixelHistograms`` or ``Histogram`` message for the estimator nodes.
-
-    Returns dict(pixel (k,), counts (k, n_bins) int64, lag_ps, binwidth_ps (float or None),
-    singles (k, n_det) or None, exposure_s (k,) or None, shape [ny, nx]). A ``Histogram`` is
-    pixel 0 of a 1×1 scan.
-    """
-    from engine.messages import Histogram
-
-    if isinstance(msg, Histogram):
-        c = np.asarray(msg.counts)
-        if c.ndim != 1:
-            raise ValueError(f"step '{step_id}': g2(0) estimators take 1-D histograms; got counts shape {c.shape}")
-        dur = (msg.t_end_ps - msg.t_begin_ps) * 1e-12
-        singles = None if msg.singles is None else np.asarray(msg.singles, dtype=np.float64)[None]
-        return {"pixel": np.array([0], np.int64), "counts": c[None].astype(np.int64),
-                "lag_ps": np.asarray(msg.lag_ps, dtype=np.float64), "binwidth_ps": float(msg.binwidth_ps) or None,
-                "singles": singles, "exposure_s": np.array([dur]) if dur > 0 else None, "shape": [1, 1]}
-    c = np.asarray(msg.counts)
-    if c.ndim != 2:
-        raise ValueError(f"step '{step_id}': PixelHistograms counts must be (k, n_bins); got {c.shape}")
-    return {"pixel": np.asarray(msg.pixel, dtype=np.int64), "counts": c.astype(np.int64, copy=False),
-            "lag_ps": np.asarray(msg.lag_ps, dtype=np.float64), "binwidth_ps": float(msg.binwidth_ps) or None,
-            "singles": None if msg.singles is None else np.asarray(msg.singles, dtype=np.float64),
-            "exposure_s": None if msg.exposure_s is None else np.asarray(msg.exposure_s, dtype=np.float64),
-            "shape": list(msg.shape)}
-
-
+# ------------------------------------------------------------------ input checks and normalisation
 def scale_from_singles(singles, exposure_s, binwidth_ps, where: str = "normalisation") -> np.ndarray:
     """C = R1·R2·T·Δ = s1·s2·Δ/T from singles (k, n_det ≥ 2) and exposure (k,) s.
 

@@ -9,7 +9,7 @@ Pure functions over ``(ny, nx)`` images (row = line, column = pixel), used by
   a Gaussian is separable; it only improves the signal-to-noise ratio).
 - :func:`fwhm_through` — cross-sections through each emitter *perpendicular to the pair
   axis* (so the other emitter does not widen them; for one emitter: along x and y, averaged).
-- :func:`resolvability` — the two-point test of science.md §2.5 on the profile along the pair
+- :func:`resolvability` — the two-point test (docs/physics.md) on the profile along the pair
   axis: ``dip = 1 − p(mid) / mean(p(e1), p(e2))`` at the known (or found) emitter positions and
   their midpoint. A pair counts as *resolved* when the dip is positive by more than
   ``n_sigma`` standard errors (from the error image, band-averaged). Using values at fixed

@@ -1,10 +1,10 @@
-"""Resolution analysis: FWHM, narrowing, two-point resolvability (nodes/resolution.py)."""
+"""Resolution analysis: FWHM, narrowing, two-point resolvability (nodes/physics/resolution.py)."""
 import math
 
 import numpy as np
 import pytest
 
-from nodes.resolution import analyze, find_emitters, fwhm_through, gaussian_fit, resolvability, summary_table
+from nodes.physics.resolution import analyze, find_emitters, fwhm_through, gaussian_fit, resolvability, summary_table
 
 PX = 24.2
 SIG = 310 / 2.3548 / PX  # PSF sigma in pixels

@@ -1,0 +1,1 @@
+"""Pure physics and analysis functions: no Node, no I/O, no sockets."""
