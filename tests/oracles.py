@@ -239,3 +239,31 @@ def accumulate_pixels(time, channel, delay, visits, npix, n_bins, span, inc_ps, 
     for (p, q, k), v in incs.items():
         inc_arr[p, q, k] = v
     return {"counts": counts, "singles": singles, "exposure": exposure, "increments": inc_arr, "coinc": coinc}
+
+
+# ------------------------------------------------------------------ pulsed peaks
+def pulsed_peaks(time, channel, c1, c2, period, zero, n_peaks, window, binwidth):
+    """Oracle of :func:`nodes.physics.pulsed.peak_histogram`: ``(peaks, fine, fine_lo)``.
+
+    Every pair lag ``tau = t(c2) - t(c1)`` is enumerated; peak ``k`` is the nearest comb
+    tooth ``k = floor((tau - zero + P/2) / P)`` and counts when ``|tau - zero - k P|`` lies in
+    ``[-window/2, window/2)`` (float64, the documented formula); the figure histogram has
+    explicit integer edges ``lo + j * binwidth`` from ``lo = floor(zero - (K + 1/2) P)``.
+    """
+    import math
+
+    half = (n_peaks + 0.5) * period
+    lo = int(math.floor(zero - half))
+    hi = int(math.floor(zero + half)) + 1
+    lags = pair_lags(time, channel, c1, c2, max(hi, -lo))
+    lags = lags[(lags >= lo) & (lags < hi)]
+    x = (lags - zero).astype(np.float64)
+    k = np.floor((x + 0.5 * period) / period).astype(np.int64)
+    d = x - k * period
+    ok = (np.abs(k) <= n_peaks) & (d >= -window / 2) & (d < window / 2)
+    peaks = np.bincount(k[ok] + n_peaks, minlength=2 * n_peaks + 1).astype(np.int64)
+    n_fine = -(-(hi - lo) // binwidth)
+    edges = lo + binwidth * np.arange(n_fine + 1, dtype=np.int64)
+    j = np.searchsorted(edges, lags, side="right") - 1
+    fine = np.bincount(j[(j >= 0) & (j < n_fine)], minlength=n_fine).astype(np.int64)
+    return peaks, fine, lo
