@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 
 import numpy as np
 
@@ -57,16 +58,39 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+_EXPECTED = "expected an .npz archive (numpy.savez) with counts (N, n_bins) and lag_ps (n_bins,)"
+
+
+def _check_npz_file(path) -> None:
+    """Refuse, with one line naming the file, what is not an .npz archive: an empty file, a
+    single-array .npy, text or anything else (np.load would report a pickle or EOF error)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file; {_EXPECTED}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc}); {_EXPECTED}") from None
+    if not head:
+        raise ValueError(f"{path}: the file is empty (0 bytes); {_EXPECTED}")
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path}: a single-array .npy file, not an .npz archive; {_EXPECTED}")
+    if not head.startswith(b"PK"):
+        raise ValueError(f"{path}: not an .npz archive (starts with {head[:8]!r}); {_EXPECTED}")
+
+
 def load_input(path):
     """Read and validate an ``estimate`` INPUT.npz -> (counts int64, lag_ps, duration_s or None)."""
+    _check_npz_file(path)
     try:
         z = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a plain .npz (object arrays are refused): {exc}") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz archive ({exc}); write it with numpy.savez") from exc
     with z:
         for key in ("counts", "lag_ps"):
             if key not in z.files:
-                raise ValueError(f"{path}: missing key '{key}' (have: {', '.join(z.files) or 'none'})")
+                have = ", ".join(z.files) or "none: the archive is empty"
+                raise ValueError(f"{path}: missing key '{key}' (have: {have}); {_EXPECTED}")
         try:  # arrays load lazily: an object array is refused here, not at np.load
             counts = np.asarray(z["counts"])
             lag = np.asarray(z["lag_ps"])

@@ -80,6 +80,35 @@ def test_estimate_refuses_object_arrays(tmp_path, capsys):
     assert main(["estimate", "mle", str(path), str(tmp_path / "o.npz")]) == 2
 
 
+@pytest.mark.parametrize("content,words", [
+    (b"counts,lag_ps\n1,2\n", "not an .npz archive"),  # a text file named .npz
+    (b"", "empty (0 bytes)"),  # an empty file
+    (b"PK\x03\x04 not really a zip", "not a readable .npz archive"),  # a broken archive
+    (None, "a single-array .npy"),  # np.save output renamed to .npz
+    ("zip", "the archive is empty"),  # np.savez() with no arrays
+    ("dir", "cannot be read"),
+    ("missing", "no such file"),
+])
+@pytest.mark.parametrize("method", ["mle", "cnn"])
+def test_estimate_not_an_npz_one_line_exit_2(content, words, method, tmp_path, capsys):
+    path = tmp_path / "in.npz"
+    if content is None:
+        with open(path, "wb") as fh:
+            np.save(fh, np.ones(3))
+    elif content == "zip":
+        np.savez(path)
+    elif content == "dir":
+        path.mkdir()
+    elif content != "missing":
+        path.write_bytes(content)
+    assert main(["estimate", method, str(path), str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and words in lines[0], err
+    assert "Traceback" not in err and "pickle" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
 def test_evaluate_small(tmp_path, capsys):
     png = tmp_path / "e.png"
     js = tmp_path / "e.json"
