@@ -33,7 +33,8 @@ from engine.messages import Histogram
 from engine.node import Out, Param
 
 from ._kernels import coincidences as K
-from .correlation import _SnapshotNode, swabian_index
+from .base import HistogramNode
+from .correlation import swabian_index
 from .countrate import Counts
 from .physics.coincidence import nfold_accidentals
 
@@ -75,7 +76,7 @@ def _channels_ok(v):
     return None
 
 
-class Correlation3(_SnapshotNode):
+class Correlation3(HistogramNode):
     """Three-channel correlation histogram for g3(tau1, tau2) (see module doc).
 
     Parameters: ``channel_1`` (reference), ``channel_2``, ``channel_3``
@@ -126,7 +127,7 @@ class Correlation3(_SnapshotNode):
         return swabian_index(self.binwidth_ps, self.n_bins)
 
 
-class Coincidences(_SnapshotNode):
+class Coincidences(HistogramNode):
     """n-fold (2, 3, 4) zero-delay coincidences among distinct channels (see module doc).
 
     Parameters: ``channels`` (2..16 distinct detector channels),

@@ -2,8 +2,8 @@
 
 ``Correlation(channel_1, channel_2, binwidth_ps, n_bins)``
     Software multi-start multi-stop correlation of T2 tags, Swabian Time
-    Tagger style. Lag ``tau = t(channel_2) - t(channel_1)`` as issue 5 defines
-    it. NOTE: Swabian's own ``Correlation(tagger, channel_1, channel_2)``
+    Tagger style. Lag ``tau = t(channel_2) - t(channel_1)`` (the convention of
+    this package). NOTE: Swabian's own ``Correlation(tagger, channel_1, channel_2)``
     documents channel_1 as the "stop" and channel_2 as the "start/reference"
     channel (TimeTagger.h), and its examples read the peak of
     ``Correlation(tagger, INPUT, START)`` as the delay of INPUT after START, i.e.
@@ -32,16 +32,11 @@
     ``-span/2 <= delay < span/2``. With 215 bins zero delay is the centre of bin
     107. Tags with ``NO_DELAY`` (markers, T2 tags) are skipped.
 
-Snapshots: both nodes emit a cumulative :class:`Histogram` (``kind='snapshot'``)
-whenever the data time (``t_end_ps`` of the batches) has advanced by
-``snapshot_every_s`` since the previous one (``0``: after every batch, ``None``:
-only at the end), and always once in ``finish()``. ``singles`` holds the tag
-counts of the correlated channels, ``meta`` the gap count and the covered time
-``covered_ps`` (sum of batch coverage) for normalisation.
-
-Gaps: a batch flagged :data:`FLAG_GAP` empties the carried tags before it is
-processed (no pair is formed across lost data) and increments
-``counters['gaps']``; the histogram itself keeps accumulating.
+Snapshots, coverage and gaps are handled by :class:`nodes.base.HistogramNode`: a
+cumulative :class:`Histogram` (``kind='snapshot'``) whenever the data time has advanced by
+``snapshot_every_s`` and once in ``finish()``, ``meta`` with the gap count and the covered
+time ``covered_ps``. ``singles`` holds the tag counts of the correlated channels. At a gap
+(:data:`FLAG_GAP`) the carried tags are dropped, so no pair is formed across lost data.
 
 Example::
 
@@ -52,10 +47,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.messages import FLAG_GAP, Histogram, TagBatch
-from engine.node import In, Node, Out, Param
+from engine.messages import Histogram
+from engine.node import Param
 
 from ._kernels import correlation as K
+from .base import HistogramNode
 
 
 def swabian_index(binwidth_ps: int, n_bins: int) -> np.ndarray:
@@ -125,75 +121,7 @@ def _as_tags(time_ps, channel, where):
     return time_ps, channel
 
 
-class _SnapshotNode(Node):
-    """Shared snapshot cadence, coverage and gap bookkeeping for histogram nodes."""
-
-    tags = In(TagBatch, doc="time tags")
-    out = Out(Histogram)
-    snapshot_every_s = Param(float, default=1.0, min=0.0, optional=True, unit="s",
-                             doc="emit a cumulative snapshot each time data time advances this much "
-                                 "(0: every batch; None: only at the end)")
-
-    def reset(self):
-        self.counters = {"gaps": 0, "batches": 0, "tags": 0}
-        self._t_begin = None
-        self._t_end = None
-        self._covered = 0
-        self._next_snap = None
-        self._seq = 0
-        self._dirty = False
-        self.reset_state()
-
-    def reset_state(self):  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def reset_carry(self):
-        """Forget carried tags (called at a gap)."""
-
-    def process(self, msg, port):
-        if msg.flags & FLAG_GAP:
-            self.counters["gaps"] += 1
-            self.reset_carry()
-        if self._t_begin is None:
-            self._t_begin = msg.t_begin_ps
-            if self.snapshot_every_s:
-                self._next_snap = msg.t_begin_ps + int(round(self.snapshot_every_s * 1e12))
-        self._t_end = msg.t_end_ps if self._t_end is None else max(self._t_end, msg.t_end_ps)
-        self._covered += max(0, msg.t_end_ps - msg.t_begin_ps)
-        self.counters["batches"] += 1
-        self.counters["tags"] += len(msg)
-        if len(msg):
-            self.consume(msg)
-        self._dirty = True
-        if self.snapshot_every_s is not None and (
-                self.snapshot_every_s == 0 or (self._next_snap is not None and self._t_end >= self._next_snap)):
-            if self.snapshot_every_s:
-                step = int(round(self.snapshot_every_s * 1e12))
-                while self._next_snap <= self._t_end:
-                    self._next_snap += step
-            yield self._snapshot()
-
-    def finish(self):
-        yield self._snapshot()
-
-    def _snapshot(self):
-        self._dirty = False
-        msg = self.snapshot()
-        msg.t_begin_ps = int(self._t_begin or 0)
-        msg.t_end_ps = int(self._t_end or 0)
-        msg.seq = self._seq
-        msg.meta.update({"gaps": self.counters["gaps"], "covered_ps": int(self._covered)})
-        self._seq += 1
-        return msg
-
-    def consume(self, msg):  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def snapshot(self) -> Histogram:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class Correlation(_SnapshotNode):
+class Correlation(HistogramNode):
     """Multi-start multi-stop T2 correlation of two channels (Swabian ``Correlation``).
 
     Parameters: ``channel_1``, ``channel_2`` (lag = t(channel_2) - t(channel_1);
@@ -244,7 +172,7 @@ class Correlation(_SnapshotNode):
         return swabian_index(self.binwidth_ps, self.n_bins)
 
 
-class StartStopHistogram(_SnapshotNode):
+class StartStopHistogram(HistogramNode):
     """Histogram of start-stop (TAC) ``delay_ps`` -- the SPC-150 path of the paper.
 
     Parameters: ``span_ps`` (ps, full width, default 500 000), ``n_bins``
