@@ -33,11 +33,11 @@ from engine.messages import Histogram
 from engine.node import Param
 
 from ._kernels import pulsed as K
-from .correlation import _SnapshotNode
+from .base import HistogramNode
 from .physics import pulsed as P
 
 
-class PulsedCorrelation(_SnapshotNode):
+class PulsedCorrelation(HistogramNode):
     """Peak areas of the pulsed cross-correlation (see the module docstring)."""
 
     channel_1 = Param(int, default=0, doc="start channel (lag = t(channel_2) - t(channel_1))")
