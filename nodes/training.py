@@ -124,10 +124,12 @@ def load_hdf5(path, labels=None):
     """
     import h5py
 
+    from sinks.hdf5 import layout
+
     with h5py.File(path, "r") as f:
-        grp = f.get("/user/antibunch/pixels")
+        grp = f.get(layout.PIXELS)
         if grp is None or "counts" not in grp or "lag_ps" not in grp:
-            raise ValueError(f"{path}: no /user/antibunch/pixels/counts and lag_ps datasets")
+            raise ValueError(f"{path}: no /{layout.PIXELS}/counts and lag_ps datasets")
         counts = np.asarray(grp["counts"])
         lag = np.asarray(grp["lag_ps"], dtype=np.float64)
         inc = np.asarray(grp["increments"]) if "increments" in grp else None

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 
+from .hdf5 import layout
+from .hdf5.layout import open_results
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("image", help="resolution table / figure from the images of an antibunch HDF5 file")
-    p.add_argument("file", help="HDF5 file written by HDF5Sink (needs /user/antibunch/image)")
+    p.add_argument("file", help=f"HDF5 file written by HDF5Sink (needs /{layout.IMAGE})")
     p.add_argument("--png", default=None, help="also render the figure to this PNG")
     p.add_argument("--pixel-nm", type=float, default=None,
                    help="pixel pitch in nm (default: field_nm/nx of the graph parameters stored in the file)")
@@ -39,24 +42,22 @@ def load_images(path):
 
     from engine.cli import UsageError
 
-    from .hdf5 import open_results
-
     import os
 
     if not os.path.isfile(path):
         raise UsageError(f"file '{path}' does not exist")
     with open_results(path) as f:
-        if "user/antibunch/image" not in f:
-            raise UsageError(f"'{path}' has no /user/antibunch/image: was an ImageAssembler connected to the "
+        if layout.IMAGE not in f:
+            raise UsageError(f"'{path}' has no /{layout.IMAGE}: was an ImageAssembler connected to the "
                              "HDF5Sink 'image' input?")
-        g = f["user/antibunch/image"]
+        g = f[layout.IMAGE]
         images = {k: g[k][()] for k in g if k != "mask"}
         mask = g["mask"][()].astype(bool) if "mask" in g else np.isfinite(images.get("intensity"))
         meta = json.loads(g.attrs.get("meta_json", "{}"))
         meta["frame"] = int(g.attrs.get("frame", 0))
         params = {}
-        if "user/antibunch/graph" in f:
-            params = json.loads(f["user/antibunch/graph"].attrs.get("params_json", "{}"))
+        if layout.GRAPH in f:
+            params = json.loads(f[layout.GRAPH].attrs.get("params_json", "{}"))
     return images, mask, meta, params
 
 
@@ -66,12 +67,10 @@ def load_pixels(path):
 
     from engine.messages import PixelHistograms
 
-    from .hdf5 import open_results
-
     with open_results(path) as f:
-        if "user/antibunch/pixels/counts" not in f:
+        if layout.PIXEL_COUNTS not in f:
             return None
-        g = f["user/antibunch/pixels"]
+        g = f[layout.PIXELS]
         counts = g["counts"][()]
         ny, nx, nb = counts.shape
         return PixelHistograms(pixel=np.arange(ny * nx), counts=counts.reshape(-1, nb),
@@ -86,12 +85,10 @@ def load_estimates(path):
 
     from engine.messages import Estimates
 
-    from .hdf5 import open_results
-
     with open_results(path) as f:
-        if "user/antibunch/estimates/g2_0" not in f:
+        if layout.ESTIMATES_G2 not in f:
             return None
-        g = f["user/antibunch/estimates"]
+        g = f[layout.ESTIMATES]
         ny, nx = g["g2_0"].shape
         return Estimates(pixel=np.arange(ny * nx), g2_0=g["g2_0"][()].ravel(), g2_0_err=g["g2_0_err"][()].ravel(),
                          n_events=g["n_events"][()].ravel(), flags=g["flags"][()].ravel(),

@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.messages import NO_DELAY, TagBatch
 from engine.node import REQUIRED, Out, Param, Source
+from sinks.hdf5 import layout
 
 
 class HDF5Replay(Source):
@@ -47,12 +48,12 @@ class HDF5Replay(Source):
             raise FileNotFoundError(f"step '{self.step_id}' (HDF5Replay): file '{self.path}' does not exist")
         f = self._open()
         try:
-            if "photon_data" not in f or "timestamps" not in f["photon_data"]:
+            if layout.TIMESTAMPS not in f:
                 hint = ""
-                if "user" in f and "antibunch" in f["user"]:
+                if layout.ROOT in f:
                     hint = " (it holds antibunch results only: the run was saved with save_tags=False)"
                 raise ValueError(f"step '{self.step_id}' (HDF5Replay): '{self.path}' has no "
-                                 f"/photon_data/timestamps{hint}; nothing to replay")
+                                 f"/{layout.TIMESTAMPS}{hint}; nothing to replay")
         finally:
             f.close()
 
@@ -71,17 +72,14 @@ class HDF5Replay(Source):
         self._prev_end = None
         f = self._open()
         try:
-            pd = f["photon_data"]
-            ts, det = pd["timestamps"], pd.get("detectors")
-            delay = pd["user"]["delay_ps"] if "user" in pd and "delay_ps" in pd["user"] else None
-            unit = float(pd["timestamps_specs"]["timestamps_unit"][()]) if "timestamps_specs" in pd else 1e-12
+            ts, det = f[layout.TIMESTAMPS], f.get(layout.DETECTORS)
+            delay = f[layout.DELAY] if layout.DELAY in f else None
+            unit = float(f[layout.TIMESTAMPS_UNIT][()]) if layout.TIMESTAMPS_UNIT in f else 1e-12
             scale = unit / 1e-12
             n_tot = min(ts.shape[0], det.shape[0] if det is not None else ts.shape[0])
             batches = None
-            if "user" in f and "antibunch" in f["user"] and "tags" in f["user/antibunch"]:
-                b = f["user/antibunch/tags"].get("batches")
-                if b is not None:
-                    batches = b[()]
+            if layout.TAG_BATCHES in f:
+                batches = f[layout.TAG_BATCHES][()]
             t0 = time.monotonic()
             if batches is not None:
                 start = 0
@@ -140,7 +138,7 @@ class HDF5Replay(Source):
             if t[0] < batch.t_begin_ps or t[-1] >= batch.t_end_ps:
                 raise ValueError(f"{where}: batch seq {batch.seq} (tags {first_index}..{first_index + t.size - 1}) "
                                  f"has tags outside its coverage [{batch.t_begin_ps}, {batch.t_end_ps}) ps; "
-                                 "/user/antibunch/tags/batches disagrees with the timestamps (damaged file)")
+                                 f"/{layout.TAG_BATCHES} disagrees with the timestamps (damaged file)")
         if batch.t_end_ps < batch.t_begin_ps:
             raise ValueError(f"{where}: batch seq {batch.seq} ends before it begins; the file is damaged")
         prev = getattr(self, "_prev_end", None)

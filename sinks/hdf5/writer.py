@@ -46,70 +46,14 @@ import time
 
 import numpy as np
 
-from engine.messages import (FRAME, LINE, NO_DELAY, PIXEL, USER, Estimates, Image, PixelHistograms,
-                             TagBatch)
+from engine.messages import NO_DELAY, Estimates, Image, PixelHistograms, TagBatch
 from engine.node import REQUIRED, In, Param, Sink, plain
 
-LIBVER = ("v108", "v114")
-MARKER_LABELS = {PIXEL: "pixel marker", LINE: "line marker", FRAME: "frame marker", USER: "user marker"}
+from . import layout
+from .photon import LIBVER, MARKER_LABELS, TITLES, split_title, write_scalar, write_title
 
-# official Photon-HDF5 0.5 descriptions (TITLE attributes) of the fields we write
-TITLES = {
-    "/": "A file format for photon-counting detector based single-molecule spectroscopy experiments.",
-    "/acquisition_duration": "Measurement duration in seconds.",
-    "/description": "A user-defined comment describing the data file.",
-    "/format_name": "Name of the file format.",
-    "/format_version": "Version for the Photon-HDF5 format.",
-    "/identity": "Information about the Photon-HDF5 data file.",
-    "/identity/author": "Author of the current data file.",
-    "/identity/author_affiliation": "Company or institution the author is affiliated with.",
-    "/identity/creation_time": "Creation time of the current Photon-HDF5 file.",
-    "/identity/filename": "Original file name of the current Photon-HDF5 file (i.e. file name at creation time).",
-    "/identity/filename_full": ("Original file name (with full path) of the current Photon-HDF5 file "
-                                "(i.e. full file name at creation time)."),
-    "/identity/format_name": "Name of the file format.",
-    "/identity/format_url": "Official URL for the Photon-HDF5 format.",
-    "/identity/format_version": "Version for the Photon-HDF5 format.",
-    "/identity/software": "Name of the software used to create the current Photon-HDF5 file.",
-    "/identity/software_version": "Version of the software used to create current the Photon-HDF5 file.",
-    "/photon_data": "Group containing arrays of photon-data.",
-    "/photon_data/detectors": "Array of pixel IDs for each timestamp.",
-    "/photon_data/timestamps": ("Array of photon timestamps. Units specified in timestamps_units "
-                                "(defined in timestamps_specs/)."),
-    "/photon_data/timestamps_specs": "Specifications for timestamps.",
-    "/photon_data/timestamps_specs/timestamps_unit": "Value of 1-unit timestamp-increment in seconds.",
-    "/photon_data/measurement_specs": ("Metadata necessary for interpretation of the particular type of "
-                                       "measurement."),
-    "/photon_data/measurement_specs/measurement_type": "Name of the measurement the data represents.",
-    "/photon_data/measurement_specs/detectors_specs": "Mapping between the pixel IDs and the detection channels.",
-    "/setup": "Information about the experimental setup.",
-    "/setup/num_pixels": "Total number of detector pixels.",
-    "/setup/num_spots": 'Number of excitation (or detection) "spots" in the sample.',
-    "/setup/num_spectral_ch": "Number of distinct spectral bands which are acquired.",
-    "/setup/num_polarization_ch": "Number of distinct polarization states which are acquired.",
-    "/setup/num_split_ch": ("Number of distinct detection channels detecting the same spectral band and "
-                            "polarization. This value is > 1 when using a non-polarizing beam splitter."),
-    "/setup/modulated_excitation": ("True (i.e. 1) if there is any form of excitation modulation of excitation "
-                                    "wavelength (as in us-ALEX or PAX) or polarization. This field is also True "
-                                    "for pulse-interleaved excitation (PIE) or ns-ALEX measurements."),
-    "/setup/lifetime": ("True (i.e. 1) if the measurement includes a nanotimes array of photon arrival times "
-                        "with respect to a laser pulse (as in TCSPC measurements)."),
-    "/setup/excitation_alternated": ("New in version 0.5. Indicates whether each excitation source is "
-                                     "alternated (True, or 1) or not alternated (False, or 0)."),
-    "/setup/excitation_cw": ("For each excitation source, this field indicates whether excitation is "
-                             "continuous wave (CW), True (i.e. 1), or pulsed, False (i.e. 0)."),
-    "/setup/detectors": ("Metadata relative to each detector's pixel. Each field is an array with size equal "
-                         "to the number of the detectors."),
-    "/setup/detectors/id": "Detector IDs as they appear on /photon_data/detectors.",
-    "/setup/detectors/counts": "Total number of counts detected by each detector.",
-}
-_SPLIT_ORD = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
-
-
-def _split_title(i):
-    return (f"Pixel IDs for the {_SPLIT_ORD[i] if i < len(_SPLIT_ORD) else f'{i + 1}th'} channel split "
-            "through a non-polarizing beam splitter.")
-
+_DELAY_GROUP, _DELAY_NAME = layout.DELAY.rsplit("/", 1)
+_BATCHES = layout.TAG_BATCHES.rsplit("/", 1)[1]
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -122,16 +66,6 @@ def _software_version() -> str:
         return version("antibunch")
     except Exception:  # noqa: BLE001 - not installed as a distribution
         return "unknown"
-
-
-def open_results(path: str):
-    """Open an antibunch HDF5 file for reading, also one left by a killed SWMR writer."""
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        return h5py.File(path, "r", swmr=True)
 
 
 class HDF5Sink(Sink):
@@ -207,40 +141,21 @@ class HDF5Sink(Sink):
         f.flush()
 
     # -- skeleton and metadata
-    def _title(self, obj, path):
-        t = TITLES.get(path)
-        if t is not None:
-            obj.attrs["TITLE"] = np.bytes_(t)
-
-    def _scalar(self, grp, name, value, path):
-        if isinstance(value, str):
-            value = np.bytes_(value.encode())
-        if name in grp:
-            grp[name][()] = value
-            return grp[name]
-        ds = grp.create_dataset(name, data=value)
-        self._title(ds, path)
-        # PyTables (used by phconvert) returns Python scalars only for the 'python' flavor
-        ds.attrs["CLASS"] = np.bytes_(b"ARRAY")
-        ds.attrs["VERSION"] = np.bytes_(b"2.4")
-        ds.attrs["FLAVOR"] = np.bytes_(b"python")
-        return ds
-
     def _write_skeleton(self):
         f = self._f
         f.attrs["TITLE"] = np.bytes_(TITLES["/"])
         f.attrs["format_name"] = np.bytes_(b"Photon-HDF5")
         f.attrs["format_version"] = np.bytes_(b"0.5")
         f.attrs["format_url"] = np.bytes_(b"http://photon-hdf5.org/")
-        f.attrs["antibunch_created_utc"] = np.bytes_(_now().encode())
-        f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
-        f.attrs["antibunch_status"] = np.bytes_(b"running")
-        self._scalar(f, "description", self.description or " ", "/description")
-        self._scalar(f, "acquisition_duration", 0.0, "/acquisition_duration")
-        self._scalar(f, "format_name", "Photon-HDF5", "/format_name")
-        self._scalar(f, "format_version", "0.5", "/format_version")
+        f.attrs[layout.CREATED] = np.bytes_(_now().encode())
+        f.attrs[layout.UPDATED] = np.bytes_(_now().encode())
+        f.attrs[layout.STATUS] = np.bytes_(layout.RUNNING.encode())
+        write_scalar(f, "description", self.description or " ", "/description")
+        write_scalar(f, "acquisition_duration", 0.0, "/acquisition_duration")
+        write_scalar(f, "format_name", "Photon-HDF5", "/format_name")
+        write_scalar(f, "format_version", "0.5", "/format_version")
         idn = f.create_group("identity")
-        self._title(idn, "/identity")
+        write_title(idn, "/identity")
         path = os.path.abspath(self.path)
         for name, val in (("author", self.author or " "), ("author_affiliation", self.author_affiliation or " "),
                           ("creation_time", _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")),
@@ -248,17 +163,16 @@ class HDF5Sink(Sink):
                           ("format_name", "Photon-HDF5"), ("format_version", "0.5"),
                           ("format_url", "http://photon-hdf5.org/"), ("software", "antibunch"),
                           ("software_version", _software_version())):
-            self._scalar(idn, name, val, f"/identity/{name}")
+            write_scalar(idn, name, val, f"/identity/{name}")
         setup = f.create_group("setup")
-        self._title(setup, "/setup")
+        write_title(setup, "/setup")
         for name, val in (("num_pixels", 2), ("num_spots", 1), ("num_spectral_ch", 1), ("num_polarization_ch", 1),
                           ("num_split_ch", 2), ("modulated_excitation", False), ("lifetime", False)):
-            self._scalar(setup, name, np.int64(val), f"/setup/{name}")
+            write_scalar(setup, name, np.int64(val), f"/setup/{name}")
         for name in ("excitation_alternated", "excitation_cw"):
             ds = setup.create_dataset(name, data=np.array([name == "excitation_cw"], np.uint8))
-            self._title(ds, f"/setup/{name}")
-        ab = f.require_group("user").require_group("antibunch")
-        sw = ab.create_group("software")
+            write_title(ds, f"/setup/{name}")
+        sw = f.create_group(layout.SOFTWARE)
         import h5py as _h5
 
         sw.attrs["antibunch"] = _software_version()
@@ -266,19 +180,19 @@ class HDF5Sink(Sink):
         sw.attrs["h5py"] = _h5.__version__
         sw.attrs["hdf5"] = _h5.version.hdf5_version
         info = getattr(self, "graph_info", None) or {}
-        g = ab.create_group("graph")
+        g = f.create_group(layout.GRAPH)
         g.attrs["name"] = str(info.get("name") or "")
         g.attrs["ref"] = str(info.get("ref") or "")
         g.attrs["params_json"] = json.dumps(plain(info.get("params") or {}))
         g.attrs["sink_step"] = str(self.step_id)
         g.create_dataset("source_text", data=np.bytes_((info.get("source_text") or "").encode()))
-        ab.create_group("sink").attrs["params_json"] = json.dumps(plain(self.params))
+        f.create_group(layout.SINK).attrs["params_json"] = json.dumps(plain(self.params))
 
     def _write_provenance(self, port):
         d = self._desc.get(port)
         if d is None or self._f is None:
             return
-        grp = self._f["user/antibunch"].require_group("inputs").require_group(port)
+        grp = self._f.require_group(layout.INPUTS).require_group(port)
         grp.attrs["node"] = str(d["node"])
         grp.attrs["port"] = str(d["port"])
         grp.attrs["params_json"] = json.dumps(d["params"])
@@ -301,7 +215,7 @@ class HDF5Sink(Sink):
         """Write the scan lines that changed since the last flush (whole lines: few, large writes)."""
         if not self._dirty_rows or self._pix is None:
             return
-        g = self._f["user/antibunch/pixels"]
+        g = self._f[layout.PIXELS]
         for r in sorted(self._dirty_rows):
             for name, mirror in self._pix.items():
                 if name != "shape":
@@ -316,7 +230,7 @@ class HDF5Sink(Sink):
             return
         self._last_flush = now
         self._sync_pixels()
-        self._f.attrs["antibunch_updated_utc"] = np.bytes_(_now().encode())
+        self._f.attrs[layout.UPDATED] = np.bytes_(_now().encode())
         self._f.flush()
 
     # -- inputs
@@ -338,7 +252,7 @@ class HDF5Sink(Sink):
                                     dtype=data.dtype, chunks=(1 << 16,) + data.shape[1:] if data.ndim == 1 else
                                     (1024,) + data.shape[1:])
             if title_path:
-                self._title(ds, title_path)
+                write_title(ds, title_path)
             if fill is not None and self._n_tags:
                 ds.resize((self._n_tags,) + data.shape[1:])
                 ds[:] = fill
@@ -350,17 +264,17 @@ class HDF5Sink(Sink):
 
     def _write_tags(self, b: TagBatch):
         f = self._f
-        if "photon_data" not in f:
-            pd = f.create_group("photon_data")
-            self._title(pd, "/photon_data")
+        if layout.PHOTON_DATA not in f:
+            pd = f.create_group(layout.PHOTON_DATA)
+            write_title(pd, "/photon_data")
             ts = pd.create_group("timestamps_specs")
-            self._title(ts, "/photon_data/timestamps_specs")
-            self._scalar(ts, "timestamps_unit", 1e-12, "/photon_data/timestamps_specs/timestamps_unit")
-        pd = f["photon_data"]
+            write_title(ts, "/photon_data/timestamps_specs")
+            write_scalar(ts, "timestamps_unit", 1e-12, "/photon_data/timestamps_specs/timestamps_unit")
+        pd = f[layout.PHOTON_DATA]
         n0 = self._n_tags
         if b.delay_ps is not None and not self._has_delay:
             self._has_delay = True
-            self._append(pd.require_group("user"), "delay_ps", np.asarray(b.delay_ps, np.int64), fill=NO_DELAY)
+            self._append(f.require_group(_DELAY_GROUP), _DELAY_NAME, np.asarray(b.delay_ps, np.int64), fill=NO_DELAY)
             delay_written = True
         else:
             delay_written = False
@@ -368,18 +282,18 @@ class HDF5Sink(Sink):
         self._append(pd, "detectors", np.asarray(b.channel, np.int16), "/photon_data/detectors")
         if self._has_delay and not delay_written:
             d = b.delay_ps if b.delay_ps is not None else np.full(len(b), NO_DELAY, np.int64)
-            self._append(pd["user"], "delay_ps", np.asarray(d, np.int64))
+            self._append(f[_DELAY_GROUP], _DELAY_NAME, np.asarray(d, np.int64))
         self._n_tags = n0 + len(b)
         row = np.array([[b.t_begin_ps, b.t_end_ps, b.seq, b.flags, self._n_tags, int(b.delay_ps is not None)]],
                        np.int64)
-        tg = f["user/antibunch"].require_group("tags")
-        if "batches" not in tg:
-            tg.attrs["columns"] = "t_begin_ps, t_end_ps, seq, flags, end_index, has_delay"
+        tg = f.require_group(layout.TAGS)
+        if _BATCHES not in tg:
+            tg.attrs["columns"] = ", ".join(layout.TAG_BATCH_COLUMNS)
             tg.attrs["markers"] = json.dumps({str(k): v for k, v in MARKER_LABELS.items()})
-            tg.attrs["delay_ps"] = ("/photon_data/user/delay_ps: start-stop lag (ps) of each tag; "
+            tg.attrs["delay_ps"] = (f"/{layout.DELAY}: start-stop lag (ps) of each tag; "
                                     f"{NO_DELAY} = no TAC conversion")
             self._producer_attrs(tg, "tags")
-        self._append(tg, "batches", row)
+        self._append(tg, _BATCHES, row)
         if len(b):
             ch, cnt = np.unique(np.asarray(b.channel), return_counts=True)
             for c, k in zip(ch.tolist(), cnt.tolist()):
@@ -391,11 +305,10 @@ class HDF5Sink(Sink):
         self._touch(force=False)
 
     def _write_hist(self, m: PixelHistograms):
-        ab = self._f["user/antibunch"]
         ny, nx = (int(v) for v in m.shape)
         counts = np.asarray(m.counts)
         if self._pix is None:
-            g = ab.require_group("pixels")
+            g = self._f.require_group(layout.PIXELS)
             self._producer_attrs(g, "hist")
             n_bins = counts.shape[1]
             self._pix = {"shape": (ny, nx)}
@@ -418,7 +331,7 @@ class HDF5Sink(Sink):
             g.attrs["increment_s"] = float(m.increment_s)
             g.attrs["coincidence_window_ps"] = float(m.coincidence_window_ps)
             g["counts"].attrs["axes"] = "row (line), column (pixel in line), lag bin"
-        g = ab["pixels"]
+        g = self._f[layout.PIXELS]
         if (ny, nx) != self._pix["shape"]:
             raise ValueError(f"step '{self.step_id}': pixel messages changed shape from {self._pix['shape']} "
                              f"to {(ny, nx)}; one scan per file")
@@ -454,8 +367,7 @@ class HDF5Sink(Sink):
         self._touch(force=False)
 
     def _write_image(self, m: Image):
-        ab = self._f["user/antibunch"]
-        g = ab.require_group("image")
+        g = self._f.require_group(layout.IMAGE)
         if not self._img_names:
             self._producer_attrs(g, "image")
         for name, arr in m.images.items():
@@ -477,9 +389,8 @@ class HDF5Sink(Sink):
         self._touch()
 
     def _write_estimates(self, m: Estimates):
-        ab = self._f["user/antibunch"]
         ny, nx = (int(v) for v in m.shape)
-        g = ab.require_group("estimates")
+        g = self._f.require_group(layout.ESTIMATES)
         if "g2_0" not in g:
             self._producer_attrs(g, "g2")
             g.attrs["method"] = str(m.method)
@@ -499,10 +410,10 @@ class HDF5Sink(Sink):
         f = self._f
         if f is None:
             return ()
-        if "photon_data" in f:
+        if layout.PHOTON_DATA in f:
             self._finish_photon_data()
-        f.attrs["antibunch_status"] = np.bytes_(b"finished")
-        f.attrs["antibunch_finished_utc"] = np.bytes_(_now().encode())
+        f.attrs[layout.STATUS] = np.bytes_(layout.FINISHED.encode())
+        f.attrs[layout.ENDED] = np.bytes_(_now().encode())
         self._touch()
         return ()
 
@@ -514,29 +425,29 @@ class HDF5Sink(Sink):
         setup["num_pixels"][()] = max(len(dets), 1)
         setup["num_split_ch"][()] = max(len(dets), 1)
         sd = setup.require_group("detectors")
-        self._title(sd, "/setup/detectors")
+        write_title(sd, "/setup/detectors")
         for name, data in (("id", np.array(ids, np.int16)),
                            ("counts", np.array([self._det_counts[i] for i in ids], np.int64))):
             if name in sd:
                 del sd[name]
             ds = sd.create_dataset(name, data=data)
-            self._title(ds, f"/setup/detectors/{name}")
+            write_title(ds, f"/setup/detectors/{name}")
         if "label" in sd:
             del sd["label"]
         sd.create_dataset("label", data=np.array([MARKER_LABELS.get(i, f"detector {i}").encode() for i in ids],
                                                  dtype="S16")).attrs["TITLE"] = np.bytes_(
             b"Labels (strings) describing each detector.")
-        pd = f["photon_data"]
+        pd = f[layout.PHOTON_DATA]
         if "measurement_specs" not in pd:
             ms = pd.create_group("measurement_specs")
-            self._title(ms, "/photon_data/measurement_specs")
-            self._scalar(ms, "measurement_type", "generic", "/photon_data/measurement_specs/measurement_type")
+            write_title(ms, "/photon_data/measurement_specs")
+            write_scalar(ms, "measurement_type", "generic", "/photon_data/measurement_specs/measurement_type")
             dspec = ms.create_group("detectors_specs")
-            self._title(dspec, "/photon_data/measurement_specs/detectors_specs")
+            write_title(dspec, "/photon_data/measurement_specs/detectors_specs")
             if len(dets) > 1:
                 for i, d in enumerate(dets):
                     ds = dspec.create_dataset(f"split_ch{i + 1}", data=np.array([d], np.int16))
-                    ds.attrs["TITLE"] = np.bytes_(_split_title(i).encode())
+                    ds.attrs["TITLE"] = np.bytes_(split_title(i).encode())
 
     def close(self):
         f = getattr(self, "_f", None)
