@@ -72,18 +72,21 @@ from engine.messages import EST_DARK, Estimates, Image, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .physics.coincidence import coincidence_g
-from .physics.direct import dip_basis, direct_g2, fit_pooled_shape
+from .physics.direct import direct_g2, fit_pooled_shape
+from .physics.g2model import tilt
+from .physics.imaging import g2_image, g3_image, pooled_weights, rate_from_flat_level, split_product
 
 UNITS = {
     "intensity": "counts/s", "intensity_err": "counts/s", "g2_0": "1", "g2_0_err": "1", "G2": "counts^2/s^2",
     "G2_err": "counts^2/s^2", "G2_direct": "counts^2/s^2", "G2_direct_err": "counts^2/s^2",
     "G3": "counts^3/s^3", "g3_0": "1", "g2_coinc": "1", "n_events": "events",
 }
-# ------------------------------------------------------------------ the node
 class ImageAssembler(Node):
     """Assemble intensity, g2(0), G2, G2_direct (and G3) images as pixels complete.
 
-    See the module docstring for the images, the direct estimator and parameters.
+    Holds the latest histogram, singles, exposure and estimate of every pixel and turns them
+    into images with the pure functions of :mod:`nodes.physics`. See the module docstring for
+    the images and parameters.
     """
 
     g2 = In(Estimates, doc="per-pixel g2(0) estimates")
@@ -111,20 +114,18 @@ class ImageAssembler(Node):
     # -- lifecycle
     def reset(self):
         self._shape = tuple(int(v) for v in self.shape) if self.shape is not None else None
-        self._alloc_done = False
+        self._alloc_done = False  # per-pixel arrays exist once the first histogram arrived
+        self._pending = []  # estimates that arrived before the first histogram
+        self._hist_params = {}  # the accumulator's parameters (channels, mode) from its descriptor
         self._hist_mode = None
-        self._since = 0
+        self._g3_connected = False
+        self._method = ""
+        self._since = 0  # pixels estimated since the last snapshot
         self._snap_seq = 0
         self._n_done = 0
         self._frame = 0
-        self._pooled = None
+        self._pooled = None  # the latest pooled shape fit and the events it used
         self._pooled_at = 0.0
-        self._g3_connected = False
-        self._hist_params = {}
-        self._emitted_final = False
-        self._dirty = False
-        self._final_fit = False
-        self._pending = []
 
     def on_descriptor(self, port, desc):
         if port == "hist":
@@ -209,12 +210,9 @@ class ImageAssembler(Node):
         self._has_hist[pix] = True
         self._n_done = max(self._n_done, int(msg.n_done))
         self._frame = max(self._frame, int(msg.frame))
-        self._dirty = True
-        pending = getattr(self, "_pending", None)
-        if pending:
-            self._pending = []
-            for port, m in pending:
-                self._take_est(m, port)
+        pending, self._pending = self._pending, []
+        for port, m in pending:
+            self._take_est(m, port)
 
     def _take_est(self, msg: Estimates, port):
         pix = np.asarray(msg.pixel, dtype=np.int64)
@@ -222,15 +220,14 @@ class ImageAssembler(Node):
         if port == "g3":
             self._g3_connected = True
             self._g3[pix] = np.asarray(msg.g2_0, dtype=np.float64)
-        else:
-            self._g2[pix] = np.asarray(msg.g2_0, dtype=np.float64)
-            self._g2_err[pix] = np.asarray(msg.g2_0_err, dtype=np.float64)
-            self._n_events[pix] = np.asarray(msg.n_events, dtype=np.float64)
-            self._flags[pix] = np.asarray(msg.flags, dtype=np.uint8)
-            self._has_est[pix] = True
-            self._since += len(pix)
-            self._method = msg.method
-        self._dirty = True
+            return
+        self._g2[pix] = np.asarray(msg.g2_0, dtype=np.float64)
+        self._g2_err[pix] = np.asarray(msg.g2_0_err, dtype=np.float64)
+        self._n_events[pix] = np.asarray(msg.n_events, dtype=np.float64)
+        self._flags[pix] = np.asarray(msg.flags, dtype=np.uint8)
+        self._has_est[pix] = True
+        self._since += len(pix)
+        self._method = msg.method
 
     def _maybe_snapshot(self):
         every = self.every_pixels or self._shape[1]
@@ -239,8 +236,7 @@ class ImageAssembler(Node):
             yield self.snapshot()
 
     def finish(self):
-        pending = getattr(self, "_pending", None)
-        if pending and not self._alloc_done:
+        if self._pending and not self._alloc_done:
             raise ValueError(f"{self.step_id}: received estimates but no histograms; connect the "
                              "accumulator to the 'hist' input")
         if self._alloc_done:
@@ -248,17 +244,7 @@ class ImageAssembler(Node):
             img.meta["final"] = True
             yield img
 
-    # -- images
-    def _split_product(self):
-        s = self._singles.sum(axis=0) if self._singles.size else np.zeros(0)
-        ch = [self._hist_params.get("channel_1", 0), self._hist_params.get("channel_2", 1)]
-        if len(s) >= 2 and all(isinstance(c, int) and 0 <= c < len(s) for c in ch) and s.sum() > 0:
-            tot = s.sum()
-            p = float(s[ch[0]] * s[ch[1]] / tot ** 2)
-            if p > 0:
-                return p
-        return 0.25
-
+    # -- what the data say about the set-up
     def _intensity_source(self):
         # singles count photons only when every detector saw some: a start-stop-only stream
         # (SPC-150 TAC records) has counts on the start channel alone, which are conversions
@@ -270,13 +256,22 @@ class ImageAssembler(Node):
             return "coincidences"
         return "singles" if has_singles else "coincidences"
 
+    def _correlated_channels(self):
+        return (self._hist_params.get("channel_1", 0), self._hist_params.get("channel_2", 1))
+
     def _channels(self):
-        ch = (self._hist_params.get("channel_1", 0), self._hist_params.get("channel_2", 1))
+        """The two correlated detector channels when they index the singles, else None."""
+        ch = self._correlated_channels()
         n_det = self._singles.shape[1]
         if all(isinstance(c, int) and 0 <= c < n_det for c in ch) and ch[0] != ch[1]:
             return ch
         return None
 
+    def _start_stop(self):
+        src = self._intensity_source()
+        return self._hist_mode == "start_stop" or (self._hist_mode is None and src == "coincidences")
+
+    # -- the direct estimate
     def _flat_level(self, idx, T):
         """Known flat level c = n1·n2·Δ/T per pixel from the singles (T2 correlation only)."""
         ch = self._channels()
@@ -286,16 +281,26 @@ class ImageAssembler(Node):
         n2 = self._singles[idx, ch[1]]
         return n1 * n2 * self._binwidth_ps * 1e-12 / T[idx]
 
-    def _start_stop(self):
-        src = self._intensity_source()
-        return self._hist_mode == "start_stop" or (self._hist_mode is None and src == "coincidences")
+    def _tilt_corrected(self, h, T, src, intensity, sp):
+        """Divide out the start-stop tilt (start-stop data only).
 
-    def _pooled_shape(self, pooled, c_flat):
+        R_stop = intensity/2 for a balanced splitter (singles when present, else a first-pass
+        rate from the mean level of the histogram)."""
+        if not (self._start_stop() and self.tilt_correction) or len(h) == 0:
+            return h
+        if src == "singles":
+            rate = intensity * 0.5
+        else:
+            rate = rate_from_flat_level(h.mean(axis=1), T, self._binwidth_ps, sp) * 0.5
+        span = self._lag_ps[-1] - self._lag_ps[0] + self._binwidth_ps
+        return h / tilt(self._lag_ps, rate, span)
+
+    def _pooled_shape(self, pooled, c_flat, final):
         if self.t1_ns is not None:
             return {"t1_ns": self.t1_ns, "t2_ns": self.t2_ns, "from": "parameters"}
         tot = float(pooled.sum())
         # refit only when the pooled data grew by >= 25 % (bounded cost, final fit always exact)
-        if self._pooled is None or tot >= 1.25 * self._pooled_at or self._final_fit:
+        if self._pooled is None or tot >= 1.25 * self._pooled_at or final:
             fit = fit_pooled_shape(self._lag_ps, self._binwidth_ps, pooled,
                                    c_fixed=None if c_flat is None else float(c_flat.sum()))
             if fit is not None:
@@ -304,92 +309,75 @@ class ImageAssembler(Node):
                 self._pooled, self._pooled_at = fit, tot
         return self._pooled
 
-    def _tilt_corrected(self, h, T, src, intensity, sp):
-        """Divide out the start-stop tilt exp(-R_stop·(τ + span/2)) (start-stop data only).
+    def _direct(self, T, src, intensity, sp, final):
+        """G2_direct of every measured pixel, the flat level per pixel and the shape used.
 
-        R_stop = r2·intensity with r2 = 1/2 for a balanced splitter (singles when present,
-        else a first-pass rate from the mean level of the histogram)."""
-        if not (self._start_stop() and self.tilt_correction) or len(h) == 0:
-            return h, None
-        if src == "singles":
-            rate = intensity * 0.5
-        else:
-            c0 = h.mean(axis=1)
-            rate = np.sqrt(np.maximum(c0, 0) / (T * self._binwidth_ps * 1e-12 * sp)) * 0.5
-        lag = self._lag_ps
-        span = lag[-1] - lag[0] + self._binwidth_ps
-        tilt = np.exp(-rate[:, None] * (lag + span / 2)[None] * 1e-12)
-        return h / tilt, rate
+        Returns dict(g2d, g2d_err (n,), idx, level (len(idx),) or None: the fitted flat level,
+        or the mean level while too few events for a shape fit; shape; c_flat)."""
+        n = len(T)
+        res = {"g2d": np.full(n, np.nan), "g2d_err": np.full(n, np.nan), "idx": np.zeros(0, np.int64),
+               "level": None, "shape": None, "c_flat": None}
+        idx = np.nonzero(self._has_hist & (T > 0))[0]
+        if not len(idx) or self._lag_ps is None:
+            return res
+        lag, bw = self._lag_ps, self._binwidth_ps
+        c_flat = self._flat_level(idx, T)
+        h = self._tilt_corrected(self._counts[idx], T[idx], src, intensity[idx], sp)
+        shape = self._pooled_shape(h.sum(axis=0), c_flat, final)
+        res.update(idx=idx, c_flat=c_flat, shape=shape, level=h.mean(axis=1))
+        if shape is not None:
+            g, e, c = direct_g2(h, T[idx], lag, bw, shape["t1_ns"], shape["t2_ns"], sp,
+                                weights=pooled_weights(lag, bw, shape), c_fixed=c_flat)
+            res["g2d"][idx], res["g2d_err"][idx], res["level"] = g, e, c
+        return res
 
+    # -- images
     def snapshot(self, final: bool = False) -> Image:
         """The current :class:`Image` (all pixels; ``mask`` = measured and estimated)."""
-        self._final_fit = final
         ny, nx = self._shape
         n = ny * nx
         mask = self._has_hist & self._has_est
         T = self._exposure
         src = self._intensity_source()
+        ch = self._correlated_channels()
+        sp = split_product(self._singles.sum(axis=0) if self._singles.size else np.zeros(0), ch)
         with np.errstate(invalid="ignore", divide="ignore"):
+            intensity = np.full(n, np.nan)
+            intensity_err = np.full(n, np.nan)
             if src == "singles":
-                intensity = np.where(T > 0, self._singles.sum(axis=1) / T, np.nan)
-                intensity_err = np.where(T > 0, np.sqrt(self._singles.sum(axis=1)) / T, np.nan)
-            else:
-                intensity = np.full(n, np.nan)
-                intensity_err = np.full(n, np.nan)
-            sp = self._split_product()
-            g2d = np.full(n, np.nan)
-            g2d_err = np.full(n, np.nan)
-            shape_info = None
-            sel = self._has_hist & (T > 0)
-            idx = np.nonzero(sel)[0]
-            c_flat = None
-            if len(idx) and self._lag_ps is not None:
-                c_flat = self._flat_level(idx, T)
-                h, stop_rate = self._tilt_corrected(self._counts[idx], T[idx], src, intensity[idx], sp)
-                shape_info = self._pooled_shape(h.sum(axis=0), c_flat)
-            if shape_info is not None:
-                t1, t2 = shape_info["t1_ns"], shape_info["t2_ns"]
-                X = dip_basis(self._lag_ps, self._binwidth_ps, t1, t2)
-                if "c" in shape_info and shape_info["c"] > 0:
-                    gpool = X @ np.array([1.0, shape_info["a1"], shape_info["a2"]])
-                    w = 1.0 / np.clip(gpool, 0.05, None)
-                else:
-                    w = None
-                g, e, c = direct_g2(h, T[idx], self._lag_ps, self._binwidth_ps, t1, t2, sp, w, None, c_flat)
-                g2d[idx], g2d_err[idx] = g, e
-                if src == "coincidences":
-                    intensity[idx] = np.sqrt(np.maximum(c, 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp))
-            elif len(idx) and src == "coincidences" and self._lag_ps is not None:
-                # too few events for the dip shape yet: the mean level of the histogram instead
-                intensity[idx] = np.sqrt(np.maximum(h.mean(axis=1), 0) / (T[idx] * self._binwidth_ps * 1e-12 * sp))
+                n_tot = self._singles.sum(axis=1)
+                intensity = np.where(T > 0, n_tot / T, np.nan)
+                intensity_err = np.where(T > 0, np.sqrt(n_tot) / T, np.nan)
+            d = self._direct(T, src, intensity, sp, final)
+            if src == "coincidences" and d["level"] is not None:
+                idx = d["idx"]
+                intensity[idx] = rate_from_flat_level(d["level"], T[idx], self._binwidth_ps, sp)
             g2 = np.where(self._has_est, self._g2, np.nan)
             g2e = np.where(self._has_est, self._g2_err, np.nan)
-            I2 = intensity ** 2
-            G2 = I2 * (1.0 - g2)
-            G2e = I2 * g2e
+            G2, G2e = g2_image(intensity, g2, g2e)
             images = {"intensity": intensity, "intensity_err": intensity_err, "g2_0": g2, "g2_0_err": g2e,
-                      "G2": G2, "G2_err": G2e,
-                      "G2_direct": g2d, "G2_direct_err": g2d_err,
+                      "G2": G2, "G2_err": G2e, "G2_direct": d["g2d"], "G2_direct_err": d["g2d_err"],
                       "n_events": np.where(self._has_est, self._n_events, np.nan)}
-            if self._g3_connected:
-                images["g3_0"] = self._g3.copy()
-                images["G3"] = intensity ** 3 * (2.0 - 3.0 * g2 + self._g3) / 2.0
-            elif self._coinc is not None and src == "singles":
-                g2c, g3c = coincidence_g(self._coinc, self._singles, T, self._window_ps)
-                if g3c is not None:
-                    images["g2_coinc"] = g2c
-                    images["g3_0"] = g3c
-                    images["G3"] = intensity ** 3 * (2.0 - 3.0 * g2c + g3c) / 2.0
+            images.update(self._g3_images(intensity, g2, T, src))
         for k in list(images):
             a = images[k].reshape(ny, nx).astype(np.float64)
             a[~mask.reshape(ny, nx)] = np.nan
             images[k] = a
-        meta = {"intensity_from": src, "split_product": sp, "flat_level": "singles" if c_flat is not None else "fitted",
-                "dark_pixels": int(np.sum(mask & ((self._flags & EST_DARK) > 0))),
-                "method": getattr(self, "_method", "")}
-        if shape_info is not None:
-            meta["direct_shape"] = {k: v for k, v in shape_info.items()}
+        meta = {"intensity_from": src, "split_product": sp,
+                "flat_level": "singles" if d["c_flat"] is not None else "fitted",
+                "dark_pixels": int(np.sum(mask & ((self._flags & EST_DARK) > 0))), "method": self._method}
+        if d["shape"] is not None:
+            meta["direct_shape"] = dict(d["shape"])
         self._snap_seq += 1
         return Image(mask=mask.reshape(ny, nx).copy(), images=images,
                      units={k: UNITS.get(k, "") for k in images}, n_done=self._n_done,
                      frame=self._frame, seq=self._snap_seq, meta=meta)
+
+    def _g3_images(self, intensity, g2, T, src) -> dict:
+        if self._g3_connected:
+            return {"g3_0": self._g3.copy(), "G3": g3_image(intensity, g2, self._g3)}
+        if self._coinc is not None and src == "singles":
+            g2c, g3c = coincidence_g(self._coinc, self._singles, T, self._window_ps)
+            if g3c is not None:
+                return {"g2_coinc": g2c, "g3_0": g3c, "G3": g3_image(intensity, g2c, g3c)}
+        return {}

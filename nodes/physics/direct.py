@@ -107,21 +107,17 @@ def fit_pooled_shape(lag_ps, binwidth_ps, hist, c_fixed=None):
 
 
 def direct_g2(counts, exposure_s, lag_ps, binwidth_ps, t1_ns, t2_ns, split_product=0.25,
-              weights=None, tilt_rate_hz=None, c_fixed=None):
+              weights=None, c_fixed=None):
     """Vectorised direct estimate for ``counts (k, n_bins)``.
 
     Returns ``(G2_direct, G2_direct_err, c_hat)`` each ``(k,)``: G2_direct in counts²/s²
     (Σ_i S_i²(1 − g_i(0)), see the module docstring), c_hat the fitted flat level (counts per
-    bin). ``tilt_rate_hz`` (k,) divides out the start–stop tilt exp(−R·(τ + span/2)).
+    bin). Divide start–stop histograms by their tilt first (:func:`g2model.tilt`).
     ``c_fixed`` (k,): the known flat level R1·R2·T·Δ of each pixel (from its singles,
     n1·n2·Δ/T); it is subtracted and only (A1, A2) are fitted, which makes the estimate far
     less sensitive to the bunching time t2.
     """
     h = np.asarray(counts, dtype=np.float64)
-    if tilt_rate_hz is not None:
-        lag = np.asarray(lag_ps, dtype=np.float64)
-        span = lag[-1] - lag[0] + binwidth_ps
-        h = h / np.exp(-np.asarray(tilt_rate_hz, dtype=np.float64)[:, None] * (lag + span / 2)[None] * 1e-12)
     fixed = c_fixed is not None
     P, L = direct_operator(lag_ps, binwidth_ps, t1_ns, t2_ns, weights, fixed_c=fixed)
     if fixed:

@@ -96,15 +96,22 @@ def edges_ns(lag_ps, binwidth_ps=None):
     return (lag - bw / 2) * 1e-3, (lag + bw / 2) * 1e-3
 
 
-def tilt(lag_ps, stop_rate_hz: float, span_ps: float | None = None) -> np.ndarray:
-    """Start–stop tilt factor ``exp(−R_stop·(τ + span/2))`` for each bin (1 for R_stop = 0)."""
+def tilt(lag_ps, stop_rate_hz, span_ps: float | None = None) -> np.ndarray:
+    """Start–stop tilt factor ``exp(−R_stop·(τ + span/2))`` for each bin (1 for R_stop = 0).
+
+    ``stop_rate_hz`` a number -> ``(n_bins,)``; an array of per-pixel rates ``(k,)`` ->
+    ``(k, n_bins)``. ``span_ps`` defaults to the width of the lag axis.
+    """
     lag = np.asarray(lag_ps, dtype=np.float64)
-    if not stop_rate_hz:
+    rate = np.asarray(stop_rate_hz, dtype=np.float64)
+    if rate.ndim == 0 and not rate:
         return np.ones_like(lag)
     if span_ps is None:
         bw = binwidth_from_lags(lag)
         span_ps = lag[-1] - lag[0] + bw
-    return np.exp(-stop_rate_hz * (lag + span_ps / 2) * 1e-12)
+    if rate.ndim == 0:
+        return np.exp(-rate * (lag + span_ps / 2) * 1e-12)
+    return np.exp(-rate[:, None] * (lag + span_ps / 2)[None] * 1e-12)
 
 
 # ------------------------------------------------------------------ bin averages
