@@ -4,7 +4,7 @@ A simulated scan of one NV (``scene='single'``) or a pair (``'pair'``) seen by t
 detectors behind a 1:1:1 splitter (T2 tags). Per pixel the accumulator counts zero-delay
 2- and 3-fold coincidences among distinct detectors within ``coincidence_window_ps``;
 the image assembler turns them and the singles into window-averaged g2 and g3(0,0) and
-the G3 image (science.md §2.1: the factorial-cumulant image, background-free in
+the G3 image (docs/physics.md: the factorial-cumulant image, background-free in
 expectation, width σ/√3 for a Gaussian PSF). The T2 histogram of detectors 0 and 1 also
 gives g2(0) (Poisson MLE), G2 and G2_direct for comparison. Three-fold coincidences are rare
 (∝ R³·W²), so this graph uses bright emitters and a few-ns window by default.

@@ -2,7 +2,7 @@
 
 Simulated scan over 775 nm × 775 nm (24.2 nm pixels) of two NV centres ``separation_nm``
 apart (default 250 nm: closer than the diffraction limit, between √2·σ and 2·σ of the
-310-nm PSF, so only a true antibunching image can resolve them — science.md §2.5), 1-s
+310-nm PSF, so only a true antibunching image can resolve them — docs/physics.md), 1-s
 dwell × 7 frames (1-s increments summed to 7 s per pixel), SPC-150 start–stop tags →
 per-pixel 215-bin / 500-ns histograms → CNN g2(0) (batched) → image assembly (intensity,
 g2(0), G2, G2_direct) → HDF5 (``out``) + PNG (``png``, default: ``out`` with ``.png``) +
@@ -12,16 +12,18 @@ intensity², G2, G2_direct, narrowing ratios, resolvability of the pair).
     antibunch run scan_cnn
     antibunch run "scan_cnn:build(separation_nm=600, frames=5, out='s600.h5')"
 
-:func:`build_scan` and :func:`make_build` are shared with ``scan_lmfit``, ``scan_mle`` (same scan, other
-estimator).
+``scan_mle`` and ``scan_lmfit`` are the same scan with another g2(0) estimator.
 """
 from engine.graph import Graph
 
+FIELD_NM = 775.0  #: scanned field, square (nm)
+INCREMENT_S = 1.0  #: histograms are emitted per pixel after each 1-s increment of its dwell
 
-def build_scan(name, estimator, shape=(32, 32), field_nm=775.0, separation_nm=250.0, dwell_s=1.0, frames=7,
-               increment_s=1.0, brightness_cps=60_000.0, background_cps=1000.0, seed=0, out=None, png="auto",
-               live=True, save_tags=False, realtime=False, estimator_params=None):
-    from nodes.estimators import make_estimator
+
+def build(shape=(32, 32), separation_nm=250.0, dwell_s=1.0, frames=7, seed=0, out="scan_cnn.h5", png="auto",
+          live=True, save_tags=False, realtime=False, brightness_cps=60_000.0, background_cps=1000.0):
+    """The scan_cnn graph; ``png='auto'`` writes the figure beside ``out`` (``.h5`` -> ``.png``)."""
+    from nodes.cnn import G2CNN
     from nodes.image import ImageAssembler
     from nodes.pixels import PixelAccumulator
     from sinks.figures import FigureSink
@@ -30,44 +32,32 @@ def build_scan(name, estimator, shape=(32, 32), field_nm=775.0, separation_nm=25
     from sources.simulator import Simulator, two_nvs
 
     shape = tuple(int(v) for v in shape)
-    pixel_nm = float(field_nm) / shape[1]
+    pixel_nm = FIELD_NM / shape[1]
     scene = two_nvs(separation_nm=separation_nm, brightness_cps=brightness_cps)
-    g = Graph(name, params=dict(shape=shape, field_nm=field_nm, separation_nm=separation_nm, dwell_s=dwell_s,
-                                frames=frames, estimator=estimator, seed=seed, out=out))
+    g = Graph("scan_cnn", params=dict(shape=shape, field_nm=FIELD_NM, separation_nm=separation_nm,
+                                    dwell_s=dwell_s, frames=frames, estimator="cnn", seed=seed, out=out))
+
     tags = g.add("tags", Simulator(scene=scene, shape=shape, pixel_nm=pixel_nm, dwell_s=dwell_s, frames=frames,
                                    output="start_stop", background_cps=background_cps, seed=seed,
                                    realtime=realtime, batch_duration_ps=int(dwell_s * 1e12)))
     hist = g.add("pixels", PixelAccumulator(shape=shape, mode="start_stop", span_ps=500_000, n_bins=215,
-                                            increment_s=increment_s, dwell_s=dwell_s), tags)
-    g2 = g.add("g2", make_estimator(estimator, **(estimator_params or {})), hist)
+                                            increment_s=INCREMENT_S, dwell_s=dwell_s), tags)
+    g2 = g.add("g2", G2CNN(batch_size=1024), hist)
     img = g.add("image", ImageAssembler(shape=shape), g2, hist)
+
     if out:
         g.add("save", HDF5Sink(out, save_tags=save_tags), tags=tags if save_tags else None, hist=hist,
               image=img, g2=g2)
     if png == "auto":
-        png = (out[:-3] if out and out.endswith(".h5") else (out or name)) + ".png"
+        png = (out[:-3] if out and out.endswith(".h5") else (out or "scan_cnn")) + ".png"
     if png:
-        em = [(e.x_nm, e.y_nm) for e in scene.emitters]
-        g.add("figure", FigureSink(png, pixel_nm=pixel_nm, emitters_nm=tuple(em),
-                                   title=f"{name}: two NVs {separation_nm:g} nm apart"),
+        emitters_nm = tuple((e.x_nm, e.y_nm) for e in scene.emitters)
+        g.add("figure", FigureSink(png, pixel_nm=pixel_nm, emitters_nm=emitters_nm,
+                                   title=f"scan_cnn: two NVs {separation_nm:g} nm apart"),
               image=img, hist=hist, g2=g2)
     if live:
-        g.add("live", LiveView(frames=frames, title=name), image=img, hist=hist, g2=g2)
+        g.add("live", LiveView(frames=frames, title="scan_cnn"), image=img, hist=hist, g2=g2)
     return g
 
 
-def make_build(name, estimator):
-    """The ``build(...)`` of the scan graph ``name`` with ``estimator`` ('cnn' | 'mle' | 'lm'):
-    the same parameters for every scan graph, ``out`` defaulting to ``<name>.h5``."""
-    def build(shape=(32, 32), separation_nm=250.0, dwell_s=1.0, frames=7, seed=0, out=f"{name}.h5", png="auto",
-              live=True, save_tags=False, realtime=False, brightness_cps=60_000.0, background_cps=1000.0):
-        return build_scan(name, estimator, shape=shape, separation_nm=separation_nm, dwell_s=dwell_s,
-                          frames=frames, seed=seed, out=out, png=png, live=live, save_tags=save_tags,
-                          realtime=realtime, brightness_cps=brightness_cps, background_cps=background_cps)
-
-    build.__doc__ = f"Build the {name} graph ({estimator!r} estimator); see :func:`graphs.scan_cnn.build_scan`."
-    return build
-
-
-build = make_build("scan_cnn", "cnn")
 graph = build()

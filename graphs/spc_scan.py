@@ -26,15 +26,14 @@ def build(path, shape=(32, 32), tac_range_ps=None, zero_delay_ps=0, estimator="m
     from sinks.hdf5 import HDF5Sink
     from sources.spc.file import SPCFile
 
-    if estimator not in ("lm", "mle", "cnn"):
-        raise ValueError(f"spc_scan: estimator must be 'lm', 'mle' or 'cnn'; got {estimator!r}")
     shape = tuple(int(v) for v in shape)
     g = Graph("spc_scan", params=dict(path=path, shape=shape, tac_range_ps=tac_range_ps,
                                       zero_delay_ps=zero_delay_ps, estimator=estimator, out=out))
     tags = g.add("tags", SPCFile(path=path, tac_range_ps=tac_range_ps, zero_delay_ps=int(zero_delay_ps)))
     hist = g.add("pixels", PixelAccumulator(shape=shape, mode="start_stop", span_ps=500_000, n_bins=215), tags)
-    g2 = g.add("g2", make_estimator(estimator), hist)
+    g2 = g.add("g2", make_estimator(estimator), hist)  # 'lm' | 'mle' | 'cnn'
     img = g.add("image", ImageAssembler(shape=shape), g2, hist)
+
     if out:
         g.add("save", HDF5Sink(out), hist=hist, image=img, g2=g2)
     return g

@@ -9,7 +9,7 @@ detected light (background included), not the zero bin's average. ``g2_0_err`` i
 error from the expected Fisher information at the optimum (the Cramér–Rao bound evaluated at
 the estimate).
 
-Bounds (science.md §4 caveat): g0 ∈ [0, 2], a ∈ [0, 4], t1 ∈ [0.5, 100] ns and
+Bounds (docs/physics.md): g0 ∈ [0, 2], a ∈ [0, 4], t1 ∈ [0.5, 100] ns and
 t2 ∈ [20, ``t2_max_ns``] ns with ``t2_max_ns`` = 300 ns (the NV metastable lifetime at room
 temperature) by default: in the ±250 ns window a long-t2 bunching term is degenerate with the
 baseline (the (C, a, t2) "banana" ridge); the physical ceiling removes it. No prior is used.

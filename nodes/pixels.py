@@ -7,7 +7,7 @@ accumulated dwell (``exposure_s``), per-``increment_s`` sub-histograms and,
 optionally, zero-delay 2/3/4-fold coincidences.
 
 Pixels from markers (default)
-    In-band marker tags (DESIGN section 4): FRAME starts a frame, LINE the next row,
+    In-band marker tags (``engine.PIXEL``, ``LINE``, ``FRAME``): FRAME starts a frame, LINE the next row,
     PIXEL the next column of that line; the first PIXEL of a line shares the
     record (time) with its LINE marker. A pixel spans ``[its marker, next
     marker)``; the last pixel of a line (column nx-1) ends one dwell after its

@@ -84,43 +84,13 @@ def format_summary(s: dict, color: bool = False) -> str:
 
 
 # ---------------------------------------------------------------- simulate
-def _scene_from_arg(text: str):
-    import ast
-
-    from engine.cli import UsageError
-
-    try:
-        from sources import simulator as sim
-    except ImportError as exc:  # pragma: no cover - simulator is another helper's file
-        raise UsageError(f"the simulator is not available ({exc})") from exc
-    name, _, rest = text.partition(":")
-    names = {k: getattr(sim, k) for k in ("single_nv", "two_nvs", "three_nvs", "random_field") if hasattr(sim, k)}
-    if "(" in text:
-        tree = ast.parse(text, mode="eval").body
-        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in names):
-            raise UsageError(f"scene {text!r}: call one of {', '.join(names)}")
-        args = [ast.literal_eval(a) for a in tree.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
-        return names[tree.func.id](*args, **kwargs)
-    if name not in names:
-        raise UsageError(f"unknown scene {name!r}; choose one of {', '.join(names) or '(none found)'}")
-    if rest:
-        return names[name](float(rest))
-    return names[name]()
-
-
 def cmd_simulate(args) -> int:
     import ast
 
     from engine.cli import UsageError
     from engine.executors import run_graph
-    from engine.graph import Graph
-    from sinks.spc_writer import SPCWriter
+    from graphs.simulate import build
 
-    try:
-        from sources.simulator import Simulator
-    except ImportError as exc:  # pragma: no cover
-        raise UsageError(f"the simulator is not available ({exc})") from exc
     extra = {}
     for item in args.sim_arg:
         k, sep, v = item.partition("=")
@@ -130,24 +100,13 @@ def cmd_simulate(args) -> int:
             extra[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             extra[k] = v
-    if args.tac_range_ps is not None:
-        extra["tac_range_ps"] = int(args.tac_range_ps)
-    if args.zero_delay_ps is not None:
-        extra["zero_delay_ps"] = int(args.zero_delay_ps)
-    scene = _scene_from_arg(args.scene)
-    sim = Simulator(scene=scene, shape=tuple(args.shape), dwell_s=args.dwell_s, frames=args.frames, seed=args.seed,
-                    output="start_stop", **extra)
-    # the simulator's delays are round_half_even(bin * R / 4096) - Z, exactly our decoder's convention,
-    # so writing with the same R and Z stores every conversion losslessly
-    tac = float(sim.params["tac_range_ps"])
-    zero = int(sim.params["zero_delay_ps"])
-    g = Graph("simulate")
-    tags = g.add("tags", sim)
-    g.add("spc", SPCWriter(path=args.out, macro_clock_ps=args.macro_clock_ps, tac_range_ps=tac,
-                           zero_delay_ps=zero, image_shape=tuple(args.shape)), tags)
+    g = build(scene=args.scene, out=args.out, shape=tuple(args.shape), dwell_s=args.dwell_s, frames=args.frames,
+              seed=args.seed, macro_clock_ps=args.macro_clock_ps, tac_range_ps=args.tac_range_ps,
+              zero_delay_ps=args.zero_delay_ps, sim_params=extra)
     res = run_graph(g, "inline")
     res.raise_for_errors()
     w = res.nodes["spc"]
     print(f"wrote {args.out} ({w.counters.get('records', 0)} records, {w.counters.get('tags', 0)} tags, "
-          f"{w.counters.get('markers', 0)} markers; TAC range {tac:g} ps, zero delay {zero} ps) and {w.set_path}")
+          f"{w.counters.get('markers', 0)} markers; TAC range {w.tac_range_ps:g} ps, zero delay "
+          f"{w.zero_delay_ps} ps) and {w.set_path}")
     return 0
