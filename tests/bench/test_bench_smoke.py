@@ -1,0 +1,49 @@
+"""Smoke tests of the benchmarks at tiny sizes: they run, agree with their references, and
+report the keys the docs describe. No timing is asserted (numbers belong in bench/results)."""
+import argparse
+
+import pytest
+
+
+def _args(mod, *argv):
+    p = argparse.ArgumentParser()
+    mod.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_correlation_bench_quick():
+    from bench import correlation as B
+
+    r = B.run(_args(B, "--quick", "--rates", "1e5,5e6"))
+    assert r["rates"] == "counts/s per channel"
+    kinds = {row["kernel"] for row in r["kernels"]}
+    assert kinds == {"Correlation", "Correlation3", "Coincidences", "PixelAccumulator t2 (accumulate)"}
+    for row in r["kernels"] + r["correlation"]:
+        assert row["equal"], row
+        assert row["single_pass_tags_per_s"] > 0
+    assert r["start_stop"]["equal"] and r["pixels"]["equal"]
+    for row in r["correlation"]:
+        for k in ("pycorrelate", "tttrlib"):
+            assert k in row or f"{k}_tags_per_s" in row
+    assert "Correlation" in B.format_table(r)
+
+
+@pytest.mark.parametrize("rate", [1e3, 1e7])
+def test_single_pass_references_match_the_oracles(rate):
+    import numpy as np
+
+    from bench import references as R
+    from bench.correlation import _poisson
+    from tests import oracles as O
+
+    t, ch = _poisson(3000, rate, n_channels=4, seed=7)
+    for c1, c2 in [(0, 1), (1, 0), (2, 2)]:
+        h = np.zeros(9, np.int64)
+        R.correlate(t, ch, c1, c2, 60_000, 9, h)
+        assert np.array_equal(h, O.correlate(t, ch, c1, c2, 60_000, 9))
+    h3 = np.zeros((5, 5), np.int64)
+    R.correlate3(t[:600], ch[:600], 0, 1, 2, 100_000, 5, h3)
+    assert np.array_equal(h3, O.correlate3(t[:600], ch[:600], 0, 1, 2, 100_000, 5))
+    out = np.zeros(3, np.int64)
+    R.nfold(t[:600], ch[:600], np.arange(4), 300_000, out)
+    assert np.array_equal(out, O.nfold(t[:600], ch[:600], (0, 1, 2, 3), 300_000))
