@@ -16,6 +16,7 @@ import numpy as np
 
 
 def add_commands(sub) -> None:
+    __import__("nodes.g2_command", fromlist=["add_commands"]).add_commands(sub)  # antibunch g2
     p = sub.add_parser("estimate", help="g2(0) of histograms in an .npz (lm, mle or cnn)")
     p.add_argument("method", choices=("lm", "mle", "cnn"))
     p.add_argument("input", help="INPUT.npz with counts (N, n_bins) and lag_ps (n_bins,)")
