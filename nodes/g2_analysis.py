@@ -282,6 +282,13 @@ def _cw(paths, a, b, zero_delay_ps, h, lag, bw, notes):
     if cts.sum() == 0:
         raise NoData(f"{', '.join(paths)}: no coincidences between channels {a} and {b} within +-250 ns")
     res = estimate_mle(cts[None, :], lg, float(bw))
+    if not np.isfinite(res["g2_0_err"][0]) and np.isfinite(res["g2_0"][0]):
+        # the bunching amplitude sits on its bound (a = 0): t2 is then unidentifiable and the
+        # full Fisher matrix singular; quote the error with the fitted t1, t2 held
+        shape = (res["t1_ps"][0] / 1e3, res["t2_ps"][0] / 1e3)
+        res2 = estimate_mle(cts[None, :], lg, float(bw), shape=shape)
+        res["g2_0_err"] = res2["g2_0_err"]
+        notes.append("no bunching found (a = 0): g2(0)'s error is conditional on the fitted t1, t2")
     out = _common("cw", a, b, singles, covered, paths)
     norm = float(singles[0]) * float(singles[1]) * bw / covered if covered else float("nan")
     zero_bin = int(np.argmin(np.abs(lg)))

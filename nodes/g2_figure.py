@@ -24,6 +24,17 @@ def _label(res):
     return f"g2(0) = {res['g2_0']:.3f} ± {res['g2_0_err']:.3f}"
 
 
+def _rebin(counts, lag_ps, bw, min_mean: float = 10.0, max_factor: int = 20):
+    """Merge bins so a sparse histogram reads as peaks (about ``min_mean`` counts per shown bin)."""
+    counts = np.asarray(counts)
+    r = int(min(max_factor, max(1, np.ceil(min_mean * len(counts) / max(counts.sum(), 1)))))
+    n = len(counts) // r
+    if r == 1 or n < 2:
+        return counts, np.asarray(lag_ps), bw
+    return (counts[: n * r].reshape(n, r).sum(axis=1), np.asarray(lag_ps)[: n * r].reshape(n, r).mean(axis=1),
+            bw * r)
+
+
 def plot(res: dict, path: str) -> None:
     import matplotlib
 
@@ -33,12 +44,13 @@ def plot(res: dict, path: str) -> None:
     fig_d = res["figure"]
     if res["mode"] == "pulsed":
         fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(8, 7), constrained_layout=True)
-        lag_ns = fig_d["lag_ps"] / 1e3
-        ax0.step(lag_ns, fig_d["counts"], where="mid", lw=0.8, color="k")
+        counts, lag_ps, bw = _rebin(fig_d["counts"], fig_d["lag_ps"], fig_d["binwidth_ps"])
+        ax0.step(lag_ps / 1e3, counts, where="mid", lw=0.8, color="k")
         z, w = res["zero_delay_ps"] / 1e3, res["window_ps"] / 1e3
         ax0.axvspan(z - w / 2, z + w / 2, color="tab:red", alpha=0.15, label=f"zero peak (τ0 = {z:.2f} ns)")
-        ax0.set_xlabel("τ = t(channel 2) − t(channel 1)  [ns]")
-        ax0.set_ylabel(f"coincidences per {fig_d['binwidth_ps']} ps")
+        a, b = res["channels"]
+        ax0.set_xlabel(f"τ = t(ch {b}) − t(ch {a})  [ns]")
+        ax0.set_ylabel(f"coincidences per {bw:g} ps")
         ax0.legend(loc="upper right")
         k = fig_d["k"]
         peaks = fig_d["peaks"].astype(float)
@@ -53,7 +65,8 @@ def plot(res: dict, path: str) -> None:
         ax1.set_xlabel(f"peak k (lag k·{res['period_ps'] / 1e3:.4g} ns + τ0)")
         ax1.set_ylabel("normalised peak area g2(k)")
         ax1.set_ylim(bottom=0)
-        ax1.legend(loc="lower right", fontsize=8)
+        ax1.xaxis.get_major_locator().set_params(integer=True)
+        ax1.legend(loc="best", fontsize=8, framealpha=0.9)
         fig.suptitle(_title(res), fontsize=9)
     else:
         from .physics import g2model
