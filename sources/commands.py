@@ -4,13 +4,16 @@ from __future__ import annotations
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("inspect", help="summarise a Becker & Hickl .spc file",
-                       description="Decode a .spc FIFO file and print a summary (card, clock, records by kind, "
-                                   "markers, duration, channels). --json prints one JSON object.")
-    p.add_argument("file", help=".spc file")
+    p = sub.add_parser("inspect", help="summarise a time-tag file (.ptu, Photon-HDF5, quTAG, .spc, ...)",
+                       description="Recognise a time-tag file by its content (PicoQuant .ptu T2/T3, Photon-HDF5, "
+                                   "qutools quTAG binary, Swabian .ttbin, Becker & Hickl .spc), decode it and print a "
+                                   "summary (format, clock, records by kind, markers, duration, channels). --json "
+                                   "prints one JSON object.")
+    p.add_argument("file", help="time-tag file")
     p.add_argument("--json", action="store_true", help="print one JSON object (stable interface)")
     p.add_argument("--format", default=None,
-                   help="record format or card (spc1xx, spc600_256, spc600_4096, SPC-150, ...); default auto")
+                   help=".spc only: record format or card (spc1xx, spc600_256, spc600_4096, SPC-150, ...); "
+                        "default: recognised from the content")
     p.add_argument("--tac-range-ps", type=float, default=None, help="TAC range in ps (default from the .set)")
     p.add_argument("--macro-clock-ps", type=int, default=None, help="override the header macro clock (ps)")
     p.set_defaults(func=cmd_inspect)
@@ -38,15 +41,58 @@ def add_commands(sub) -> None:
 def cmd_inspect(args) -> int:
     from engine.cli import is_terminal, print_json
 
+    from .formats import detect, summarize as any_summarize
     from .spc.file import summarize
 
-    info = summarize(args.file, format=args.format, tac_range_ps=args.tac_range_ps,
-                     macro_clock_ps=args.macro_clock_ps)
+    fmt = "spc" if args.format else detect(args.file)
+    if fmt == "spc":
+        info = summarize(args.file, format=args.format, tac_range_ps=args.tac_range_ps,
+                         macro_clock_ps=args.macro_clock_ps)
+        text = format_summary
+    else:
+        info = any_summarize(args.file, format=fmt)
+        text = format_tag_summary
     if args.json:
         print_json(info)
         return 0
-    print(format_summary(info, color=is_terminal()))
+    print(text(info, color=is_terminal()))
     return 0
+
+
+def format_tag_summary(s: dict, color: bool = False) -> str:
+    """Human summary of a non-.spc file (see :func:`sources.formats.summarize`)."""
+    def sec(v):
+        return "-" if v is None else f"{v / 1e12:.6f} s"
+
+    lines = [f"{s['file']}  ({s['size_bytes']} bytes)",
+             f"  format          {s['format']}  [{s['record_type']}, {s['mode']}]"]
+    if s.get("sync_period_ps"):
+        lines.append(f"  sync period     {s['sync_period_ps']:.4f} ps ({1e12 / s['sync_period_ps']:.1f} Hz)")
+    if s.get("microtime_bin_ps"):
+        lines.append(f"  microtime bin   {s['microtime_bin_ps']:.4f} ps")
+    if s.get("n_records") is not None:
+        lines.append(f"  records         {s['n_records']}")
+    lines += [f"  photons         {s['n_photons']}   per channel: "
+              + (", ".join(f"{k}: {v}" for k, v in s["photons_per_channel"].items()) or "-"),
+              "  markers         " + ", ".join(f"{k} {v}" for k, v in s["markers"].items())]
+    if s.get("n_sync"):
+        lines.append(f"  sync tags       {s['n_sync']} on channel {s['sync_channel']}")
+    lines.append(f"  duration        {sec(s['duration_ps'])}   last tag at {sec(s['last_tag_ps'])}")
+    if s["duration_ps"] and s["n_photons"]:
+        lines.append(f"  mean rate       {s['n_photons'] / (s['duration_ps'] * 1e-12):.1f} photons/s")
+    for n in s["notes"]:
+        lines.append(f"  note: {n}")
+    for w in s["warnings"]:
+        lines.append(("  [yellow]warning[/]: " if color else "  warning: ") + w)
+    if color:
+        from rich.console import Console
+
+        c = Console(highlight=False, record=True)
+        with c.capture() as cap:
+            for line in lines:
+                c.print(line)
+        return cap.get().rstrip("\n")
+    return "\n".join(lines)
 
 
 def format_summary(s: dict, color: bool = False) -> str:

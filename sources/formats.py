@@ -1,0 +1,301 @@
+"""Recognise a time-tag file by its content and open it as a Source node.
+
+Purpose
+    ``sniff(path)`` reads the first bytes (and, for HDF5, the group layout) and returns a
+    :class:`FormatInfo`; ``open_source(path, **params)`` returns the Source node that reads
+    it; ``summarize(path)`` decodes the whole file (bounded memory) into the ``antibunch
+    inspect`` dictionary. Files are recognised by magic bytes and headers, never by their
+    name. A file in a format we recognise but cannot read is refused with a one-line
+    :class:`UnsupportedFormat` naming what was found.
+
+Formats
+    ============  ==============================================  ========================
+    name          recognised by                                   source node
+    ============  ==============================================  ========================
+    ``ptu``       ``PQTTTR\\0\\0`` (PicoQuant unified TTTR)        :class:`sources.ptu.PTUFile`
+    ``photon_hdf5`` HDF5 signature + ``/photon_data``             :class:`sources.photon_hdf5.PhotonHDF5File`
+    ``qutag``     ``87 b3 91 fa`` (quTAG binary)                  :class:`sources.qutag.QutagFile`
+    ``ttbin``     name ``*.ttbin`` (undocumented; nothing else fits) :class:`sources.ttbin.TTBinFile`
+    ``spc``       B&H FIFO header record (INVALID bit set)        :class:`sources.spc.file.SPCFile`
+    ============  ==============================================  ========================
+
+Example
+    >>> info = sniff("emitter.ptu")            # doctest: +SKIP
+    >>> info.format, info.mode, info.sync_period_ps   # doctest: +SKIP
+    ('ptu', 'T3', 200001.6)
+    >>> g.add("tags", open_source("emitter.ptu"))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+QUTAG_MAGIC = b"\x87\xb3\x91\xfa"
+PTU_MAGIC = b"PQTTTR\0\0"
+#: recognised but unreadable: magic → what it is
+_REFUSED = {
+    b"PQHISTO\0": "PicoQuant histogram file (.phu): histograms, no time tags",
+    b"PQUNI\0": "PicoQuant unified file without TTTR records",
+    b"PicoHarp 300": "legacy PicoHarp 300 file (.pt2/.pt3/.phd) -- convert it to .ptu or Photon-HDF5",
+    b"HydraHarp": "legacy HydraHarp file (.ht2/.ht3/.hhd) -- convert it to .ptu or Photon-HDF5",
+    b"TimeHarp 260": "legacy TimeHarp 260 file (.t2/.t3) -- convert it to .ptu or Photon-HDF5",
+    b"PK\x03\x04": "ZIP archive (e.g. a NumPy .npz), not a time-tag recording",
+    b"\x93NUMPY": "NumPy .npy array, not a time-tag recording",
+    b"\x1f\x8b": "gzip-compressed file -- decompress it first",
+}
+FORMATS = ("ptu", "photon_hdf5", "qutag", "ttbin", "spc")
+
+
+class UnsupportedFormat(ValueError):
+    """The file is not in a format antibunch reads (the message says what it looks like)."""
+
+
+@dataclass
+class FormatInfo:
+    """What a file is, from its first bytes/header (no records decoded).
+
+    ``format`` one of :data:`FORMATS`; ``record_type`` the vendor's name (``HydraHarp2T3``,
+    ``spc1xx``, ...); ``mode`` ``'T2'`` (absolute times) or ``'T3'`` (sync count +
+    microtime); ``sync_period_ps`` the sync period where the header states one (float: it is
+    not always whole picoseconds), else None; ``channels`` detector channels the header
+    declares (None: only known by decoding -- use :func:`summarize`); ``sync_channel``
+    the channel that carries sync tags in T2 data, if any; ``n_records`` records in the
+    file when known; ``details`` format-specific header values.
+    """
+
+    format: str
+    path: str
+    record_type: str
+    mode: str
+    sync_period_ps: float | None = None
+    channels: list | None = None
+    sync_channel: int | None = None
+    n_records: int | None = None
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _head(path: str, n: int = 64) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _is_hdf5(path: str, head: bytes) -> bool:
+    if head.startswith(HDF5_MAGIC):
+        return True
+    # an HDF5 superblock may follow a user block of 512, 1024, 2048, ... bytes
+    with open(path, "rb") as fh:
+        off = 512
+        while True:
+            fh.seek(off)
+            b = fh.read(8)
+            if len(b) < 8:
+                return False
+            if b == HDF5_MAGIC:
+                return True
+            off *= 2
+
+
+def detect(path) -> str:
+    """The format name of ``path`` from its content, or raise :class:`UnsupportedFormat`."""
+    path = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"file not found: {path}")
+    if p.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a time-tag file")
+    head = _head(path)
+    if not head:
+        raise UnsupportedFormat(f"{path}: byte offset 0: empty file")
+    if head.startswith(PTU_MAGIC):
+        return "ptu"
+    if head.startswith(QUTAG_MAGIC):
+        return "qutag"
+    for magic, what in _REFUSED.items():
+        if head.startswith(magic):
+            raise UnsupportedFormat(f"{path}: byte offset 0: {what}; antibunch reads {_readable()}")
+    if _is_hdf5(path, head):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                if "photon_data" in f or "photon_data0" in f:
+                    return "photon_hdf5"
+                keys = sorted(f.keys())
+        except OSError as exc:
+            raise UnsupportedFormat(f"{path}: byte offset 0: HDF5 signature but the file cannot be opened "
+                                    f"({exc})") from None
+        raise UnsupportedFormat(f"{path}: HDF5 file without /photon_data (groups {keys[:8]}): not Photon-HDF5 "
+                                f"time tags; antibunch reads {_readable()}")
+    if p.suffix.lower() == ".ttbin":
+        return "ttbin"  # undocumented format: the name is the only hint (see sources.ttbin)
+    if _looks_spc(head):
+        return "spc"
+    raise UnsupportedFormat(f"{path}: byte offset 0: unrecognised format (first bytes {head[:8].hex(' ')}); "
+                            f"antibunch reads {_readable()}")
+
+
+def _readable() -> str:
+    return ("PicoQuant .ptu (T2/T3), Photon-HDF5, qutools quTAG binary, Swabian .ttbin (with Swabian's "
+            "library) and Becker & Hickl .spc")
+
+
+def _looks_spc(head: bytes) -> bool:
+    """A B&H FIFO header: 32-bit word with INVALID (bit 31) and a non-zero clock, or a 48-bit frame."""
+    if len(head) < 4:
+        return False
+    w = int.from_bytes(head[:4], "little")
+    if w & 0x80000000 and w & 0x00FFFFFF:
+        return True
+    from .spc.file import _looks_48
+
+    return _looks_48(head) and int.from_bytes(head[2:4], "little") > 0
+
+
+def sniff(path) -> FormatInfo:
+    """Recognise ``path`` and read its header (no records decoded)."""
+    fmt = detect(path)
+    return _SNIFF[fmt](str(path))
+
+
+def _sniff_ptu(path: str) -> FormatInfo:
+    from .ptu import open_ptu
+
+    fi = open_ptu(path)
+    return FormatInfo("ptu", path, fi.record_type, "T3" if fi.is_t3 else "T2", fi.sync_period_ps,
+                      None, None if fi.is_t3 else 64, fi.n_records,
+                      {"microtime_bin_ps": fi.microtime_bin_ps, "sync_rate_hz": fi.sync_rate_hz,
+                       "resolution_ps": float(fi.resolution_ps), "image": fi.image, "warnings": fi.warnings,
+                       "marker_map": {str(k): v for k, v in fi.marker_map.items()}})
+
+
+def _sniff_spc(path: str) -> FormatInfo:
+    from .spc.file import open_spc
+
+    fi = open_spc(path)
+    sync = None
+    if fi.setfile is not None and fi.setfile.params.get("SP_MTCLK") in (1, "1", True):
+        sync = float(fi.macro_clock_ps)
+    return FormatInfo("spc", path, fi.fmt.name, "T3" if sync else "T2", sync, None, None,
+                      (fi.data_end - fi.data_start) // fi.fmt.record_bytes,
+                      {"card": fi.card, "macro_clock_ps": fi.macro_clock_ps, "tac_range_ps": fi.tac_range_ps,
+                       "macro_clock_is_sync": bool(sync), "warnings": fi.warnings, "notes": fi.notes})
+
+
+def _sniff_lazy(modname: str):
+    def f(path: str) -> FormatInfo:
+        import importlib
+
+        return importlib.import_module(f"sources.{modname}").sniff(path)
+
+    return f
+
+
+_SNIFF = {"ptu": _sniff_ptu, "spc": _sniff_spc, "qutag": _sniff_lazy("qutag"),
+          "photon_hdf5": _sniff_lazy("photon_hdf5"), "ttbin": _sniff_lazy("ttbin")}
+
+
+def source_class(fmt: str):
+    """The Source node class reading format ``fmt``."""
+    if fmt == "ptu":
+        from .ptu import PTUFile
+
+        return PTUFile
+    if fmt == "qutag":
+        from .qutag import QutagFile
+
+        return QutagFile
+    if fmt == "photon_hdf5":
+        from .photon_hdf5 import PhotonHDF5File
+
+        return PhotonHDF5File
+    if fmt == "ttbin":
+        from .ttbin import TTBinFile
+
+        return TTBinFile
+    if fmt == "spc":
+        from .spc.file import SPCFile
+
+        return SPCFile
+    raise UnsupportedFormat(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def open_source(path, format: str | None = None, **params):
+    """The Source node reading ``path`` (format from the content unless ``format`` is given).
+
+    ``params`` go to the node (e.g. ``batch_records``, ``sync_channel``; for ``.spc``
+    ``zero_delay_ps``, ``tac_range_ps``, ``mode``). Unknown parameters raise ``ParamError``.
+    """
+    fmt = format or detect(path)
+    return source_class(fmt)(path=str(path), **params)
+
+
+def summarize(path, format: str | None = None, **params) -> dict:
+    """Decode the whole file (bounded memory) into the ``antibunch inspect`` dictionary.
+
+    Keys for every format: ``file``, ``size_bytes``, ``format``, ``record_type``, ``mode``,
+    ``n_photons``, ``photons_per_channel`` (the file's channel numbers as strings),
+    ``markers`` {pixel, line, frame, user}, ``sync_period_ps`` (None without a sync),
+    ``duration_ps``, ``first_tag_ps``, ``last_tag_ps``, ``counters``, ``warnings``, ``notes``.
+    ``.spc`` files keep their own, richer summary (:func:`sources.spc.file.summarize`).
+    """
+    import warnings
+
+    fmt = format or detect(path)
+    if fmt == "spc":
+        from .spc.file import summarize as spc_summarize
+
+        return spc_summarize(path, **params)
+    info = sniff(path)
+    node = source_class(fmt)(path=str(path), **params)
+    node.check()
+    node.reset()
+    per_ch: dict[int, int] = {}
+    first = last = None
+    end = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for b in node.generate():
+                if len(b):
+                    ch, n = np.unique(b.channel, return_counts=True)
+                    for c, k in zip(ch.tolist(), n.tolist()):
+                        per_ch[c] = per_ch.get(c, 0) + k
+                    first = int(b.time_ps[0]) if first is None else first
+                    last = int(b.time_ps[-1])
+                end = b.t_end_ps
+        finally:
+            node.close()
+    from engine.messages import FRAME, LINE, PIXEL, USER
+
+    sync_ch = info.sync_channel if info.sync_channel is not None else getattr(node, "sync_channel", None)
+    photons = {c: n for c, n in sorted(per_ch.items()) if c >= 0 and c != sync_ch}
+    out = {
+        "file": str(path),
+        "size_bytes": Path(path).stat().st_size,
+        "format": fmt,
+        "record_type": info.record_type,
+        "mode": info.mode,
+        "n_records": info.n_records,
+        "n_photons": int(sum(photons.values())),
+        "photons_per_channel": {str(c): int(n) for c, n in photons.items()},
+        "sync_channel": sync_ch if sync_ch in per_ch else None,
+        "n_sync": int(per_ch.get(sync_ch, 0)) if sync_ch is not None else 0,
+        "markers": {"pixel": per_ch.get(PIXEL, 0), "line": per_ch.get(LINE, 0), "frame": per_ch.get(FRAME, 0),
+                    "user": per_ch.get(USER, 0)},
+        "sync_period_ps": info.sync_period_ps,
+        "microtime_bin_ps": info.details.get("microtime_bin_ps"),
+        "first_tag_ps": first,
+        "last_tag_ps": last,
+        "duration_ps": end,
+        "details": {k: v for k, v in info.details.items() if k not in ("warnings", "notes")},
+        "counters": dict(getattr(node, "counters", {})),
+        "warnings": list(getattr(node, "warnings", [])),
+        "notes": list(info.details.get("notes", [])),
+    }
+    return out
