@@ -2,9 +2,12 @@
 
 Measures histograms/s of the CNN (shipped weights, batch ``--batch``), the Poisson MLE and
 the LM fit on the same simulated paper-binning histograms in the same run, and the ratios
-CNN/LM and CNN/MLE (the issue's targets: CNN ≥ 10× LM and ≥ 5 k histograms/s on CPU; on a
-GPU ≥ 200 k/s at batch 1024). Also times the paper-width network (``--paper-width``, random
-weights: throughput only). Times exclude model loading and kernel compilation.
+CNN/LM and CNN/MLE (targets: CNN ≥ 10× LM and ≥ 5 k histograms/s on 2 CPU threads; on a
+GPU ≥ 200 k/s at batch 1024). ``--sweep`` also times the CNN at 1 and 2 torch threads and
+batch sizes 64…4096 (wall and process-CPU time: on a shared machine the CPU-time rate per
+thread is the contention-free figure), the widths in ``--widths`` (random weights: throughput
+only) and ``torch.jit.trace`` of the shipped model. Times exclude model loading and kernel
+compilation.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--paper-width", type=int, default=260, help="also time this width (0: skip)")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true", help="CNN at 1/2 threads x batch sizes, widths, jit")
+    parser.add_argument("--widths", default="16,32,64,260", help="with --sweep: widths to time (random weights)")
 
 
 def _data(n, events, seed):
@@ -40,6 +45,58 @@ def _best_of(fn, repeat=3):
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _timed(fn, repeat=3):
+    """Best wall time and the process CPU time of that repeat."""
+    best = (np.inf, np.inf)
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        w, c = time.perf_counter() - t0, time.process_time() - c0
+        if w < best[0]:
+            best = (w, c)
+    return best
+
+
+def _sweep(args, H, lag, model, res):
+    import torch
+
+    from nodes import cnn
+
+    net, meta, dev = model
+    rows = []
+    for th in (1, 2):
+        torch.set_num_threads(th)
+        for b in (64, 256, 1024, 4096):
+            w, c = _timed(lambda: cnn.estimate_cnn(H, lag, model=model, batch_size=b))
+            rows.append({"threads": th, "batch": b, "hist_per_s": len(H) / w, "hist_per_cpu_s": len(H) / c})
+    res["cnn_sweep"] = rows
+    best = {th: max((r for r in rows if r["threads"] == th), key=lambda r: r["hist_per_s"]) for th in (1, 2)}
+    res["cnn_best"] = {str(k): v for k, v in best.items()}
+    torch.set_num_threads(2)
+    wrows = []
+    for wd in [int(x) for x in args.widths.split(",") if x.strip()]:
+        arch = cnn.default_arch(width=wd, n_out=2)
+        pnet = cnn.build_network(arch).to(dev).eval()
+        n = min(len(H), 2048 if wd <= 64 else 512)
+        cnn.predict(pnet, H[:8], dev)
+        w, c = _timed(lambda: cnn.predict(pnet, H[:n], dev, batch_size=1024), repeat=2)
+        wrows.append({"width": wd, "params": int(sum(p.numel() for p in pnet.parameters())),
+                      "hist_per_s": n / w, "hist_per_cpu_s": n / c})
+    res["width_sweep"] = wrows
+    x, nn_, _ = cnn.features(H[:1024])
+    with torch.inference_mode():
+        xt, nt = torch.from_numpy(x), torch.from_numpy(nn_)
+        traced = torch.jit.trace(net, (xt, nt))
+        traced(xt, nt)
+        w_eager, _ = _timed(lambda: net(xt, nt))
+        w_jit, _ = _timed(lambda: traced(xt, nt))
+        t0 = time.perf_counter()
+        cnn.features(H[:1024])
+        w_feat = time.perf_counter() - t0
+    res["jit"] = {"eager_hist_per_s": 1024 / w_eager, "jit_trace_hist_per_s": 1024 / w_jit,
+                  "features_hist_per_s": 1024 / w_feat}
 
 
 def run(args) -> dict:
@@ -66,6 +123,8 @@ def run(args) -> dict:
         "cnn_hist_per_s": len(H) / t_cnn, "mle_hist_per_s": len(H) / t_mle, "lm_hist_per_s": n_lm / t_lm,
     }
     res["cnn_over_lm"] = res["cnn_hist_per_s"] / res["lm_hist_per_s"]
+    if args.sweep:
+        _sweep(args, H, lag, model, res)
     res["cnn_over_mle"] = res["cnn_hist_per_s"] / res["mle_hist_per_s"]
     if args.paper_width:
         arch = cnn.default_arch(width=args.paper_width)
@@ -88,4 +147,14 @@ def format_table(r: dict) -> str:
              f"  CNN / MLE = {r['cnn_over_mle']:.1f}x"]
     if "paper_width_hist_per_s" in r:
         lines.append(f"  CNN width {r['paper_width']} (paper) {r['paper_width_hist_per_s']:.0f} hist/s")
+    for row in r.get("cnn_sweep", []):
+        lines.append(f"  CNN threads {row['threads']} batch {row['batch']:>5}: {row['hist_per_s']:>8.0f} hist/s wall, "
+                     f"{row['hist_per_cpu_s']:>8.0f} hist/CPU-s")
+    for row in r.get("width_sweep", []):
+        lines.append(f"  width {row['width']:>4} ({row['params']} parameters): {row['hist_per_s']:>8.0f} hist/s wall, "
+                     f"{row['hist_per_cpu_s']:>8.0f} hist/CPU-s (2 threads)")
+    if "jit" in r:
+        j = r["jit"]
+        lines.append(f"  batch 1024 forward: eager {j['eager_hist_per_s']:.0f}/s, jit.trace {j['jit_trace_hist_per_s']:.0f}/s, "
+                     f"input features alone {j['features_hist_per_s']:.0f}/s")
     return "\n".join(lines)

@@ -155,6 +155,20 @@ def predict(net, counts, device=None, batch_size: int = 4096):
     return np.concatenate(outs).astype(np.float64)
 
 
+def sigma_from_output(out) -> np.ndarray:
+    """Raw σ from the log-variance output column (uncalibrated)."""
+    return np.exp(0.5 * np.clip(np.asarray(out)[:, 1], -30, 10))
+
+
+def error_scale(meta: dict, n_events) -> np.ndarray:
+    """Post-hoc calibration factor of σ for ``n_events`` (1 when the checkpoint has none)."""
+    cal = (meta or {}).get("calibration")
+    n = np.asarray(n_events, dtype=np.float64)
+    if not cal or not cal.get("scale"):
+        return np.ones_like(n)
+    return np.interp(np.log10(np.maximum(n, 1.0)), cal["log10_events"], cal["scale"])
+
+
 check_counts = g2model.check_counts
 
 
@@ -198,7 +212,7 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
         out = predict(net, c[bright], dev, batch_size)
         g[bright] = out[:, 0]
         if out.shape[1] > 1:
-            err[bright] = np.exp(0.5 * np.clip(out[:, 1], -30, 10))
+            err[bright] = sigma_from_output(out) * error_scale(meta, tot[bright])
     flags = np.where(bright, 0, EST_DARK).astype(np.uint8)
     return {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags,
             "compute_s": time.perf_counter() - t0}

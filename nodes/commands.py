@@ -29,7 +29,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default=None, help="output .pt (a .json is written beside it); default g2cnn_w<W>.pt")
     p.add_argument("--width", type=int, default=32, help="conv filters (paper: 260)")
     p.add_argument("--depth", type=int, default=3, help="conv layers (paper: 3)")
-    p.add_argument("--loss", default="wmse", choices=("wmse", "mse", "mape", "nll"))
+    p.add_argument("--loss", default="bnll", choices=("bnll", "nll", "wmse", "mse", "mape"),
+                   help="bnll: β-NLL mean + log-variance head (error bars); wmse/mse/mape: mean only")
+    p.add_argument("--beta", type=float, default=0.5, help="β of the β-NLL loss (0: plain Gaussian NLL)")
+    p.add_argument("--population", default="train",
+                   help="simulated training population (nodes.physics.populations; '' = legacy priors)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--samples-per-epoch", type=int, default=50_000)
     p.add_argument("--batch-size", type=int, default=256)
@@ -54,8 +58,10 @@ def add_commands(sub) -> None:
     p.add_argument("--plot", default=None, help="write a PNG (error vs events with the bound)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file")
     p.add_argument("--prior", action="append", default=[], metavar="KEY=LO,HI",
-                   help="override a prior of the held-out emitters (g0, g0_emitter, a_emitter, t1_ns, t2_ns), "
-                        "e.g. --prior t1_ns=2,4 to test outside the training population")
+                   help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns, "
+                        "t2_ns, tilt_cps), e.g. --prior t1_ns=2,4")
+    p.add_argument("--populations", default="heldout,fast,slow",
+                   help="populations to evaluate on (heldout = training law, new emitters; fast, slow = shifted)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -172,7 +178,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(width=args.width, depth=args.depth, loss=args.loss, epochs=args.epochs,
                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, lr=args.lr,
                       patience=args.patience, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
-                      device=args.device)
+                      device=args.device, beta=args.beta, population=args.population)
     for name in ("width", "depth", "epochs", "samples_per_epoch", "batch_size", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"train: --{name.replace('_', '-')} must be >= 1")
@@ -207,24 +213,31 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
     if args.n < 5:
         raise ValueError("evaluate: --n must be >= 5")
-    from .physics import g2model
+    from .physics import populations
 
+    pops = [q.strip() for q in args.populations.split(",") if q.strip()]
+    for q in pops:
+        if q not in populations.POPULATIONS:
+            raise ValueError(f"evaluate: unknown population {q!r} in --populations; choose from "
+                             f"{', '.join(populations.POPULATIONS)}")
+    if not pops:
+        raise ValueError("evaluate: --populations is empty")
+    keys = [k for k, v in populations.TRAIN.items() if isinstance(v, tuple) and k != "events"]
     priors = {}
     for item in args.prior:
         key, _, val = item.partition("=")
-        if key not in g2model.PRIORS or key == "rate_cps":
-            raise ValueError(f"evaluate: --prior key {key!r} unknown; choose from g0, g0_emitter, a_emitter, "
-                             "t1_ns, t2_ns")
+        if key not in keys:
+            raise ValueError(f"evaluate: --prior key {key!r} unknown; choose from {', '.join(keys)}")
         try:
             lo, hi = (float(v) for v in val.split(","))
         except ValueError as exc:
             raise ValueError(f"evaluate: --prior {item!r} must look like KEY=LO,HI") from exc
         if not lo <= hi:
             raise ValueError(f"evaluate: --prior {item!r}: LO must be <= HI")
-        kind = g2model.PRIORS[key][2:]
+        kind = populations.TRAIN[key][2:]
         priors[key] = (lo, hi, *kind)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
-                   log=lambda s: print(s, file=sys.stderr), priors=priors or None)
+                   log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops)
     print(format_table(res))
     if args.plot:
         plot(res, args.plot)

@@ -46,7 +46,10 @@ class TrainConfig:
     depth: int = 3  #: conv layers (paper: 3)
     dense: tuple = (128, 64)  #: hidden dense layer sizes
     dropout: float = 0.1
-    loss: str = "wmse"  #: 'wmse' | 'mse' | 'mape' | 'nll'
+    loss: str = "bnll"  #: 'bnll' | 'nll' | 'wmse' | 'mse' | 'mape'
+    beta: float = 0.5  #: β of the β-NLL loss (0 = plain Gaussian NLL)
+    population: str = "train"  #: population of nodes.physics.populations ('' = legacy EmitterSet priors)
+    calib_samples: int = 40_000  #: held-out histograms for the post-hoc error-bar calibration
     lr: float = 2e-3  #: adamax learning rate
     batch_size: int = 256
     epochs: int = 40
@@ -89,6 +92,64 @@ class EmitterSet:
         k = rng.integers(1, max_seconds + 1, len(idx))
         counts = rng.poisson(self.lam1[idx] * k[:, None]).astype(np.int64)
         return counts, self.params[idx, 1], self.crb1[idx] / np.sqrt(k), idx, k
+
+
+class PopulationSampler:
+    """Fresh emitters and Poisson histograms from a population of :mod:`nodes.physics.populations`.
+
+    Every call draws new emitters (so no emitter is ever seen twice); ``stream`` separates the
+    training, validation and calibration emitters (disjoint seed streams: the split is by emitter).
+    """
+
+    STREAMS = {"train": 0x7A1, "val": 0x7A2, "calib": 0x7A3}
+
+    def __init__(self, population, seed: int, lag_ps=None, binwidth_ps=None):
+        self.population = population
+        self.seed = int(seed)
+        self.lag_ps = g2model.paper_lags_ps() if lag_ps is None else np.asarray(lag_ps, float)
+        self.binwidth_ps = g2model.binwidth_from_lags(self.lag_ps, binwidth_ps)
+
+    def sample(self, n: int, stream: str, epoch: int = 0, with_crb: bool = False):
+        """(counts int64 (n, n_bins), g2(0) truth, σ_CRB (all free; NaN unless ``with_crb``), events)."""
+        from .physics import populations
+
+        rng = np.random.default_rng([self.seed, self.STREAMS[stream], epoch])
+        d = populations.draw(self.population, n, rng)
+        counts = rng.poisson(populations.expected(d, self.lag_ps, self.binwidth_ps)).astype(np.int64)
+        sig = np.full(n, np.nan)
+        if with_crb:
+            p = populations.scaled_params(d, self.lag_ps, self.binwidth_ps)
+            with np.errstate(invalid="ignore"):  # a singular Fisher matrix gives NaN, not a warning
+                for i in range(0, n, 4096):
+                    sig[i:i + 4096] = g2model.crb(self.lag_ps, self.binwidth_ps, p[i:i + 4096], "all")
+        return counts, d["params"][:, 1].copy(), sig, counts.sum(axis=1).astype(np.float64)
+
+
+#: event bins (log10) of the post-hoc error-bar calibration
+CALIB_LOG10_EDGES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5)
+
+
+def calibrate_errors(pred, err, truth, events, edges=CALIB_LOG10_EDGES) -> dict:
+    """Post-hoc σ scale per log10(events) bin: s = robust width of (pred − truth)/err.
+
+    Returns dict(log10_events (bin centres), scale, n); the error bar reported is err·s(N),
+    s interpolated linearly in log10 N (held constant beyond the outer centres).
+    """
+    from .physics.evaluation import robust_width
+
+    z = (np.asarray(pred) - truth) / np.asarray(err)
+    le = np.log10(np.maximum(events, 1.0))
+    cen, sc, nn = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (le >= lo) & (le < hi) & np.isfinite(z)
+        if m.sum() < 50:
+            continue
+        cen.append(0.5 * (lo + hi))
+        sc.append(robust_width(z[m]))
+        nn.append(int(m.sum()))
+    return {"log10_events": cen, "scale": sc, "n": nn,
+            "method": "sigma scale = 1.4826*MAD of (pred - truth)/sigma per log10(events) bin, "
+                      "held-out calibration emitters of the training population"}
 
 
 def augment_sums(one_second, n_per_emitter: int, rng, max_seconds: int | None = None):
@@ -152,7 +213,10 @@ def load_hdf5(path, labels=None):
 
 
 # ------------------------------------------------------------------ training
-def _loss_fn(kind):
+LOSSES = ("bnll", "nll", "wmse", "mse", "mape")
+
+
+def _loss_fn(kind, beta=0.5):
     import torch
 
     def f(out, y, sig):
@@ -164,10 +228,13 @@ def _loss_fn(kind):
             return torch.mean(w * (mu - y) ** 2)
         if kind == "mape":
             return torch.mean(torch.abs(mu - y) / y.abs().clamp_min(1e-3)) * 100
-        if kind == "nll":
+        if kind in ("nll", "bnll"):
             lv = out[:, 1].clamp(-12, 4)
-            return torch.mean(0.5 * (lv + (mu - y) ** 2 * torch.exp(-lv)))
-        raise ValueError(f"unknown loss {kind!r}; choose wmse, mse, mape or nll")
+            nll = 0.5 * (lv + (mu - y) ** 2 * torch.exp(-lv))
+            if kind == "bnll" and beta:  # Seitzer et al. (ICLR 2022): weight by stop-grad σ^(2β)
+                nll = nll * torch.exp(beta * lv).detach()
+            return torch.mean(nll)
+        raise ValueError(f"unknown loss {kind!r}; choose {', '.join(LOSSES)}")
 
     return f
 
@@ -200,8 +267,8 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
 
     from . import cnn
 
-    if cfg.loss not in ("wmse", "mse", "mape", "nll"):
-        raise ValueError(f"train: unknown loss {cfg.loss!r}; choose wmse, mse, mape or nll")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"train: unknown loss {cfg.loss!r}; choose {', '.join(LOSSES)}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out_path = Path(out_path)
@@ -211,7 +278,17 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
     rng = np.random.default_rng([cfg.seed, 1])
     t_start = time.monotonic()
 
-    if data is None:
+    sampler = None
+    if data is None and cfg.population:
+        sampler = PopulationSampler(cfg.population, cfg.seed)
+        vc, vy, vs, _ = sampler.sample(cfg.val_samples, "val", with_crb=True)
+        lag = sampler.lag_ps
+        source = "simulated"
+
+        def epoch_data(e):
+            c, y, s, _ = sampler.sample(cfg.samples_per_epoch, "train", e, with_crb=cfg.loss == "wmse")
+            return c, y, s
+    elif data is None:
         train_set = EmitterSet(cfg.n_train_emitters, seed=cfg.seed * 2 + 0, priors=cfg.priors)
         val_set = EmitterSet(cfg.n_val_emitters, seed=cfg.seed * 2 + 1, priors=cfg.priors)
         vrng = np.random.default_rng([cfg.seed, 2])
@@ -244,12 +321,12 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
             return c, tr_g[i], np.full(len(i), 0.1)
 
     arch = cnn.default_arch(cfg.width, cfg.depth, cfg.dense, cfg.dropout, n_bins=len(lag),
-                            n_out=2 if cfg.loss == "nll" else 1)
+                            n_out=2 if cfg.loss in ("nll", "bnll") else 1)
     dev = torch.device(cfg.device)
     net = cnn.build_network(arch).to(dev)
     opt = torch.optim.Adamax(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
-    loss_fn = _loss_fn(cfg.loss)
+    loss_fn = _loss_fn(cfg.loss, cfg.beta)
     vx, vn, vev = cnn.features(vc)
     vx_t, vn_t = torch.from_numpy(vx).to(dev), torch.from_numpy(vn).to(dev)
     vy_t = torch.from_numpy(vy.astype(np.float32)).to(dev)
@@ -265,7 +342,7 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
             out = torch.cat(outs)
             vl = float(loss_fn(out, vy_t, vs_t))
         net.train()
-        return vl, out[:, 0].cpu().numpy().astype(np.float64)
+        return vl, out.cpu().numpy().astype(np.float64)
 
     prog = None
     if progress:
@@ -322,15 +399,22 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
         if prog is not None:
             prog.stop()
     net.load_state_dict(best_state)
-    _, vpred = validate()
+    _, vout = validate()
+    calibration = None
+    if arch["n_out"] == 2 and sampler is not None and cfg.calib_samples:
+        cc, cy, _, cev = sampler.sample(cfg.calib_samples, "calib")
+        net.eval()
+        cout = cnn.predict(net, cc, dev)
+        calibration = calibrate_errors(cout[:, 0], cnn.sigma_from_output(cout), cy, cev)
     metrics = {"val_loss": best, "stopped": stopped, "epochs_run": len(history),
                "minutes": (time.monotonic() - t_start) / 60,
-               "val_buckets": bucket_metrics(vpred, vy, vev, vs if source == "simulated" else None)}
-    meta = _save(out_path, best_state, arch, cfg, source, history, metrics, lag)
+               "val_buckets": bucket_metrics(vout[:, 0], vy, vev,
+                                             vs if source == "simulated" and np.isfinite(vs).all() else None)}
+    meta = _save(out_path, best_state, arch, cfg, source, history, metrics, lag, calibration)
     return meta
 
 
-def _save(out_path, state, arch, cfg, source, history, metrics, lag):
+def _save(out_path, state, arch, cfg, source, history, metrics, lag, calibration=None):
     import torch
 
     from . import cnn
@@ -345,11 +429,21 @@ def _save(out_path, state, arch, cfg, source, history, metrics, lag):
         "output": "g2_0" + (", log_var" if arch["n_out"] == 2 else ""),
         "training": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
                      "source": source, "priors": {k: list(v) for k, v in {**g2model.PRIORS, **cfg.priors}.items()},
+                     "population_ranges": _population_ranges(cfg.population) if source == "simulated" else None,
                      "split": "by emitter (separate seed streams)" if source == "simulated" else
                      "by emitter id (20 % validation)"},
+        "calibration": calibration,
         "history": history,
         "metrics": metrics,
         "torch": torch.__version__,
     }
     out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def _population_ranges(name):
+    if not name:
+        return None
+    from .physics import populations
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in populations.resolve(name).items()}

@@ -71,25 +71,40 @@ def test_bucket_metrics():
 
 def test_tiny_training_run_writes_loadable_checkpoint(tmp_path):
     cfg = TrainConfig(width=4, dense=(8, 8), epochs=2, samples_per_epoch=1024, n_train_emitters=300,
-                      n_val_emitters=60, val_samples=300, batch_size=128, seed=3)
+                      n_val_emitters=60, val_samples=300, batch_size=128, seed=3, calib_samples=2000)
     out = tmp_path / "tiny.pt"
     meta = train(cfg, out, progress=False, log=None)
     assert out.exists() and out.with_suffix(".json").exists()
     j = json.loads(out.with_suffix(".json").read_text())
-    assert j["arch"]["width"] == 4 and j["training"]["seed"] == 3 and j["training"]["loss"] == "wmse"
+    assert j["arch"]["width"] == 4 and j["training"]["seed"] == 3 and j["training"]["loss"] == "bnll"
+    assert j["arch"]["n_out"] == 2 and j["training"]["population_ranges"]["g0"] == [-0.2, 1.3]
     assert j["metrics"]["epochs_run"] == 2 and "val_buckets" in j["metrics"]
+    cal = j["calibration"]  # post-hoc σ scale per log10(events) bin, from held-out calibration emitters
+    assert len(cal["scale"]) == len(cal["log10_events"]) >= 5 and all(0 < s < 10 for s in cal["scale"])
     model = load_model(out)
     H = np.random.default_rng(0).poisson(3.0, (4, 215))
     r = estimate_cnn(H, LAG, model=model)
-    assert np.all(np.isfinite(r["g2_0"]))
-    # deterministic for a seed
+    assert np.all(np.isfinite(r["g2_0"])) and np.all(r["g2_0_err"] > 0)
+    # deterministic for a seed: same losses, same weights, same calibration
     meta2 = train(cfg, tmp_path / "tiny2.pt", progress=False, log=None)
     assert meta2["metrics"]["val_loss"] == pytest.approx(meta["metrics"]["val_loss"], rel=1e-5)
+    np.testing.assert_allclose(meta2["calibration"]["scale"], meta["calibration"]["scale"], rtol=1e-5)
+    r2 = estimate_cnn(H, LAG, model=load_model(tmp_path / "tiny2.pt"))
+    np.testing.assert_allclose(r2["g2_0"], r["g2_0"], rtol=1e-5)
+    np.testing.assert_allclose(r2["g2_0_err"], r["g2_0_err"], rtol=1e-5)
+
+
+def test_legacy_priors_training_still_works(tmp_path):
+    cfg = TrainConfig(width=4, dense=(8, 8), epochs=1, samples_per_epoch=512, n_train_emitters=100,
+                      n_val_emitters=30, val_samples=100, batch_size=128, loss="wmse", population="")
+    meta = train(cfg, tmp_path / "legacy.pt", progress=False, log=None)
+    assert meta["arch"]["n_out"] == 1 and meta["calibration"] is None
+    assert meta["training"]["population_ranges"] is None
 
 
 def test_nll_loss_gives_error_bars(tmp_path):
     cfg = TrainConfig(width=4, dense=(8, 8), epochs=1, samples_per_epoch=512, n_train_emitters=100,
-                      n_val_emitters=30, val_samples=100, batch_size=128, loss="nll")
+                      n_val_emitters=30, val_samples=100, batch_size=128, loss="nll", calib_samples=1000)
     out = tmp_path / "nll.pt"
     train(cfg, out, progress=False, log=None)
     r = estimate_cnn(np.random.default_rng(0).poisson(3.0, (4, 215)), LAG, model=load_model(out))

@@ -1,0 +1,154 @@
+"""Scoring of g2(0) estimates against the truth and the Cramér–Rao bound (pure NumPy).
+
+Per set of histograms (one event bucket of one population) and per true-g2(0) band:
+RMSE, bias with its standard error, MAPE (%), r², RMSE/CRB (the RMS all-free bound of the
+same histograms) and the *error calibration* of the reported error bars: the robust width
+1.4826·MAD of the pulls z = (estimate − truth)/error (1 for calibrated Gaussian errors; < 1:
+error bars too large, > 1: too small), the RMS of z and the fraction of |z| < 1 (0.683 for
+calibrated Gaussian errors).
+
+Example::
+
+    r = score(pred, err, truth, crb_all)          # dict of numbers, with r["bands"][...]
+    print(format_tables(res))                     # res from nodes.evaluation.evaluate
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: true-g2(0) bands of the per-band tables
+BANDS = ((0.0, 0.3), (0.3, 0.6), (0.6, 0.9), (0.9, 1.1))
+#: |bias| targets: (minimum events, limit)
+BIAS_TARGETS = ((16000, 0.02), (4000, 0.03))
+CALIB_RANGE = (0.8, 1.25)
+
+
+def robust_width(z) -> float:
+    """1.4826·MAD of the finite values of ``z`` (the σ of a Gaussian; NaN when empty)."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z[np.isfinite(z)]
+    if z.size == 0:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(z - np.median(z))))
+
+
+def band_key(lo, hi) -> str:
+    return f"{lo:g}-{hi:g}"
+
+
+def _basic(pred, err, truth, crb):
+    ok = np.isfinite(pred)
+    n = int(ok.sum())
+    r = {"n": n, "n_nan": int((~ok).sum())}
+    if n == 0:
+        return {**r, "rmse": float("nan"), "bias": float("nan"), "bias_se": float("nan"), "mape": float("nan"),
+                "r2": float("nan"), "crb_all": float("nan"), "rmse_over_crb": float("nan"),
+                "calib_width": float("nan"), "z_rms": float("nan"), "coverage_1sigma": float("nan")}
+    e = pred[ok] - truth[ok]
+    ss = np.sum((truth[ok] - truth[ok].mean()) ** 2)
+    rmse = float(np.sqrt(np.mean(e ** 2)))
+    r.update(rmse=rmse, bias=float(np.mean(e)), bias_se=float(np.std(e) / np.sqrt(n)),
+             mape=float(100 * np.mean(np.abs(e) / np.maximum(np.abs(truth[ok]), 1e-3))),
+             r2=float(1 - np.sum(e ** 2) / ss) if ss > 0 else float("nan"))
+    c = crb[ok] if crb is not None else None
+    r["crb_all"] = float(np.sqrt(np.nanmean(c ** 2))) if c is not None and np.isfinite(c).any() else float("nan")
+    r["rmse_over_crb"] = rmse / r["crb_all"] if r["crb_all"] > 0 else float("nan")
+    if err is not None:
+        z = e / np.asarray(err, dtype=np.float64)[ok]
+        zf = z[np.isfinite(z)]
+        r["calib_width"] = robust_width(zf)
+        r["z_rms"] = float(np.sqrt(np.mean(zf ** 2))) if zf.size else float("nan")
+        r["coverage_1sigma"] = float(np.mean(np.abs(zf) < 1)) if zf.size else float("nan")
+        r["n_err_nan"] = int(ok.sum() - zf.size)
+    else:
+        r.update(calib_width=float("nan"), z_rms=float("nan"), coverage_1sigma=float("nan"), n_err_nan=n)
+    return r
+
+
+def score(pred, err, truth, crb=None, bands=BANDS) -> dict:
+    """Metrics of estimates ``pred`` with error bars ``err`` (or None) against ``truth``.
+
+    ``crb``: per-histogram all-free Cramér–Rao bound (RMS-combined). Returns the overall
+    metrics plus ``bands`` (the same per true-g2(0) band with ≥ 5 histograms) and
+    ``bias_bands`` (band → bias; kept for older readers).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    crb = None if crb is None else np.asarray(crb, dtype=np.float64)
+    err = None if err is None else np.asarray(err, dtype=np.float64)
+    r = _basic(pred, err, truth, crb)
+    r["bands"] = {}
+    for lo, hi in bands:
+        m = (truth >= lo) & (truth < hi)
+        if m.sum() >= 5:
+            r["bands"][band_key(lo, hi)] = _basic(pred[m], None if err is None else err[m], truth[m],
+                                                  None if crb is None else crb[m])
+    r["bias_bands"] = {k: v["bias"] for k, v in r["bands"].items()}
+    return r
+
+
+def verdicts(res: dict, method: str = "cnn") -> list[dict]:
+    """Check ``method`` against the targets (bias per band, calibration from 1 k events) per population.
+
+    Returns rows dict(population, events, check, value, limit, ok). A bias counts as failing
+    only when it exceeds the limit by more than 2 standard errors (and is flagged 'marginal'
+    when within them).
+    """
+    rows = []
+    for pop, pres in res.get("populations", {}).items():
+        for b, row in pres["buckets"].items():
+            ev = int(b)
+            if method not in row:
+                continue
+            r = row[method]
+            lim = next((l for e, l in BIAS_TARGETS if ev >= e), None)
+            if lim is not None:
+                for band, br in r["bands"].items():
+                    if br["n"] < 20:
+                        continue
+                    a = abs(br["bias"])
+                    ok = "yes" if a <= lim else ("marginal" if a - 2 * br["bias_se"] <= lim else "no")
+                    rows.append({"population": pop, "events": ev, "check": f"bias {band}", "value": br["bias"],
+                                 "se": br["bias_se"], "limit": lim, "ok": ok})
+            if ev >= 1000 and np.isfinite(r.get("calib_width", np.nan)):
+                w = r["calib_width"]
+                rows.append({"population": pop, "events": ev, "check": "calibration width", "value": w, "se": None,
+                             "limit": list(CALIB_RANGE), "ok": "yes" if CALIB_RANGE[0] <= w <= CALIB_RANGE[1] else "no"})
+    return rows
+
+
+def format_tables(res: dict) -> str:
+    """Markdown tables of a ``nodes.evaluation.evaluate`` result: per population, per bucket and band."""
+    ms = res["methods"]
+    out = []
+    for pop, pres in res["populations"].items():
+        out += [f"### population `{pop}`", "",
+                "| events | CRB free | " + " | ".join(
+                    f"{m.upper()} RMSE | {m.upper()} bias | {m.upper()} RMSE/CRB | {m.upper()} calib" for m in ms) + " |",
+                "|" + "---|" * (2 + 4 * len(ms))]
+        for b, row in pres["buckets"].items():
+            cells = [b, f"{row['crb_all']:.3f}"]
+            for m in ms:
+                r = row[m]
+                cells += [f"{r['rmse']:.3f}", f"{r['bias']:+.3f}", f"{r['rmse_over_crb']:.2f}", f"{r['calib_width']:.2f}"]
+            out.append("| " + " | ".join(cells) + " |")
+        band_names = [band_key(lo, hi) for lo, hi in BANDS]
+        out += ["", "| events | method | " + " | ".join(f"bias (RMSE, calib) g2(0) {k}" for k in band_names) + " |",
+                "|---|---|" + "---|" * len(band_names)]
+        for b, row in pres["buckets"].items():
+            for m in ms:
+                bb = row[m]["bands"]
+                cells = []
+                for k in band_names:
+                    if k in bb:
+                        x = bb[k]
+                        cal = f", {x['calib_width']:.2f}" if np.isfinite(x["calib_width"]) else ""
+                        cells.append(f"{x['bias']:+.3f}±{x['bias_se']:.3f} ({x['rmse']:.3f}{cal})")
+                    else:
+                        cells.append("–")
+                out.append(f"| {b} | {m.upper()} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += ["| method | histograms/s |", "|---|---|"]
+    for m in ms:
+        out.append(f"| {m.upper()} | {res['throughput'][m]['hist_per_s']:.0f} |")
+    return "\n".join(out)

@@ -1,0 +1,90 @@
+"""Populations of simulated emitters and the pure scoring functions of the estimator evaluation."""
+import numpy as np
+import pytest
+
+from nodes.physics import g2model as m
+from nodes.physics import evaluation as pe
+from nodes.physics import populations as P
+
+LAG = m.paper_lags_ps()
+BW = m.PAPER_BINWIDTH_PS
+
+
+@pytest.mark.parametrize("name", list(P.POPULATIONS))
+def test_population_ranges_and_physical_shapes(name):
+    pop = P.POPULATIONS[name]
+    d = P.draw(name, 20000, np.random.default_rng(0))
+    g0, a, t1, t2 = (d["params"][:, i] for i in range(1, 5))
+    for key, x in (("g0", g0), ("t1_ns", t1), ("events", d["events"])):
+        lo, hi = pop[key][:2]
+        assert lo <= x.min() and x.max() <= hi, key
+    assert np.all(t2 >= 1.5 * t1 - 1e-9) and t2.max() <= max(pop["t2_ns"][1], 1.5 * pop["t1_ns"][1])
+    assert np.all(a >= 0) and np.all(1 - g0 + a >= P.MIN_DIP - 1e-12)  # a dip amplitude is never negative
+    tilted = d["tilt_cps"] > 0
+    assert tilted.mean() == pytest.approx(pop["tilt_fraction"], abs=0.02)
+    if name != "train":  # physical g2(0) >= 0: the model itself is non-negative
+        assert m.shape_g2(LAG, BW, d["params"]).min() >= 0
+    lam = P.expected(d, LAG, BW)
+    assert lam.min() >= 0
+    np.testing.assert_allclose(lam.sum(axis=1), d["events"], rtol=1e-9)
+
+
+def test_training_population_contains_the_shifted_ones():
+    """Shifted populations differ in law, not in support: every range lies inside the training range."""
+    tr = P.TRAIN
+    for name in ("heldout", "fast", "slow"):
+        for key, v in P.POPULATIONS[name].items():
+            if isinstance(v, tuple):
+                assert tr[key][0] <= v[0] and v[1] <= tr[key][1], (name, key)
+
+
+def test_background_contrast_scales_bunching():
+    """a = ρ²·a_e with ρ² = (1 − g0)/(1 − g0_e): fixing the emitter, more background (higher g0) -> less bunching."""
+    pop = {"g0_emitter": (0.1, 0.1), "a_emitter": (1.0, 1.0), "tilt_fraction": 0.0}
+    lo = P.draw({**pop, "g0": (0.2, 0.2)}, 5, np.random.default_rng(1))["params"]
+    hi = P.draw({**pop, "g0": (0.8, 0.8)}, 5, np.random.default_rng(1))["params"]
+    assert lo[0, 2] == pytest.approx(0.8 / 0.9) and hi[0, 2] == pytest.approx(0.2 / 0.9)
+
+
+def test_tilt_is_the_start_stop_factor():
+    d = P.draw({"tilt_fraction": 1.0, "tilt_cps": (1e5, 1e5)}, 3, np.random.default_rng(2))
+    flat = dict(d, tilt_cps=np.zeros(3))
+    ratio = P.shapes(d, LAG, BW) / P.shapes(flat, LAG, BW)
+    # exp(-R·τ) across the 500-ns window: last/first = exp(-1e5 · 497.7e-9)
+    assert ratio[0, -1] / ratio[0, 0] == pytest.approx(np.exp(-1e5 * (LAG[-1] - LAG[0]) * 1e-12), rel=1e-9)
+
+
+def test_robust_width_of_gaussian_and_outliers():
+    z = np.random.default_rng(0).normal(0, 2.0, 200_000)
+    assert pe.robust_width(z) == pytest.approx(2.0, rel=0.01)
+    z[:1000] = 1e6  # 0.5 % wild values barely move it
+    assert pe.robust_width(z) == pytest.approx(2.0, rel=0.02)
+    assert np.isnan(pe.robust_width([np.nan]))
+
+
+def test_score_bias_calibration_and_bands():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 1.1, 40_000)
+    err = np.full(truth.size, 0.05)
+    pred = truth + 0.01 + rng.normal(0, 0.1, truth.size)  # error bars too small by 2x
+    r = pe.score(pred, err, truth, crb=np.full(truth.size, 0.1))
+    assert r["bias"] == pytest.approx(0.01, abs=3 * r["bias_se"])
+    assert r["bias_se"] == pytest.approx(0.1 / np.sqrt(truth.size), rel=0.05)
+    assert r["calib_width"] == pytest.approx(2.0, rel=0.03)
+    assert r["coverage_1sigma"] == pytest.approx(0.383, abs=0.01)  # P(|N(0,2)| < 1)
+    assert r["rmse_over_crb"] == pytest.approx(np.sqrt(0.1 ** 2 + 0.01 ** 2) / 0.1, rel=0.02)
+    assert set(r["bands"]) == {"0-0.3", "0.3-0.6", "0.6-0.9", "0.9-1.1"}
+    assert sum(b["n"] for b in r["bands"].values()) == truth.size
+    r2 = pe.score(pred, None, truth)
+    assert np.isnan(r2["calib_width"]) and np.isnan(r2["rmse_over_crb"])
+
+
+def test_verdicts_flag_bias_and_calibration():
+    band = {"n": 100, "bias": 0.05, "bias_se": 0.005}
+    res = {"populations": {"x": {"buckets": {
+        "16000": {"cnn": {"bands": {"0-0.3": band}, "calib_width": 1.0}},
+        "1000": {"cnn": {"bands": {"0-0.3": band}, "calib_width": 1.5}}}}}}
+    rows = pe.verdicts(res)
+    by = {(r["events"], r["check"]): r["ok"] for r in rows}
+    assert by[(16000, "bias 0-0.3")] == "no" and by[(16000, "calibration width")] == "yes"
+    assert by[(1000, "calibration width")] == "no" and (1000, "bias 0-0.3") not in by
