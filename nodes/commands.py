@@ -32,6 +32,7 @@ def add_commands(sub) -> None:
     p.add_argument("--loss", default="bnll", choices=("bnll", "nll", "wmse", "mse", "mape"),
                    help="bnll: β-NLL mean + log-variance head (error bars); wmse/mse/mape: mean only")
     p.add_argument("--beta", type=float, default=0.5, help="β of the β-NLL loss (0: plain Gaussian NLL)")
+    p.add_argument("--init", default="", help="start from this checkpoint (.pt, same architecture)")
     p.add_argument("--population", default="train",
                    help="simulated training population (nodes.physics.populations; '' = legacy priors)")
     p.add_argument("--epochs", type=int, default=60)
@@ -178,7 +179,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(width=args.width, depth=args.depth, loss=args.loss, epochs=args.epochs,
                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, lr=args.lr,
                       patience=args.patience, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
-                      device=args.device, beta=args.beta, population=args.population)
+                      device=args.device, beta=args.beta, population=args.population, init=args.init)
     for name in ("width", "depth", "epochs", "samples_per_epoch", "batch_size", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"train: --{name.replace('_', '-')} must be >= 1")

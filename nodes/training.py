@@ -50,6 +50,7 @@ class TrainConfig:
     beta: float = 0.5  #: β of the β-NLL loss (0 = plain Gaussian NLL)
     population: str = "train"  #: population of nodes.physics.populations ('' = legacy EmitterSet priors)
     calib_samples: int = 40_000  #: held-out histograms for the post-hoc error-bar calibration
+    init: str = ""  #: start from this checkpoint (.pt, same architecture) instead of random weights
     lr: float = 2e-3  #: adamax learning rate
     batch_size: int = 256
     epochs: int = 40
@@ -323,10 +324,19 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
     arch = cnn.default_arch(cfg.width, cfg.depth, cfg.dense, cfg.dropout, n_bins=len(lag),
                             n_out=2 if cfg.loss in ("nll", "bnll") else 1)
     dev = torch.device(cfg.device)
-    net = cnn.build_network(arch).to(dev)
+    net = cnn.build_network(arch)
+    if cfg.init:
+        init_net, init_meta, _ = cnn.load_model(cfg.init, "cpu")
+        if init_meta["arch"] != arch:
+            raise ValueError(f"train: --init {cfg.init!r} has architecture {init_meta['arch']}, not {arch}")
+        net.load_state_dict(init_net.state_dict())
+    net = net.to(dev)
     opt = torch.optim.Adamax(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
     loss_fn = _loss_fn(cfg.loss, cfg.beta)
+    # model selection on the plain Gaussian NLL: the β-NLL value is not monotone in the fit
+    # quality (its σ^(2β) weight rewards large σ), so it cannot rank checkpoints
+    val_fn = _loss_fn("nll") if cfg.loss == "bnll" else loss_fn
     vx, vn, vev = cnn.features(vc)
     vx_t, vn_t = torch.from_numpy(vx).to(dev), torch.from_numpy(vn).to(dev)
     vy_t = torch.from_numpy(vy.astype(np.float32)).to(dev)
@@ -340,7 +350,7 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
         with torch.inference_mode():
             outs = [net(vx_t[i:i + 4096], vn_t[i:i + 4096]) for i in range(0, len(vx_t), 4096)]
             out = torch.cat(outs)
-            vl = float(loss_fn(out, vy_t, vs_t))
+            vl = float(val_fn(out, vy_t, vs_t))
         net.train()
         return vl, out.cpu().numpy().astype(np.float64)
 

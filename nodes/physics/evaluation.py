@@ -2,7 +2,7 @@
 
 Per set of histograms (one event bucket of one population) and per true-g2(0) band:
 RMSE, bias with its standard error, MAPE (%), r², RMSE/CRB (the RMS all-free bound of the
-same histograms) and the *error calibration* of the reported error bars: the robust width
+same histograms, each capped at :data:`CRB_CAP`) and the *error calibration* of the reported error bars: the robust width
 1.4826·MAD of the pulls z = (estimate − truth)/error (1 for calibrated Gaussian errors; < 1:
 error bars too large, > 1: too small), the RMS of z and the fraction of |z| < 1 (0.683 for
 calibrated Gaussian errors).
@@ -21,6 +21,10 @@ BANDS = ((0.0, 0.3), (0.3, 0.6), (0.6, 0.9), (0.9, 1.1))
 #: |bias| targets: (minimum events, limit)
 BIAS_TARGETS = ((16000, 0.02), (4000, 0.03))
 CALIB_RANGE = (0.8, 1.25)
+#: a per-histogram bound above this (the width of the physical g2(0) range) means "no information";
+#: it is capped here before the RMS so that a few degenerate emitters (dip nearly gone, t1 ≫ bin)
+#: do not make the RMS bound meaningless
+CRB_CAP = 1.1
 
 
 def robust_width(z) -> float:
@@ -50,7 +54,7 @@ def _basic(pred, err, truth, crb):
     r.update(rmse=rmse, bias=float(np.mean(e)), bias_se=float(np.std(e) / np.sqrt(n)),
              mape=float(100 * np.mean(np.abs(e) / np.maximum(np.abs(truth[ok]), 1e-3))),
              r2=float(1 - np.sum(e ** 2) / ss) if ss > 0 else float("nan"))
-    c = crb[ok] if crb is not None else None
+    c = np.minimum(crb[ok], CRB_CAP) if crb is not None else None
     r["crb_all"] = float(np.sqrt(np.nanmean(c ** 2))) if c is not None and np.isfinite(c).any() else float("nan")
     r["rmse_over_crb"] = rmse / r["crb_all"] if r["crb_all"] > 0 else float("nan")
     if err is not None:

@@ -176,3 +176,4 @@ def test_alternative_nll_model_has_calibrated_error_bars():
     pull = (r["g2_0"] - p[:, 1]) / r["g2_0_err"]
     assert np.all(r["g2_0_err"] > 0)
     assert 0.7 < np.std(pull) < 1.3
+
