@@ -1,16 +1,17 @@
 """G2CNN: batched convolutional-network g2(0) estimator (Kudyshev et al. 2023), torch imported lazily.
 
-The network is the paper's shape, reconstructed (its Table S1 is not public, science.md §1.3):
+The network is the paper's shape, reconstructed (its supplementary layer table is not public):
 ``depth`` × [Conv1d(``width`` filters, kernel 4) → ReLU → MaxPool(2)] → Dropout → flatten →
 concatenate the event-count feature → Dense(dense[0]) → ReLU → Dense(dense[1]) → ReLU → Dense(n_out).
 ``--width 260`` (``depth`` 3) is the paper's network; the shipped default is narrower so that it
-trains on a 2-core CPU (see the README section *estimators* for the measured accuracy).
+trains on a 2-core CPU (docs/estimators.md has the measured accuracy and throughput per width).
 
 Inputs to the network (fixed here, recorded in each checkpoint's JSON as ``normalisation``):
 the histogram divided by its mean count per bin (so a flat histogram is 1), and
-``log10(1 + N_events)`` (N_events = total coincidences in the histogram). Output: g2(0); with a
-``nll``-trained checkpoint (``n_out`` 2) also log σ², giving ``g2_0_err``; otherwise
-``g2_0_err`` is NaN (the CNN has no error bar of its own).
+``log10(1 + N_events)`` (N_events = total coincidences in the histogram). Output: g2(0) and,
+for a checkpoint with a variance head (``n_out`` 2, trained with ``bnll``/``nll``), log σ²:
+``g2_0_err`` = σ·s(N_events), s the post-hoc calibration factor stored in the checkpoint JSON
+(``calibration``; 1 when absent). A mean-only checkpoint (``n_out`` 1) gives ``g2_0_err`` NaN.
 
 Binning: the network was trained on the paper's binning (215 bins over 500 ns, zero lag at the
 centre of bin 107); any other ``lag_ps`` is refused with a ValueError (no resampling: it would

@@ -1,29 +1,32 @@
 """Training data and training loop for the G2CNN g2(0) network (``antibunch train``).
 
-Data (science.md §3.2, §6): emitters with shape parameters from :data:`nodes.g2model.PRIORS`
-and a detected rate per detector (log-uniform 2–120 kcps) give a 1-s expected histogram
-λ1 = C1·ḡ2 with C1 = R²·(1 s)·Δ (bin-averaged model, paper binning). The paper's augmentation
-(a training sample is the sum of a combination of 1…10 one-second histograms of one emitter) is
-reproduced for simulated data by drawing k ∈ {1..10} and sampling Poisson(k·λ1) — a sum of k
-independent Poisson 1-s histograms has exactly this law — fresh noise every epoch, deterministic
-for a seed. For recorded data (:func:`load_hdf5`) the literal augmentation is used
-(:func:`augment_sums` over the stored 1-s increments).
+Data (default, ``population='train'``): every sample is a fresh simulated emitter of
+:data:`nodes.physics.populations.TRAIN` (g2(0), purity, bunching, t1, t2, events, start–stop
+tilt; documented in docs/estimators.md) with a Poisson histogram of the bin-averaged model —
+:class:`PopulationSampler`, deterministic for a seed. ``population=''`` keeps the earlier
+generator (:class:`EmitterSet`: legacy priors of :data:`nodes.physics.g2model.PRIORS`, detected
+rate 2–120 kcps, the paper's 1…10-s augmentation drawn as Poisson(k·λ1), which has exactly
+the law of a sum of k one-second histograms). For recorded data (:func:`load_hdf5`) the literal
+augmentation is used (:func:`augment_sums` over the stored 1-s increments).
 
-The train/validation split is by EMITTER: the validation emitters are drawn from a separate
-seed stream and never appear in training (science §0: a histogram split leaks the label).
+The train/validation split is by EMITTER: validation, calibration and training emitters come
+from disjoint seed streams (a split by histogram leaks the label through the emitter identity).
 
-Losses: ``wmse`` (default: squared error weighted by 1/σ_CRB², σ_CRB the all-free Cramér–Rao
-bound of that sample clipped to [0.02, 0.5] — i.e. a Gaussian likelihood with the known
-per-sample variance; it stops the irreducible error of few-event samples from drowning the
-high-count ones), ``mse``, ``mape`` (the paper's) and ``nll`` (Gaussian NLL, 2 outputs: mean
-and log σ², giving the CNN an error bar). Optimiser adamax (as the paper), early stopping on
-the validation loss, the best state saved as ``<out>.pt`` (state_dict) + ``<out>.json``
-(architecture, normalisation, priors, seeds, loss, metrics per event bucket vs the bound).
+Losses: ``bnll`` (default: β-NLL, Seitzer et al. ICLR 2022 — Gaussian NLL of a mean and a
+log-variance output weighted by a stop-gradient σ^(2β); checkpoints ranked on the plain NLL),
+``nll`` (β = 0), ``wmse`` (squared error weighted by 1/σ_CRB², σ_CRB clipped to [0.02, 0.5]),
+``mse`` and ``mape`` (the paper's; mean only). After training, a variance head is
+recalibrated: per half-decade of events, σ is scaled by the robust width (1.4826·MAD) of the
+pulls of fresh calibration emitters (:func:`calibrate_errors`, stored as ``calibration`` in
+the checkpoint JSON and applied by :func:`nodes.cnn.estimate_cnn`). Optimiser adamax (as the
+paper), early stopping on the validation loss, the best state saved as ``<out>.pt``
+(state_dict) + ``<out>.json`` (architecture, normalisation, population, seeds, loss,
+calibration, metrics per event bucket vs the bound). ``init`` starts from another checkpoint.
 
 Example::
 
     cfg = TrainConfig(width=32, epochs=40, seed=1)
-    meta = train(cfg, "nodes/models/g2cnn_w32.pt")
+    meta = train(cfg, "g2cnn_w32.pt")
 """
 from __future__ import annotations
 
