@@ -241,7 +241,7 @@ def summarize(path, format: str | None = None, **params) -> dict:
     Keys for every format: ``file``, ``size_bytes``, ``format``, ``record_type``, ``mode``,
     ``n_photons``, ``photons_per_channel`` (the file's channel numbers as strings),
     ``markers`` {pixel, line, frame, user}, ``sync_period_ps`` (None without a sync),
-    ``duration_ps``, ``first_tag_ps``, ``last_tag_ps``, ``counters``, ``warnings``, ``notes``.
+    ``start_ps`` (where the recording's time starts), ``duration_ps``, ``first_tag_ps``, ``last_tag_ps``, ``counters``, ``warnings``, ``notes``.
     ``.spc`` files keep their own, richer summary (:func:`sources.spc.file.summarize`).
     """
     import warnings
@@ -257,7 +257,7 @@ def summarize(path, format: str | None = None, **params) -> dict:
     node.reset()
     per_ch: dict[int, int] = {}
     first = last = None
-    end = 0
+    start = end = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -268,6 +268,7 @@ def summarize(path, format: str | None = None, **params) -> dict:
                         per_ch[c] = per_ch.get(c, 0) + k
                     first = int(b.time_ps[0]) if first is None else first
                     last = int(b.time_ps[-1])
+                start = b.t_begin_ps if start is None else start
                 end = b.t_end_ps
         finally:
             node.close()
@@ -292,7 +293,8 @@ def summarize(path, format: str | None = None, **params) -> dict:
         "microtime_bin_ps": info.details.get("microtime_bin_ps"),
         "first_tag_ps": first,
         "last_tag_ps": last,
-        "duration_ps": end,
+        "start_ps": start,
+        "duration_ps": 0 if end is None else end - start,
         "details": {k: v for k, v in info.details.items() if k not in ("warnings", "notes")},
         "counters": dict(getattr(node, "counters", {})),
         "warnings": list(getattr(node, "warnings", [])),
