@@ -14,6 +14,8 @@ import zipfile
 
 import numpy as np
 
+from .physics import g2model
+
 
 def add_commands(sub) -> None:
     __import__("nodes.g2_command", fromlist=["add_commands"]).add_commands(sub)  # antibunch g2
@@ -105,33 +107,18 @@ def load_input(path):
             dur = np.asarray(z["duration_s"]) if "duration_s" in z.files else None
         except ValueError as exc:
             raise ValueError(f"{path}: not a plain .npz (object arrays are refused): {exc}") from exc
-    if counts.ndim != 2:
+    if counts.ndim != 2:  # the estimators take one histogram as 1-D; a file must say (N, n_bins)
         raise ValueError(f"{path}: key 'counts' must be 2-D (N, n_bins); got shape {counts.shape}")
-    if counts.size == 0:
-        raise ValueError(f"{path}: key 'counts' is empty (shape {counts.shape})")
-    if counts.dtype.kind not in "iuf" :
-        raise ValueError(f"{path}: key 'counts' must be numeric integer counts; got dtype {counts.dtype}")
-    if counts.dtype.kind == "f":
-        if not np.all(np.isfinite(counts)):
-            raise ValueError(f"{path}: key 'counts' contains NaN or infinite values")
-        if np.any(counts != np.round(counts)):
-            raise ValueError(f"{path}: key 'counts' must hold integer counts")
-    if np.any(counts < 0):
-        raise ValueError(f"{path}: key 'counts' contains negative counts")
-    if lag.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: key 'lag_ps' must be numeric; got dtype {lag.dtype}")
-    if lag.ndim != 1 or lag.shape[0] != counts.shape[1]:
-        raise ValueError(f"{path}: key 'lag_ps' must have shape ({counts.shape[1]},) to match counts; got {lag.shape}")
-    if not np.all(np.isfinite(lag)):
-        raise ValueError(f"{path}: key 'lag_ps' contains NaN or infinite values")
-    if np.any(np.diff(lag) <= 0):
-        raise ValueError(f"{path}: key 'lag_ps' must be strictly increasing bin-centre lags")
+    try:
+        counts, lag = g2model.check_counts(counts, lag)
+    except ValueError as exc:
+        raise ValueError(f"{path}: key {exc}") from None
     if dur is not None:
         if dur.shape != (counts.shape[0],) or dur.dtype.kind not in "iuf":
             raise ValueError(f"{path}: key 'duration_s' must be numeric with shape ({counts.shape[0]},); got {dur.shape}")
         if not np.all(np.isfinite(dur)) or np.any(dur < 0):
             raise ValueError(f"{path}: key 'duration_s' must be finite and >= 0")
-    return counts.astype(np.int64), lag.astype(np.float64), dur
+    return counts, lag, dur
 
 
 def cmd_estimate(args) -> int:

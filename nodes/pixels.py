@@ -117,7 +117,7 @@ class PixelAccumulator(Node):
             check_span_bins(self.span_ps, self.n_bins)
         except ValueError as exc:
             raise self.param_error("n_bins", str(exc)) from None
-        ny, nx = self.shape
+        nx = self.shape[1]
         if self.schedule and self.dwell_s is None:
             raise self.param_error("dwell_s", "is required with schedule=True (pixel dwell in s)")
         if not self.schedule and nx == 1 and self.dwell_s is None:

@@ -156,14 +156,6 @@ def shape_g2(lag_ps, binwidth_ps, params) -> np.ndarray:
     return 1.0 - (1.0 - g0 + a) * e1 + a * e2
 
 
-def g2_continuous(tau_ps, params) -> np.ndarray:
-    """Continuous (not bin-averaged) g2(τ) for ``params (N, 5)`` -> ``(N, len(tau))``."""
-    p = _as_params(params)
-    tau = np.abs(np.asarray(tau_ps, dtype=np.float64))[None] * 1e-3
-    g0, a, t1, t2 = (p[:, i:i + 1] for i in range(1, 5))
-    return 1.0 - (1.0 - g0 + a) * np.exp(-tau / t1) + a * np.exp(-tau / t2)
-
-
 def expected_counts(lag_ps, binwidth_ps, params, weight=None) -> np.ndarray:
     """λ_k = C·w_k·ḡ2_k, ``(N, n_bins)`` for ``params (N, 5)``."""
     p = _as_params(params)
@@ -320,26 +312,36 @@ def scale_from_singles(singles, exposure_s, binwidth_ps, where: str = "normalisa
 
 
 def check_counts(counts, lag_ps, key="counts"):
-    """Validate a histogram array and its lags; ValueError naming the key on bad input."""
+    """Validate a histogram array and its bin-centre lags -> ``(counts int64 (N, n_bins), lag float64)``.
+
+    ValueError naming the key on bad input: not 1- or 2-D, empty, NaN, fractional or negative
+    counts, a non-numeric dtype, lags that do not match the bins, are not finite or not
+    strictly increasing.
+    """
     c = np.asarray(counts)
     if c.ndim == 1:
         c = c[None]
     if c.ndim != 2:
-        raise ValueError(f"{key} must be 2-D (N, n_bins); got shape {np.shape(counts)}")
+        raise ValueError(f"'{key}' must be 2-D (N, n_bins); got shape {np.shape(counts)}")
     if c.shape[0] == 0 or c.shape[1] == 0:
-        raise ValueError(f"{key} is empty (shape {c.shape})")
+        raise ValueError(f"'{key}' is empty (shape {c.shape})")
     if c.dtype.kind == "f":
         if not np.all(np.isfinite(c)):
-            raise ValueError(f"{key} contains NaN or infinite values")
+            raise ValueError(f"'{key}' contains NaN or infinite values")
         if np.any(c != np.round(c)):
-            raise ValueError(f"{key} must hold integer counts")
+            raise ValueError(f"'{key}' must hold integer counts")
     elif c.dtype.kind not in "iub":
-        raise ValueError(f"{key} must be an integer array; got dtype {c.dtype}")
+        raise ValueError(f"'{key}' must be an integer array; got dtype {c.dtype}")
     if np.any(c < 0):
-        raise ValueError(f"{key} contains negative counts")
-    lag = np.asarray(lag_ps, dtype=np.float64)
+        raise ValueError(f"'{key}' contains negative counts")
+    lag = np.asarray(lag_ps)
+    if lag.dtype.kind not in "iuf":
+        raise ValueError(f"'lag_ps' must be numeric; got dtype {lag.dtype}")
+    lag = lag.astype(np.float64)
     if lag.ndim != 1 or lag.shape[0] != c.shape[1]:
-        raise ValueError(f"lag_ps must be 1-D with one lag per bin of {key} ({c.shape[1]}); got shape {lag.shape}")
+        raise ValueError(f"'lag_ps' must be 1-D with one lag per bin of '{key}' ({c.shape[1]}); got shape {lag.shape}")
     if not np.all(np.isfinite(lag)):
-        raise ValueError("lag_ps contains NaN or infinite values")
+        raise ValueError("'lag_ps' contains NaN or infinite values")
+    if np.any(np.diff(lag) <= 0):
+        raise ValueError("'lag_ps' must be strictly increasing bin-centre lags")
     return c.astype(np.int64), lag

@@ -175,7 +175,7 @@ def resolvability(img, e1, e2, err=None, band_px=1, n_sigma=2.0, margin_px=None)
     m = margin_px if margin_px is not None else max(d_px, 6.0)
     s, v, ev = profile(img, tuple(mid), tuple(axis), d_px / 2 + m, band_px=band_px, err=err)
     pts = np.array([-d_px / 2, 0.0, d_px / 2])
-    s2, vals, errs = profile(img, tuple(mid), tuple(axis), d_px / 2, band_px=band_px,
+    _, vals, errs = profile(img, tuple(mid), tuple(axis), d_px / 2, band_px=band_px,
                              step_px=max(d_px / 2, 1e-6), err=err)
     p1, pm, p2 = vals[0], vals[1], vals[-1]
     peak = 0.5 * (p1 + p2)
