@@ -27,13 +27,28 @@ Lifecycle, driven by an executor (or :func:`engine.testing.run_node`)::
     close()                            # always called, even after errors
 
 A :class:`Source` instead implements ``generate()`` yielding messages, and
-must return promptly once ``self.stop_requested`` is set.
+must return promptly once ``self.stop_requested`` is true.
+
+Cancellation: a node busy in a long computation (a CNN batch, an MLE sweep)
+calls ``self.stop_requested()`` between chunks; it turns true once the run is
+being stopped (Ctrl-C, SIGTERM, a failed step, ``stop_event``), and the node
+should then return what it has. ``finish()`` and ``close()`` still follow.
+Every executor and :func:`engine.testing.run_node` provide it (one driver:
+:mod:`engine.executors.driver`).
+
+Attributes the engine reads (declared on :class:`Node`, set in ``__init__``):
+``counters`` (dict of numbers shown in run statistics), ``exit_status`` (a
+source that ended early for its own reason sets ``'abort'``/``'fail'``),
+``graph_info`` (set by the executor before ``reset()``: graph name, ref,
+params, file text) and the class attribute ``owns_terminal`` (the node draws
+on the terminal itself, e.g. a live view).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
-from .messages import Descriptor, Message
+from .messages import SUCCESS, Descriptor, Message
+
 
 class ParamError(ValueError):
     """A node parameter is missing, unknown or out of range."""
@@ -71,17 +86,6 @@ class Param:
 
     def __set_name__(self, owner, name):
         self.name = name
-
-    def describe(self) -> str:
-        bits = []
-        if self.min is not None or self.max is not None:
-            bits.append(f"range [{self.min if self.min is not None else '-inf'}, "
-                        f"{self.max if self.max is not None else 'inf'}]")
-        if self.choices:
-            bits.append("one of " + ", ".join(map(repr, self.choices)))
-        if self.unit:
-            bits.append(f"unit {self.unit}")
-        return "; ".join(bits)
 
     def validate(self, owner: str, value):
         import numpy as np
@@ -178,12 +182,56 @@ class NodeMeta(type):
         return cls
 
 
+class StopFlag:
+    """``node.stop_requested``: true once the step should stop.
+
+    Call it (``self.stop_requested()``) or test it (``if self.stop_requested:``);
+    both read the same state. The executor's driver may attach a poll function
+    that looks for a stop order (e.g. on the worker's control socket), so a
+    node busy in one long ``process()`` call still learns of Ctrl-C.
+    """
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: "Node"):
+        self._node = node
+
+    def __call__(self) -> bool:
+        d = self._node.__dict__
+        if d.get("_stop"):
+            return True
+        poll = d.get("_stop_poll")
+        if poll is not None and poll():
+            d["_stop"] = True
+            return True
+        return False
+
+    __bool__ = __call__
+
+    def __repr__(self):
+        return f"<stop_requested {self()}>"
+
+
 class Node(metaclass=NodeMeta):
-    """Base class of every processing step. See the module docstring."""
+    """Base class of every processing step. See the module docstring.
+
+    Call ``self.stop_requested()`` between chunks of a long computation and
+    return early when it is true (the run is being stopped).
+    """
 
     _param_specs: dict[str, Param]
     _inputs: dict[str, In]
     _outputs: dict[str, Out]
+
+    #: the node draws on the terminal itself (a live view): the processes
+    #: executor does not pipe its output and shows no table of its own
+    owns_terminal: ClassVar[bool] = False
+    #: numbers shown in the run statistics (``node.<key>``); nodes fill it
+    counters: dict[str, Any]
+    #: 'success', or 'abort'/'fail' when a source ended early for its own reason
+    exit_status: str
+    #: {name, ref, params, source_text} of the running graph, set before ``reset()``
+    graph_info: dict[str, Any]
 
     def __init__(self, **params):
         owner = type(self).__name__
@@ -207,6 +255,9 @@ class Node(metaclass=NodeMeta):
             else:
                 values[name] = spec.default
         self.__dict__["_params"] = values
+        self.__dict__.setdefault("counters", {})
+        self.__dict__.setdefault("exit_status", SUCCESS)
+        self.__dict__.setdefault("graph_info", {})
         self.step_id = owner  # replaced by the graph with 'graph.step'
         self.validate_params()
 
@@ -228,6 +279,24 @@ class Node(metaclass=NodeMeta):
 
     def param_error(self, name: str, msg: str) -> ParamError:
         return ParamError(f"{type(self).__name__} parameter '{name}' {msg}")
+
+    # -- stopping -------------------------------------------------------------
+    @property
+    def stop_requested(self) -> StopFlag:
+        """True once the run is being stopped; call it between chunks of long work."""
+        return StopFlag(self)
+
+    @stop_requested.setter
+    def stop_requested(self, value) -> None:
+        self.__dict__["_stop"] = bool(value)
+
+    def request_stop(self) -> None:
+        """Ask this step to stop (the executor calls it; a source ends its stream)."""
+        self.__dict__["_stop"] = True
+
+    def set_stop_poll(self, poll: Callable[[], bool] | None) -> None:
+        """Executor hook: ``poll()`` returns True when a stop order has arrived."""
+        self.__dict__["_stop_poll"] = poll
 
     # -- lifecycle ------------------------------------------------------------
     def describe(self) -> dict[str, Descriptor]:
@@ -271,18 +340,10 @@ class Source(Node):
     """A node without inputs that generates messages.
 
     Implement :meth:`generate`; check ``self.stop_requested`` between batches
-    and return promptly when it is set (the executor then sends
-    ``Stop(abort)``). Set ``self.exit_status`` to 'abort' if you stopped early
-    for another reason.
+    and return promptly when it is true (the duration is reached, Ctrl-C, a
+    failed step; the executor then sends ``Stop(abort)``). Set
+    ``self.exit_status`` to 'abort' if you stopped early for another reason.
     """
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.stop_requested = False
-        self.counters: dict[str, int] = {}
-
-    def request_stop(self) -> None:
-        self.stop_requested = True
 
     def generate(self) -> Iterator:
         raise NotImplementedError(f"{type(self).__name__}.generate")

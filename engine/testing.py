@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .messages import Message, TagBatch
-from .node import In, Node, Out, Param, Sink, Source, outputs_of
+from .messages import Descriptor, Message, TagBatch
+from .node import In, Node, Out, Param, Sink, Source
 
 EXECUTORS = ("inline", "threads", "processes")
 
@@ -41,26 +41,46 @@ def run_node(node: Node, inputs=(), *, port: str | None = None, warmup: bool = F
     a dict ``{port: [messages]}`` (delivered port by port in order), or a list
     of ``(port, message)`` pairs (delivered in that order). For a
     :class:`Source`, ``inputs`` is ignored and ``generate()`` is drained.
+
+    The node goes through the same driver as under every executor: ``check``,
+    ``reset``, (``warmup``), ``describe``, then the inputs, ``finish`` and
+    ``close``. A :class:`Descriptor` among the inputs goes to ``on_descriptor``
+    as in production, where it precedes the data on every edge: pass the
+    upstream node's ``describe()[port]`` first to test what a node reads
+    from it. ``Outputs.descriptors`` holds what the node announced. A node
+    exception is re-raised as it was raised.
     """
+    from .executors.driver import StepDriver
+
     out = Outputs({p: [] for p in node.outputs()})
-    out.descriptors = node.describe()
-    seq = _input_sequence(node, inputs, port)
-    try:
-        node.check()
-        node.reset()
-        if warmup:
-            node.warmup()
-        if isinstance(node, Source):
-            for p, m in outputs_of(node, node.generate()):
-                out[p].append(m)
+    out.descriptors = {}
+
+    def emit(p, m):
+        if isinstance(m, Descriptor):
+            out.descriptors[p] = m
         else:
-            for p_in, msg in seq:
-                for p, m in outputs_of(node, node.process(msg, p_in)):
-                    out[p].append(m)
-        for p, m in outputs_of(node, node.finish()):
             out[p].append(m)
+
+    seq = _input_sequence(node, inputs, port)
+    driver = StepDriver(node, getattr(node, "step_id", type(node).__name__), emit)
+    try:
+        if driver.prepare(None, warmup=warmup):
+            driver.send_descriptors()
+        if driver.failed is None:
+            if isinstance(node, Source):
+                driver.generate()
+            else:
+                for p_in, msg in seq:
+                    driver.deliver(p_in, msg)
+                    if driver.failed is not None:
+                        break
+        if driver.failed is None:
+            driver.finish()
     finally:
-        node.close()
+        driver.close()
+    if driver.failed is not None:
+        cause = driver.failed.__cause__
+        raise cause if cause is not None else driver.failed
     return out
 
 

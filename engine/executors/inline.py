@@ -11,8 +11,8 @@ import time
 
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
-from ..node import Source, iter_outputs, outputs_of
-from .common import NodeError, RunResult, StepStats, graph_info, msg_range
+from .common import RunResult, graph_info
+from .driver import StepDriver, check_steps
 
 
 def _freeze(msg: Message) -> Message:
@@ -23,102 +23,82 @@ def _freeze(msg: Message) -> Message:
 
 def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_status=None) -> RunResult:
     graph.validate()
+    check_steps(graph)
     order = graph.topological_order()
     nodes = graph.steps
-    stats = {s: StepStats(graph.full_id(s)) for s in order}
     pending_inputs = {s: len(graph.upstream_edges(s)) for s in order}
-    statuses = {s: [] for s in order}
-    failed: dict[str, NodeError] = {}
-    finished: set[str] = set()
-    result = RunResult(graph.name, "inline")
+    ended: set[str] = set()
+    drivers: dict[str, StepDriver] = {}
+    started = time.monotonic()
 
-    def deliver(step, port, msg):
-        for e in graph.downstream_edges(step, port):
-            receive(e.dst_step, e.dst_port, msg)
+    def cancelled() -> bool:
+        return stop_event is not None and stop_event.is_set()
 
-    def emit(step, produced):
-        for port, m in outputs_of(nodes[step], produced):
-            stats[step].sent += 1
-            deliver(step, port, _freeze(m))
+    def on_failure():
+        for d in drivers.values():
+            d.cancel()  # a failed step stops the run: long computations may return early
+
+    def make_emit(step):
+        def emit(port, msg):
+            if not isinstance(msg, Stop) and msg.TYPE_ID != "descriptor/1":
+                drivers[step].stats.sent += 1
+            for e in graph.downstream_edges(step, port):
+                receive(e.dst_step, e.dst_port, _freeze(msg))
+        return emit
 
     def end_step(step, status):
-        if step in finished:
+        if step in ended:
             return
-        finished.add(step)
-        node = nodes[step]
-        if step not in failed:
-            try:
-                emit(step, node.finish())
-            except Exception as exc:  # noqa: BLE001 - becomes a NodeError
-                failed[step] = NodeError(graph.full_id(step), stats[step].last_seq, None, exc)
-                status = FAIL
-        if step in failed:
-            status = FAIL
-        stop = Stop(exit_status=status, counters=stats[step].as_dict())
-        for port in node.outputs():
-            deliver(step, port, stop)
+        ended.add(step)
+        d = drivers[step]
+        status = d.finish(status)
+        if d.failed is not None:
+            on_failure()
+        stop = d.stop_message(status)
+        for port in d.node.outputs():
+            d._emit(port, stop)
 
     def receive(step, port, msg):
-        st = stats[step]
+        d = drivers[step]
+        was_ok = d.failed is None
+        d.deliver(port, msg)
+        if was_ok and d.failed is not None:
+            on_failure()
         if isinstance(msg, Stop):
-            statuses[step].append(msg.exit_status)
             pending_inputs[step] -= 1
             if pending_inputs[step] == 0:
-                end_step(step, worst_status(*statuses[step]))
-            return
-        if step in failed:
-            st.discarded += 1
-            return
-        if msg.TYPE_ID == "descriptor/1":
-            nodes[step].on_descriptor(port, msg)
-            return
-        st.received += 1
-        st.last_seq = getattr(msg, "seq", st.last_seq)
-        try:
-            emit(step, nodes[step].process(msg, port))
-        except Exception as exc:  # noqa: BLE001
-            failed[step] = NodeError(graph.full_id(step), getattr(msg, "seq", None), msg_range(msg), exc)
+                end_step(step, None)
 
-    started = time.monotonic()
+    for s in order:
+        drivers[s] = StepDriver(nodes[s], graph.full_id(s), make_emit(s), poll_stop=cancelled)
+    result = RunResult(graph.name, "inline")
     try:
         info = graph_info(graph)
         for s in order:
-            nodes[s].graph_info = info
+            if not drivers[s].prepare(info):
+                raise _SetupFailed()
         for s in order:
-            nodes[s].check()
-        for s in order:
-            nodes[s].reset()
-            nodes[s].warmup()
-        for s in order:
-            for port, d in nodes[s].describe().items():
-                d.port = graph.full_id(s, port)
-                deliver(s, port, d)
-        sources = graph.sources()
-        for s in sources:
-            src: Source = nodes[s]
-            status = SUCCESS
-            try:
-                for port, m in iter_outputs(src, _limited(src, duration_s, stop_event, started)):
-                    stats[s].sent += 1
-                    stats[s].last_seq = getattr(m, "seq", stats[s].last_seq)
-                    deliver(s, port, _freeze(m))
-                    if failed:
-                        src.request_stop()
-                if src.stop_requested:
-                    status = ABORT
-                status = worst_status(status, getattr(src, "exit_status", SUCCESS))
-            except Exception as exc:  # noqa: BLE001
-                failed[s] = NodeError(graph.full_id(s), stats[s].last_seq, None, exc)
-                status = FAIL
-            src.counters = getattr(src, "counters", {})
-            end_step(s, status if not failed else worst_status(status, ABORT))
+            drivers[s].send_descriptors()
+        for s in graph.sources():
+            d = drivers[s]
+
+            def after_each(d=d):
+                if cancelled() or (duration_s is not None and time.monotonic() - started >= duration_s):
+                    d.node.request_stop()
+                if any(x.failed is not None for x in drivers.values()):
+                    d.node.request_stop()
+
+            status = d.generate(after_each)
+            if any(x.failed is not None for x in drivers.values()):
+                status = worst_status(status, ABORT)
+            end_step(s, status)
+    except _SetupFailed:
+        pass
     finally:
         for s in order:
-            try:
-                nodes[s].close()
-            except Exception as exc:  # noqa: BLE001
-                failed.setdefault(s, NodeError(graph.full_id(s), None, None, exc))
-    result.stats = {graph.full_id(s): stats[s].as_dict() for s in order}
+            drivers[s].close()
+    failed = {s: d.failed for s, d in drivers.items() if d.failed is not None}
+    result.stats = {graph.full_id(s): drivers[s].stats.as_dict() for s in order}
     for s in order:
         c = getattr(nodes[s], "counters", None)
         if c:
@@ -128,19 +108,12 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
     result.nodes = nodes
     if failed:
         result.exit_status = FAIL
-    elif any(getattr(nodes[s], "stop_requested", False) for s in graph.sources()):
+    elif any(nodes[s].stop_requested() for s in graph.sources()):
         result.exit_status = ABORT
     else:
         result.exit_status = SUCCESS
     return result
 
 
-def _limited(src, duration_s, stop_event, started):
-    for m in src.generate():
-        yield m
-        if stop_event is not None and stop_event.is_set():
-            src.request_stop()
-        if duration_s is not None and time.monotonic() - started >= duration_s:
-            src.request_stop()
-        if src.stop_requested:
-            return
+class _SetupFailed(Exception):
+    """A node's check/reset/warmup raised: nothing was started."""

@@ -25,6 +25,7 @@ import zmq
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS
 from .common import NodeError, RunResult, graph_info
+from .driver import check_steps
 from .worker import Worker
 
 READY_TIMEOUT_S = 300.0
@@ -100,6 +101,12 @@ class Runner:
     def start(self):
         g = self.graph
         g.validate()
+        try:
+            check_steps(g)
+        except Exception as exc:  # noqa: BLE001 - refused before any worker started
+            step = getattr(exc, "antibunch_step", None) or g.name
+            self.errors[step] = NodeError(g.full_id(step) if step in g.steps else step, None, None, exc)
+            raise _NotStarted() from exc
         self.run_dir = tp.make_run_dir(g.name)
         self.manifest = build_manifest(g, self.kind, self.run_dir, bind_host=self.bind_host,
                                        external=self.external, taps=self.taps, keys_dir=self.keys_dir)
@@ -206,10 +213,14 @@ class Runner:
                 self.step_state[s] = "released"
 
     def request_stop(self, reason: str):
+        """End the sources' streams. Unless the duration was reached, the run is being
+        cancelled: every step's ``node.stop_requested()`` turns true (long work may end early)."""
         if self._stop_sent_at is None:
             self.stop_reason = reason
             self._stop_sent_at = time.monotonic()
             self.broadcast("stop", self.graph.sources())
+            if reason != "duration reached":
+                self.broadcast("cancel", [s for s in self.graph.steps if s not in self.graph.sources()])
 
     def request_abort(self, reason: str | None = None):
         if self._abort_sent_at is None:
@@ -238,8 +249,11 @@ class Runner:
         result = RunResult(self.graph.name, self.kind)
         old_handlers = _install_signal_handlers(self)
         try:
-            self.start()
-            result.runtime_dir = self.run_dir
+            try:
+                self.start()
+            except _NotStarted:
+                self.step_state = {s: "done" for s in self.step_state}
+            result.runtime_dir = getattr(self, "run_dir", None)
             # wait for every worker (and external joiners) to be ready
             deadline = time.monotonic() + READY_TIMEOUT_S
             while any(st == "starting" for st in self.step_state.values()):
@@ -317,6 +331,10 @@ class Runner:
             self.security.stop()
         self.ctx.term()
         shutil.rmtree(getattr(self, "run_dir", ""), ignore_errors=True)
+
+
+class _NotStarted(Exception):
+    """A step's check() refused the set-up: no worker was started."""
 
 
 def _strip_where(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 
@@ -20,12 +21,14 @@ import zmq
 
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS, Descriptor, Stop, worst_status
-from ..node import Source, outputs_of
+from ..node import Source
 from ..wire import WireError, copy_flags, decode, encode
-from .common import NodeError, StepStats, msg_range
+from .common import NodeError
+from .driver import StepDriver
 
 log = logging.getLogger("antibunch.worker")
 STATS_PERIOD_S = 0.5
+STOP_POLL_S = 0.05  # how often node.stop_requested() looks at the control socket
 
 
 class Worker:
@@ -38,7 +41,8 @@ class Worker:
         self.ctx = ctx or zmq.Context.instance()
         self.security = security
         self.watch_parent = watch_parent
-        self.stats = StepStats(self.sid)
+        self.driver = StepDriver(node, self.sid, self.send, passthrough=(tp.Aborted,), poll_stop=self._poll_stop)
+        self.stats = self.driver.stats
         self.edge_sent: dict[str, int] = {}
         self.edge_recv: dict[str, int] = {}
         self.aborted = False
@@ -48,9 +52,14 @@ class Worker:
         self._pending_desc: list = []  # descriptors queued until the data path starts
         self.stop_requested = False
         self.started = False
-        self.failed: NodeError | None = None
         self.descriptors: dict[str, list] = {}
         self._last_stats = 0.0
+        self._last_stop_poll = 0.0
+        self._thread = None  # the thread running the node: only it may touch the sockets
+
+    @property
+    def failed(self) -> NodeError | None:
+        return self.driver.failed
 
     # -- sockets ------------------------------------------------------------
     def open(self):
@@ -106,9 +115,9 @@ class Worker:
         d = self.stats.as_dict()
         d["edge_sent"] = dict(self.edge_sent)
         d["edge_recv"] = dict(self.edge_recv)
-        c = getattr(self.node, "counters", None)
+        c = self.driver.node_counters()
         if c:
-            d["node"] = {str(k): v for k, v in c.items() if isinstance(v, (int, float, str, bool))}
+            d["node"] = c
         return d
 
     def maybe_stats(self):
@@ -126,21 +135,32 @@ class Worker:
                 continue
             if cmd == "start":
                 self.started = True
-            elif cmd == "stop":
+            elif cmd in ("stop", "cancel"):
+                # stop: a source ends its stream; cancel: the run is being stopped (Ctrl-C,
+                # SIGTERM, a failed step) and long computations may return early
                 self.stop_requested = True
-                if isinstance(self.node, Source):
-                    self.node.request_stop()
+                self.driver.cancel()
             elif cmd == "release":
                 self.released = True
             elif cmd == "abort":
                 self.aborted = True
                 self.stop_requested = True
-                if isinstance(self.node, Source):
-                    self.node.request_stop()
+                self.driver.cancel()
         if self.watch_parent is not None and os.getppid() != self.watch_parent:
             self.aborted = True  # the runner is gone: shut down, flush files
-            if isinstance(self.node, Source):
-                self.node.request_stop()
+            self.driver.cancel()
+
+    def _poll_stop(self) -> bool:
+        """``node.stop_requested()`` while the node is busy: look at the control socket
+        (at most every STOP_POLL_S, only from the node's own thread)."""
+        if self.stop_requested or self.aborted:
+            return True
+        now = time.monotonic()
+        if now - self._last_stop_poll >= STOP_POLL_S and threading.get_ident() == self._thread \
+                and getattr(self, "ctl", None) is not None:
+            self._last_stop_poll = now
+            self.handle_control()
+        return self.stop_requested or self.aborted
 
     def check_abort(self):
         self.handle_control()
@@ -205,15 +225,11 @@ class Worker:
         if port in self.taps:
             self._tap_send(port, frames)
 
-    def emit(self, produced):
-        for port, m in outputs_of(self.node, produced):
-            self.send(port, m)
-
     def send_stop(self, status: str):
         if self._stopped:
             return
         self._stopped = True
-        stop = Stop(exit_status=status, counters=self.stats_dict())
+        stop = Stop(exit_status=FAIL if self.failed is not None else status, counters=self.stats_dict())
         for port in self.node.outputs():
             try:
                 self.send(port, stop, block=not self.aborted)
@@ -223,21 +239,20 @@ class Worker:
     # -- main ---------------------------------------------------------------------
     def run(self) -> str:
         status = SUCCESS
+        self._thread = threading.get_ident()
+        d = self.driver
         try:
             self.open()
-            try:
-                self.node.graph_info = self.m.get("graph_info", {})
-                self.node.check()
-                self.node.reset()
-                self.node.warmup()
-            except Exception as exc:  # noqa: BLE001
-                self.fail(exc, None)
+            if not d.prepare(self.m.get("graph_info", {})):
+                self.report_failure()
+                self.send_stop(FAIL)
+                return FAIL
+            self._pending_desc = d.descriptors()
+            if d.failed is not None:
+                self.report_failure()
                 self.send_stop(FAIL)
                 return FAIL
             self.report("ready", pid=os.getpid())
-            for port, d in self.node.describe().items():
-                d.port = f"{self.sid}.{port}"
-                self._queue_descriptor(port, d)
             if isinstance(self.node, Source):
                 status = self.run_source()
             else:
@@ -246,16 +261,16 @@ class Worker:
             status = ABORT
             self.send_stop(ABORT)
         except Exception as exc:  # noqa: BLE001 - last resort: report, never hang
-            self.fail(exc, None)
+            d.fail(exc)
+            self.report_failure()
             status = FAIL
         finally:
             self.wait_release()
-            try:
-                self.node.close()
-            except Exception as exc:  # noqa: BLE001
-                if self.failed is None:
-                    self.fail(exc, None)
-                    status = FAIL
+            had_failed = d.failed is not None
+            d.close()
+            if d.failed is not None and not had_failed:
+                self.report_failure()
+                status = FAIL
             try:
                 self.report("done", status=status, stats=self.stats_dict(),
                             error=str(self.failed) if self.failed else None)
@@ -278,23 +293,23 @@ class Worker:
             self.handle_control(100)
             self.service_taps()
 
-    def _queue_descriptor(self, port, d):
-        # descriptors go first on every edge; sent after 'start' reaches sources,
-        # and immediately by other nodes (their consumers are bound already).
-        self._pending_desc.append((port, d))
-
     def flush_descriptors(self):
+        # descriptors go first on every edge; sent after 'start' reaches sources,
+        # and immediately by other nodes (their consumers are bound already)
         self.service_taps()  # consume early subscriptions first: they get the descriptor below, once
         for port, d in self._pending_desc:
             self.send(port, d)
         self._pending_desc = []
 
-    def fail(self, exc, msg):
-        seq = getattr(msg, "seq", self.stats.last_seq) if msg is not None else self.stats.last_seq
-        err = NodeError(self.sid, seq, msg_range(msg) if msg is not None else None, exc)
-        self.failed = err
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.report("error", error=str(err), seq=seq, traceback=tb)
+    def report_failure(self):
+        """Tell the runner about the step's failure (once)."""
+        err = self.failed
+        if err is None or getattr(self, "_reported", None) is err:
+            return
+        self._reported = err
+        cause = err.__cause__ or err
+        tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        self.report("error", error=str(err), seq=err.seq, traceback=tb)
         log.debug("%s\n%s", err, tb)
 
     def run_source(self) -> str:
@@ -305,37 +320,31 @@ class Worker:
         if self.aborted:
             self.send_stop(ABORT)
             return ABORT
-        status = SUCCESS
+
+        def after_each():
+            self.handle_control()
+            self.service_taps()
+            self.maybe_stats()
+            if self.aborted:
+                src.request_stop()
+
         try:
             self.flush_descriptors()
-            gen = src.generate()
-            for port, m in _pairs(src, gen):
-                t0 = time.monotonic()
-                self.stats.last_seq = getattr(m, "seq", self.stats.last_seq)
-                self.send(port, m)
-                self.stats.busy_s += time.monotonic() - t0
-                self.handle_control()
-                self.service_taps()
-                self.maybe_stats()
-                if self.aborted:
-                    break
-            if src.stop_requested or self.aborted:
-                status = ABORT
-            status = worst_status(status, getattr(src, "exit_status", SUCCESS))
-            if not self.aborted:
-                self.emit(src.finish())
+            status = self.driver.generate(after_each)
+            if self.aborted:
+                status = worst_status(status, ABORT)
+            elif status != FAIL:
+                status = self.driver.finish(status)
         except tp.Aborted:
             status = ABORT
-        except Exception as exc:  # noqa: BLE001
-            self.fail(exc, None)
-            status = FAIL
+        self.report_failure()
         self.send_stop(status)
         return status
 
     def run_node(self) -> str:
+        d = self.driver
         self.flush_descriptors()
         open_inputs = set(self.inputs)
-        statuses = []
         while open_inputs and not self.aborted:
             events = dict(self.poller.poll(100))
             if self.ctl in events:
@@ -361,51 +370,29 @@ class Worker:
                         self.stats.wire_errors += 1
                         log.warning("%s input '%s': refused malformed message: %s", self.sid, port, exc)
                         continue
-                    if isinstance(msg, Stop):
-                        statuses.append(msg.exit_status)
-                        open_inputs.discard(s)
-                        break
-                    if isinstance(msg, Descriptor):
-                        try:
-                            self.node.on_descriptor(port, msg)
-                        except Exception as exc:  # noqa: BLE001
-                            self.fail(exc, None)
-                            self.send_stop(FAIL)
-                        continue
-                    if self.failed is not None:
-                        self.stats.discarded += 1
-                        continue
-                    self.stats.received += 1
-                    self.stats.last_seq = getattr(msg, "seq", self.stats.last_seq)
-                    t0 = time.monotonic()
+                    was_ok = d.failed is None
                     try:
-                        self.emit(self.node.process(msg, port))
+                        d.deliver(port, msg)
                     except tp.Aborted:
                         break
-                    except Exception as exc:  # noqa: BLE001
-                        self.fail(exc, msg)
+                    if was_ok and d.failed is not None:
+                        self.report_failure()
                         self.send_stop(FAIL)  # downstream learns at once; we keep draining
-                    self.stats.busy_s += time.monotonic() - t0
+                    if isinstance(msg, Stop):
+                        open_inputs.discard(s)
+                        break
             self.maybe_stats()
-        if self.failed is not None:
+        if d.failed is not None:
             return FAIL
-        status = worst_status(*statuses) if statuses else SUCCESS
+        status = worst_status(*d.input_statuses) if d.input_statuses else SUCCESS
         if self.aborted:
             status = worst_status(status, ABORT)
             self.aborted = False  # finish and flush even on abort; sends are non-blocking below
             self._finishing_after_abort = True
         try:
-            self.emit(self.node.finish())
+            status = d.finish(status)
         except tp.Aborted:
             status = worst_status(status, ABORT)
-        except Exception as exc:  # noqa: BLE001
-            self.fail(exc, None)
-            status = FAIL
+        self.report_failure()
         self.send_stop(status)
         return status
-
-
-def _pairs(node, gen):
-    from ..node import iter_outputs
-
-    yield from iter_outputs(node, gen)
