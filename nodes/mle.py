@@ -1,6 +1,6 @@
 """PoissonMLE: maximum-likelihood g2(0) from coincidence histograms under Poisson counts.
 
-Fits the bin-integrated model of :mod:`nodes.g2model`,
+Fits the bin-integrated model of :mod:`nodes.physics.g2model`,
 ``λ_k = C·w_k·[1 − (1 − g0 + a)·ē1_k + a·ē2_k]`` (ē the exact bin averages of exp(−|τ|/t)),
 by projected Levenberg–Marquardt / Fisher scoring on the Poisson likelihood (numba kernel
 ``nodes/_kernels/mle.py``, one loop per histogram, several starting points, best likelihood
@@ -82,7 +82,7 @@ def estimate_mle(counts, lag_ps, binwidth_ps=None, *, scale=None, shape=None, po
                  max_iter: int = 200, tol: float = 1e-10) -> dict:
     """Poisson-MLE g2(0) for ``counts (N, n_bins)`` with bin-centre ``lag_ps`` (any uniform binning).
 
-    ``scale``: known C per histogram (N,) (e.g. from :func:`nodes.g2model.scale_from_singles`);
+    ``scale``: known C per histogram (N,) (e.g. from :func:`nodes.physics.g2model.scale_from_singles`);
     ``shape``: known (t1_ns, t2_ns) to hold fixed; ``pool_shape``: fit (t1, t2) on the summed
     bright histograms first, then hold them. Returns dict ``g2_0``, ``g2_0_err``, ``n_events``,
     ``flags``, ``t1_ps``, ``t2_ps``, ``a``, ``scale``, ``n_iter``, ``nll``, ``compute_s``.

@@ -1,6 +1,6 @@
 """numba kernels of the Poisson maximum-likelihood g2 fit (nodes/mle.py).
 
-Model and parameter order as :mod:`nodes.g2model`: P = (C, g0, a, t1_ns, t2_ns),
+Model and parameter order as :mod:`nodes.physics.g2model`: P = (C, g0, a, t1_ns, t2_ns),
 λ_k = C·w_k·[1 − (1 − g0 + a)·ē1_k + a·ē2_k], ē the exact bin averages of exp(−|τ|/t).
 The fit is a projected Levenberg–Marquardt / Fisher-scoring iteration on the Poisson negative
 log-likelihood, per histogram (a loop over histograms, never over photons), from several
