@@ -58,10 +58,13 @@ def _survey(path, max_tags):
             batches.close()
     t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
     c = np.concatenate(cs) if cs else np.zeros(0, np.int16)
+    # start-stop (TAC) only when the records carry TAC delays; without (e.g. a .spc with no .set)
+    # the macro times are analysed as T2 tags
+    info["start_stop"] = bool(info.get("start_stop")) and bool(ds)
     return info, t, c
 
 
-def choose_channels(path, t, c, channels, notes):
+def choose_channels(path, t, c, channels, notes, sync_channel=None):
     """Detector channels (validated) and the sync-like channels with their period."""
     present, counts = np.unique(c, return_counts=True)
     have = {int(k): int(v) for k, v in zip(present, counts)}
@@ -81,7 +84,7 @@ def choose_channels(path, t, c, channels, notes):
                 raise ValueError(f"{path}: channel {x} has no photons (channels present, photons: {listing}); "
                                  "choose with --channels A B")
         return (a, b), syncs
-    det = sorted((ch for ch in have if ch not in syncs), key=lambda ch: -have[ch])
+    det = sorted((ch for ch in have if ch not in syncs and ch != sync_channel), key=lambda ch: -have[ch])
     if len(det) < 2:
         raise ValueError(f"{path}: fewer than two detector channels (photons per channel: {listing}"
                          + (f"; sync-like: {sorted(syncs)}" if syncs else "") + "); g2 needs two detectors")
@@ -111,15 +114,22 @@ def analyse(paths, *, channels=None, mode="auto", zero_delay_ps="auto", period_p
         raise NoData(f"{paths[0]}: no photons in the file")
     if info.get("start_stop"):
         return _start_stop(paths, info, mode, notes)
-    (a, b), syncs = choose_channels(paths[0], t, c, channels, notes)
+    (a, b), syncs = choose_channels(paths[0], t, c, channels, notes, info.get("sync_channel"))
     period, src = _period(info, period_ps, syncs, t, c, a, b)
     span = max(2_000_000.0, 12 * period) if period else 2_000_000.0
     h, lag = survey_histogram(t, c, a, b, span)
     if h.sum() == 0:
         raise NoData(f"{paths[0]}: no coincidences between channels {a} and {b} within +-{span / 1e6:.0f} us")
+    q = _quantum(t)
+    if q >= 2:
+        notes.append(f"time stamps are multiples of {q} ps (the file's time resolution)")
     if period is None and mode != "cw":
         period, sig = P.period_from_histogram(h, lag)
         src = "the comb of the cross-correlation"
+        if period and q >= 2 and abs(period / q - round(period / q)) < 0.01 * max(1.0, period / q):
+            notes.append(f"the {period / 1e3:.4g} ns comb of the correlation is the {q} ps time quantisation, "
+                         "not a laser")
+            period = None
     if period and src != "--period-ps":
         period, m = _undivided(h, lag, period)
         if m > 1:
@@ -140,7 +150,15 @@ def analyse(paths, *, channels=None, mode="auto", zero_delay_ps="auto", period_p
         notes.append("mode: cw (forced)")
     if mode == "pulsed":
         return _pulsed(paths, a, b, period, zero_delay_ps, h, lag, n_peaks, side_peaks, window_ps, notes)
-    return _cw(paths, a, b, zero_delay_ps, h, lag, cw_binwidth_ps, notes)
+    return _cw(paths, a, b, zero_delay_ps, h, lag, max(int(cw_binwidth_ps), q), notes)
+
+
+def _quantum(t, n: int = 100_000) -> int:
+    """The common divisor of the time stamps (1 for ps-resolution tags; the macro clock of
+    macro-time-only tags)."""
+    d = np.diff(t[:n])
+    d = d[d > 0]
+    return int(np.gcd.reduce(d)) if len(d) else 1
 
 
 def _period(info, period_ps, syncs, t, c, a, b):
@@ -184,7 +202,7 @@ def _pulsed(paths, a, b, period, zero_delay_ps, h, lag, n_peaks, side_peaks, win
                                      "zero delay"))
         zero_auto = True
     else:
-        z, zero_auto = int(zero_delay_ps), False
+        z, zero_auto, g = int(zero_delay_ps), False, None
     smin, smax = (1, n_peaks) if side_peaks is None else (int(side_peaks[0]), int(side_peaks[1]))
     node = PulsedCorrelation(channel_1=a, channel_2=b, period_ps=float(period), zero_delay_ps=z, n_peaks=n_peaks,
                              window_ps=window_ps, side_min=smin, side_max=smax, snapshot_every_s=None)
@@ -209,7 +227,7 @@ def _pulsed(paths, a, b, period, zero_delay_ps, h, lag, n_peaks, side_peaks, win
                     else ""))
     out = _common("pulsed", a, b, singles, covered, paths)
     out.update({"g2_0": r["g2_0"], "g2_0_err": r["g2_0_err"], "period_ps": float(period), "zero_delay_ps": int(z),
-                "zero_delay_auto": zero_auto, "center_counts": r["center_counts"], "side_mean": r["side_mean"],
+                "zero_delay_auto": zero_auto, "zero_delay_known": not zero_auto or bool(g["missing"]), "center_counts": r["center_counts"], "side_mean": r["side_mean"],
                 "side_peaks": [smin, smax], "n_peaks": n_peaks, "window_ps": node.half_window * 2,
                 "poisson_g2_0": r["poisson_g2_0"], "poisson_g2_0_err": r["poisson_g2_0_err"],
                 "peak_areas": peaks.tolist(), "side_decay": [round(float(x), 4) for x in decay["normalised"]]})

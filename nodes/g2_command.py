@@ -96,6 +96,10 @@ def cmd_g2(args) -> int:
     res["warnings"] = sorted({str(w.message) for w in caught})
     res["verdict"] = verdict(res["g2_0"], res["g2_0_err"])
     res["single_emitter"] = bool(res["g2_0"] + 2 * res["g2_0_err"] < 0.5)
+    if res["single_emitter"] and not res.get("zero_delay_known", True):
+        res["single_emitter"] = False
+        res["verdict"] = ("no verdict: the zero delay is unknown (auto found no missing peak, so the peak used may "
+                          "not be the zero peak); pass --zero-delay-ps")
     if args.png:
         from .g2_figure import plot
 

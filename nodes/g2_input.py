@@ -37,7 +37,9 @@ def open_recording(path: str, batch_tags: int = BATCH):
     except ImportError:
         formats = None
     if formats is not None and hasattr(formats, "open_source"):
-        return _via_formats(formats, path)
+        opened = _via_formats(formats, path)
+        if opened is not None:
+            return opened
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"PQTTTR"):
@@ -51,17 +53,25 @@ def open_recording(path: str, batch_tags: int = BATCH):
 
 
 def _via_formats(formats, path):
-    info = dict(formats.sniff(path) or {})
-    params = {}
-    if info.get("t3") or info.get("sync_period_ps"):
-        params["t3_mode"] = "absolute"
+    """Open through ``sources.formats``; None when its reader for this format is not installed."""
     try:
+        fi = formats.sniff(path)
+        fmt = fi.format
+        if fmt == "spc" and fi.mode != "T3":
+            return None  # start-stop SPC: the built-in path below keeps the TAC delays
+        params = {}
+        if fmt == "spc":  # macro clock = laser sync: ask for absolute (T3) times where supported
+            mode = getattr(formats.source_class("spc"), "mode", None)
+            t3 = [c for c in (getattr(mode, "choices", None) or ()) if "t3" in str(c).lower()
+                  or "abs" in str(c).lower()]
+            if not t3:
+                return None
+            params["mode"] = t3[0]
         src = formats.open_source(path, **params)
-    except TypeError:
-        src = formats.open_source(path)
-    info.setdefault("sync_period_ps", None)
-    info.setdefault("format", type(src).__name__)
-    info["t3"] = bool(params)
+    except ImportError:
+        return None  # this format's reader has not landed: use the built-in one
+    info = {"format": f"{fmt} {getattr(fi, 'record_type', '')}".strip(), "sync_period_ps": fi.sync_period_ps,
+            "t3": fi.mode == "T3", "sync_channel": getattr(fi, "sync_channel", None)}
     return info, _drain(src)
 
 
@@ -119,16 +129,31 @@ def _qutag(path, batch_tags):
     size = os.path.getsize(path)
     if size < 40 or (size - 40) % 10:
         raise ValueError(f"{path}: not a quTAG binary file ({size} bytes is not 40 + 10*n)")
-    rec = np.memmap(path, dtype=np.dtype([("t", "<u8"), ("c", "<u2")]), mode="r", offset=40)
-    t = np.asarray(rec["t"]).astype(np.int64)
-    ch = np.asarray(rec["c"]).astype(np.int16)
-    if len(t) and np.any(np.diff(t) < 0):
-        o = np.argsort(t, kind="stable")
-        warnings.warn(f"{path}: {int(np.sum(np.diff(t) < 0))} records out of time order; sorted")
-        t, ch = t[o], ch[o]
-    t0 = int(t[0]) if len(t) else 0
-    return {"format": "quTAG binary", "sync_period_ps": None, "t3": False}, \
-        _chunks(t, ch, t0, int(t[-1]) + 1 if len(t) else 0, batch_tags)
+    rec = np.memmap(path, dtype=np.dtype([("t", "<u8"), ("c", "<u2")]), mode="r", offset=40) if size > 40 else None
+    return {"format": "quTAG binary", "sync_period_ps": None, "t3": False}, _qutag_batches(path, rec, batch_tags)
+
+
+def _qutag_batches(path, rec, n):
+    """Stream the records in blocks; a block out of time order is sorted (and counted), a step
+    back across blocks is an error naming the record."""
+    if rec is None:
+        return
+    last, n_sorted = None, 0
+    for s in range(0, len(rec), n):
+        t = np.asarray(rec["t"][s:s + n]).astype(np.int64)
+        c = np.asarray(rec["c"][s:s + n]).astype(np.int16)
+        if np.any(np.diff(t) < 0):
+            o = np.argsort(t, kind="stable")
+            n_sorted += int(np.sum(np.diff(t) < 0))
+            t, c = t[o], c[o]
+        if last is not None and t[0] < last:
+            raise ValueError(f"{path}: record {s}: time goes back {last - int(t[0])} ps across a {n}-record block; "
+                             "the file is too far out of time order for this reader")
+        b0 = int(t[0]) if last is None else min(last + 1, int(t[0]))
+        last = int(t[-1])
+        yield TagBatch(t, c, t_begin_ps=b0, t_end_ps=last + 1, seq=s // n)
+    if n_sorted:
+        warnings.warn(f"{path}: {n_sorted} records out of time order within blocks; sorted")
 
 
 def _spc(path):
