@@ -23,6 +23,8 @@ Example::
 """
 from __future__ import annotations
 
+from ..output import FAILED, FINISHED, INTERRUPTED  # noqa: F401 - antibunch_status values
+
 ROOT = "user/antibunch"
 TAGS = ROOT + "/tags"
 TAG_BATCHES = TAGS + "/batches"
@@ -51,8 +53,10 @@ CREATED = "antibunch_created_utc"
 UPDATED = "antibunch_updated_utc"
 ENDED = "antibunch_finished_utc"
 STOP_REASON = "antibunch_stop_reason"
-# antibunch_status values: 'running' while written (a killed run keeps it), then one of
-RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
+VISITS_DONE = "antibunch_pixel_visits_done"  # completed pixel visits (all frames) when last flushed
+# antibunch_status: 'running' while written (a run killed outright keeps it), then 'finished' (the
+# source ended by itself), 'interrupted' (stopped: Ctrl-C, SIGTERM, a duration limit) or 'failed'
+RUNNING = "running"
 
 
 

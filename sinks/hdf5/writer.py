@@ -19,16 +19,22 @@
   ``units`` attribute and ``image/mask``; each group carries the producing node's class, port
   and parameters (JSON) as attributes; ``graph`` holds the graph name, reference, parameters and
   the graph file's text; ``software`` the versions; the root attributes
-  ``antibunch_created_utc``/``antibunch_updated_utc``/``antibunch_status``.
+  ``antibunch_created_utc``/``antibunch_updated_utc``/``antibunch_status`` and
+  ``antibunch_pixel_visits_done``. The paths are owned by :mod:`sinks.hdf5.layout`.
 
-Every message is appended (tags) or written in place (pixels, images); the file is
-``flush()``ed after every image snapshot and at least every ``flush_every_s`` seconds while
-tags and histograms arrive, so a run killed at any point leaves a readable file with
-everything up to the last flush (``antibunch_status`` then still says 'running'). The file format is the HDF5 1.8
-superblock (``libver=('v108', 'v114')``): a v110 superblock would carry a write-status flag that
-makes a file from a killed run unopenable without ``h5clear``.
+``antibunch_status`` is 'running' while the file is written, then 'finished' (the source ended
+by itself), 'interrupted' (Ctrl-C, SIGTERM, a duration limit: what arrived is saved, the scan
+is partial) or 'failed' (a step failed; this sink saved what it had). Every message is
+appended (tags) or written in place (pixels, images); the file is ``flush()``ed after every
+image snapshot and at least every ``flush_every_s`` seconds while tags and histograms arrive,
+so even a run killed outright (SIGKILL, power loss) leaves a readable file with everything up
+to the last flush (``antibunch_status`` then still says 'running'). The file format is the
+HDF5 1.8 superblock (``libver=('v108', 'v114')``): a v110 superblock would carry a
+write-status flag that makes a file from a killed run unopenable without ``h5clear``.
 
-``check()`` refuses an unwritable path before acquisition starts.
+``check()`` refuses, before acquisition starts, an unwritable path and an existing file
+(unless ``overwrite=True``; see :mod:`sinks.output`). The file is created when the first
+message arrives, so a run that fails before acquisition leaves no file behind.
 
 Parameters: ``path`` (str), ``save_tags`` (bool), ``overwrite`` (bool), ``flush_every_s``, ``description``,
 ``author``, ``author_affiliation`` (str).
@@ -49,6 +55,7 @@ import numpy as np
 from engine.messages import NO_DELAY, Estimates, Image, PixelHistograms, TagBatch
 from engine.node import REQUIRED, In, Param, Sink, plain
 
+from ..output import FAILED, FINISHED, check_output_path, outcome
 from . import layout
 from .photon import LIBVER, MARKER_LABELS, TITLES, split_title, write_scalar, write_title
 
@@ -82,7 +89,7 @@ class HDF5Sink(Sink):
 
     path = Param(str, doc="output .h5 file")
     save_tags = Param(bool, default=False, doc="also store every tag as Photon-HDF5 photon_data")
-    overwrite = Param(bool, default=True, doc="replace an existing file")
+    overwrite = Param(bool, default=False, doc="replace an existing file (else check() refuses it)")
     description = Param(str, default="antibunch acquisition", doc="Photon-HDF5 /description")
     author = Param(str, default="", doc="Photon-HDF5 /identity/author")
     author_affiliation = Param(str, default="", doc="Photon-HDF5 /identity/author_affiliation")
@@ -98,20 +105,7 @@ class HDF5Sink(Sink):
 
     # -- set-up
     def check(self):
-        path = os.path.abspath(self.path)
-        d = os.path.dirname(path) or "."
-        where = f"step '{self.step_id}' (HDF5Sink) cannot write '{self.path}'"
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{where}: it is a directory; give a file name ending in .h5")
-        if not os.path.isdir(d):
-            raise FileNotFoundError(f"{where}: directory '{d}' does not exist; create it or choose another path")
-        if not os.access(d, os.W_OK):
-            raise PermissionError(f"{where}: directory '{d}' is not writable; choose another path")
-        if os.path.exists(path):
-            if not self.overwrite:
-                raise FileExistsError(f"{where}: the file exists and overwrite=False; remove it or choose another path")
-            if not os.access(path, os.W_OK):
-                raise PermissionError(f"{where}: the file exists and is read-only; choose another path")
+        check_output_path(self, self.path, overwrite=self.overwrite, what="HDF5Sink", suffix=".h5")
 
     def on_descriptor(self, port, desc):
         self._desc[port] = {"node": desc.node, "port": desc.port, "params": plain(desc.params),
@@ -120,12 +114,8 @@ class HDF5Sink(Sink):
             self._write_provenance(port)
 
     def reset(self):
-        import h5py
-
         self.check()
-        self._f = None
-        self._f = h5py.File(self.path, "w", libver=LIBVER)
-        f = self._f
+        self._close_file()
         self._t_first = None
         self._t_last = None
         self._n_tags = 0
@@ -135,10 +125,19 @@ class HDF5Sink(Sink):
         self._img_names = set()
         self._last_flush = 0.0
         self._dirty_rows: set = set()
+        self._visits = None
+        self._ended = False
+
+    def _open(self):
+        """Create the file when the first data arrive: a run that fails before acquisition
+        leaves no file (and an earlier one, with overwrite=True, is replaced only now)."""
+        import h5py
+
+        self._f = h5py.File(self.path, "w" if self.overwrite else "w-", libver=LIBVER)
         self._write_skeleton()
         for port in list(self._desc):
             self._write_provenance(port)
-        f.flush()
+        self._f.flush()
 
     # -- skeleton and metadata
     def _write_skeleton(self):
@@ -231,10 +230,14 @@ class HDF5Sink(Sink):
         self._last_flush = now
         self._sync_pixels()
         self._f.attrs[layout.UPDATED] = np.bytes_(_now().encode())
+        if self._visits is not None:
+            self._f.attrs[layout.VISITS_DONE] = self._visits
         self._f.flush()
 
     # -- inputs
     def process(self, msg, port):
+        if self._f is None:
+            self._open()
         if port == "tags":
             if self.save_tags:
                 self._write_tags(msg)
@@ -364,6 +367,7 @@ class HDF5Sink(Sink):
         self._dirty_rows.update(np.unique(rows).tolist())
         g.attrs["n_done"] = int(m.n_done)
         g.attrs["frame"] = int(m.frame)
+        self._visits = max(self._visits or 0, int(m.n_done))
         self._touch(force=False)
 
     def _write_image(self, m: Image):
@@ -383,6 +387,7 @@ class HDF5Sink(Sink):
         g["mask"][...] = np.asarray(m.mask, np.uint8)
         g.attrs["n_done"] = int(m.n_done)
         g.attrs["frame"] = int(m.frame)
+        self._visits = max(self._visits or 0, int(m.n_done))
         g.attrs["snapshot_seq"] = int(m.seq)
         g.attrs["meta_json"] = json.dumps(plain(m.meta))
         g.attrs["updated_utc"] = _now()
@@ -407,15 +412,26 @@ class HDF5Sink(Sink):
 
     # -- end
     def finish(self):
+        status = outcome(self)
+        if self._f is None:
+            if status != FINISHED:
+                print(f"{self.step_id}: no data arrived before the run ended ({status}); "
+                      f"'{self.path}' not written", flush=True)
+                return ()
+            self._open()  # a stream that ended by itself with no data: an empty, finished result
+        self._end(status)
+        return ()
+
+    def _end(self, status, reason=""):
         f = self._f
-        if f is None:
-            return ()
+        self._ended = True
         if layout.PHOTON_DATA in f:
             self._finish_photon_data()
-        f.attrs[layout.STATUS] = np.bytes_(layout.FINISHED.encode())
+        f.attrs[layout.STATUS] = np.bytes_(status.encode())
+        if reason:
+            f.attrs[layout.STOP_REASON] = reason
         f.attrs[layout.ENDED] = np.bytes_(_now().encode())
         self._touch()
-        return ()
 
     def _finish_photon_data(self):
         f = self._f
@@ -450,6 +466,15 @@ class HDF5Sink(Sink):
                     ds.attrs["TITLE"] = np.bytes_(split_title(i).encode())
 
     def close(self):
+        if self._f is not None and not self._ended:
+            # closed without finish(): this step failed (or its run did); say so in the file
+            try:
+                self._end(FAILED, "the HDF5 sink was closed before the end of its input streams")
+            except Exception:  # noqa: BLE001 - closing must still happen
+                pass
+        self._close_file()
+
+    def _close_file(self):
         f = getattr(self, "_f", None)
         if f is not None:
             try:

@@ -108,8 +108,9 @@ def test_check_messages(tmp_path):
         s.check()
     p = tmp_path / "exists.h5"
     p.write_bytes(b"")
-    with pytest.raises(FileExistsError, match="overwrite=False"):
-        HDF5Sink(str(p), overwrite=False).check()
+    with pytest.raises(FileExistsError, match=r"exists.*never replaced silently.*--overwrite"):
+        HDF5Sink(str(p)).check()  # refusing is the default
+    HDF5Sink(str(p), overwrite=True).check()
     if os.geteuid() != 0:
         ro = tmp_path / "ro"
         ro.mkdir()
