@@ -16,6 +16,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("image", help="resolution table / figure from the images of an antibunch HDF5 file")
     p.add_argument("file", help=f"HDF5 file written by HDF5Sink (needs /{layout.IMAGE})")
     p.add_argument("--png", default=None, help="also render the figure to this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists (default: refuse)")
     p.add_argument("--pixel-nm", type=float, default=None,
                    help="pixel pitch in nm (default: field_nm/nx of the graph parameters stored in the file)")
     p.add_argument("--emitters-nm", default=None,
@@ -55,6 +56,9 @@ def load_images(path):
         mask = g["mask"][()].astype(bool) if "mask" in g else np.isfinite(images.get("intensity"))
         meta = json.loads(g.attrs.get("meta_json", "{}"))
         meta["frame"] = int(g.attrs.get("frame", 0))
+        meta["n_done"] = int(g.attrs.get("n_done", mask.sum()))
+        meta["units"] = {k: str(g[k].attrs.get("units", "")) for k in images}
+        meta["status"] = layout.status(f)
         params = {}
         if layout.GRAPH in f:
             params = json.loads(f[layout.GRAPH].attrs.get("params_json", "{}"))
@@ -124,17 +128,20 @@ def cmd_image(args) -> int:
         name = params.get("name") or os.path.basename(args.file)
         sep = params.get("separation_nm")
         title = f"{os.path.basename(args.file)}" + (f": two NVs {float(sep):g} nm apart" if sep is not None else "")
+        frames = params.get("frames")
         sink = FigureSink(args.png, pixel_nm=pixel_nm, emitters_nm=tuple(em) if em else None, print_summary=False,
-                          title=title)
+                          title=title, overwrite=args.overwrite,
+                          frames=int(frames) if isinstance(frames, (int, float)) and frames >= 1 else None)
         sink.check()
         sink.reset()
+        sink.status = {"running": "unfinished", "": "unfinished"}.get(meta["status"], meta["status"])
         hist = load_pixels(args.file)
         if hist is not None:
             sink.process(hist, "hist")
         est = load_estimates(args.file)
         if est is not None:
             sink.process(est, "g2")
-        sink.process(Image(mask=mask, images=images, meta=meta, n_done=int(mask.sum()),
+        sink.process(Image(mask=mask, images=images, units=meta["units"], meta=meta, n_done=meta["n_done"],
                            frame=int(meta.get("frame", 0))), "image")
         sink.render()
     if args.json:

@@ -12,7 +12,13 @@ Agg backend, no display needed) from the latest :class:`~engine.messages.Image` 
   three-level model and the estimator's g2(0) for that pixel.
 
 It writes the PNG at the end of the stream and, with ``every_n_pixels``, whenever that many
-more pixels have been completed. At the end it also prints the resolution table
+more pixels have been completed. The title says how much of the scan the figure shows
+(pixel visits done of ``ny·nx·frames``, and frames); a figure of an incomplete scan — a render
+while the scan runs, a run interrupted (Ctrl-C, SIGTERM, a duration limit) or failed — is
+marked **PARTIAL** in red with the reason, and the PNG's text metadata carry
+``antibunch_status`` ('finished', 'interrupted', 'failed' or 'running') and the pixel visits.
+Colour bars carry the images' units (``Image.units``: counts/s, counts²/s², "normalised" for
+dimensionless maps). At the end it also prints the resolution table
 (:func:`nodes.physics.resolution.summary_table`: FWHM of intensity, intensity², G2, G2_direct (G3),
 narrowing ratios, pair dip and verdict) unless ``print_summary=False``, and stores it in
 ``self.summary`` / ``self.analysis``.
@@ -32,6 +38,40 @@ import numpy as np
 
 from engine.messages import Estimates, Image, PixelHistograms
 from engine.node import REQUIRED, In, Param, Sink
+
+from .output import FINISHED, check_output_path, outcome
+
+
+def unit_label(unit: str) -> str:
+    """'counts^2/s^2' -> 'counts²/s²'; '1' (dimensionless) -> 'normalised'; '' -> ''."""
+    if unit in ("1", "normalised", "normalized"):
+        return "normalised"
+    return unit.replace("^2", "²").replace("^3", "³")
+
+
+def headline(n_done, shape, frames, status):
+    """(scan text, partial text or None) for a figure of ``n_done`` pixel visits.
+
+    ``status``: 'finished', 'interrupted', 'failed', 'running' (a render while the scan runs) or
+    'unfinished' (a file whose run never recorded its end).
+    """
+    n_px = int(shape[0]) * int(shape[1])
+    done = int(n_done)
+    f_done = done / n_px if n_px else 0.0
+    if frames:
+        total = n_px * int(frames)
+        scan = f"{done}/{total} pixel visits ({f_done:.3g} of {int(frames)} frames)"
+    else:
+        total = None
+        scan = f"{done} pixel visits ({f_done:.3g} frames of {n_px} pixels)"
+    why = {"interrupted": "run interrupted", "failed": "run failed", "running": "scan in progress",
+           "unfinished": "the run never ended (still running, or killed)"}.get(status)
+    if why is None and total is not None and done < total:
+        why = "scan incomplete"
+    partial = None
+    if why is not None:
+        partial = f"PARTIAL — {why}: {done}" + (f" of {total}" if total else "") + " pixel visits"
+    return scan, partial
 
 
 def emitters_to_px(emitters_nm, shape, pixel_nm):
@@ -56,6 +96,9 @@ class FigureSink(Sink):
     title = Param(str, default="", doc="figure title")
     print_summary = Param(bool, default=True, doc="print the resolution table at the end")
     dpi = Param(int, default=110, min=30)
+    frames = Param(int, default=None, optional=True, min=1,
+                   doc="frames of the scan (default: the graph's 'frames' parameter, if any)")
+    overwrite = Param(bool, default=False, doc="replace an existing PNG (else check() refuses it)")
 
     def __init__(self, path=REQUIRED, **params):
         if path is not REQUIRED:
@@ -63,10 +106,7 @@ class FigureSink(Sink):
         super().__init__(**params)
 
     def check(self):
-        d = os.path.dirname(os.path.abspath(self.path)) or "."
-        if not os.path.isdir(d) or not os.access(d, os.W_OK):
-            raise PermissionError(f"step '{self.step_id}' (FigureSink) cannot write '{self.path}': directory "
-                                  f"'{d}' is missing or not writable; choose another path")
+        check_output_path(self, self.path, overwrite=self.overwrite, what="FigureSink", suffix=".png")
 
     def reset(self):
         self._img = None
@@ -78,6 +118,7 @@ class FigureSink(Sink):
         self.summary = ""
         self.analysis = None
         self.renders = 0
+        self.status = "running"
 
     def process(self, msg, port):
         if port == "image":
@@ -89,6 +130,7 @@ class FigureSink(Sink):
             ny, nx = (int(v) for v in msg.shape)
             if self._counts is None:
                 self._counts = np.zeros((ny * nx, np.asarray(msg.counts).shape[1]))
+                self._nx = nx
                 self._lag = np.asarray(msg.lag_ps, float).copy()
                 self._bw = float(msg.binwidth_ps) or float(np.mean(np.diff(self._lag)))
             self._counts[np.asarray(msg.pixel)] = msg.counts
@@ -99,7 +141,11 @@ class FigureSink(Sink):
         return ()
 
     def finish(self):
+        self.status = outcome(self)
         if self._img is None:
+            if self.status != FINISHED:
+                print(f"{self.step_id}: no image arrived before the run ended ({self.status}); "
+                      f"'{self.path}' not written", flush=True)
             return ()
         self.render()
         if self.print_summary and self.summary:
@@ -118,7 +164,9 @@ class FigureSink(Sink):
         res = analyze(img.images, self.pixel_nm, emitters_px=em, n_emitters=min(self.n_emitters, 2))
         title = self.title or "resolution"
         self.analysis = res
-        self.summary = summary_table(res, title=f"{title} ({int(img.mask.sum())} pixels)")
+        scan, partial = self.headline()
+        self.summary = summary_table(res, title=f"{title} ({int(img.mask.sum())} pixels, {scan})"
+                                     + (f"\n{partial}" if partial else ""))
         return res
 
     def render(self):
@@ -149,7 +197,7 @@ class FigureSink(Sink):
             elif np.isfinite(a).any():
                 kw = dict(vmin=min(0.0, float(np.nanpercentile(a, 1))), vmax=float(np.nanpercentile(a, 99.5)))
             h = ax.imshow(np.ma.masked_invalid(a), extent=ext, cmap=cm, interpolation="nearest", **kw)
-            fig.colorbar(h, ax=ax, shrink=0.8)
+            fig.colorbar(h, ax=ax, shrink=0.8, label=self.colorbar_label(name))
             for r, c in em_px:
                 ax.plot((c - (nx - 1) / 2) * px, (r - (ny - 1) / 2) * px, "c+", ms=8, mew=1.2)
             ax.set_title(label, fontsize=10)
@@ -213,18 +261,37 @@ class FigureSink(Sink):
             name, label, cmap = "G2_direct_err", "G2_direct 1σ error", "viridis"
         a = np.asarray(ims.get(name, np.full((ny, nx), np.nan)), float)
         h = ax.imshow(np.ma.masked_invalid(a), extent=ext, cmap=cmap, interpolation="nearest")
-        fig.colorbar(h, ax=ax, shrink=0.8)
+        fig.colorbar(h, ax=ax, shrink=0.8, label=self.colorbar_label(name))
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("x (nm)")
-        fig.suptitle((self.title + "  " if self.title else "") + f"{int(img.mask.sum())}/{nx * ny} pixels, "
-                     f"frame {img.frame}, estimator {img.meta.get('method', '')}, intensity from "
+        scan, partial = self.headline()
+        fig.suptitle((self.title + "  " if self.title else "") + f"{scan}, {int(img.mask.sum())}/{nx * ny} pixels, "
+                     f"estimator {img.meta.get('method', '')}, intensity from "
                      f"{img.meta.get('intensity_from', '?')}", fontsize=11)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.95 if partial else 1))
+        if partial:
+            fig.text(0.5, 0.955, partial, ha="center", va="bottom", color="red", fontsize=13, weight="bold")
+            fig.text(0.5, 0.5, "PARTIAL", ha="center", va="center", rotation=25, fontsize=90, color="red",
+                     alpha=0.12, weight="bold")
         tmp = self.path + ".tmp.png"
-        fig.savefig(tmp, dpi=self.dpi)
+        fig.savefig(tmp, dpi=self.dpi, metadata={"Title": (self.title + "  " if self.title else "") + scan,
+                                                 "Description": partial or "complete scan",
+                                                 "antibunch_status": self.status,
+                                                 "antibunch_pixel_visits_done": str(int(img.n_done))})
         plt.close(fig)
         os.replace(tmp, self.path)  # a reader never sees a half-written PNG
         self.renders += 1
+
+    def headline(self):
+        """(scan text, partial text or None) of the current image; see :func:`headline`."""
+        frames = self.frames
+        if frames is None:
+            frames = (getattr(self, "graph_info", None) or {}).get("params", {}).get("frames")
+            frames = int(frames) if isinstance(frames, (int, float)) and frames >= 1 else None
+        return headline(self._img.n_done, self._img.mask.shape, frames, self.status)
+
+    def colorbar_label(self, name):
+        return unit_label(str((self._img.units or {}).get(name, "")))
 
     def _example_histogram(self, ax):
         from nodes.physics.direct import dip_basis, fit_pooled_shape
@@ -239,7 +306,9 @@ class FigureSink(Sink):
         p = int(np.argmax(tot))
         h = self._counts[p]
         lag_ns = self._lag * 1e-3
-        ax.step(lag_ns, h, where="mid", color="0.3", lw=0.8, label=f"pixel {p} ({int(tot[p])} events)")
+        row, col = divmod(p, self._nx)
+        ax.step(lag_ns, h, where="mid", color="0.3", lw=0.8,
+                label=f"pixel (row {row}, col {col}): {int(tot[p])} events")
         fit = fit_pooled_shape(self._lag, self._bw, h)
         if fit is not None:
             X = dip_basis(self._lag, self._bw, fit["t1_ns"], fit["t2_ns"])
@@ -248,6 +317,13 @@ class FigureSink(Sink):
             ax.plot(lag_ns, m, "C3-", lw=1.2, label=f"3-level fit: g2(0)={g0:.2f}, t1={fit['t1_ns']:.1f} ns, "
                                                   f"t2={fit['t2_ns']:.0f} ns")
         if p in self._g2:
-            v, e = self._g2[p]
-            ax.plot([], [], " ", label=f"estimator: g2(0) = {v:.3f} ± {e:.3f}")
+            ax.plot([], [], " ", label="estimator: " + g2_label(*self._g2[p]))
         ax.legend(fontsize=7)
+
+
+def g2_label(value, err):
+    """'g2(0) = 0.312 ± 0.041', without '±' when there is no error bar (NaN, inf or 0)."""
+    txt = f"g2(0) = {value:.3f}"
+    if err is not None and np.isfinite(err) and err > 0:
+        txt += f" ± {err:.3f}"
+    return txt

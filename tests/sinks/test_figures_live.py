@@ -70,7 +70,7 @@ def test_figure_every_n_pixels(tmp_path):
 
 
 def test_figure_check_refuses_missing_dir(tmp_path):
-    with pytest.raises(PermissionError, match="FigureSink"):
+    with pytest.raises(FileNotFoundError, match=r"FigureSink.*directory .*nope' does not exist"):
         run_node(FigureSink(str(tmp_path / "nope" / "f.png")), [])
 
 
@@ -103,3 +103,81 @@ def test_live_terminal_render():
     Console(file=buf, force_terminal=True, width=120, color_system="truecolor").print(lv.render())
     text = buf.getvalue()
     assert "▀" in text and "intensity" in text and "G2" in text and "1024/1024" in text
+
+
+# ---------------------------------------------------------------- honest titles, units, partial scans
+def _png_text(path):
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        return dict(im.text)
+
+
+def test_figure_units_labels_and_headline():
+    from sinks.figures import g2_label, headline, unit_label
+
+    assert unit_label("counts^2/s^2") == "counts²/s²" and unit_label("1") == "normalised"
+    assert unit_label("counts/s") == "counts/s"
+    assert g2_label(0.3, 0.05) == "g2(0) = 0.300 ± 0.050"
+    assert "±" not in g2_label(0.3, float("nan")) and "±" not in g2_label(0.3, 0.0)
+    scan, partial = headline(7168, (32, 32), 7, "finished")
+    assert scan == "7168/7168 pixel visits (7 of 7 frames)" and partial is None
+    scan, partial = headline(2774, (32, 32), 7, "interrupted")
+    assert "2774/7168" in scan and partial == "PARTIAL — run interrupted: 2774 of 7168 pixel visits"
+    assert headline(2774, (32, 32), 7, "finished")[1].startswith("PARTIAL — scan incomplete")
+    assert headline(1024, (32, 32), None, "running")[1].startswith("PARTIAL — scan in progress")
+
+
+@pytest.mark.parametrize("status,partial", [("success", False), ("abort", True), ("fail", True)])
+def test_figure_partial_scan_marked(tmp_path, status, partial):
+    path = str(tmp_path / "p.png")
+    sink = FigureSink(path, print_summary=False, dpi=30, frames=2)
+    img = pair_image(n_done=1024 if not partial else 700)
+    img.units = {"intensity": "counts/s", "g2_0": "1", "G2": "counts^2/s^2", "G2_direct": "counts^2/s^2"}
+    sink.reset()
+    sink.process(hist_msg(), "hist")
+    sink.process(img, "image")
+    sink.stream_status = status  # what the executor sets before finish()
+    sink.finish()
+    sink.close()
+    text = _png_text(path)
+    want = {"success": "finished", "abort": "interrupted", "fail": "failed"}[status]
+    assert text["antibunch_status"] == want
+    assert text["antibunch_pixel_visits_done"] == str(img.n_done)
+    if partial:
+        assert text["Description"].startswith("PARTIAL") and f"{img.n_done} of 2048" in text["Description"]
+    else:  # 1024 of 2048 visits with frames=2: complete frames, but the scan is still incomplete
+        assert text["Description"] == "PARTIAL — scan incomplete: 1024 of 2048 pixel visits"
+    assert sink.colorbar_label("G2") == "counts²/s²" and sink.colorbar_label("g2_0") == "normalised"
+
+
+def test_figure_example_pixel_named_by_row_col(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sink = FigureSink(str(tmp_path / "e.png"), print_summary=False)
+    sink.reset()
+    h = hist_msg((4, 5))
+    counts = np.array(h.counts)
+    counts[13] += 1000  # the pixel with most events: row 2, col 3 of a 4×5 scan
+    h.counts = counts
+    sink.process(h, "hist")
+    sink.process(Estimates(pixel=np.arange(20), g2_0=np.full(20, 0.3), g2_0_err=np.full(20, np.nan),
+                           n_events=np.full(20, 100.0), flags=np.zeros(20, np.uint8), shape=[4, 5]), "g2")
+    fig, ax = plt.subplots()
+    sink._example_histogram(ax)
+    labels = ax.get_legend_handles_labels()[1]
+    plt.close(fig)
+    assert labels[0].startswith("pixel (row 2, col 3)")
+    assert any(lb == "estimator: g2(0) = 0.300" for lb in labels), labels  # no error bar: no ±
+
+
+def test_figure_refuses_existing_png(tmp_path):
+    p = tmp_path / "old.png"
+    p.write_bytes(b"earlier result")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        FigureSink(str(p)).check()
+    FigureSink(str(p), overwrite=True).check()
+    assert p.read_bytes() == b"earlier result"
