@@ -3,7 +3,10 @@
 ``LiveView(frames=7)`` shows, while the scan runs:
 
 - progress: pixels completed (all frames) of ``ny·nx·frames``, the frame being scanned,
-  elapsed and estimated remaining time;
+  elapsed time since the stream started (the sources' start, not the graph's start-up: kernel
+  compilation and model loading are not part of it) and the remaining time, estimated from the
+  pixel rate since the first completed pixel once ``eta_after_pixels`` more pixels and at least
+  2 s of data are in (before that it reads "estimating");
 - rates: pixels/s arriving, images/s, and — when the ``g2`` input is connected — the
   estimator's own throughput (pixels per second of its compute time, from
   ``Estimates.compute_s``) and the share of dark pixels;
@@ -38,6 +41,8 @@ import numpy as np
 
 from engine.messages import Estimates, Histogram, Image, PixelHistograms
 from engine.node import In, Param, Sink
+
+from .output import FINISHED, outcome
 
 MAX_SIZE = 64
 
@@ -155,9 +160,13 @@ class LiveView(Sink):
     title = Param(str, default="antibunch", doc="panel title")
     force_terminal = Param(bool, default=None, optional=True, doc="override terminal detection (tests)")
     ascii_per_frame = Param(bool, default=True, doc="non-terminal: print text thumbnails after each frame")
+    eta_after_pixels = Param(int, default=4, min=1, unit="pixels",
+                             doc="pixels completed after the first one before a remaining time is shown")
 
     def reset(self):
-        self._t0 = time.monotonic()
+        self._t0 = None  # the stream's start: first descriptor or message (not the start-up)
+        self._first_px = None  # (time, n_done) of the first progress report: the ETA's reference
+        self._end = None  # (time, status) once finished
         self._ascii_frame = 0
         self._img = None
         self._n_done = 0
@@ -187,6 +196,17 @@ class LiveView(Sink):
         self._live.start()
 
     # -- inputs
+    def on_descriptor(self, port, desc):
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+
+    def _progress_seen(self):
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        if self._first_px is None and self._n_done > 0:
+            self._first_px = (now, self._n_done)
+
     def process(self, msg, port):
         if port == "image":
             self._img = msg
@@ -202,6 +222,7 @@ class LiveView(Sink):
             self._est_pixels += len(msg.pixel)
             self._est_compute_s += float(msg.compute_s or 0.0)
             self._est_dark += int(np.count_nonzero(np.asarray(msg.flags) & 1))
+        self._progress_seen()
         self._tick()
         return ()
 
@@ -234,15 +255,27 @@ class LiveView(Sink):
 
     # -- text
     def progress(self):
-        el = time.monotonic() - self._t0
+        """(elapsed s since the stream started, total pixel visits or None, remaining s or None)."""
+        now = self._end[0] if self._end else time.monotonic()
+        el = now - self._t0 if self._t0 is not None else 0.0
         total = (self._shape[0] * self._shape[1] * self.frames) if self._shape else None
-        rem = el * (total - self._n_done) / self._n_done if total and self._n_done else None
+        rem = None
+        if total and self._first_px is not None and self._end is None:
+            t1, n1 = self._first_px
+            done_since, dt = self._n_done - n1, now - t1
+            if done_since >= self.eta_after_pixels and dt >= 2.0:
+                rem = max(total - self._n_done, 0) * dt / done_since
         return el, total, rem
+
+    def _remaining_text(self, rem):
+        if self._end is not None:
+            return ""
+        return f", remaining {_fmt_s(rem)}" if rem is not None else ", remaining: estimating"
 
     def plain_line(self):
         el, total, rem = self.progress()
         s = f"[{self.title}] pixels {self._n_done}" + (f"/{total}" if total else "")
-        s += f", frame {self._frame + 1}/{self.frames}, elapsed {_fmt_s(el)}, remaining {_fmt_s(rem)}"
+        s += f", frame {self._frame + 1}/{self.frames}, elapsed {_fmt_s(el)}{self._remaining_text(rem)}"
         if el > 0:
             s += f", {self._n_done / el:.1f} px/s"
         if self._est_compute_s > 0:
@@ -274,7 +307,8 @@ class LiveView(Sink):
         bar_w = 30
         head.append("█" * int(frac * bar_w) + "░" * (bar_w - int(frac * bar_w)), style="cyan")
         head.append(f" {self._n_done}" + (f"/{total}" if total else "") + " pixels")
-        head.append(f"  frame {self._frame + 1}/{self.frames}  elapsed {_fmt_s(el)}  remaining {_fmt_s(rem)}")
+        head.append(f"  frame {self._frame + 1}/{self.frames}  elapsed {_fmt_s(el)}"
+                    + self._remaining_text(rem).replace(",", " "))
         rates = Text(f"{self._n_done / el if el > 0 else 0:.1f} pixels/s, {self._n_images} images", style="dim")
         if self._est_compute_s > 0:
             rates.append(f", estimator {self._est_pixels / self._est_compute_s:.0f} px/s of compute"
@@ -298,13 +332,35 @@ class LiveView(Sink):
             if cols:
                 grid.add_row(*cols)
                 parts.append(grid)
-        return Panel(Group(*parts), title=self.title, expand=False)
+        title = self.title if self._end is None else f"{self.title} — {self._end[1]}"
+        return Panel(Group(*parts), title=title, expand=False)
+
+    def final_line(self):
+        """What the run did, in one line: 'finished', 'interrupted' or 'failed', with true totals."""
+        status = self._end[1] if self._end else "running"
+        el, total, _ = self.progress()
+        if self._n_done == 0:
+            what = "no pixel completed"
+        else:
+            what = f"pixels {self._n_done}" + (f"/{total}" if total else "")
+            if self._shape:
+                what += f" ({self._n_done / (self._shape[0] * self._shape[1]):.3g} of {self.frames} frames)"
+        line = f"[{self.title}] {status}: {what} in {_fmt_s(el)}"
+        if el > 0 and self._n_done:
+            line += f", {self._n_done / el:.1f} px/s"
+        if status != FINISHED and total and self._n_done < total:
+            line += " — partial scan"
+        return line
 
     def finish(self):
-        self._tick(force=True)
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        self._end = (time.monotonic(), outcome(self))
+        if self._tty:
+            self._tick(force=True)
         _stop_live(self)
         if not self._tty:
-            print(f"[{self.title}] done: " + self.plain_line().split("] ", 1)[1], flush=True)
+            print(self.final_line(), flush=True)
             if self.ascii_per_frame and self._img is not None:
                 self.print_ascii("final")
         return ()

@@ -87,7 +87,7 @@ def test_live_plain_text_when_not_a_terminal(capsys):
     run_node(lv, [("image", pair_image(n_done=k)) for k in (256, 1024)])
     out = capsys.readouterr().out
     assert "pixels 1024/2048" in out and "frame 1/2" in out
-    assert any("done:" in line for line in out.splitlines())
+    assert any(line.startswith("[antibunch] finished: pixels 1024/2048 (1 of 2 frames)") for line in out.splitlines())
     assert "\x1b[" not in out  # no escape codes in logs
     assert "final:" in out and "G2_direct" in out and "@" in out  # text thumbnails
 
@@ -181,3 +181,50 @@ def test_figure_refuses_existing_png(tmp_path):
         FigureSink(str(p)).check()
     FigureSink(str(p), overwrite=True).check()
     assert p.read_bytes() == b"earlier result"
+
+
+class _Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_live_eta_ignores_startup_and_waits_for_a_rate(monkeypatch):
+    import sinks.live as live
+
+    clock = _Clock()
+    monkeypatch.setattr(live.time, "monotonic", clock)
+    lv = LiveView(frames=7, plain_every_s=1e9, force_terminal=False, ascii_per_frame=False)
+    lv.reset()
+    clock.t += 30.0  # kernels compile, the model loads: not part of the scan's time
+    lv.process(pair_image(n_done=1), "image")  # the first pixel: no rate yet
+    assert "remaining: estimating" in lv.plain_line() and "elapsed 0:00" in lv.plain_line()
+    for k in range(2, 12):  # then one pixel per second
+        clock.t += 1.0
+        lv.process(pair_image(n_done=k), "image")
+    el, total, rem = lv.progress()
+    assert el == pytest.approx(10.0) and total == 7168
+    assert rem == pytest.approx(7168 - 11, rel=1e-9)  # 1 pixel/s, not 30 s of start-up per pixel
+
+
+@pytest.mark.parametrize("status,word", [("success", "finished"), ("abort", "interrupted"), ("fail", "failed")])
+def test_live_final_line_is_true(capsys, status, word):
+    lv = LiveView(frames=7, plain_every_s=1e9, force_terminal=False, ascii_per_frame=False)
+    lv.reset()
+    lv.process(hist_msg(), "hist")  # n_done 1024 of 7168
+    lv.stream_status = status
+    lv.finish()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"[antibunch] {word}: pixels 1024/7168 (1 of 7 frames) in ")
+    assert last.endswith("partial scan") == (status != "success")
+    assert "remaining" not in last and "done:" not in last
+
+
+def test_live_interrupted_before_any_pixel(capsys):
+    lv = LiveView(frames=7, force_terminal=False)
+    lv.reset()
+    lv.stream_status = "abort"
+    lv.finish()
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("[antibunch] interrupted: no pixel completed")
