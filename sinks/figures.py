@@ -98,7 +98,7 @@ class FigureSink(Sink):
     dpi = Param(int, default=110, min=30)
     frames = Param(int, default=None, optional=True, min=1,
                    doc="frames of the scan (default: the graph's 'frames' parameter, if any)")
-    overwrite = Param(bool, default=False, doc="replace an existing PNG (else check() refuses it)")
+    overwrite = Param(bool, default=True, doc="replace an existing PNG (else check() refuses it)")
 
     def __init__(self, path=REQUIRED, **params):
         if path is not REQUIRED:

@@ -13,6 +13,14 @@ from engine.testing import TestingSource
 from sinks.hdf5 import HDF5Sink
 
 
+class FailingStartSource(TestingSource):
+    """A source whose acquisition fails before its first batch (a card that will not start)."""
+
+    def generate(self):
+        raise RuntimeError("deliberate failure: the acquisition did not start")
+        yield  # noqa: unreachable - makes this a generator
+
+
 class TagRelay(Node):
     """Forwards TagBatches unchanged and counts them (``counters``: batches, tags)."""
 
@@ -48,9 +56,11 @@ def expected_batches(n, seed=0):
     return list(poisson_batches(RATE_HZ, CHANNELS, n, BATCH_PS, seed))
 
 
-def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0, flush_every_s=0.0):
+def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0, flush_every_s=0.0,
+          fail_at_start=False):
     g = Graph("faults")
-    src = g.add("src", TestingSource(n_batches=n_batches, rate_hz=RATE_HZ, channels=CHANNELS,
+    src_cls = FailingStartSource if fail_at_start else TestingSource
+    src = g.add("src", src_cls(n_batches=n_batches, rate_hz=RATE_HZ, channels=CHANNELS,
                                      batch_duration_ps=BATCH_PS, seed=seed, delay_s=delay_s))
     relay = g.add("relay", TagRelay(fail_at_seq=fail_at_seq, sleep_s=relay_sleep_s), src)
     if out:
