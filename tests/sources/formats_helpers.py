@@ -71,3 +71,25 @@ def write_ptu(path, record_type: str, records, *, global_res_s: float, res_s: fl
     with open(path, "wb") as fh:
         fh.write(b"PQTTTR\0\0" + b"1.0.00\0\0" + b"".join(tags))
         fh.write(recs.tobytes())
+
+
+# ---------------------------------------------------------------- phconvert-written Photon-HDF5 (tests only)
+def write_phconvert(path, ts, det, nt=None, unit=25e-9, tcspc=8e-12, rep=40e6):
+    """A valid Photon-HDF5 file written (and validated) by phconvert; T3 when ``nt`` is given."""
+    import warnings
+
+    phc = pytest.importorskip("phconvert")
+    pd = dict(timestamps=ts, detectors=det, timestamps_specs=dict(timestamps_unit=unit),
+              measurement_specs=dict(measurement_type='generic', detectors_specs=dict(spectral_ch1=sorted(set(det.tolist())))))
+    setup = dict(num_pixels=len(set(det.tolist())), num_spots=1, num_spectral_ch=1, num_polarization_ch=1, num_split_ch=1,
+                 modulated_excitation=False, lifetime=nt is not None, excitation_alternated=[False],
+                 excitation_cw=[nt is None], excitation_wavelengths=[532e-9], detection_wavelengths=[580e-9])
+    if nt is not None:
+        pd["nanotimes"] = nt
+        pd["nanotimes_specs"] = dict(tcspc_unit=tcspc, tcspc_num_bins=4096, tcspc_range=4096 * tcspc)
+        setup["laser_repetition_rates"] = [rep]
+        pd["measurement_specs"]["laser_repetition_rate"] = rep
+    data = dict(description="test", photon_data=pd, setup=setup, identity=dict(author="x", author_affiliation="y"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        phc.hdf5.save_photon_hdf5(data, h5_fname=str(path), overwrite=True, close=True)
