@@ -16,8 +16,6 @@ Example::
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 
@@ -31,15 +29,27 @@ def g3_normalisation(r1_hz, r2_hz, r3_hz, t_s, d1_ps, d2_ps):
     return float(r1_hz) * float(r2_hz) * float(r3_hz) * float(t_s) * float(d1_ps) * 1e-12 * float(d2_ps) * 1e-12
 
 
+def elementary_symmetric(rates, k_max: int) -> np.ndarray:
+    """Elementary symmetric polynomials e_0..e_k_max of the rates along the last axis.
+
+    ``rates (..., n_det)`` -> ``(..., k_max + 1)`` (e_0 = 1; e_k = 0 for k > n_det), by the
+    recursion e_k ← e_k + r_d·e_(k−1) over the detectors (no k-subsets are enumerated).
+    """
+    r = np.asarray(rates, dtype=np.float64)
+    e = np.zeros((*r.shape[:-1], k_max + 1))
+    e[..., 0] = 1.0
+    for d in range(r.shape[-1]):
+        for k in range(k_max, 0, -1):
+            e[..., k] += e[..., k - 1] * r[..., d]
+    return e
+
+
 def nfold_accidentals(rates_hz, t_s, window_ps):
     """Expected 2-, 3-, 4-fold coincidences ``[E2, E3, E4]`` of uncorrelated light."""
-    r = [float(x) for x in rates_hz]
+    e = elementary_symmetric(np.asarray(rates_hz, dtype=np.float64), 4)
     w = float(window_ps) * 1e-12
-    out = np.zeros(3)
-    for k in (2, 3, 4):
-        e = sum(np.prod(c) for c in itertools.combinations(r, k)) if len(r) >= k else 0.0
-        out[k - 2] = float(t_s) * k * w ** (k - 1) * e
-    return out
+    k = np.arange(2, 5)
+    return float(t_s) * k * w ** (k - 1) * e[2:]
 
 
 def g2_from_counts(counts, n1, n2, duration_ps, binwidth_ps):
@@ -65,12 +75,7 @@ def coincidence_g(coinc, singles, exposure_s, window_ps):
         return None, None
     with np.errstate(invalid="ignore", divide="ignore"):
         r = n / T[:, None]
-        # elementary symmetric polynomials e1..e3 of the rates, per pixel
-        e = np.zeros((len(r), 4))
-        e[:, 0] = 1.0
-        for d in range(r.shape[1]):
-            for k in range(3, 0, -1):
-                e[:, k] += e[:, k - 1] * r[:, d]
+        e = elementary_symmetric(r, 3)
         E2 = e[:, 2] * T * 2 * W
         g2 = np.where(E2 > 0, co[:, 0] / E2, np.nan)
         if r.shape[1] < 3 or co.shape[1] < 2:

@@ -25,21 +25,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .g2model import BOUNDS, bin_avg_exp
+from .g2model import BOUNDS, bin_avg_exp, edges_ns
 
 #: fewer pooled events than this: no pooled shape fit (the dip is not yet measurable)
 MIN_POOLED_EVENTS = 2000
 
 
-def _edges_ns(lag_ps, binwidth_ps):
-    lag = np.asarray(lag_ps, dtype=np.float64)
-    return (lag - binwidth_ps / 2) * 1e-3, (lag + binwidth_ps / 2) * 1e-3
-
-
 def dip_basis(lag_ps, binwidth_ps, t1_ns, t2_ns) -> np.ndarray:
     """Design matrix ``(n_bins, 3)`` of the linear dip model: columns 1, −ē1, ē2."""
     lag = np.asarray(lag_ps, dtype=np.float64)
-    lo, hi = _edges_ns(lag, binwidth_ps)
+    lo, hi = edges_ns(lag, binwidth_ps)
     e1 = bin_avg_exp(lo, hi, t1_ns)
     e2 = bin_avg_exp(lo, hi, t2_ns)
     return np.stack([np.ones_like(lag), -e1, e2], axis=1)
@@ -78,7 +73,7 @@ def fit_pooled_shape(lag_ps, binwidth_ps, hist, c_fixed=None):
     if not np.isfinite(h).all() or h.sum() < MIN_POOLED_EVENTS:
         return None
     lag = np.asarray(lag_ps, dtype=np.float64)
-    lo, hi = _edges_ns(lag, binwidth_ps)
+    lo, hi = edges_ns(lag, binwidth_ps)
     sig = np.sqrt(np.maximum(h, 1.0))
     c0 = float(np.mean(h[np.abs(lag) > 0.25 * np.abs(lag).max()])) or float(h.mean()) or 1.0
 
