@@ -1,0 +1,175 @@
+"""Content-based detection, refusals naming what was found, ``antibunch inspect --json`` for every
+format, and every format streaming through a correlation node and a pixel accumulator."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.testing import run_node
+from nodes.correlation import Correlation
+from nodes.pixels import PixelAccumulator
+from sources.formats import UnsupportedFormat, detect, open_source, sniff
+from tests import oracles
+
+from .formats_helpers import collect, data_file, write_phconvert, write_ptu
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _cli(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_real_files_are_recognised_by_content(tmp_path):
+    cases = {("ptu", "hydraharp_v20_t3.ptu"): ("ptu", "T3"), ("ptu", "hydraharp_v20_t2.ptu"): ("ptu", "T2"),
+             ("qutag", "200204_qutag_320MHz_HBT_sync_filtered.qutag"): ("qutag", "T2")}
+    for (kind, name), (fmt, mode) in cases.items():
+        src = data_file(kind, name)
+        renamed = tmp_path / f"{name}.spc"  # the name must not matter
+        renamed.write_bytes(src.read_bytes())
+        info = sniff(renamed)
+        assert (info.format, info.mode) == (fmt, mode)
+    assert sniff(data_file("ptu", "hydraharp_v20_t3.ptu")).sync_period_ps == pytest.approx(200001.6, abs=1e-3)
+    assert detect(data_file("spc", "test_noise.spc")) == "spc"
+
+
+def test_unreadable_files_are_refused_naming_what_was_found(tmp_path):
+    cases = {"random.bin": (np.random.default_rng(0).bytes(4000)[:1] + b"\x00" * 3 + b"\x11" * 100, "unrecognised"),
+             "hist.phu": (b"PQHISTO\0" + bytes(100), "histogram"),
+             "old.pt3": (b"PicoHarp 300\0" + bytes(100), "legacy PicoHarp"),
+             "empty.ptu": (b"", "empty")}
+    for name, (data, what) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(UnsupportedFormat, match=what):
+            detect(p)
+    h = tmp_path / "results.h5"
+    with h5py.File(h, "w") as f:
+        f["something"] = np.arange(3)
+    with pytest.raises(UnsupportedFormat, match="not Photon-HDF5"):
+        detect(h)
+
+
+def test_inspect_refuses_with_one_line_and_exit_2(tmp_path, capsys):
+    p = tmp_path / "hist.phu"
+    p.write_bytes(b"PQHISTO\0" + bytes(100))
+    rc, out, err = _cli(capsys, "inspect", str(p))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "histogram" in err and str(p) in err
+
+
+def test_ttbin_without_swabian_library_says_so_in_one_line(tmp_path, capsys):
+    try:
+        import TimeTagger  # noqa: F401
+        pytest.skip("Swabian's library is installed here")
+    except ImportError:
+        pass
+    p = tmp_path / "run.ttbin"
+    p.write_bytes(bytes(64))
+    assert detect(p) == "ttbin"
+    rc, out, err = _cli(capsys, "inspect", str(p))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "TimeTagger" in err and "Photon-HDF5" in err
+
+
+def test_inspect_json_for_every_format(tmp_path, capsys):
+    ts = np.sort(np.random.default_rng(0).integers(0, 10**6, 500)).astype(np.int64)
+    det = (np.arange(500) % 2).astype(np.uint8)
+    h5 = tmp_path / "t3.hdf5"
+    write_phconvert(h5, ts, det, (np.arange(500) % 700).astype(np.uint16))
+    capsys.readouterr()  # phconvert prints "Saving: ..."
+    files = {data_file("ptu", "hydraharp_v20_t3.ptu"): ({"0": 45012, "1": 32871}, 200001.6),
+             data_file("ptu", "hydraharp_v20_t2.ptu"): ({"0": 305565}, None),
+             data_file("qutag", "200204_qutag_320MHz_HBT_sync_filtered.qutag"): ({"1": 43736, "2": 62437, "5": 105600},
+                                                                                 None),
+             h5: ({"0": 250, "1": 250}, 25_000.0)}
+    for path, (per_ch, sync) in files.items():
+        rc, out, err = _cli(capsys, "inspect", str(path), "--json")
+        assert rc == 0, err
+        d = json.loads(out)
+        for key in ("format", "n_photons", "photons_per_channel", "markers", "warnings", "sync_period_ps"):
+            assert key in d
+        assert d["photons_per_channel"] == per_ch and d["n_photons"] == sum(per_ch.values())
+        assert (d["sync_period_ps"] is None) if sync is None else d["sync_period_ps"] == pytest.approx(sync, abs=1e-3)
+    # the .spc path keeps its own summary
+    rc, out, _ = _cli(capsys, "inspect", str(data_file("spc", "test_noise.spc")), "--json")
+    assert rc == 0 and json.loads(out)["n_photons"] == 6114
+
+
+# ---------------------------------------------------------------- every format through graph nodes
+def _sources(tmp_path):
+    ts = np.sort(np.random.default_rng(4).integers(0, 4 * 10**5, 4000)).astype(np.int64)
+    det = np.random.default_rng(5).integers(0, 2, 4000).astype(np.uint8)
+    h5 = tmp_path / "ph.hdf5"
+    write_phconvert(h5, ts, det, np.random.default_rng(6).integers(0, 3000, 4000).astype(np.uint16))
+    return {"ptu_t3": (data_file("ptu", "hydraharp_v20_t3.ptu"), 0, 1),
+            "qutag": (data_file("qutag", "200204_qutag_320MHz_HBT_sync_filtered.qutag"), 1, 2),
+            "photon_hdf5": (h5, 0, 1)}
+
+
+@pytest.mark.parametrize("name", ["ptu_t3", "qutag", "photon_hdf5"])
+def test_every_format_feeds_the_correlation_node(tmp_path, name):
+    path, c1, c2 = _sources(tmp_path)[name]
+    batches = run_node(open_source(path, batch_records=5000) if name != "photon_hdf5"
+                       else open_source(path, batch_tags=700))["out"]
+    t, c, _ = collect(batches)
+    corr = run_node(Correlation(channel_1=c1, channel_2=c2, binwidth_ps=1000, n_bins=401), batches)["out"][-1]
+    ref = oracles.correlate(t, c, c1, c2, 1000, 401)
+    np.testing.assert_array_equal(corr.counts, ref)
+    assert ref.sum() > 0
+
+
+@pytest.mark.parametrize("name", ["ptu_t3", "qutag", "photon_hdf5"])
+def test_every_format_feeds_the_pixel_accumulator_on_a_schedule(tmp_path, name):
+    path, c1, c2 = _sources(tmp_path)[name]
+    batches = run_node(open_source(path))["out"]
+    t, c, _ = collect(batches)
+    t0 = batches[0].t_begin_ps
+    dwell_ps = max(1, (batches[-1].t_end_ps - t0) // 7)
+    node = PixelAccumulator(shape=(2, 3), mode="t2", schedule=True, dwell_s=dwell_ps * 1e-12, span_ps=20_000,
+                            n_bins=41, channel_1=c1, channel_2=c2, frames=1, n_detectors=3)
+    msgs = run_node(node, batches)["out"]
+    singles = np.zeros((6, 3), np.int64)
+    for m in msgs:
+        singles[m.pixel] = m.singles
+    # independent: photons per scheduled pixel visit [t0 + k*dwell, +dwell)
+    k = (t - t0) // dwell_ps
+    for pix in range(6):
+        for j in range(3):
+            assert singles[pix, j] == np.count_nonzero((k == pix) & (c == j)), (pix, j)
+
+
+def test_ptu_markers_drive_the_marker_based_pixel_accumulator(tmp_path):
+    """A PTU T3 scan with pixel (bit 1) and line (bit 2) markers, through PixelAccumulator's marker mode."""
+    from engine.messages import LINE, PIXEL
+
+    S = 1 << 31
+    rng = np.random.default_rng(9)
+    recs, events = [], []
+    nsync = 0
+    ny, nx, per_pixel = 2, 3, 40
+    for row in range(ny):
+        for col in range(nx):
+            nsync += 50
+            bits = 1 | (2 if col == 0 else 0)
+            recs.append(S | (bits << 25) | nsync)
+            for _ in range(per_pixel):
+                nsync += int(rng.integers(0, 3))
+                ch = int(rng.integers(0, 2))
+                recs.append((ch << 25) | (int(rng.integers(0, 100)) << 10) | nsync)
+        nsync += 100
+    p = tmp_path / "scan.ptu"
+    write_ptu(p, "HydraHarp2T3", recs, global_res_s=25e-9, res_s=16e-12, sync_rate=4e7)
+    batches = run_node(open_source(p, batch_records=17))["out"]
+    t, c, _ = collect(batches)
+    assert np.count_nonzero(c == PIXEL) == ny * nx and np.count_nonzero(c == LINE) == ny
+    msgs = run_node(PixelAccumulator(shape=(ny, nx), mode="t2", span_ps=20_000, n_bins=41, dwell_s=50 * 25e-9
+                                     + 2 * per_pixel * 25e-9), batches)["out"]
+    singles = np.zeros((ny * nx, 2), np.int64)
+    for m in msgs:
+        singles[m.pixel] = m.singles
+    assert singles.sum() == ny * nx * per_pixel  # every photon lies in its pixel's visit
