@@ -26,7 +26,7 @@ def test_lm_recovers_parameters_noise_free():
 
 
 def test_bin_centre_model_is_biased_bin_average_is_not():
-    """science §2.4: fitting bin centres biases g2(0) upwards; the bin-averaged model does not."""
+    """Bin averaging (docs/physics.md): fitting bin centres biases g2(0) upwards; the bin-averaged model does not."""
     p = np.array([[50.0, 0.1, 0.6, 5.0, 150.0]])
     H = np.round(m.expected_counts(LAG, BW, p) * 1e4).astype(np.int64)
     avg = estimate_lm(H, LAG)["g2_0"][0]

@@ -58,8 +58,8 @@ def test_kernel_model_equals_numpy_oracle():
     np.testing.assert_allclose(J, m.jacobian(LAG, BW, p)[0], rtol=1e-10, atol=1e-14)
 
 
-def test_crb_reproduces_science_table():
-    # science.md §4 table: R = 30 kcps, T = 5 s, g0 = 0.3, t1 = 12 ns, t2 = 150 ns, a = 0.6
+def test_crb_reproduces_the_known_bound_table():
+    # reference values (independent derivation): R = 30 kcps, T = 5 s, g0 = 0.3, t1 = 12 ns, t2 = 150 ns, a = 0.6
     C = m.scale_from_rates(3e4, 3e4, 5.0, BW)
     p = [[C, 0.3, 0.6, 12.0, 150.0]]
     assert m.crb(LAG, BW, p, "known")[0] == pytest.approx(0.11, abs=0.005)

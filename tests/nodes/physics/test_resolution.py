@@ -45,7 +45,7 @@ def test_single_emitter_fwhm_and_sqrt2():
 
 @pytest.mark.parametrize("d_nm", [230, 250])
 def test_pair_between_sqrt2_sigma_and_2_sigma(d_nm):
-    """√2σ < d < 2σ: G2 = Σ h_i² shows a dip, intensity and intensity² do not (science §2.5)."""
+    """√2σ < d < 2σ: G2 = Σ h_i² shows a dip, intensity and intensity² do not (docs/physics.md)."""
     c, (h1, h2) = pair(d_nm)
     I = h1 + h2
     res = analyze({"intensity": I, "G2": h1 ** 2 + h2 ** 2}, PX, emitters_px=c)
