@@ -12,8 +12,9 @@ upstreams fill the input ports in declaration order, keyword upstreams name
 the input port. Full ids are dotted: ``graph.step.port``.
 
 Graph references (:func:`load_graph`) are ``path.py``, ``path.py:build(k=1)``
-(arguments parsed with :func:`ast.literal_eval` only) or the name of a module
-of the installed ``graphs`` package, optionally with ``:build(...)``.
+(arguments parsed with :func:`ast.literal_eval` only) or the name of a graph
+module in a package that a plugin declares in ``graph_packages`` (see
+:mod:`engine.plugins`), optionally with ``:build(...)``.
 """
 from __future__ import annotations
 
@@ -319,16 +320,20 @@ def _import_graph_module(target: str):
     name = target
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
         raise GraphRefError(f"unknown graph {name!r}; use a graph name, path.py or path.py:build(...)")
-    try:
-        mod = importlib.import_module(f"graphs.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name in (f"graphs.{name}", "graphs"):
-            avail = available_graphs()
-            close = difflib.get_close_matches(name, avail, n=1)
-            raise GraphRefError(f"unknown graph '{name}'"
-                                + (f"; did you mean '{close[0]}'?" if close else "")
-                                + f" Available: {', '.join(avail)}") from None
-        raise
+    mod = None
+    for pkg in _graph_packages():
+        try:
+            mod = importlib.import_module(f"{pkg}.{name}")
+            break
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"{pkg}.{name}", pkg):
+                raise
+    if mod is None:
+        avail = available_graphs()
+        close = difflib.get_close_matches(name, avail, n=1)
+        raise GraphRefError(f"unknown graph '{name}'"
+                            + (f"; did you mean '{close[0]}'?" if close else "")
+                            + f" Available: {', '.join(avail) or 'none (no plugin provides graph_packages)'}")
     text = None
     if getattr(mod, "__file__", None):
         with open(mod.__file__, encoding="utf-8") as fh:
@@ -336,14 +341,24 @@ def _import_graph_module(target: str):
     return mod, text
 
 
+def _graph_packages() -> list[str]:
+    """Packages holding graphs addressable by name, as the plugins declare them."""
+    from .plugins import graph_packages
+
+    return graph_packages()
+
+
 def available_graphs() -> list[str]:
     import pkgutil
 
-    try:
-        import graphs
-    except ImportError:
-        return []
-    return sorted(m.name for m in pkgutil.iter_modules(graphs.__path__) if not m.name.startswith("_"))
+    names = set()
+    for pkg in _graph_packages():
+        try:
+            mod = importlib.import_module(pkg)
+        except ImportError:
+            continue
+        names.update(m.name for m in pkgutil.iter_modules(mod.__path__) if not m.name.startswith("_"))
+    return sorted(names)
 
 
 def load_graph(ref: str, **overrides) -> Graph:

@@ -17,6 +17,22 @@ import numpy as np
 from .physics import g2model
 
 
+def warmup() -> list[str]:
+    """Compile every kernel module in ``nodes._kernels`` that has a ``warmup()`` (plugin hook)."""
+    import importlib
+    import pkgutil
+
+    from . import _kernels
+
+    done = []
+    for m in pkgutil.iter_modules(_kernels.__path__):
+        mod = importlib.import_module(f"{_kernels.__name__}.{m.name}")
+        if callable(getattr(mod, "warmup", None)):
+            mod.warmup()
+            done.append(mod.__name__)
+    return done
+
+
 def add_commands(sub) -> None:
     __import__("nodes.g2_command", fromlist=["add_commands"]).add_commands(sub)  # antibunch g2
     p = sub.add_parser("estimate", help="g2(0) of histograms in an .npz (lm, mle or cnn)")

@@ -15,7 +15,7 @@ def run_graph(graph, executor: str = "processes", **kwargs) -> RunResult:
 
         return run_inline(graph, **kwargs)
     if executor in ("threads", "processes"):
-        from .sockets import run_sockets
+        from .runner import run_sockets
 
         return run_sockets(graph, executor, **kwargs)
     raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")

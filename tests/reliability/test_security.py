@@ -201,14 +201,14 @@ def test_bind_elsewhere_needs_keys(runtime_dir):
     assert p.returncode == 2, p.stderr
     assert "requires CURVE keys" in p.stderr and "antibunch keys" in p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    from engine.executors.sockets import build_manifest
+    from engine.executors.runner import build_manifest
 
     with pytest.raises(ValueError, match="--keys"):
         build_manifest(load_graph(SIMPLE), "threads", str(runtime_dir), bind_host="10.1.2.3")
 
 
 def test_default_endpoints_are_local(runtime_dir):
-    from engine.executors.sockets import build_manifest
+    from engine.executors.runner import build_manifest
 
     g = load_graph(SIMPLE)
     for kind, prefix in (("threads", "inproc://"), ("processes", "ipc://")):

@@ -1,0 +1,82 @@
+"""``antibunch run GRAPH``: run a graph under an executor, show progress, print the summary."""
+from __future__ import annotations
+
+import sys
+
+from .common import UsageError, is_terminal, print_json
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("run", help="run a graph")
+    p.add_argument("graph", help="path.py, path.py:build(k=v) or a graph name")
+    p.add_argument("--executor", choices=["inline", "threads", "processes"], default="processes")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop the sources after S seconds")
+    p.add_argument("--bind", default="127.0.0.1", metavar="HOST",
+                   help="address to bind sockets to (not loopback: needs --keys)")
+    p.add_argument("--keys", default=None, metavar="DIR", help="CURVE keys made by 'antibunch keys'")
+    p.add_argument("--external", action="append", default=[], metavar="STEP",
+                   help="do not start STEP: it joins with 'antibunch node' (tcp)")
+    p.add_argument("--no-live", action="store_true", help="no live table, plain progress lines")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from ..executors import run_graph
+    from ..graph import load_graph
+
+    graph = load_graph(args.graph)
+    graph.validate()
+    live = None
+    kwargs = {"duration_s": args.duration}
+    if args.executor != "inline":
+        kwargs.update(bind_host=args.bind, keys_dir=args.keys, external=args.external)
+        if args.json:  # keep stdout pure JSON: node output goes to stderr
+            kwargs["output_sink"] = lambda step, text: print(text, file=sys.stderr, flush=True)
+        from ..executors.runner import terminal_steps
+
+        if not args.no_live and is_terminal() and not args.json and not terminal_steps(graph):
+            from .live import LiveTable
+
+            live = LiveTable(graph)
+            kwargs["on_status"] = live.update
+            kwargs["output_sink"] = live.print_line
+    elif args.external or args.bind != "127.0.0.1":
+        raise UsageError("--external/--bind need the threads or processes executor")
+    if live:
+        with live:
+            result = run_graph(graph, args.executor, **kwargs)
+    else:
+        result = run_graph(graph, args.executor, **kwargs)
+    summary = {"graph": graph.name, "executor": args.executor, "exit_status": result.exit_status,
+               "elapsed_s": round(result.elapsed_s, 3), "errors": [str(e) for e in result.errors],
+               "stop_reason": getattr(result, "stop_reason", None), "steps": result.stats}
+    if args.json:
+        print_json(summary)
+    else:
+        print_summary(summary)
+    for e in result.errors:
+        print(f"error: {e}", file=sys.stderr)
+        tb = getattr(e, "remote_traceback", None)
+        if tb and getattr(args, "debug", False):
+            print(tb, file=sys.stderr)
+    if result.errors:
+        return 1
+    return 0 if result.exit_status == "success" else 130 if result.exit_status == "abort" else 1
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    t = Table(title=f"{summary['graph']} — {summary['exit_status']} in {summary['elapsed_s']:.2f} s "
+                    f"({summary['executor']})")
+    for col in ("step", "received", "sent", "busy s", "blocked s", "tap sent", "tap dropped", "wire errors"):
+        t.add_column(col, justify="right" if col != "step" else "left")
+    for sid, st in summary["steps"].items():
+        t.add_row(sid, str(st.get("received", "")), str(st.get("sent", "")), f"{st.get('busy_s', 0):.2f}",
+                  f"{st.get('blocked_s', 0):.2f}", str(st.get("tap_sent", "")), str(st.get("tap_dropped", "")), str(st.get("wire_errors", "")))
+    console.print(t)
+    if summary.get("stop_reason"):
+        console.print(f"stopped: {summary['stop_reason']}")
