@@ -15,4 +15,5 @@ BENCHES = {
     "simulator": "bench.simulator",
     "spc": "bench.spc",
     "estimators": "bench.estimators",
+    "formats": "bench.formats",
 }

@@ -52,6 +52,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, USER, TagBatch
 from engine.node import Out, Param, Source, plain
@@ -230,16 +231,47 @@ def units_to_ps(n: np.ndarray, unit_ps: Fraction) -> np.ndarray:
     return out
 
 
-def t3_to_ps(nsync: np.ndarray, period_ps: Fraction, dtime: np.ndarray, bin_ps: Fraction) -> np.ndarray:
-    """``round(nsync × period + dtime × bin)`` (halves up), exact in int64 (one rounding, not two)."""
+@njit(cache=True, nogil=True)
+def _t3_kernel(nsync, dtime, qp, rp, dp, qm, rm, dm, out_t, out_d):  # pragma: no cover - numba
+    if rp == 0 and rm == 0:  # whole-ps period and bin: no division
+        for i in range(nsync.shape[0]):
+            out_d[i] = dtime[i] * qm
+            out_t[i] = nsync[i] * qp + out_d[i]
+        return
+    half = dp * dm
+    for i in range(nsync.shape[0]):
+        n = nsync[i]
+        m = dtime[i]
+        a = n * rp
+        b = m * rm
+        fp = a // dp
+        fm = b // dm
+        frac = (2 * ((a - fp * dp) * dm + (b - fm * dm) * dp) + half) // (2 * half)
+        out_t[i] = n * qp + m * qm + fp + fm + frac
+        out_d[i] = m * qm + (2 * b + dm) // (2 * dm)
+
+
+def t3_to_ps(nsync: np.ndarray, period_ps: Fraction, dtime: np.ndarray, bin_ps: Fraction,
+             delay_out: np.ndarray | None = None) -> np.ndarray:
+    """``round(nsync × period + dtime × bin)`` (halves up), exact in int64 (one rounding, not two).
+
+    With ``delay_out``, also writes ``round(dtime × bin)`` (the microtime in ps) into it.
+    A numba kernel (one pass); valid for ``nsync`` up to ~9e12 syncs.
+    """
     p, m = Fraction(period_ps), Fraction(bin_ps)
     qp, rp = divmod(p.numerator, p.denominator)
     qm, rm = divmod(m.numerator, m.denominator)
-    dp, dm = p.denominator, m.denominator
-    fp, remp = np.divmod(nsync * rp, dp)
-    fm, remm = np.divmod(dtime * rm, dm)
-    frac = (2 * (remp * dm + remm * dp) + dp * dm) // (2 * dp * dm)
-    return nsync * qp + dtime * qm + fp + fm + frac
+    nsync = np.ascontiguousarray(nsync, np.int64)
+    dtime = np.ascontiguousarray(dtime, np.int64)
+    out = np.empty(len(nsync), np.int64)
+    d = delay_out if delay_out is not None else np.empty(len(nsync), np.int64)
+    _t3_kernel(nsync, dtime, qp, rp, p.denominator, qm, rm, m.denominator, out, d)
+    return out
+
+
+def warmup() -> None:
+    """Compile the numba kernel (cached on disk)."""
+    t3_to_ps(np.zeros(1, np.int64), Fraction(1), np.zeros(1, np.int64), Fraction(1))
 
 
 class ChunkDecoder:
@@ -298,8 +330,8 @@ class ChunkDecoder:
         self.n_overflow += int((~photon & (mk == 0)).sum())
         if info.is_t3:
             dt = rec["dtime"][:-1].astype(np.int64)
-            t_ph = t3_to_ps(units[photon], info.resolution_ps, dt[photon], info.microtime_ps)
-            d_ph = units_to_ps(dt[photon], info.microtime_ps)
+            d_ph = np.empty(int(photon.sum()), np.int64)
+            t_ph = t3_to_ps(units[photon], info.resolution_ps, dt[photon], info.microtime_ps, d_ph)
         else:
             t_ph = units_to_ps(units[photon], info.resolution_ps)
             d_ph = None
@@ -404,6 +436,9 @@ class PTUFile(Source):
             desc.info.update(plain(info))
             desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
         return d
+
+    def warmup(self):
+        warmup()
 
     def reset(self):
         self.warnings: list[str] = []
