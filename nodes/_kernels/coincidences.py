@@ -19,13 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, nogil=True)
-def _compact(buf, head, tail):
-    n = tail - head
-    for k in range(n):
-        buf[k] = buf[head + k]
-    return 0, n
+from .common import compact, div_floor, nfold_sets, reciprocal
 
 
 @njit(cache=True, nogil=True)
@@ -34,6 +28,8 @@ def t3_correlate(time, channel, start, c1, c2, c3, nbw, bw2, hist, b1, b2, b3, s
 
     ``st = [h1, t1, h2, t2, h3, t3]`` FIFO heads/tails. Returns the first
     unprocessed index (``len(time)`` when done, smaller when a FIFO is full).
+    Fast path: a tag more than ``nbw`` after the newest FIFO entry empties all
+    three FIFOs and is appended without a branch on its channel.
     """
     n = time.shape[0]
     h1 = st[0]
@@ -43,13 +39,38 @@ def t3_correlate(time, channel, start, c1, c2, c3, nbw, bw2, hist, b1, b2, b3, s
     h3 = st[4]
     e3 = st[5]
     two_nbw = 2 * nbw
+    inv = reciprocal(bw2)
+    newest = -(1 << 62)
+    if e1 > h1:
+        newest = b1[e1 - 1]
+    if e2 > h2:
+        newest = max(newest, b2[e2 - 1])
+    if e3 > h3:
+        newest = max(newest, b3[e3 - 1])
     i = start
     while i < n:
         c = channel[i]
-        if c != c1 and c != c2 and c != c3:
+        is1 = c == c1
+        is2 = c == c2
+        is3 = c == c3
+        if not (is1 | is2 | is3):
             i += 1
             continue
         t = time[i]
+        if t - newest > nbw:
+            # no earlier tag can share a triple with this one: restart the FIFOs (capacity >= 1)
+            b1[0] = t
+            b2[0] = t
+            b3[0] = t
+            h1 = 0
+            h2 = 0
+            h3 = 0
+            e1 = np.int64(is1)
+            e2 = np.int64(is2)
+            e3 = np.int64(is3)
+            newest = t
+            i += 1
+            continue
         # conservative pruning: no future triple can use a tag older than t - nbw
         while h1 < e1 and t - b1[h1] > nbw:
             h1 += 1
@@ -57,57 +78,61 @@ def t3_correlate(time, channel, start, c1, c2, c3, nbw, bw2, hist, b1, b2, b3, s
             h2 += 1
         while h3 < e3 and t - b3[h3] > nbw:
             h3 += 1
-        if c == c1:
+        if is1:
             if e1 == b1.shape[0]:
                 if h1 > 0:
-                    h1, e1 = _compact(b1, h1, e1)
+                    h1, e1 = compact(b1, h1, e1)
                 else:
                     break
             for j in range(h2, e2):
                 u1 = 2 * (b2[j] - t) + nbw
                 if u1 < 0 or u1 >= two_nbw:
                     continue
+                k1 = div_floor(u1, bw2, inv)
                 for k in range(h3, e3):
                     u2 = 2 * (b3[k] - t) + nbw
                     if u2 < 0 or u2 >= two_nbw:
                         continue
-                    hist[u1 // bw2, u2 // bw2] += 1
+                    hist[k1, div_floor(u2, bw2, inv)] += 1
             b1[e1] = t
             e1 += 1
-        elif c == c2:
+        elif is2:
             if e2 == b2.shape[0]:
                 if h2 > 0:
-                    h2, e2 = _compact(b2, h2, e2)
+                    h2, e2 = compact(b2, h2, e2)
                 else:
                     break
             for j in range(h1, e1):
                 u1 = 2 * (t - b1[j]) + nbw
                 if u1 < 0 or u1 >= two_nbw:
                     continue
+                k1 = div_floor(u1, bw2, inv)
                 for k in range(h3, e3):
                     u2 = 2 * (b3[k] - b1[j]) + nbw
                     if u2 < 0 or u2 >= two_nbw:
                         continue
-                    hist[u1 // bw2, u2 // bw2] += 1
+                    hist[k1, div_floor(u2, bw2, inv)] += 1
             b2[e2] = t
             e2 += 1
         else:
             if e3 == b3.shape[0]:
                 if h3 > 0:
-                    h3, e3 = _compact(b3, h3, e3)
+                    h3, e3 = compact(b3, h3, e3)
                 else:
                     break
             for j in range(h1, e1):
                 u2 = 2 * (t - b1[j]) + nbw
                 if u2 < 0 or u2 >= two_nbw:
                     continue
+                k2 = div_floor(u2, bw2, inv)
                 for k in range(h2, e2):
                     u1 = 2 * (b2[k] - b1[j]) + nbw
                     if u1 < 0 or u1 >= two_nbw:
                         continue
-                    hist[u1 // bw2, u2 // bw2] += 1
+                    hist[div_floor(u1, bw2, inv), k2] += 1
             b3[e3] = t
             e3 += 1
+        newest = t
         i += 1
     st[0] = h1
     st[1] = e1
@@ -128,10 +153,12 @@ def nfold(time, channel, start, det_of, window, out, bt, bd, cnt, st):
     ``st = [head, tail]``. Returns the first unprocessed index.
     """
     n = time.shape[0]
-    m = cnt.shape[0]
     nmap = det_of.shape[0]
     h = st[0]
     e = st[1]
+    o1 = 0
+    o2 = 0
+    o3 = 0
     i = start
     while i < n:
         c = channel[i]
@@ -153,26 +180,19 @@ def nfold(time, channel, start, det_of, window, out, bt, bd, cnt, st):
                 e = k
             else:
                 break
-        s1 = 0
-        s2 = 0
-        s3 = 0
-        for k in range(m):
-            if k == d:
-                continue
-            ck = cnt[k]
-            if ck == 0:
-                continue
-            s3 += s2 * ck
-            s2 += s1 * ck
-            s1 += ck
-        out[0] += s1
-        out[1] += s2
-        out[2] += s3
+        if e > h:  # at low rates the window is usually empty: no sets to count
+            s1, s2, s3 = nfold_sets(cnt, d)
+            o1 += s1
+            o2 += s2
+            o3 += s3
         bt[e] = t
         bd[e] = d
         e += 1
         cnt[d] += 1
         i += 1
+    out[0] += o1
+    out[1] += o2
+    out[2] += o3
     st[0] = h
     st[1] = e
     return i

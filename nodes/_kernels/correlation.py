@@ -22,20 +22,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .common import div_floor, reciprocal, start_stop_bin
+
 NO_DELAY = np.iinfo(np.int64).min
-
-
-@njit(cache=True, nogil=True)
-def _div(x, d, inv):
-    """``x // d`` for ``0 <= x`` (d > 0) via a float reciprocal and an exact +-1 correction."""
-    if x >= 4503599627370496:  # 2**52: float rounding could be off by more than one
-        return x // d
-    b = np.int64(x * inv)
-    if b * d > x:
-        b -= 1
-    elif (b + 1) * d <= x:
-        b += 1
-    return b
 
 
 @njit(cache=True, nogil=True)
@@ -58,8 +47,7 @@ def delay_histogram(delay, channel, sel, span, n_bins, hist):
     ``sel >= 0`` restricts to that channel. Returns the number of tags binned.
     """
     n = delay.shape[0]
-    two_span = 2 * span
-    inv = 1.0 / two_span
+    inv = reciprocal(2 * span)
     used = 0
     for i in range(n):
         c = channel[i]
@@ -67,94 +55,118 @@ def delay_histogram(delay, channel, sel, span, n_bins, hist):
             continue
         if sel >= 0 and c != sel:
             continue
-        d = delay[i]
-        if d < -span or d >= span:  # also rejects NO_DELAY; avoids overflow below
-            continue
-        u = 2 * d + span
-        if u < 0 or u >= two_span:
-            continue
-        hist[_div(u * n_bins, two_span, inv)] += 1
-        used += 1
+        b = start_stop_bin(delay[i], span, n_bins, inv)
+        if b >= 0:
+            hist[b] += 1
+            used += 1
     return used
 
 
 @njit(cache=True, nogil=True)
-def _scan_back(t, times, chans, j, target, up, nbw, bw2, inv, hist):
-    """Scan ``times[j], times[j-1], ...`` while ``2*(t - times[j]) <= nbw``, counting
-    tags on ``target``: ``up`` -> lag +dt (only if 2*dt < nbw), else lag -dt.
-    Returns the index where the scan stopped (-1: ran off the start)."""
-    while j >= 0:
-        dt = t - times[j]
-        if 2 * dt > nbw:
-            return j
-        if chans[j] == target:
-            if up:
-                if 2 * dt < nbw:
-                    hist[_div(2 * dt + nbw, bw2, inv)] += 1
-            else:
-                hist[_div(nbw - 2 * dt, bw2, inv)] += 1
-        j -= 1
-    return j
+def _carry_pairs(time, channel, ct, cc, c1, c2, nbw, bw2, inv, hist):
+    """Pairs of a batch's first tags with the carried tail ``ct``/``cc`` of earlier batches
+    (branchy, but only the few tags within one window of the batch start)."""
+    nc = ct.shape[0]
+    if nc == 0:
+        return
+    for i in range(time.shape[0]):
+        t = time[i]
+        if 2 * (t - ct[nc - 1]) > nbw:
+            return  # this and every later tag is out of reach of the carry
+        c = channel[i]
+        for k in range(nc - 1, -1, -1):
+            dt = t - ct[k]
+            if 2 * dt > nbw:
+                break
+            ck = cc[k]
+            if c == c2 and ck == c1 and 2 * dt < nbw:
+                hist[div_floor(nbw + 2 * dt, bw2, inv)] += 1
+            if c == c1 and ck == c2:
+                hist[div_floor(nbw - 2 * dt, bw2, inv)] += 1
 
 
 @njit(cache=True, nogil=True)
-def _scan_back_auto(t, times, chans, j, target, nbw, bw2, inv, hist):
-    while j >= 0:
-        dt = t - times[j]
-        if 2 * dt > nbw:
-            return j
-        if chans[j] == target:
-            hist[_div(nbw - 2 * dt, bw2, inv)] += 1
-            if 2 * dt < nbw:
-                hist[_div(2 * dt + nbw, bw2, inv)] += 1
-        j -= 1
-    return j
+def _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist):
+    """Pairs within the batch, ``c1 != c2`` (see :func:`t2_scan`)."""
+    last = hist.shape[0] - 1
+    lo = 0
+    for i in range(time.shape[0]):
+        t = time[i]
+        if i > 0 and 2 * (t - time[i - 1]) > nbw:
+            lo = i
+            continue  # no earlier tag in the window: tested before the channel (see t2_scan)
+        while 2 * (t - time[lo]) > nbw:
+            lo += 1
+        c = channel[i]
+        if c != c1 and c != c2:
+            continue
+        is2 = c == c2
+        other = c1 if is2 else c2
+        lim = nbw - 1 if is2 else nbw
+        sgn = 2 if is2 else -2
+        for j in range(lo, i):
+            dt = t - time[j]
+            # lim excludes 2*dt == nbw for a c2 tag, whose index would be n_bins: clamp, add 0
+            hist[min(div_floor(nbw + sgn * dt, bw2, inv), last)] += (channel[j] == other) & (2 * dt <= lim)
+
+
+@njit(cache=True, nogil=True)
+def _t2_auto(time, channel, c1, nbw, bw2, inv, hist):
+    """Pairs within the batch, auto-correlation of ``c1`` (both lags of every pair)."""
+    last = hist.shape[0] - 1
+    lo = 0
+    for i in range(time.shape[0]):
+        t = time[i]
+        if i > 0 and 2 * (t - time[i - 1]) > nbw:
+            lo = i
+            continue
+        while 2 * (t - time[lo]) > nbw:
+            lo += 1
+        if channel[i] != c1:
+            continue
+        for j in range(lo, i):
+            dt = t - time[j]
+            v = channel[j] == c1
+            hist[div_floor(nbw - 2 * dt, bw2, inv)] += v
+            hist[min(div_floor(nbw + 2 * dt, bw2, inv), last)] += v & (2 * dt < nbw)
 
 
 @njit(cache=True, nogil=True)
 def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
     """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
 
-    Every pair is counted once, when its later tag (stream order) is reached,
-    by scanning back over the earlier tags within the window -- first in this
-    batch, then in the carried tail ``ct``/``cc`` of the previous batches.
-    At low rates this is one comparison per tag (the previous tag is out of the
-    window), so it needs no FIFO at all. ``singles`` counts the tags of c1, c2.
+    Every pair is counted once, when its later tag (stream order) is reached:
+    a pointer ``lo`` follows the oldest tag still within the window, and the
+    tags ``lo..i-1`` pair with tag ``i`` -- a c2 tag with the c1 tags at lag
+    +dt (``2*dt < nbw``), a c1 tag with the c2 tags at lag -dt (``2*dt <= nbw``).
+    Pairs with the carried tail ``ct``/``cc`` of previous batches are counted
+    first (:func:`_carry_pairs`). ``singles`` counts the tags of c1, c2.
+
+    Where the time went, and what is done about it (each measured against the
+    single-pass reference of ``antibunch bench correlation``):
+    - a branch on the (random) channel of every tag or pair is mispredicted
+      every other time: the window test comes first (at low rates almost
+      every tag ends there), the singles are one separate vectorised count,
+      and the pair loop has no branch per channel -- every tag in the window
+      adds ``channel == other`` (0 or 1) to its bin;
+    - the bin index is an exact float-reciprocal multiply, not an integer
+      division (:func:`~nodes._kernels.common.div_floor`).
     """
-    n = time.shape[0]
-    nc = ct.shape[0]
-    inv = 1.0 / bw2
-    if c1 == c2:
-        for i in range(n):
-            if channel[i] != c1:
-                continue
-            t = time[i]
-            singles[0] += 1
-            if i > 0 and 2 * (t - time[i - 1]) > nbw:
-                continue  # fast path: the previous tag is already out of the window
-            j = _scan_back_auto(t, time, channel, i - 1, c1, nbw, bw2, inv, hist)
-            if j < 0:
-                _scan_back_auto(t, ct, cc, nc - 1, c1, nbw, bw2, inv, hist)
-        singles[1] = singles[0]
-        return
-    for i in range(n):
+    inv = reciprocal(bw2)
+    _carry_pairs(time, channel, ct, cc, c1, c2, nbw, bw2, inv, hist)
+    n1 = 0
+    n2 = 0
+    for i in range(time.shape[0]):
         c = channel[i]
-        if c == c2:
-            t = time[i]
-            singles[1] += 1
-            if i > 0 and 2 * (t - time[i - 1]) > nbw:
-                continue  # fast path: the previous tag is already out of the window
-            j = _scan_back(t, time, channel, i - 1, c1, True, nbw, bw2, inv, hist)
-            if j < 0:
-                _scan_back(t, ct, cc, nc - 1, c1, True, nbw, bw2, inv, hist)
-        elif c == c1:
-            t = time[i]
-            singles[0] += 1
-            if i > 0 and 2 * (t - time[i - 1]) > nbw:
-                continue
-            j = _scan_back(t, time, channel, i - 1, c2, False, nbw, bw2, inv, hist)
-            if j < 0:
-                _scan_back(t, ct, cc, nc - 1, c2, False, nbw, bw2, inv, hist)
+        n1 += c == c1
+        n2 += c == c2
+    singles[0] += n1
+    if c1 == c2:
+        singles[1] = singles[0]
+        _t2_auto(time, channel, c1, nbw, bw2, inv, hist)
+    else:
+        singles[1] += n2
+        _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist)
 
 
 def new_state() -> dict:

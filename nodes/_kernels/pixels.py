@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .common import compact, div_floor, nfold_sets, reciprocal, start_stop_bin
+
 PIXEL, LINE, FRAME = -1, -2, -3
 
 # marker-state slots
@@ -162,20 +164,6 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
 
 
 @njit(cache=True, nogil=True)
-def _rbin(u, n_bins, two_span, scale):
-    """``(u * n_bins) // two_span`` for ``0 <= u < two_span`` without an integer division."""
-    x = u * n_bins
-    if x >= 4503599627370496:  # 2**52: float rounding could be off by more than one
-        return x // two_span
-    b = np.int64(x * scale)
-    if b * two_span > x:
-        b -= 1
-    elif (b + 1) * two_span <= x:
-        b += 1
-    return b
-
-
-@njit(cache=True, nogil=True)
 def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, exposure, comp,
                        dirty, sel, span, n_bins, counts, incs, singles):
     """Fused marker assignment + start-stop accumulation (the paper's path).
@@ -188,8 +176,7 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
     n = time.shape[0]
     n_det = singles.shape[1]
     n_inc = incs.shape[1]
-    two_span = 2 * span
-    scale = 1.0 / two_span
+    inv = reciprocal(2 * span)
     p = ps[S_PIX]
     end = ps[S_END]
     vis = ps[S_VISIT]
@@ -234,13 +221,9 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
         i += 1
         if sel >= 0 and c != sel:
             continue
-        d = delay[i - 1]
-        if d < -span or d >= span:
+        b = start_stop_bin(delay[i - 1], span, n_bins, inv)
+        if b < 0:
             continue
-        u = 2 * d + span
-        if u < 0 or u >= two_span:
-            continue
-        b = _rbin(u, n_bins, two_span, scale)
         counts[p, b] += 1
         incs[p, q, b] += 1
     ps[S_UNASSIGNED] += unassigned
@@ -317,7 +300,7 @@ def accumulate_start_stop(pix, inc, delay, channel, sel, span, n_bins, counts, i
     """Per-pixel histogram of ``delay`` (rational bins) and per-detector singles."""
     n = pix.shape[0]
     n_det = singles.shape[1]
-    two_span = 2 * span
+    inv = reciprocal(2 * span)
     for i in range(n):
         p = pix[i]
         if p < 0:
@@ -327,13 +310,9 @@ def accumulate_start_stop(pix, inc, delay, channel, sel, span, n_bins, counts, i
             singles[p, c] += 1
         if sel >= 0 and c != sel:
             continue
-        d = delay[i]
-        if d < -span or d >= span:
+        b = start_stop_bin(delay[i], span, n_bins, inv)
+        if b < 0:
             continue
-        u = 2 * d + span
-        if u < 0 or u >= two_span:
-            continue
-        b = (u * n_bins) // two_span
         counts[p, b] += 1
         incs[p, inc[i], b] += 1
 
@@ -348,15 +327,6 @@ def count_singles(pix, channel, singles):
 
 
 @njit(cache=True, nogil=True)
-def _compact(buf, head, tail):
-    """Move the live FIFO entries ``buf[head:tail]`` to the front; returns the new ``(head, tail)``."""
-    n = tail - head
-    for k in range(n):
-        buf[k] = buf[head + k]
-    return 0, n
-
-
-@njit(cache=True, nogil=True)
 def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, counts, incs,
                   buf1, buf2, st):
     """Per-pixel T2 correlation ``t(c2) - t(c1)`` of pairs inside one visit.
@@ -364,6 +334,8 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
     ``st = [h1, t1, h2, t2, current visit]``; the FIFOs are emptied when the
     visit changes, so pairs straddling a pixel boundary are not counted. A pair
     goes to the increment of its later tag. Returns the first unprocessed index.
+    Fast path: a tag more than half the span after the newest FIFO entry
+    empties both FIFOs and is appended without a branch on its channel.
     """
     n = time.shape[0]
     h1 = st[0]
@@ -371,13 +343,18 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
     h2 = st[2]
     e2 = st[3]
     cur = st[4]
-    two_span = 2 * span
+    inv = reciprocal(2 * span)
     auto = c1 == c2
+    newest = -(1 << 62)  # time of the newest FIFO entry
+    if e1 > h1:
+        newest = buf1[e1 - 1]
+    if e2 > h2 and buf2[e2 - 1] > newest:
+        newest = buf2[e2 - 1]
     i = start
     while i < n:
         p = pix[i]
         c = channel[i]
-        if p < 0 or (c != c1 and c != c2):
+        if (p < 0) | ((c != c1) & (c != c2)):
             i += 1
             continue
         if visit[i] != cur:
@@ -388,25 +365,37 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
             e2 = 0
         t = time[i]
         q = inc[i]
+        if 2 * (t - newest) > span or (e1 == h1 and e2 == h2):
+            # nothing in the window: restart both FIFOs with this tag (capacity >= 1)
+            buf1[0] = t
+            buf2[0] = t
+            h1 = 0
+            h2 = 0
+            e1 = 1 if auto else np.int64(c == c1)
+            e2 = 0 if auto else np.int64(c == c2)
+            newest = t
+            i += 1
+            continue
         if auto:
             while h1 < e1 and 2 * (t - buf1[h1]) > span:
                 h1 += 1
             if e1 == buf1.shape[0]:
                 if h1 > 0:
-                    h1, e1 = _compact(buf1, h1, e1)
+                    h1, e1 = compact(buf1, h1, e1)
                 else:
                     break
             for k in range(h1, e1):
                 tau = t - buf1[k]
-                b = ((span - 2 * tau) * n_bins) // two_span
+                b = div_floor((span - 2 * tau) * n_bins, 2 * span, inv)
                 counts[p, b] += 1
                 incs[p, q, b] += 1
                 if 2 * tau < span:
-                    b = ((2 * tau + span) * n_bins) // two_span
+                    b = div_floor((2 * tau + span) * n_bins, 2 * span, inv)
                     counts[p, b] += 1
                     incs[p, q, b] += 1
             buf1[e1] = t
             e1 += 1
+            newest = t
             i += 1
             continue
         while h1 < e1 and 2 * (t - buf1[h1]) >= span:
@@ -416,11 +405,11 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
         if c == c2:
             if e2 == buf2.shape[0]:
                 if h2 > 0:
-                    h2, e2 = _compact(buf2, h2, e2)
+                    h2, e2 = compact(buf2, h2, e2)
                 else:
                     break
             for k in range(h1, e1):
-                b = ((2 * (t - buf1[k]) + span) * n_bins) // two_span
+                b = div_floor((2 * (t - buf1[k]) + span) * n_bins, 2 * span, inv)
                 counts[p, b] += 1
                 incs[p, q, b] += 1
             buf2[e2] = t
@@ -428,15 +417,16 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
         else:
             if e1 == buf1.shape[0]:
                 if h1 > 0:
-                    h1, e1 = _compact(buf1, h1, e1)
+                    h1, e1 = compact(buf1, h1, e1)
                 else:
                     break
             for k in range(h2, e2):
-                b = ((2 * (buf2[k] - t) + span) * n_bins) // two_span
+                b = div_floor((2 * (buf2[k] - t) + span) * n_bins, 2 * span, inv)
                 counts[p, b] += 1
                 incs[p, q, b] += 1
             buf1[e1] = t
             e1 += 1
+        newest = t
         i += 1
     st[0] = h1
     st[1] = e1
@@ -484,21 +474,11 @@ def accumulate_nfold(time, channel, pix, visit, start, det_of, window, coinc, bt
                 h = 0
             else:
                 break
-        s1 = 0
-        s2 = 0
-        s3 = 0
-        for k in range(m):
-            if k == d:
-                continue
-            ck = cnt[k]
-            if ck == 0:
-                continue
-            s3 += s2 * ck
-            s2 += s1 * ck
-            s1 += ck
-        coinc[p, 0] += s1
-        coinc[p, 1] += s2
-        coinc[p, 2] += s3
+        if e > h:
+            s1, s2, s3 = nfold_sets(cnt, d)
+            coinc[p, 0] += s1
+            coinc[p, 1] += s2
+            coinc[p, 2] += s3
         bt[e] = t
         bd[e] = d
         e += 1

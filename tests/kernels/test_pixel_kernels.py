@@ -1,0 +1,86 @@
+"""PixelAccumulator t2 kernel: tiny FIFOs (growth path), auto-correlation, chunking, against the oracle."""
+import numpy as np
+import pytest
+
+from nodes._kernels import pixels as K
+from tests import oracles as O
+
+
+def _scan(seed, ny, nx, dwell, n_per_pixel, n_det=3):
+    rng = np.random.default_rng(seed)
+    mt, mc, pt = [], [], []
+    t = 1000
+    for r in range(ny):
+        for c in range(nx):
+            if c == 0:
+                if r == 0:
+                    mt.append(t)
+                    mc.append(K.FRAME)
+                mt.append(t)
+                mc.append(K.LINE)
+            mt.append(t)
+            mc.append(K.PIXEL)
+            # bunched photons: some closer than the span, some far apart
+            pt.extend((t + np.sort(rng.integers(0, dwell, n_per_pixel))).tolist())
+            t += dwell
+        t += dwell // 3
+    pt = np.array(pt, np.int64)
+    pc = rng.integers(0, n_det, len(pt)).astype(np.int16)
+    allt = np.concatenate([np.array(mt, np.int64), pt])
+    allc = np.concatenate([np.array(mc, np.int16), pc])
+    o = np.argsort(allt, kind="stable")
+    return allt[o], allc[o], t
+
+
+def _run_kernel(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps):
+    npix = ny * nx
+    ps = K.new_marker_state()
+    expo = np.zeros(npix, np.int64)
+    dirty = np.zeros(npix, bool)
+    counts = np.zeros((npix, n_bins), np.int64)
+    incs = np.zeros((npix, 64, n_bins), np.int64)
+    b1, b2 = np.empty(1, np.int64), np.empty(1, np.int64)
+    st = np.array([0, 0, 0, 0, -1], np.int64)
+    edges = [0] + sorted(cuts) + [len(t)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        tt, cc = t[a:b], ch[a:b]
+        n = len(tt)
+        pix, inc, visit = np.empty(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        end = int(t[b]) if b < len(t) else t_end
+        K.assign_markers(tt, cc, end, nx, ny, dwell, inc_ps, ps, expo, pix, inc, visit,
+                         np.empty(n + 2, np.int64), dirty)
+        i = 0
+        while True:
+            i = K.accumulate_t2(tt, cc, pix, inc, visit, i, c1, c2, span, n_bins, counts, incs, b1, b2, st)
+            if i >= n:
+                break
+            if c1 == c2 or cc[i] == c1:
+                nb = np.empty(2 * len(b1), np.int64)
+                nb[: st[1] - st[0]] = b1[st[0]:st[1]]
+                b1 = nb
+                st[1] -= st[0]
+                st[0] = 0
+            else:
+                nb = np.empty(2 * len(b2), np.int64)
+                nb[: st[3] - st[2]] = b2[st[2]:st[3]]
+                b2 = nb
+                st[3] -= st[2]
+                st[2] = 0
+    return counts, incs
+
+
+@pytest.mark.parametrize("c1,c2", [(0, 1), (1, 0), (2, 2), (0, 0)])
+@pytest.mark.parametrize("n_per_pixel", [3, 40])
+def test_accumulate_t2_tiny_fifos_match_oracle(c1, c2, n_per_pixel):
+    ny, nx, dwell, span, n_bins, inc_ps = 2, 3, 20_000, 6_000, 7, 5_000
+    t, ch, t_end = _scan(10 * c1 + c2 + n_per_pixel, ny, nx, dwell, n_per_pixel)
+    visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
+    ref = O.accumulate_pixels(t, ch, None, visits, ny * nx, n_bins, span, inc_ps, 3, mode="t2", c1=c1, c2=c2,
+                              t_end=t_end)
+    rng = np.random.default_rng(c1 + c2)
+    for cuts in ([], [1, 2, 3], sorted(rng.choice(np.arange(1, len(t)), 7, replace=False).tolist())):
+        counts, incs = _run_kernel(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps)
+        assert np.array_equal(counts, ref["counts"])
+        q = ref["increments"].shape[1]
+        assert np.array_equal(incs[:, :q], ref["increments"])
+        assert not incs[:, q:].any()
