@@ -6,8 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sources._simkernels as K
 import sources.simulator as S
+import sources.simulator.batcher as SB
+import sources.simulator.source as SS
+from sources.simulator import _kernels as K
 from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, TagBatch
 from engine.node import ParamError
 from engine.testing import run_node
@@ -132,9 +134,9 @@ def test_tiny_work_buffers_give_identical_tags(monkeypatch):
                 batch_max_tags=300)]
     for kw in kws:
         ref = simulate(Simulator(**kw))
-        monkeypatch.setattr(S, "_BUF_FACTOR", 1e-3)
+        monkeypatch.setattr(SS, "_BUF_FACTOR", 1e-3)
         got = simulate(Simulator(**kw))
-        monkeypatch.setattr(S, "_BUF_FACTOR", 1.3)
+        monkeypatch.setattr(SS, "_BUF_FACTOR", 1.3)
         for a, b in zip(ref[:3], got[:3]):
             np.testing.assert_array_equal(a, b)
         assert ref[0].size > 1000
@@ -258,7 +260,7 @@ def test_markers_exactly_as_fifo_image_mode():
     # markers precede photons at equal times: inject a photon at a marker time
     sim2 = _small_scan(output="both")
     sim2.reset()
-    batcher = S._Batcher(sim2, sim2.t_end_ps)
+    batcher = S.Batcher(sim2, sim2.t_end_ps)
     t0 = sim2.pixel_start_ps(0, 1, 0)
     sim2._emit(batcher, np.array([t0, t0 + 1], np.int64), np.array([1, 0], np.int16),
                np.array([NO_DELAY, 5], np.int64), t0, t0 + 2)
@@ -458,13 +460,13 @@ def test_param_errors_are_clear():
 def test_stop_requested_and_realtime_pacing(monkeypatch):
     clock = [100.0]
     sleeps = []
-    monkeypatch.setattr(S, "_clock", lambda: clock[0])
+    monkeypatch.setattr(SB, "_clock", lambda: clock[0])
 
     def fake_sleep(dt):
         sleeps.append(dt)
         clock[0] += dt
 
-    monkeypatch.setattr(S, "_sleep", fake_sleep)
+    monkeypatch.setattr(SB, "_sleep", fake_sleep)
     sim = Simulator(duration_s=0.2, output="t2", realtime=True, batch_duration_ps=50_000_000_000, seed=1)
     sim.reset()
     gen = sim.generate()

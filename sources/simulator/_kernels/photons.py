@@ -1,4 +1,4 @@
-"""Numba kernels of the photon simulator (:mod:`sources.simulator`).
+"""Numba kernels of the photon simulator: random numbers, emitters, Poisson light, detectors.
 
 Everything here is a module-level ``@njit(cache=True, nogil=True)`` function
 over arrays, state in / state out. Random numbers come from our own
@@ -16,7 +16,7 @@ rates per ps): 0->1 k12, 1->0 k21 (a photon, detected with probability eta),
 the detected stream is a renewal process whose inter-event law is the
 phase-type distribution PH(e0, T) of the sub-generator ``T`` (detected
 emission = absorption). Its density is ``f(x) = sum_i c_i exp(lam_i x)``
-(eigen-decomposition of ``T``, computed in :func:`sources.simulator.ph_setup`);
+(eigen-decomposition of ``T``, computed in :func:`sources.simulator.phasetype.ph_setup`);
 we sample it EXACTLY by rejection from the envelope
 ``g(x) = sum_i amp_i exp(-mu_i x)`` (positive real terms and the moduli of
 complex terms; ``f <= g``), a mixture of exponentials. The acceptance rate is
@@ -26,6 +26,12 @@ survival is drawn from ``e0 exp(T r) / |e0 exp(T r)|`` and the chain goes on
 with the new rates (exponential holding times are memoryless). Rows whose
 decomposition is unusable fall back to an explicit jump-chain simulation,
 exact as well, only slower.
+
+Why one module: numba's on-disk cache (``cache=True``) is keyed by the source
+file of the compiled function only, so a kernel that inlines a helper from
+another module keeps the stale machine code after the helper changes. The
+generators therefore live next to the kernels that inline them; the TAC
+kernels (no random numbers) are in :mod:`.tac`.
 """
 from __future__ import annotations
 
@@ -49,40 +55,6 @@ MODE_DARK = 2  #: no detected emission possible; only the level state evolves (e
 @njit(cache=True, nogil=True, inline="always")
 def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def rng_next(s):
-    """Next 64-bit output of xoshiro256** (state ``s``: uint64[4], advanced in place)."""
-    s0 = s[0]
-    s1 = s[1]
-    s2 = s[2]
-    s3 = s[3]
-    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = _rotl(s3, 45)
-    s[0] = s0
-    s[1] = s1
-    s[2] = s2
-    s[3] = s3
-    return result
-
-
-@njit(cache=True, nogil=True, inline="always")
-def uniform(s):
-    """Uniform double in the open interval (0, 1)."""
-    return (float(np.int64(rng_next(s) >> np.uint64(11))) + 0.5) * _TWO53
-
-
-@njit(cache=True, nogil=True, inline="always")
-def exponential(s):
-    """Standard exponential (mean 1)."""
-    return -math.log(uniform(s))
 
 
 def seed_state(seed: int) -> np.ndarray:
@@ -152,26 +124,12 @@ def _ziggurat_exp_tables(n=256):
 _ZR, _ZX, _ZF, _ZW = _ziggurat_exp_tables()
 
 
-@njit(cache=True, nogil=True, inline="always")
-def exp_zig(s):
-    """Standard exponential by the ziggurat (exact; ~1 draw, no logarithm in 98 % of the calls)."""
-    while True:
-        w = rng_next(s)
-        i = np.int64(w & np.uint64(255))
-        x = float(np.int64(w >> np.uint64(11))) * _ZW[i]
-        if x < _ZX[i + 1]:
-            return x
-        if i == 0:
-            return _ZR - math.log(uniform(s))
-        if _ZF[i] + uniform(s) * (_ZF[i + 1] - _ZF[i]) < math.exp(-x):
-            return x
-
-
-# Local-state variants: the xoshiro256** state in four scalars (registers) instead of the array, which
-# would be stored and reloaded around every draw (~1.6 ns a draw). Same stream, draw for draw.
+# Every generator is written once, on a local state: the xoshiro256** state in four scalars (registers),
+# returned with each draw. Hot loops keep the state in registers (an array would be stored and reloaded
+# around every draw, ~1.6 ns a draw); the array-state forms further down wrap these for colder code.
 @njit(cache=True, nogil=True, inline="always")
 def rng_l(s0, s1, s2, s3):
-    """:func:`rng_next` on the state ``(s0, s1, s2, s3)``: returns (output, new state...)."""
+    """Next 64-bit output of xoshiro256** on the state ``(s0, s1, s2, s3)``: returns (output, new state...)."""
     result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
     t = s1 << np.uint64(17)
     s2 ^= s0
@@ -185,14 +143,14 @@ def rng_l(s0, s1, s2, s3):
 
 @njit(cache=True, nogil=True, inline="always")
 def uniform_l(s0, s1, s2, s3):
-    """:func:`uniform` on a local state."""
+    """Uniform double in the open interval (0, 1) (local state, see :func:`rng_l`)."""
     w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
     return (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53, s0, s1, s2, s3
 
 
 @njit(cache=True, nogil=True, inline="always")
 def exp_zig_l(s0, s1, s2, s3):
-    """:func:`exp_zig` on a local state."""
+    """Standard exponential by the ziggurat (exact; ~1 draw, no logarithm in 98 % of the calls; local state)."""
     while True:
         w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
         i = np.int64(w & np.uint64(255))
@@ -259,30 +217,8 @@ _NR, _NX, _NF, _NW = _ziggurat_normal_tables()
 
 
 @njit(cache=True, nogil=True, inline="always")
-def normal_zig(s):
-    """Standard normal by the ziggurat (exact; 1 draw in ~99 % of the calls; sign from bit 7)."""
-    while True:
-        w = rng_next(s)
-        i = np.int64(w & np.uint64(127))
-        neg = (w & np.uint64(128)) != np.uint64(0)
-        x = float(np.int64(w >> np.uint64(11))) * _NW[i]
-        if x < _NX[i + 1]:
-            return -x if neg else x
-        if i == 0:  # tail beyond r (Marsaglia 1964)
-            while True:
-                xt = -math.log(uniform(s)) / _NR
-                yt = -math.log(uniform(s))
-                if 2.0 * yt > xt * xt:
-                    break
-            x = _NR + xt
-            return -x if neg else x
-        if _NF[i] + uniform(s) * (_NF[i + 1] - _NF[i]) < math.exp(-0.5 * x * x):
-            return -x if neg else x
-
-
-@njit(cache=True, nogil=True, inline="always")
 def normal_zig_l(s0, s1, s2, s3):
-    """:func:`normal_zig` on a local state (see :func:`rng_l`)."""
+    """Standard normal by the ziggurat (exact; 1 draw in ~99 % of the calls; sign from bit 7; local state)."""
     while True:
         w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
         i = np.int64(w & np.uint64(127))
@@ -290,7 +226,7 @@ def normal_zig_l(s0, s1, s2, s3):
         x = float(np.int64(w >> np.uint64(11))) * _NW[i]
         if x < _NX[i + 1]:
             return (-x if neg else x), s0, s1, s2, s3
-        if i == 0:
+        if i == 0:  # tail beyond r (Marsaglia 1964)
             while True:
                 ua, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
                 ub, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
@@ -303,6 +239,40 @@ def normal_zig_l(s0, s1, s2, s3):
         u, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
         if _NF[i] + u * (_NF[i + 1] - _NF[i]) < math.exp(-0.5 * x * x):
             return (-x if neg else x), s0, s1, s2, s3
+
+
+# Array-state forms (state ``s``: uint64[4], advanced in place): the same draws as the local-state
+# generators above, for code that passes the state array around.
+@njit(cache=True, nogil=True, inline="always")
+def rng_next(s):
+    """Next 64-bit output of xoshiro256** (:func:`rng_l` on the state array ``s``)."""
+    w, s0, s1, s2, s3 = rng_l(s[0], s[1], s[2], s[3])
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def uniform(s):
+    """:func:`uniform_l` on the state array ``s``."""
+    u, s0, s1, s2, s3 = uniform_l(s[0], s[1], s[2], s[3])
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return u
+
+
+@njit(cache=True, nogil=True, inline="always")
+def exp_zig(s):
+    """:func:`exp_zig_l` on the state array ``s``."""
+    x, s0, s1, s2, s3 = exp_zig_l(s[0], s[1], s[2], s[3])
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def normal_zig(s):
+    """:func:`normal_zig_l` on the state array ``s``."""
+    z, s0, s1, s2, s3 = normal_zig_l(s[0], s[1], s[2], s[3])
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return z
 
 
 @njit(cache=True, nogil=True)
@@ -328,48 +298,19 @@ def _ph_accept_cplx(x, v, lam, c, amp, mu, r, mus):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sample_ph_real(s, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, sqdel):
+def _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, sqdel):
     """One inter-detection time (ps) from the ground state, exact (rejection), real decomposition.
 
     ``f(x) = sum_j cr_j exp(-mu_j x)``; envelope ``g`` keeps the positive
     terms. Component ``i`` is drawn with probability ``cum`` (cumulative of
     ``max(cr_i,0)/mu_i``), ``x ~ Exp(mu_i)``, accepted with probability
     ``f(x)/g(x)``; the squeeze ``x >= x0 and v <= 1 - 1/256`` (where
-    ``f/g >= 1 - 1/256``) avoids evaluating ``f`` for most samples. Scalars
-    only: array arguments would cost reference counting per call.
+    ``f/g >= 1 - 1/256``) avoids evaluating ``f`` for most samples. One
+    64-bit draw gives the component (top 53 bits) and a coarse acceptance
+    level ``b`` (low 8 bits): ``v = (b + fresh uniform) / 256``. Scalars only
+    (array arguments would cost reference counting per call); returns (x, new
+    RNG state...).
     """
-    while True:
-        # one 64-bit draw: top 53 bits -> u (component), low 8 bits -> b
-        # (coarse acceptance level); the exponential from the ziggurat
-        w = rng_next(s)
-        u = (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53
-        b = np.int64(w & np.uint64(255))
-        if u <= cum0:
-            m = mu0
-        elif u <= cum1:
-            m = mu1
-        else:
-            m = mu2
-        x = exp_zig(s) / m
-        # v = (b + fresh uniform) / 256 is uniform on (0, 1); v <= 1 - 1/256 iff b <= 254
-        if x >= x0 and b <= 254:
-            return x
-        v = (float(b) + uniform(s)) * (1.0 / 256.0)
-        # second squeeze: f/g >= 1 - D exp(-delta x) (one exponential instead of three)
-        if v <= 1.0 - sqd * math.exp(-sqdel * x):
-            return x
-        e0 = math.exp(-(mu0 - mus) * x)
-        e1 = math.exp(-(mu1 - mus) * x)
-        e2 = math.exp(-(mu2 - mus) * x)
-        f = cr0 * e0 + cr1 * e1 + cr2 * e2
-        g = max(cr0, 0.0) * e0 + max(cr1, 0.0) * e1 + max(cr2, 0.0) * e2
-        if v * g <= f:
-            return x
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, x0, mus, sqd, sqdel):
-    """:func:`_sample_ph_real` on a local RNG state: returns (x, new state...)."""
     while True:
         w, s0, s1, s2, s3 = rng_l(s0, s1, s2, s3)
         u = (float(np.int64(w >> np.uint64(11))) + 0.5) * _TWO53
@@ -378,7 +319,7 @@ def _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, 
         m = mu0 if u <= cum0 else m
         e, s0, s1, s2, s3 = exp_zig_l(s0, s1, s2, s3)
         x = e / m
-        if x >= x0 and b <= 254:
+        if x >= x0 and b <= 254:  # v <= 1 - 1/256 iff b <= 254
             return x, s0, s1, s2, s3
         uu, s0, s1, s2, s3 = uniform_l(s0, s1, s2, s3)
         v = (float(b) + uu) * (1.0 / 256.0)
@@ -395,7 +336,7 @@ def _sample_ph_real_l(s0, s1, s2, s3, mu0, mu1, mu2, cr0, cr1, cr2, cum0, cum1, 
 
 @njit(cache=True, nogil=True)
 def _sample_ph_cplx(s, lam, c, amp, mu, cum, slow, x0, r):
-    """As :func:`_sample_ph_real` for a decomposition with complex terms (row ``r``)."""
+    """As :func:`_sample_ph_real_l` for a decomposition with complex terms (row ``r``)."""
     mus = mu[r, slow[r]]
     while True:
         u = uniform(s)
@@ -623,27 +564,8 @@ def _ap_pop(ap, d, limit):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _normal(s, clip):
-    """Standard normal truncated to ``|z| <= clip`` (ziggurat, rejection)."""
-    while True:
-        z = normal_zig(s)
-        if abs(z) <= clip:
-            return z
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _geom_skip(s, p):
-    """Avalanches before the next one that afterpulses: Geometric(p) - 1 (large if p == 0)."""
-    if p <= 0.0:
-        return np.int64(2**62)
-    if p >= 1.0:
-        return np.int64(0)
-    return np.int64(math.floor(math.log(uniform(s)) / math.log1p(-p)))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _normal_l(s0, s1, s2, s3, clip):
-    """:func:`_normal` on a local state."""
+    """Standard normal truncated to ``|z| <= clip`` (ziggurat, rejection; local state)."""
     while True:
         z, s0, s1, s2, s3 = normal_zig_l(s0, s1, s2, s3)
         if abs(z) <= clip:
@@ -652,7 +574,7 @@ def _normal_l(s0, s1, s2, s3, clip):
 
 @njit(cache=True, nogil=True, inline="always")
 def _geom_skip_l(s0, s1, s2, s3, p):
-    """:func:`_geom_skip` on a local state."""
+    """Avalanches before the next one that afterpulses: Geometric(p) - 1 (large if p == 0; local state)."""
     if p <= 0.0:
         return np.int64(2**62), s0, s1, s2, s3
     if p >= 1.0:
@@ -794,252 +716,3 @@ def detectors_block(s, em_t, em_d, em_off, po_t, po_d, n_po, length, last, ap, d
         bd[j + 1] = di
     return k - nb, True
 
-
-# ------------------------------------------------------------------- TAC path
-@njit(cache=True, nogil=True, inline="always")
-def tac_delay(bin_, tac_range_ps, zero_delay_ps):
-    """``round(bin * tac_range_ps / 4096) - zero_delay_ps`` in exact integers.
-
-    Rounds half to even (what ``numpy.round`` does on the exactly
-    representable float ``bin * tac_range_ps / 4096``).
-    """
-    num = bin_ * tac_range_ps
-    q = num // 4096
-    r = num - q * 4096
-    if r > 2048 or (r == 2048 and (q & 1) == 1):
-        q += 1
-    return q - zero_delay_ps
-
-
-@njit(cache=True, nogil=True)
-def tac_emit(times, chans, delays, i_from, t_limit, tac, start_ch, stop_ch, zero_delay_ps, tac_range_ps, dead_ps,
-             busy_until, e0, e1, mt, mc, only_valid, counts, ot, oc, od, k):
-    """One pass over the tags ``i >= i_from`` with time < ``t_limit``: TAC conversions, then output.
-
-    **TAC** (if ``tac``), SPC-150 start-stop: a start-channel photon at
-    ``ts`` starts the TAC if it is free (``ts >= busy_until``); the stop is
-    the first stop-channel photon whose delayed arrival ``t_stop +
-    zero_delay_ps`` is ``>= ts``. The conversion is valid if ``dt = t_stop +
-    zero_delay_ps - ts < tac_range_ps``: ``bin = floor(dt * 4096 /
-    tac_range_ps)``, ``delays[i] = tac_delay(bin)`` and the TAC is busy until
-    the stop arrival plus ``dead_ps``; otherwise the ramp runs out and the TAC
-    is busy until ``ts + tac_range_ps + dead_ps``. The caller guarantees that
-    all photons before ``t_limit - zero_delay_ps + tac_range_ps`` are present.
-
-    **Output** of the tags ``e0 <= i < e1`` (inside the pass; their delays are
-    final when they are reached): ``counts[channel]`` is incremented for each
-    photon; ``only_valid`` keeps only the tags with ``delay != NO_DELAY``
-    (start-stop output); the sorted markers ``mt/mc`` (all of them, delay
-    ``NO_DELAY``) are merged in before photons at equal times. Written to
-    ``ot/oc/od`` from index ``k`` on (the caller makes room for ``e1 - e0 +
-    len(mt)`` tags).
-
-    Returns (index of the first unprocessed tag, busy_until, number of starts,
-    number of valid conversions, index after the last tag written).
-
-    With ``only_valid`` and ``i_from <= e0`` (the usual start-stop pass) the
-    kept tags are exactly this pass's valid conversions: :func:`_tac_valid`
-    writes them as they are found and counts the channels in a separate
-    branch-free loop (same output, no per-tag output work).
-    """
-    if tac and only_valid and i_from <= e0:
-        return _tac_valid(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps, tac_range_ps,
-                          dead_ps, busy_until, e0, e1, mt, mc, counts, ot, oc, od, k)
-    n = times.shape[0]
-    m = mt.shape[0]
-    nd = counts.shape[0]
-    c4 = np.zeros((4, nd), np.int64)  # 4 interleaved counters: no store-to-load chain
-    j = 0
-    p = -1  # candidate stop index: binary search once, then advance linearly (lo never decreases)
-    i = i_from
-    n_starts = 0
-    n_valid = 0
-    inv_r = 1.0 / tac_range_ps
-    while i < n:
-        ts = times[i]
-        if ts >= t_limit:
-            break
-        ci = chans[i]
-        if tac and ci == start_ch and ts >= busy_until:
-            n_starts += 1
-            lo = ts - zero_delay_ps
-            if p < 0:
-                a = 0
-                b = n
-                while a < b:
-                    mid = (a + b) >> 1
-                    if times[mid] < lo:
-                        a = mid + 1
-                    else:
-                        b = mid
-                p = a
-            while p < n and (times[p] < lo or chans[p] != stop_ch):
-                p += 1
-            if p < n:
-                dt = times[p] + zero_delay_ps - ts
-                if dt < tac_range_ps:
-                    # floor(dt * 4096 / R) without an integer division: float estimate, corrected exactly
-                    num = dt * 4096
-                    b_ = np.int64(float(num) * inv_r)
-                    if b_ * tac_range_ps > num:
-                        b_ -= 1
-                    elif (b_ + 1) * tac_range_ps <= num:
-                        b_ += 1
-                    delays[i] = tac_delay(b_, tac_range_ps, zero_delay_ps)
-                    busy_until = times[p] + zero_delay_ps + dead_ps
-                    n_valid += 1
-                else:
-                    busy_until = ts + tac_range_ps + dead_ps
-            else:
-                busy_until = ts + tac_range_ps + dead_ps
-        if i >= e0 and i < e1:
-            c4[i & 3, ci] += 1
-            di = delays[i]
-            # markers before a dropped tag land before the next kept one: the same place
-            while j < m and mt[j] <= ts:
-                ot[k] = mt[j]
-                oc[k] = mc[j]
-                od[k] = NO_DELAY
-                j += 1
-                k += 1
-            ot[k] = ts  # written always, kept (k advanced) unless filtered out: no branch
-            oc[k] = ci
-            od[k] = di
-            k += (not only_valid) or di != NO_DELAY
-        i += 1
-    while j < m:
-        ot[k] = mt[j]
-        oc[k] = mc[j]
-        od[k] = NO_DELAY
-        j += 1
-        k += 1
-    for q in range(4):
-        for ch in range(nd):
-            counts[ch] += c4[q, ch]
-    return i, busy_until, n_starts, n_valid, k
-
-
-@njit(cache=True, nogil=True)
-def _tac_valid(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps, tac_range_ps, dead_ps,
-               busy_until, e0, e1, mt, mc, counts, ot, oc, od, k):
-    """:func:`tac_emit` for start-stop output when ``i_from <= e0``: output only at valid conversions."""
-    n = times.shape[0]
-    m = mt.shape[0]
-    nd = counts.shape[0]
-    j = 0
-    p = -1
-    i = i_from
-    n_starts = 0
-    n_valid = 0
-    inv_r = 1.0 / tac_range_ps
-    while i < n:
-        ts = times[i]
-        if ts >= t_limit:
-            break
-        if ts >= busy_until and chans[i] == start_ch:
-            n_starts += 1
-            lo = ts - zero_delay_ps
-            if p < 0:
-                a = 0
-                b = n
-                while a < b:
-                    mid = (a + b) >> 1
-                    if times[mid] < lo:
-                        a = mid + 1
-                    else:
-                        b = mid
-                p = a
-            while p < n and (times[p] < lo or chans[p] != stop_ch):
-                p += 1
-            # markers up to ts go before this start whether or not it is kept (the same place)
-            while j < m and mt[j] <= ts:
-                ot[k] = mt[j]
-                oc[k] = mc[j]
-                od[k] = NO_DELAY
-                j += 1
-                k += 1
-            if p < n:
-                tp = times[p] + zero_delay_ps
-                dt = min(tp - ts, tac_range_ps)
-                valid = dt < tac_range_ps
-                # valid or not, without a branch: bin of dt (floor(dt * 4096 / R), float estimate corrected
-                # exactly), selected delay and busy time
-                num = dt * 4096
-                b_ = np.int64(float(num) * inv_r)
-                b_ -= b_ * tac_range_ps > num
-                b_ += (b_ + 1) * tac_range_ps <= num
-                di = tac_delay(b_, tac_range_ps, zero_delay_ps) if valid else NO_DELAY
-                delays[i] = di
-                busy_until = (tp if valid else ts + tac_range_ps) + dead_ps
-                n_valid += valid
-                if i < e1:  # written always, kept if valid and in [e0, e1)
-                    ot[k] = ts
-                    oc[k] = start_ch
-                    od[k] = di
-                    k += valid and i >= e0
-            else:
-                busy_until = ts + tac_range_ps + dead_ps
-        i += 1
-    while j < m:
-        ot[k] = mt[j]
-        oc[k] = mc[j]
-        od[k] = NO_DELAY
-        j += 1
-        k += 1
-    c4 = np.zeros((4, nd), np.int64)
-    q = e0
-    while q + 4 <= e1:
-        c4[0, chans[q]] += 1
-        c4[1, chans[q + 1]] += 1
-        c4[2, chans[q + 2]] += 1
-        c4[3, chans[q + 3]] += 1
-        q += 4
-    while q < e1:
-        c4[0, chans[q]] += 1
-        q += 1
-    for q in range(4):
-        for ch in range(nd):
-            counts[ch] += c4[q, ch]
-    return i, busy_until, n_starts, n_valid, k
-
-
-@njit(cache=True, nogil=True)
-def tac_process(times, chans, delays, i_from, t_limit, start_ch, stop_ch, zero_delay_ps,
-                tac_range_ps, dead_ps, busy_until):
-    """The TAC part of :func:`tac_emit` alone: returns (index of the first unprocessed tag,
-    busy_until, number of starts, number of valid conversions)."""
-    e_t = np.zeros(0, np.int64)
-    e_c = np.zeros(0, np.int16)
-    i, busy, ns, nv, _ = tac_emit(times, chans, delays, i_from, t_limit, True, start_ch, stop_ch, zero_delay_ps,
-                                  tac_range_ps, dead_ps, busy_until, 0, 0, e_t, e_c, False,
-                                  np.zeros(0, np.int64), e_t, e_c, e_t, 0)
-    return i, busy, ns, nv
-
-
-# ------------------------------------------------------------------- warm-up
-def warmup() -> None:
-    """Compile every kernel on a tiny input (numba cache makes later runs instant)."""
-    s = seed_state(1)
-    uniforms(s, 4)
-    one_c = np.zeros((1, 3), np.complex128)
-    one_f = np.ones((1, 3), np.float64)
-    vinv = np.zeros((1, 3, 3), np.complex128)
-    emitter_block(s, 0, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.full(1, MODE_EXPLICIT, np.int8),
-                  np.ones(1), np.ones(1), np.ones(1), np.ones(1), np.ones(1), one_c, one_c, one_f, one_f,
-                  one_f, np.zeros(1, np.int64), np.zeros(1), np.zeros((1, 2)), np.zeros(1, np.bool_), one_c, vinv,
-                  np.array([0.5, 1.0]),
-                  np.empty(4), np.empty(4, np.int16))
-    pt, pd = np.empty(4), np.empty(4, np.int16)
-    n, ok = poisson_block(s, np.zeros(1), np.ones(1), np.zeros(1, np.int64), np.ones((1, 1)),
-                              np.full(1, -1, np.int64), np.array([0.5, 1.0]), pt, pd)
-    last = np.full(2, -np.inf)
-    ap = np.full((2, AP_CAP), np.inf)
-    bt, bc, bd = np.empty(64, np.int64), np.empty(64, np.int16), np.empty(64, np.int64)
-    k, ok = detectors_block(s, np.zeros(1), np.zeros(1, np.int16), np.array([0, 1], np.int64), pt, pd, n, 2.0,
-                            last, ap, np.zeros(2), 0.5, 1.0, 0, np.ones(2), JITTER_CLIP, bt, bc, bd, 0)
-    ot, oc, od = bt[:k], bc[:k], bd[:k]
-    st, sc, sd = np.empty(80, np.int64), np.empty(80, np.int16), np.empty(80, np.int64)
-    tac_emit(ot, oc, od, 0, 2**62, True, 0, 1, 1, 4, 1, -1, 0, k, np.zeros(1, np.int64), np.full(1, -1, np.int16),
-             True, np.zeros(2, np.int64), st, sc, sd, 0)
-    tac_process(ot, oc, od, 0, 10, 0, 1, 1, 4, 1, -1)
-    tac_delay(3, 550_000, 250_000)
