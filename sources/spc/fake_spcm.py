@@ -7,7 +7,7 @@ Purpose
     bit at a chosen point, and records every call in ``calls``.
 
 Example
-    >>> fake = FakeSPCM.from_spc_file("shared/data/spc/test_noise.spc")   # doctest: +SKIP
+    >>> fake = FakeSPCM.from_spc_file("scan.spc")   # doctest: +SKIP
     >>> src = SPC150(lib=fake)                                               # doctest: +SKIP
 """
 from __future__ import annotations

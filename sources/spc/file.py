@@ -2,7 +2,7 @@
 
 Purpose
     Read ``.spc`` files of any size with bounded memory (``batch_records`` records per
-    read), decode them with the numba kernels of :mod:`sources.spc.records` and emit
+    read), decode them with the numba kernels of :mod:`sources.spc.decode` and emit
     :class:`~engine.messages.TagBatch` es that tile time. ``follow=True`` tails a file
     that is still growing and stops once it has not grown for ``follow_timeout_s`` or
     when the run is stopped (Ctrl-C).
@@ -41,7 +41,8 @@ import numpy as np
 from engine.messages import TagBatch
 from engine.node import Out, Param, Source, plain
 
-from .records import (FORMATS, Header, RecordFormat, SPCFormatError, StreamDecoder, parse_header, resolve_format)
+from .decode import C_BACKWARDS, C_GAP_REPAIRS, StreamDecoder
+from .format import FORMATS, Header, RecordFormat, SPCFormatError, parse_header, resolve_format
 from .setfile import SetFile, find_set, read_set
 from .stream import TagAssembler
 
@@ -82,7 +83,7 @@ def _detect_32(path: str, start: int, end: int) -> tuple[str, str]:
     for name in ("spc1xx", "spc600_256"):
         d = StreamDecoder(name, strict=False, macro_clock_ps=1)
         d.feed(recs)
-        back[name] = int(d.counters[8])
+        back[name] = int(d.counters[C_BACKWARDS])
     if back["spc600_256"] < back["spc1xx"]:
         return "spc600_256", (f"no .set: record format inferred from the data as spc600_256 (SPC-600/630 "
                               f"256 ch; {back['spc1xx']} backward times of {n} records as spc1xx)")
@@ -197,7 +198,7 @@ def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder, *, batch_records: int
                 follow_timeout_s: float = 5.0, poll_s: float = 0.05, stop=lambda: False, on_warning=None):
     """Yield ``(pieces, final)`` for consecutive chunks of the file; the last has ``final=True``.
 
-    Trailing all-zero records (padding; spc_format.md §7.2) are dropped with a
+    Trailing all-zero records (padding, see docs/formats.md) are dropped with a
     warning; in follow mode they are held back until non-zero data follows them.
     """
     rec = info.fmt.record_bytes
@@ -355,11 +356,11 @@ class SPCFile(Source):
         else:
             self.exit_status = "abort" if self.stop_requested else "success"
         self._update_counters(dec, asm)
-        rep = dec.counters[15]
+        rep = dec.counters[C_GAP_REPAIRS]
         if rep:
             self._warn(f"{fi.path}: {int(rep)} time(s) after a GAP would have gone backwards (overflows lost with "
                        f"the data); moved forward by whole overflow periods: the lost interval is a lower bound")
-        bad = dec.counters[8]
+        bad = dec.counters[C_BACKWARDS]
         if bad:
             self._warn(f"{fi.path}: skipped {int(bad)} record(s) whose macrotime went backwards (strict=False)")
 

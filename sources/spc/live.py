@@ -44,7 +44,8 @@ from engine.messages import FLAG_FIFO_FULL, FLAG_GAP, TagBatch
 from engine.node import Out, Param, Source
 
 from .device import FIFO_TYPES, SPC_ARMED, SPC_FEMPTY, SPC_FOVFL, SPCM
-from .records import FORMATS, SPCFormatError, StreamDecoder, parse_header, resolve_format
+from .decode import C_BACKWARDS, StreamDecoder
+from .format import FORMATS, SPCFormatError, parse_header, resolve_format
 from .stream import TagAssembler
 
 
@@ -192,8 +193,8 @@ class SPC150(Source):
         if b is not None:
             yield b
         self._counters(dec, asm, n_ovfl, words_total)
-        if dec.counters[8]:
-            self._warn(f"SPC150: skipped {int(dec.counters[8])} record(s) whose macrotime went backwards")
+        if dec.counters[C_BACKWARDS]:
+            self._warn(f"SPC150: skipped {int(dec.counters[C_BACKWARDS])} record(s) whose macrotime went backwards")
         try:
             self.rates = dev.read_rates()
         except Exception:  # noqa: BLE001 - rates are informative only

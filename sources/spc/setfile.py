@@ -1,7 +1,7 @@
 """SPCM ``.set`` side-car files: parse the setup parameters we need, write a minimal one.
 
 Purpose
-    A B&H ``.set`` file (spc_format.md §4) is a 42-byte binary ``bhfile_header``
+    A B&H ``.set`` file (docs/formats.md) is a 42-byte binary ``bhfile_header``
     (module type in bits 4-11 of ``revision``) followed by ASCII ``*IDENTIFICATION``
     and ``*SETUP`` blocks of ``#SP [NAME,TYPE,VALUE]`` lines and a binary block. We read
     the module, the TAC range/gain, ADC resolution, TAC limits and imaging sizes; the

@@ -12,7 +12,8 @@ import numpy as np
 
 from engine.messages import FLAG_GAP, TagBatch
 
-from .records import Piece, StreamDecoder, bins_to_delay, tac_range_fs
+from .decode import Piece, StreamDecoder, bins_to_delay
+from .format import tac_range_fs
 
 
 class TagAssembler:

@@ -40,7 +40,7 @@ def test_g2_closed_form_matches_rate_equations():
 
 
 def test_three_level_taus_match_science_table():
-    """science.md 3.1 table (k21=1/20, k23=1/100, k31=1/200 per ns), within one unit of its last digit."""
+    """docs/simulator.md table (k21=1/20, k23=1/100, k31=1/200 per ns), within one unit of its last digit."""
     table = {0.2: (15.8, 176, 0.15), 1.0: (13.0, 129, 0.62), 5.0: (6.5, 85, 1.46)}
     for s, (t1, t2, a) in table.items():
         r1, r2, ra = three_level_taus(s * saturation_k12(K21, K23, K31), K21, K23, K31)

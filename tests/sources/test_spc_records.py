@@ -72,7 +72,7 @@ def test_count_entry_then_mtov_photon_both_add():
 
 
 def test_marker_with_mtov_is_a_marker_not_a_count_entry():
-    # phconvert 0.10.2 mistakes this for a count entry (spc_format.md §1)
+    # phconvert 0.10.2 mistakes this for a count entry (it drops INVALID records before looking at MARK)
     recs = np.array([0x90000000 | 0x40000000 | (0b0111 << 12) | 7, 0x00000009], np.uint32)
     t, c, b, dec = decode_all(recs)
     assert t.tolist() == [4096 + 7] * 3 + [4096 + 9]
