@@ -19,6 +19,8 @@ Parameters
     batch_records    records decoded per batch (memory bound ~ 14 bytes x this)
     follow_timeout_s stop following after the file has not grown for this long (s)
     strict           time going backwards raises (True) or is skipped and counted (False)
+    mode             'start_stop' (default, the paper's set-up) or 't3' (macro clock = laser sync:
+                     time_ps = macrotime + microtime, delay_ps = microtime; see docs/formats.md)
 
 Ports
     out: TagBatch (channel = routing 0..15 for photons, FRAME/LINE/PIXEL/USER markers;
@@ -266,6 +268,9 @@ class SPCFile(Source):
                              doc="follow mode: stop once the file has not grown for this long")
     poll_s = Param(float, default=0.05, min=0.001, unit="s", doc="follow mode: polling interval")
     strict = Param(bool, default=True, doc="raise on time going backwards (False: skip and count)")
+    mode = Param(str, default="start_stop", choices=("start_stop", "t3"),
+                 doc="start_stop: macrotimes + start-stop delay_ps (paper); t3: macro clock = laser sync, "
+                     "absolute times macro*clock + microtime, delay_ps = microtime")
 
     def check(self):
         if not self.follow and not Path(self.path).is_file():
@@ -307,6 +312,12 @@ class SPCFile(Source):
         warnings.warn(msg, SPCWarning, stacklevel=3)
 
     def generate(self):
+        if self.mode == "t3":
+            yield from _absolute_t3(self._generate(), self.path)
+        else:
+            yield from self._generate()
+
+    def _generate(self):
         if self.follow and not Path(self.path).is_file():
             t0 = time.monotonic()
             while not Path(self.path).is_file():
@@ -366,6 +377,30 @@ class SPCFile(Source):
 
     def _update_counters(self, dec, asm):
         self.counters = {**dec.counter_dict(), "batches": asm.seq, "reordered_equal_time": asm.n_reordered}
+
+
+def _absolute_t3(batches, path):
+    """T3 mode: ``time = macrotime + microtime`` (B&H's microtime ``4095 - ADC`` already runs forward
+    from the sync: reversed start-stop), re-ordered exactly -- no later record has a macrotime
+    before the end of the current batch."""
+    from ..timeorder import TimeOrderer
+
+    order = TimeOrderer(with_delay=True)
+    end = 0
+    for b in batches:
+        if b.delay_ps is None:
+            raise SPCFormatError("mode='t3' needs the TAC range (tac_range_ps=... or a .set) to convert microtimes",
+                                 None, path)
+        ph = b.channel >= 0
+        t = b.time_ps.copy()
+        t[ph] += b.delay_ps[ph]
+        out = order.push(t, b.channel, b.delay_ps, b.t_end_ps, flags=b.flags)
+        end = b.t_end_ps
+        if out is not None:
+            yield out
+    out = order.finish(end)
+    if out is not None:
+        yield out
 
 
 def summarize(path, *, format: str | None = None, tac_range_ps: float | None = None,
