@@ -91,11 +91,23 @@ class Step:
 
 
 class Graph:
-    def __init__(self, name: str, params: dict | None = None):
+    """A named set of steps and edges.
+
+    ``graph.params`` (what sinks record as the run's parameters) has one
+    source of truth: :func:`load_graph` fills it with the build function's
+    arguments, its signature's defaults overridden by the reference's
+    ``build(k=v)``. ``derived`` adds values computed from them that are worth
+    recording (``derived=dict(field_nm=FIELD_NM)``); a build argument always
+    wins over a derived entry of the same name. ``params=`` is the older
+    spelling of ``derived`` and is read the same way.
+    """
+
+    def __init__(self, name: str, params: dict | None = None, *, derived: dict | None = None):
         self.name = name
         self.steps: dict[str, Node] = {}
         self.edges: list[Edge] = []
-        self.params = dict(params or {})
+        self.derived = {**(params or {}), **(derived or {})}
+        self.params = dict(self.derived)  # load_graph puts the build arguments first
         self.ref: str | None = None  # set by load_graph: how to rebuild it elsewhere
         self.source_text: str | None = None
         self._problems: list[str] = []
@@ -377,6 +389,7 @@ def load_graph(ref: str, **overrides) -> Graph:
     except TypeError as exc:
         names = ", ".join(sig.parameters)
         raise GraphRefError(f"graph {target!r}: {func}() {exc}; parameters: {names}") from None
+    check_arguments(builder, kwargs, f"graph {target!r}")
     try:
         graph = builder(**kwargs)
     except GraphError:
@@ -388,16 +401,102 @@ def load_graph(ref: str, **overrides) -> Graph:
         raise GraphRefError(f"graph {target!r}: {func}() returned {type(graph).__name__}, not a Graph")
     graph.ref = _canonical_ref(target, func, kwargs)
     graph.source_text = text
-    merged = {}
-    try:
-        for k, p in inspect.signature(builder).parameters.items():
-            if p.default is not inspect.Parameter.empty:
-                merged[k] = p.default
-    except (TypeError, ValueError):
-        pass
-    merged.update(kwargs)
-    graph.params = {**merged, **graph.params}
+    args = dict(_signature_defaults(builder))
+    args.update(kwargs)
+    graph.params = {**args, **{k: v for k, v in graph.derived.items() if k not in args}}
     return graph
+
+
+def check_arguments(builder, kwargs: dict, where: str) -> None:
+    """Refuse an argument whose type disagrees with the build signature.
+
+    The expected type comes from the parameter's annotation when it is a plain
+    type (``int``, ``float``, ``str``, ``bool``, ``tuple``, ``list``, ``dict``,
+    optionally ``| None``), else from its default's type; ``None`` is always
+    accepted (it means "off"/"default"), a default of ``None`` accepts anything.
+    An ``int`` is a valid ``float``; ``bool`` is not a number.
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return
+    hints = _type_hints(builder)
+    for name, value in kwargs.items():
+        p = params.get(name)
+        if p is None or value is None:
+            continue
+        kinds = hints.get(name) or _default_kinds(p.default)
+        if not kinds or _matches(value, kinds, p.default):
+            continue
+        expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        if _numeric_sequence(p.default):
+            expected = "a tuple of numbers"
+        example = f" (like {p.default!r})" if p.default is not inspect.Parameter.empty else ""
+        raise GraphRefError(f"{where}: parameter '{name}' expects {expected}{example}; "
+                            f"got {type(value).__name__} {value!r}")
+
+
+def _numeric_sequence(v) -> bool:
+    return isinstance(v, (tuple, list)) and bool(v) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "True or False",
+               tuple: "a tuple", list: "a list", dict: "a dict"}
+_PLAIN = (bool, int, float, str, tuple, list, dict)
+
+
+def _type_hints(builder) -> dict:
+    import types
+    import typing
+
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to defaults
+        return {}
+    out = {}
+    for name, h in hints.items():
+        args = typing.get_args(h) if isinstance(h, types.UnionType) or typing.get_origin(h) is typing.Union else (h,)
+        kinds = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
+        if kinds and all(k in _PLAIN for k in kinds):
+            out[name] = kinds
+    return out
+
+
+def _default_kinds(default) -> tuple:
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, (int, float)):
+        return (float,) if isinstance(default, float) else (int,)
+    if isinstance(default, (tuple, list)):
+        return (tuple, list)
+    if isinstance(default, (str, dict)):
+        return (type(default),)
+    return ()  # None, objects: anything goes
+
+
+def _matches(value, kinds, default) -> bool:
+    if isinstance(value, bool):
+        return bool in kinds
+    if float in kinds and isinstance(value, (int, float)):
+        return True
+    if any(k is not bool and isinstance(value, k) for k in kinds):
+        if isinstance(value, (tuple, list)) and _numeric_sequence(default):
+            return _numeric_sequence(value)
+        return True
+    return isinstance(value, (tuple, list)) and (tuple in kinds or list in kinds)
+
+
+def _signature_defaults(builder) -> dict:
+    import inspect
+
+    try:
+        return {k: p.default for k, p in inspect.signature(builder).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    except (TypeError, ValueError):
+        return {}
 
 
 def _fmt_kwargs(kwargs: dict) -> str:

@@ -23,10 +23,12 @@ def add_commands(sub) -> None:
 
 def cmd_run(args) -> int:
     from ..executors import run_graph
+    from ..executors.driver import check_steps
     from ..graph import load_graph
 
     graph = load_graph(args.graph)
     graph.validate()
+    check_steps(graph)  # a missing input file, an unwritable output: one line, exit 2, nothing started
     live = None
     kwargs = {"duration_s": args.duration}
     if args.executor != "inline":

@@ -201,5 +201,16 @@ def check_steps(graph) -> None:
         try:
             graph.steps[name].check()
         except Exception as exc:
+            step_id = graph.full_id(name)
+            if step_id not in str(exc):  # say which step refused, keep the exception's type
+                node_cls = type(graph.steps[name]).__name__
+                text = str(exc).removeprefix(f"{node_cls}: ")
+                try:
+                    named = type(exc)(f"step '{step_id}' ({node_cls}): {text}")
+                except Exception:  # noqa: BLE001 - an exception type with another signature
+                    named = exc
+                if named is not exc:
+                    named.antibunch_step = name
+                    raise named from exc
             exc.antibunch_step = name  # which step refused (the runner reports it)
             raise

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SIMPLE = "tests/engine/graphs/simple.py"
 
 
@@ -44,3 +46,35 @@ def test_run_exit_codes():
     assert json.loads(ok.stdout)["exit_status"] == "success"
     bad = cli("run", "--json", f"{SIMPLE}:build(n_batches=5, fail_at_seq=2)")
     assert bad.returncode == 1 and "step 'simple.count' failed at seq 2" in bad.stderr
+
+
+def test_missing_input_file_refused_before_any_process_starts(tmp_path):
+    r = cli("run", f"spc_scan:build(path={str(tmp_path / 'nope.spc')!r}, out={str(tmp_path / 'x.h5')!r})")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "step 'spc_scan.tags'" in lines[0] and "nope.spc" in lines[0], lines
+    assert r.stdout == ""  # no run summary: nothing was started
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("arg, name, expected", [
+    ("dwell_s='fast'", "dwell_s", "a number"), ("separation_nm='250nm'", "separation_nm", "a number"),
+    ("shape='abc'", "shape", "a tuple of numbers"), ("frames=2.5", "frames", "an integer")])
+def test_graph_parameter_of_wrong_type_names_it(arg, name, expected):
+    r = cli("check", f"scan_cnn:build({arg})")
+    assert r.returncode == 2 and f"parameter '{name}' expects {expected}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_graph_parameters_have_one_source_of_truth(tmp_path):
+    from engine import load_graph
+
+    g = load_graph("scan_cnn:build(frames=2, out=None, png=None, live=False)")
+    assert g.params["frames"] == 2 and g.params["dwell_s"] == 1.0  # the reference, then the signature
+    assert g.params["field_nm"] == 775.0  # derived values the graph file adds
+    f = tmp_path / "legacy.py"
+    f.write_text("from engine import Graph\nfrom engine.testing import TestingSource\n"
+                 "def build(n=3, out=None):\n    g = Graph('legacy', params=dict(n=99, extra='x'))\n"
+                 "    g.add('src', TestingSource(n_batches=n))\n    return g\n")
+    g = load_graph(f"{f}:build(n=4)")
+    assert g.params == {"n": 4, "out": None, "extra": "x"}  # a build argument wins over params=
