@@ -173,3 +173,50 @@ def test_ptu_markers_drive_the_marker_based_pixel_accumulator(tmp_path):
     for m in msgs:
         singles[m.pixel] = m.singles
     assert singles.sum() == ny * nx * per_pixel  # every photon lies in its pixel's visit
+
+
+# ---------------------------------------------------------------- graphs taking a path of any format
+def test_file_hbt_graph_on_a_real_qutag_file():
+    from engine.executors import run_graph
+    from engine.testing import TestingSink
+    from graphs import file_hbt
+
+    path = data_file("qutag", "200204_qutag_320MHz_HBT_sync_filtered.qutag")
+    g = file_hbt.build(path=str(path), binwidth_ps=500, n_bins=201, fit=False)
+    assert (g.params["channel_1"], g.params["channel_2"]) in ((5, 2), (2, 5))  # the two busiest channels
+    g = file_hbt.build(path=str(path), channel_1=1, channel_2=2, binwidth_ps=500, n_bins=201, fit=False)
+    from engine.graph import Step
+
+    g.add("sink", TestingSink(), Step(g, "corr", g.steps["corr"]))
+    res = run_graph(g, "inline")
+    res.raise_for_errors()
+    hist = res.nodes["sink"].received[-1]
+    t, c, _ = collect(run_node(open_source(path))["out"])
+    np.testing.assert_array_equal(hist.counts, oracles.correlate(t, c, 1, 2, 500, 201))
+
+
+def test_file_scan_graph_on_a_ptu_scan(tmp_path):
+    import h5py as _h5
+
+    from engine.executors import run_graph
+    from graphs import file_scan
+
+    from .test_ptu import encode
+
+    rng = np.random.default_rng(2)
+    events, u = [], 1000
+    for row in range(3):
+        for col in range(3):  # every pixel lasts 100 syncs: a marker, then 60 photons one sync apart
+            events.append((u, "marker", 1 | (2 if col == 0 else 0), 0))
+            events += [(u + 1 + k, "photon", int(rng.integers(0, 2)), int(rng.integers(0, 100))) for k in range(60)]
+            u += 100
+        u += 777  # flyback
+    recs = encode("HydraHarp2T3", events)
+    p = tmp_path / "scan.ptu"
+    write_ptu(p, "HydraHarp2T3", recs, global_res_s=25e-9, res_s=16e-12, sync_rate=4e7)
+    out = tmp_path / "scan.h5"
+    g = file_scan.build(path=str(p), shape=(3, 3), span_ps=200_000, n_bins=41, estimator="lm", out=str(out))
+    run_graph(g, "inline").raise_for_errors()
+    with _h5.File(out) as f:
+        singles = f["user/antibunch/pixels/singles"][()]
+    assert singles.shape[:2] == (3, 3) and (singles.sum(axis=2) == 60).all()
