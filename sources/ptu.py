@@ -30,12 +30,17 @@ Channels
     ``ImgHdr_LineStop``, ``ImgHdr_Frame``) line start → LINE, frame → FRAME, line stop →
     USER; otherwise marker bit 1 → PIXEL, 2 → LINE, 3 → FRAME, 4 → USER (the order of the
     B&H M0..M3 markers). ``markers`` overrides, e.g. ``"1:line,2:user,3:frame"``.
+    Image scans that only mark line start and stop (MicroTime 200): with ``pixel_markers`` (default)
+    and the header's ``ImgHdr_PixX`` = nx, each line gets nx PIXEL markers at
+    ``start + k·(stop − start)/nx`` (k = 0…nx−1, floored to the ps; the first shares the LINE
+    marker's time), so marker-driven pixel nodes see the scan's pixels.
 
 Parameters
     path            the ``.ptu`` file
     sync_channel    channel number given to T2 sync records (ps times; default 64)
     markers         marker bit → channel map ``"BIT:NAME,..."`` (NAME pixel|line|frame|user|drop)
     batch_records   records decoded per batch (memory ~ 40 bytes × this)
+    pixel_markers   add PIXEL markers between line start/stop markers of image scans (default True)
 
 Ports
     out: TagBatch (T3: delay_ps = microtime after the sync, ps)
@@ -282,8 +287,13 @@ class ChunkDecoder:
     is a time no later record can precede.
     """
 
-    def __init__(self, info: PTUInfo, ptufile_obj, sync_channel: int = 64):
+    def __init__(self, info: PTUInfo, ptufile_obj, sync_channel: int = 64, pixels_per_line: int | None = None):
         self.info = info
+        # pixel clock from line start/stop markers (image scans without pixel markers)
+        self.nx = int(pixels_per_line) if pixels_per_line else None
+        self.open_line = None  # time (ps) of a LINE marker whose stop has not been read yet
+        self.n_pixel_markers = 0
+        self.n_unpaired_stops = 0
         self.f = ptufile_obj
         self.base = 0  # overflow base (timetag or sync units) at the start of the next chunk
         self.sentinel = np.uint32(_sentinel(info.record_type))
@@ -362,10 +372,42 @@ class ChunkDecoder:
                 c_all = np.concatenate((c_m, c_ph))
                 d_all = None if d_ph is None else np.concatenate((np.full(len(t_m), NO_DELAY, np.int64), d_ph))
                 t_ph, c_ph, d_ph = t_all, c_all, d_all
+        if self.nx and len(c_ph):
+            t_ph, c_ph, d_ph = self._pixels(t_ph, c_ph, d_ph)
         if len(t_ph):
             self.last_ps = max(self.last_ps, int(t_ph.max()))
-        bound = units_to_ps(np.array([base_next], np.int64), info.resolution_ps)[0]
-        return t_ph, c_ph, d_ph, int(bound)
+        bound = int(units_to_ps(np.array([base_next], np.int64), info.resolution_ps)[0])
+        if self.open_line is not None:
+            bound = min(bound, self.open_line)  # the line's pixel markers are still to come
+        return t_ph, c_ph, d_ph, bound
+
+    def _pixels(self, t, c, d):
+        """Add ``nx`` PIXEL markers per line, evenly between its LINE (start) and USER (stop) markers."""
+        sel = (c == LINE) | (c == USER)
+        if not sel.any():
+            return t, c, d
+        mt, mc = t[sel], c[sel]
+        order = np.argsort(mt, kind="stable")
+        new = []
+        for tm, cm in zip(mt[order].tolist(), mc[order].tolist()):
+            if cm == LINE:
+                self.open_line = tm
+            elif self.open_line is not None:
+                start = self.open_line
+                k = np.arange(self.nx, dtype=np.int64)
+                new.append(start + (k * (tm - start)) // self.nx)
+                self.open_line = None
+            else:
+                self.n_unpaired_stops += 1
+        if not new:
+            return t, c, d
+        px = np.concatenate(new)
+        self.n_pixel_markers += len(px)
+        t = np.concatenate((t, px))
+        c = np.concatenate((c, np.full(len(px), PIXEL, np.int16)))
+        if d is not None:
+            d = np.concatenate((d, np.full(len(px), NO_DELAY, np.int64)))
+        return t, c, d
 
 
 def _t2_overflow_mask(f) -> int:
@@ -388,7 +430,7 @@ def iter_raw(info: PTUInfo, batch_records: int, stop=lambda: False):
             i += n
 
 
-def open_decoder(info: PTUInfo, sync_channel: int = 64):
+def open_decoder(info: PTUInfo, sync_channel: int = 64, pixels_per_line: int | None = None):
     """A :class:`ChunkDecoder` with its ``ptufile.PtuFile`` (close it with ``dec.f.close()``)."""
     import ptufile
 
@@ -401,7 +443,7 @@ def open_decoder(info: PTUInfo, sync_channel: int = 64):
             f = ptufile.PtuFile(info.path)
     finally:
         logger.setLevel(old)
-    return ChunkDecoder(info, f, sync_channel)
+    return ChunkDecoder(info, f, sync_channel, pixels_per_line)
 
 
 class PTUFile(Source):
@@ -413,6 +455,9 @@ class PTUFile(Source):
     markers = Param(str, default=None, optional=True,
                     doc="marker bit -> channel map 'BIT:NAME,...' (pixel|line|frame|user|drop); default from header")
     batch_records = Param(int, default=1 << 20, min=1, doc="records decoded per batch (bounds memory)")
+    pixel_markers = Param(bool, default=True,
+                          doc="image scans with line start/stop markers and ImgHdr_PixX: add PixX PIXEL markers "
+                              "per line, evenly from start to stop")
 
     def check(self):
         if not Path(self.path).is_file():
@@ -453,7 +498,7 @@ class PTUFile(Source):
         fi = self.info = self._open()
         for w in fi.warnings:
             self._warn(w)
-        dec = open_decoder(fi, self.sync_channel)
+        dec = open_decoder(fi, self.sync_channel, self._pixels_per_line(fi))
         order = TimeOrderer(with_delay=fi.is_t3)
         try:
             for _i, raw in iter_raw(fi, self.batch_records, stop=lambda: self.stop_requested):
@@ -472,6 +517,18 @@ class PTUFile(Source):
             dec.f.close()
         self._update_counters(dec, order)
 
+    def _pixels_per_line(self, fi: PTUInfo) -> int | None:
+        img = fi.image or {}
+        nx = img.get("nx")
+        if not (self.pixel_markers and isinstance(nx, int) and nx > 0):
+            return None
+        has_start = any(v == LINE for v in fi.marker_map.values())
+        has_stop = any(v == USER for v in fi.marker_map.values())
+        if self.markers or not (has_start and has_stop) or PIXEL in fi.marker_map.values():
+            return None
+        return nx
+
     def _update_counters(self, dec, order):
         self.counters = {"overflow_records": dec.n_overflow, "markers": dec.n_markers, "sync_records": dec.n_sync,
-                         "batches": order.seq, "reordered": order.n_reordered}
+                         "batches": order.seq, "reordered": order.n_reordered,
+                         "pixel_markers_added": dec.n_pixel_markers, "unpaired_line_stops": dec.n_unpaired_stops}
