@@ -178,13 +178,24 @@ def _sniff_spc(path: str) -> FormatInfo:
     from .spc.file import open_spc
 
     fi = open_spc(path)
-    sync = None
-    if fi.setfile is not None and fi.setfile.params.get("SP_MTCLK") in (1, "1", True):
-        sync = float(fi.macro_clock_ps)
-    return FormatInfo("spc", path, fi.fmt.name, "T3" if sync else "T2", sync, None, None,
-                      (fi.data_end - fi.data_start) // fi.fmt.record_bytes,
+    notes = list(fi.notes)
+    if fi.setfile is not None and "SP_MTCLK" in fi.setfile.params:
+        is_sync = fi.setfile.params.get("SP_MTCLK") in (1, "1", True)
+    else:
+        # no .set: the internal macro clocks are 50 ns and 25 ns; any other header clock is the
+        # laser sync period rounded to 0.1 ns
+        is_sync = fi.macro_clock_ps not in (50_000, 25_000)
+        if is_sync:
+            notes.append(f"macro clock {fi.macro_clock_ps} ps is not an internal clock (25/50 ns): taken as the "
+                         f"laser sync period")
+    t3 = is_sync and fi.tac_range_ps is not None  # SPCFile(mode='t3') needs the TAC range
+    if is_sync and not t3:
+        notes.append("the macro clock is the laser sync, but without the TAC range (.set or tac_range_ps) "
+                     "microtimes cannot be converted: T2 (macrotimes) only")
+    return FormatInfo("spc", path, fi.fmt.name, "T3" if t3 else "T2", float(fi.macro_clock_ps) if t3 else None,
+                      None, None, (fi.data_end - fi.data_start) // fi.fmt.record_bytes,
                       {"card": fi.card, "macro_clock_ps": fi.macro_clock_ps, "tac_range_ps": fi.tac_range_ps,
-                       "macro_clock_is_sync": bool(sync), "warnings": fi.warnings, "notes": fi.notes})
+                       "macro_clock_is_sync": bool(is_sync), "warnings": fi.warnings, "notes": notes})
 
 
 def _sniff_lazy(modname: str):

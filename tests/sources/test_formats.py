@@ -248,3 +248,11 @@ def test_inspect_fuzz_every_format_one_line_or_summary(tmp_path, capsys):
                 assert d["n_photons"] >= 0
                 if name in ("cut_mid",):
                     assert any("byte offset" in w for w in d["warnings"]), (p.name, d["warnings"])
+
+
+def test_spc_with_the_macro_clock_on_the_sync_is_reported_as_t3():
+    info = sniff(data_file("spc", "test_noise.spc"))  # .set: SP_MTCLK=1, 9.5 ns
+    assert (info.mode, info.sync_period_ps) == ("T3", 9500.0)
+    info = sniff(data_file("spc", "BH_SPC132.spc"))  # no .set: 13.5 ns is not an internal clock, but no TAC range
+    assert info.mode == "T2" and info.details["macro_clock_is_sync"]
+    assert open_source(data_file("spc", "test_noise.spc"), mode="t3").mode == "t3"
