@@ -7,8 +7,8 @@
   PUSH connects.
 - Taps: one XPUB per output port with ``XPUB_NODROP`` and a small HWM; a slow
   tap makes the non-blocking send fail, which is *counted* as a drop and never
-  slows the graph. A new subscriber triggers a re-send of the port's current
-  Descriptor.
+  slows the graph. A new subscriber is subscribed by the worker itself
+  (``XPUB_MANUAL``) and first gets the port's current Descriptor.
 - Every socket has ``LINGER`` set, so ``ctx.term()`` never hangs.
 - Endpoints are ``inproc://`` (threads), ``ipc://`` in a private per-run
   directory (processes) or ``tcp://`` bound to 127.0.0.1 unless told otherwise.
@@ -182,9 +182,10 @@ def data_push(ctx, endpoint: str, security=None):
 
 
 def tap_xpub(ctx, endpoint: str, security=None):
-    # XPUB_NODROP: a full tap queue raises EAGAIN: we count the drop
-    return _socket(ctx, zmq.XPUB, ((zmq.LINGER, 0), (zmq.SNDHWM, TAP_HWM),
-                                   (zmq.XPUB_VERBOSE, 1), (zmq.XPUB_NODROP, 1)),
+    # XPUB_NODROP: a full tap queue raises EAGAIN: we count the drop. XPUB_MANUAL: the worker
+    # subscribes a newcomer itself, after which it sends the Descriptor (descriptor first, always)
+    return _socket(ctx, zmq.XPUB, ((zmq.LINGER, 0), (zmq.SNDHWM, TAP_HWM), (zmq.XPUB_VERBOSE, 1),
+                                   (zmq.XPUB_MANUAL, 1), (zmq.XPUB_NODROP, 1)),
                    security, "server", endpoint)
 
 

@@ -43,6 +43,14 @@ def cmd_run(args) -> int:
             live = LiveTable(graph)
             kwargs["on_status"] = live.update
             kwargs["output_sink"] = live.print_line
+        def announce(run_id, manifest):
+            text = f"run {run_id}: tap it with 'antibunch tap {run_id}/{graph.name}.STEP.PORT'"
+            if live is not None:
+                live.print_line(None, text)
+            else:
+                print(text, file=sys.stderr, flush=True)
+
+        kwargs["on_start"] = announce
     elif args.external or args.bind != "127.0.0.1":
         raise UsageError("--external/--bind need the threads or processes executor")
     if live:
@@ -52,7 +60,7 @@ def cmd_run(args) -> int:
         result = run_graph(graph, args.executor, **kwargs)
     summary = {"graph": graph.name, "executor": args.executor, "exit_status": result.exit_status,
                "elapsed_s": round(result.elapsed_s, 3), "errors": [str(e) for e in result.errors],
-               "stop_reason": getattr(result, "stop_reason", None), "steps": result.stats}
+               "stop_reason": result.stop_reason, "steps": result.stats, "run_id": result.run_id}
     if args.json:
         print_json(summary)
     else:

@@ -60,6 +60,8 @@ class RunResult:
     elapsed_s: float = 0.0
     nodes: dict = field(default_factory=dict)  # inline/threads only: the live node objects
     runtime_dir: str | None = None
+    run_id: str | None = None  # threads/processes: names the run for 'antibunch tap RUN_ID/...'
+    stop_reason: str | None = None
 
     @property
     def ok(self) -> bool:

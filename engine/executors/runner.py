@@ -58,7 +58,7 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
                 tap_eps[graph.full_id(step, port)] = tap_alloc.next("t")
     control = alloc.next("c")
     return {
-        "graph": graph.name, "ref": graph.ref, "executor": kind, "transport": transport,
+        "run_id": run_id, "graph": graph.name, "ref": graph.ref, "executor": kind, "transport": transport,
         "pid": os.getpid(), "run_dir": run_dir, "control": control, "edges": edges, "taps": tap_eps,
         "steps": {s: {"node": type(n).__name__} for s, n in graph.steps.items()},
         "external": list(external), "keys_dir": keys_dir, "graph_info": graph_info(graph),
@@ -69,7 +69,7 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
 class Runner:
     def __init__(self, graph, kind: str, *, duration_s=None, stop_event=None, on_status=None,
                  external=(), bind_host="127.0.0.1", keys_dir=None, taps=True,
-                 output_sink=None):
+                 output_sink=None, on_start=None):
         if kind == "processes" and not graph.ref:
             raise ValueError(f"graph '{graph.name}' was built in memory; the processes executor rebuilds it "
                              "in each worker from a reference: load it with engine.load_graph('file.py') "
@@ -84,6 +84,7 @@ class Runner:
         self.keys_dir = keys_dir
         self.taps = taps
         self.output_sink = output_sink
+        self.on_start = on_start  # on_start(run_id, manifest): the run's id, once its manifest is written
         self.terminal_steps = terminal_steps(graph) if output_sink is None and sys.stdout.isatty() else set()
         self.ctx = zmq.Context()
         self.security = tp.Security(keys_dir) if keys_dir else None
@@ -119,6 +120,8 @@ class Runner:
             self.security.server(self.ctl)
         self.ctl.bind(self.manifest["control"])
         tp.write_manifest(self.manifest_path, self.manifest)
+        if self.on_start is not None:
+            self.on_start(self.manifest["run_id"], self.manifest)
         if self.kind == "threads":
             if self.security:
                 self.security.start_authenticator(self.ctx)
@@ -254,6 +257,7 @@ class Runner:
             except _NotStarted:
                 self.step_state = {s: "done" for s in self.step_state}
             result.runtime_dir = getattr(self, "run_dir", None)
+            result.run_id = os.path.basename(result.runtime_dir) if result.runtime_dir else None
             # wait for every worker (and external joiners) to be ready
             deadline = time.monotonic() + READY_TIMEOUT_S
             while any(st == "starting" for st in self.step_state.values()):

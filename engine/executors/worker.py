@@ -177,10 +177,15 @@ class Worker:
                 except zmq.Again:
                     break
                 if ev[:1] == b"\x01":
+                    # XPUB_MANUAL: the new subscriber gets nothing until we subscribe it here, so
+                    # its first message is the port's Descriptor, never data that raced ahead
+                    s.setsockopt(zmq.SUBSCRIBE, ev[1:])
                     desc = self.descriptors.get(port)
                     if desc is not None:
                         self._tap_send(port, desc)
-                elif ev[:1] != b"\x00":
+                elif ev[:1] == b"\x00":
+                    s.setsockopt(zmq.UNSUBSCRIBE, ev[1:])
+                else:
                     self.stats.wire_errors += 1  # garbage sent to a tap: refused, counted
 
     def _tap_send(self, port, frames):
