@@ -16,4 +16,5 @@ BENCHES = {
     "spc": "bench.spc",
     "estimators": "bench.estimators",
     "formats": "bench.formats",
+    "g2": "bench.g2",
 }

@@ -225,9 +225,13 @@ def _pulsed(paths, a, b, period, zero_delay_ps, h, lag, n_peaks, side_peaks, win
     notes.append(f"side peaks over the Poisson level: |k|=1 {near:.3f}, |k|={n_peaks} {far:.3f}"
                  + (" -- near peaks inflated (blinking): compare --side-peaks" if near - far > 3 * decay["err"][0]
                     else ""))
+    if r["side_dispersion"] > 2:
+        notes.append(f"the side peaks scatter {r['side_dispersion']:.1f}x more than Poisson counts (blinking or "
+                     "drifts): the Poisson error bar of g2(0) is too small")
     out = _common("pulsed", a, b, singles, covered, paths)
     out.update({"g2_0": r["g2_0"], "g2_0_err": r["g2_0_err"], "period_ps": float(period), "zero_delay_ps": int(z),
                 "zero_delay_auto": zero_auto, "zero_delay_known": not zero_auto or bool(g["missing"]), "center_counts": r["center_counts"], "side_mean": r["side_mean"],
+                "side_dispersion": r["side_dispersion"],
                 "side_peaks": [smin, smax], "n_peaks": n_peaks, "window_ps": node.half_window * 2,
                 "poisson_g2_0": r["poisson_g2_0"], "poisson_g2_0_err": r["poisson_g2_0_err"],
                 "peak_areas": peaks.tolist(), "side_decay": [round(float(x), 4) for x in decay["normalised"]]})

@@ -24,12 +24,15 @@ def test_g2_matches_theory_and_errors_are_calibrated(p1, p2, b):
     zero = 2 * p2 * (eta / 2) ** 2 + 2 * b * mu * eta / 2 + b * b
     side = (mu * eta / 2 + b) ** 2
     g_true = zero / side
-    pulls, gs = [], []
+    pulls, gs, disp = [], [], []
     for seed in range(40):
         r, _ = measure(seed, 200_000, p1=p1, p2=p2, eta=eta, background_per_period=b, zero_delay_ps=3000)
         gs.append(r["g2_0"])
+        disp.append(r["side_dispersion"])
         pulls.append((r["g2_0"] - g_true) / r["g2_0_err"])
     pulls = np.array(pulls)
+    # side peaks of a non-blinking source are Poisson: variance/mean ~ 1 (20 peaks x 40 seeds)
+    assert abs(np.mean(disp) - 1) < 0.15
     # mean within 4 standard errors of the truth; pull spread within 25 % of 1 (40 seeds:
     # the sample std of a unit normal has sd ~0.11)
     assert abs(np.mean(gs) - g_true) < 4 * np.std(gs) / np.sqrt(len(gs)) + 1e-3
