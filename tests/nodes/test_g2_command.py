@@ -192,3 +192,17 @@ def test_unreadable_and_empty_inputs(capsys, tmp_path):
     write_qutag(far, np.array([0, 10, 20, 10**12, 10**12 + 10]), np.array([1, 1, 1, 2, 2]))
     assert main(["g2", str(far)]) == 2
     assert "no coincidences" in capsys.readouterr().err
+
+
+def test_bench_g2_smoke(tmp_path):
+    import argparse
+
+    from bench import g2 as B
+
+    p = argparse.ArgumentParser()
+    B.add_arguments(p)
+    r = B.run(p.parse_args(["--photons", "2e5", "--cache", str(tmp_path)]))
+    assert r["mode"] == "pulsed" and r["photons"] >= 2e5
+    assert abs(r["g2_0"] - 0.2) < 5 * r["g2_0_err"] + 0.02  # 4 f2 / q of the generator
+    assert r["zero_delay_ps"] == pytest.approx(B.ZERO_DELAY_PS, abs=150)
+    assert "g2 / read" in B.format_table(r)
