@@ -206,3 +206,26 @@ def test_bench_g2_smoke(tmp_path):
     assert abs(r["g2_0"] - 0.2) < 5 * r["g2_0_err"] + 0.02  # 4 f2 / q of the generator
     assert r["zero_delay_ps"] == pytest.approx(B.ZERO_DELAY_PS, abs=150)
     assert "g2 / read" in B.format_table(r)
+
+
+def test_photon_hdf5_t3_copy_of_the_real_ptu_gives_the_same_g2(capsys, tmp_path):
+    if not PTU_T3.exists():
+        pytest.skip("real PTU data not available")
+    ptufile = pytest.importorskip("ptufile")
+    from tests.sources.formats_helpers import write_phconvert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with ptufile.PtuFile(PTU_T3) as p:
+            r = p.decode_records(p.read_records())
+            unit, res, rate = p.global_resolution, p.tags["MeasDesc_Resolution"], p.frequency
+    r = r[r["channel"] >= 0]
+    h5 = tmp_path / "t3.hdf5"
+    write_phconvert(h5, r["time"].astype(np.int64), r["channel"].astype(np.uint8), r["dtime"].astype(np.uint16),
+                    unit=unit, tcspc=res, rep=rate)
+    capsys.readouterr()  # phconvert's own messages
+    a = run_json(capsys, PTU_T3, "--zero-delay-ps", 630)
+    b = run_json(capsys, h5, "--zero-delay-ps", 630)
+    assert b["mode"] == "pulsed" and b["period_ps"] == pytest.approx(a["period_ps"], rel=1e-6)
+    for k in ("center_counts", "side_mean", "g2_0", "g2_0_err", "n_photons"):
+        assert b[k] == a[k], k
