@@ -1,6 +1,9 @@
 """CLI commands of the sources area: ``antibunch inspect FILE`` and ``antibunch simulate SCENE --out x.spc``."""
 from __future__ import annotations
 
+import os
+import sys
+import time
 
 
 def warmup() -> list[str]:
@@ -167,6 +170,12 @@ def cmd_simulate(args) -> int:
     g = build(scene=args.scene, out=args.out, shape=tuple(args.shape), dwell_s=args.dwell_s, frames=args.frames,
               seed=args.seed, macro_clock_ps=args.macro_clock_ps, tac_range_ps=args.tac_range_ps,
               zero_delay_ps=args.zero_delay_ps, sim_params=extra)
+    sim = g.steps["tags"]
+    total_ps = sim.t_end_ps
+    print(f"simulating {args.scene}: {args.shape[0]} x {args.shape[1]} pixels, {args.frames} frame(s), "
+          f"{total_ps * 1e-12:.1f} s of acquisition (the first run also compiles the kernels)",
+          file=sys.stderr, flush=True)
+    with_progress(sim, total_ps, "simulate")
     res = run_graph(g, "inline")
     res.raise_for_errors()
     w = res.nodes["spc"]
@@ -174,3 +183,40 @@ def cmd_simulate(args) -> int:
           f"{w.counters.get('markers', 0)} markers; TAC range {w.tac_range_ps:g} ps, zero delay "
           f"{w.zero_delay_ps} ps) and {w.set_path}")
     return 0
+
+
+def with_progress(source, total_ps: int, label: str, *, every_pct: int = 10, stream=None) -> None:
+    """Report the progress of ``source`` (batches cover ``[0, total_ps)``) on stderr as it generates.
+
+    On a terminal: a rich progress bar (percentage, elapsed, remaining). Otherwise (a pipe, a log
+    file): one line each ``every_pct`` per cent of the stream, with the simulated and elapsed time.
+    """
+    stream = stream or sys.stderr
+    gen = source.generate
+    total = max(int(total_ps), 1)
+    tty = stream.isatty() and os.environ.get("TERM") != "dumb"
+
+    def bar():
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f} %"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=Console(file=stream)) as prog:
+            task = prog.add_task(label, total=total)
+            for b in gen():
+                prog.update(task, completed=min(b.t_end_ps, total))
+                yield b
+
+    def lines():
+        t0 = time.monotonic()
+        nxt = every_pct
+        for b in gen():
+            pct = 100.0 * b.t_end_ps / total
+            if pct >= nxt:
+                while nxt <= pct:
+                    nxt += every_pct
+                print(f"{label}: {min(pct, 100.0):3.0f} % ({b.t_end_ps * 1e-12:.2f} of {total * 1e-12:.2f} s, "
+                      f"{time.monotonic() - t0:.0f} s elapsed)", file=stream, flush=True)
+            yield b
+
+    source.generate = bar if tty else lines

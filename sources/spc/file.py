@@ -12,7 +12,15 @@ Parameters
     follow           tail a growing file (default False)
     tac_range_ps     TAC range spanned by the ADC (ps); default ``SP_TAC_R/SP_TAC_G`` of the
                      ``.set``; without either, batches carry ``delay_ps=None``
-    zero_delay_ps    microtime (ps) that counts as zero delay: ``delay_ps = microtime_ps - zero_delay_ps``
+    zero_delay_ps    microtime (ps) that counts as zero delay: ``delay_ps = microtime_ps - zero_delay_ps``;
+                     None: estimated before the run from the antibunching dip of the pooled microtime
+                     histogram (:mod:`sources.spc.prescan`), reported as a warning, in the descriptor
+                     (``zero_delay_ps``, ``zero_delay_estimated``) and in the counters; a file without a
+                     clear dip is refused with a message saying how to find the value
+    image_shape      (ny, nx) for image graphs: refuse, before the run, a file without scan markers or
+                     whose scan (the ``.set``'s SP_IMG_Y x SP_IMG_X, or the markers: pixels per line,
+                     lines per frame) has another size; with an explicit ``zero_delay_ps`` the dip is
+                     checked too and a clear disagreement is warned about
     format           record format or card ('spc1xx', 'spc600_256', 'spc600_4096', 'SPC-150', ...);
                      default: from the ``.set`` module and the header, else inferred from the data
     macro_clock_ps   override the header's macro clock (ps)
@@ -45,6 +53,7 @@ from engine.node import Out, Param, Source, plain
 
 from .decode import C_BACKWARDS, C_GAP_REPAIRS, StreamDecoder
 from .format import FORMATS, Header, RecordFormat, SPCFormatError, parse_header, resolve_format
+from .prescan import PreScan, estimate_zero_delay, prescan
 from .setfile import SetFile, find_set, read_set
 from .stream import TagAssembler
 
@@ -258,7 +267,11 @@ class SPCFile(Source):
     follow = Param(bool, default=False, doc="tail a file that SPCM is still writing")
     tac_range_ps = Param(float, default=None, optional=True, min=1e-3, unit="ps",
                          doc="TAC range spanned by the ADC; default SP_TAC_R/SP_TAC_G from the .set")
-    zero_delay_ps = Param(int, default=0, unit="ps", doc="microtime taken as zero delay")
+    zero_delay_ps = Param(int, default=0, optional=True, unit="ps",
+                          doc="microtime taken as zero delay; None = estimate it from the antibunching dip")
+    image_shape = Param(tuple, default=None, optional=True,
+                        doc="(ny, nx) of the scan an image graph expects: refuse files without markers or "
+                            "with another scan size")
     format = Param(str, default=None, optional=True,
                    doc="record format or card: spc1xx, spc600_256, spc600_4096, SPC-150, ...; default auto")
     macro_clock_ps = Param(int, default=None, optional=True, min=1, unit="ps", doc="override the header clock")
@@ -272,9 +285,34 @@ class SPCFile(Source):
                  doc="start_stop: macrotimes + start-stop delay_ps (paper); t3: macro clock = laser sync, "
                      "absolute times macro*clock + microtime, delay_ps = microtime")
 
+    def validate_params(self):
+        if self.image_shape is not None and (len(self.image_shape) != 2 or not all(
+                isinstance(v, (int, np.integer)) and v >= 1 for v in self.image_shape)):
+            raise self.param_error("image_shape", f"must be (ny, nx) with positive integers; got {self.image_shape!r}")
+        if self.follow and self.zero_delay_ps is None:
+            raise self.param_error("zero_delay_ps", "cannot be estimated from a file that is still being written "
+                                   "(follow=True); pass the value (the microtime of zero lag, in ps)")
+        self._zero_delay = self.zero_delay_ps
+        self._zero_note = None
+        self._checked = None  #: (size, mtime) of the file when check() looked at it
+
     def check(self):
         if not self.follow and not Path(self.path).is_file():
             raise FileNotFoundError(f"SPCFile: file not found: {self.path}")
+        if self.follow or (self.zero_delay_ps is not None and self.image_shape is None):
+            return
+        st = os.stat(self.path)
+        key = (st.st_size, st.st_mtime_ns)
+        if self._checked == key:  # checked before the workers started, and again by the driver: once is enough
+            return
+        fi = self._open()
+        ps = prescan(fi)
+        if self.image_shape is not None:
+            _check_scan(fi, ps, tuple(int(v) for v in self.image_shape))
+        self._zero_delay, self._zero_note = _zero_delay_for(fi, ps, self.zero_delay_ps)
+        self._checked = key
+        if self._zero_note:
+            warnings.warn(self._zero_note, SPCWarning, stacklevel=2)
 
     def _open(self) -> SPCFileInfo:
         return open_spc(self.path, format=self.format, tac_range_ps=self.tac_range_ps,
@@ -287,7 +325,7 @@ class SPCFile(Source):
             fi = self._open()
             info = {"format": fi.fmt.name, "card": fi.card, "macro_clock_ps": fi.macro_clock_ps,
                     "tac_range_ps": fi.tac_range_ps, "n_bins": fi.fmt.n_bins,
-                    "zero_delay_ps": self.zero_delay_ps,
+                    "zero_delay_ps": self._zero_delay, "zero_delay_estimated": self.zero_delay_ps is None,
                     "image_shape": list(fi.setfile.image_shape) if fi.setfile and fi.setfile.image_shape else None}
         except Exception as exc:  # noqa: BLE001 - file may not exist yet (follow mode)
             info = {"error": str(exc)}
@@ -346,8 +384,12 @@ class SPCFile(Source):
             self._warn(w)
         dec = self.decoder = StreamDecoder(fi.fmt, strict=self.strict, header_bytes=fi.data_start,
                                            macro_clock_ps=fi.macro_clock_ps, path=fi.path)
+        if self._zero_delay is None:  # generate() without check() (check() estimates it)
+            self.check()
+        if self._zero_note:
+            self.warnings.append(self._zero_note)
         asm = TagAssembler(dec, macro_clock_ps=fi.macro_clock_ps, tac_range_ps=fi.tac_range_ps,
-                           zero_delay_ps=self.zero_delay_ps)
+                           zero_delay_ps=self._zero_delay)
         gaps_seen = 0
         for pieces, final in iter_pieces(fi, dec, batch_records=self.batch_records, follow=self.follow,
                                          follow_timeout_s=self.follow_timeout_s, poll_s=self.poll_s,
@@ -376,7 +418,59 @@ class SPCFile(Source):
             self._warn(f"{fi.path}: skipped {int(bad)} record(s) whose macrotime went backwards (strict=False)")
 
     def _update_counters(self, dec, asm):
-        self.counters = {**dec.counter_dict(), "batches": asm.seq, "reordered_equal_time": asm.n_reordered}
+        self.counters = {**dec.counter_dict(), "batches": asm.seq, "reordered_equal_time": asm.n_reordered,
+                         "zero_delay_ps": int(self._zero_delay), "zero_delay_estimated": int(self.zero_delay_ps is None)}
+
+
+def _check_scan(fi: SPCFileInfo, ps: PreScan, shape: tuple[int, int]) -> None:
+    """Refuse a file that cannot fill a ``shape`` image: no scan markers, or another scan size."""
+    ny, nx = shape
+    if ps.markers["pixel"] == 0 and ps.markers["line"] == 0:
+        where = "" if ps.complete else f" in its first {ps.n_records} records"
+        raise ValueError(f"{fi.path}: no scan markers (pixel/line/frame){where}: it is not a FIFO-image "
+                         f"recording, so an image graph cannot place its photons in pixels. Record in FIFO-image "
+                         f"mode, or analyse it as a point measurement (e.g. `antibunch inspect {fi.path}`)")
+    set_shape = fi.setfile.image_shape if fi.setfile is not None else None
+    if set_shape is not None and tuple(set_shape) != (ny, nx):
+        raise ValueError(f"{fi.path}: the .set file ({fi.setfile.path}) says the scan is {set_shape[0]} x "
+                         f"{set_shape[1]} pixels (SP_IMG_Y x SP_IMG_X) but an image of {ny} x {nx} was asked "
+                         f"for; pass shape=({set_shape[0]}, {set_shape[1]})")
+    seen = (ps.lines_per_frame, ps.pixels_per_line)
+    if (seen[0] is not None and seen[0] != ny) or (seen[1] is not None and seen[1] != nx):
+        told = " x ".join("?" if v is None else str(v) for v in seen)
+        raise ValueError(f"{fi.path}: the scan markers describe {told} pixels (lines per frame x pixels per "
+                         f"line) but an image of {ny} x {nx} was asked for; pass shape=({seen[0] or ny}, "
+                         f"{seen[1] or nx})")
+
+
+def _zero_delay_for(fi: SPCFileInfo, ps: PreScan, given: int | None) -> tuple[int, str | None]:
+    """The zero delay to use and a message for the user (None: nothing to say)."""
+    if fi.tac_range_ps is None:
+        if given is None:
+            raise ValueError(f"{fi.path}: zero_delay_ps cannot be estimated without the TAC range (no .set file): "
+                             f"pass tac_range_ps=... and zero_delay_ps=...")
+        return given, None
+    est = estimate_zero_delay(ps.hist, fi.tac_range_ps)
+    if given is None:
+        if est.zero_delay_ps is None:
+            at = "" if est.candidate_ps is None else f"; the best candidate, {est.candidate_ps / 1000:.1f} ns, is only " \
+                                                      f"{est.sigma:.1f} standard deviations deep"
+            raise ValueError(f"{fi.path}: zero_delay_ps was not given and no antibunching dip was found in the "
+                             f"microtime histogram of {est.n_photons} photons{at}. Pass zero_delay_ps=... : the "
+                             f"microtime (ps) of zero lag, i.e. the stop-cable delay (`antibunch simulate` prints "
+                             f"the value it used; for a measurement, the dip position of a single-emitter "
+                             f"histogram recorded with the same cables)")
+        return est.zero_delay_ps, (f"{fi.path}: zero_delay_ps not given: estimated {est.zero_delay_ps} ps from "
+                                   f"the antibunching dip ({est.sigma:.0f} standard deviations deep, "
+                                   f"{est.n_photons} photons); pass zero_delay_ps={est.zero_delay_ps} (or the "
+                                   f"known cable delay) to fix it")
+    tol = max(2000.0, 3.0 * fi.tac_range_ps / fi.fmt.n_bins)
+    if est.zero_delay_ps is not None and abs(est.zero_delay_ps - given) > tol:
+        return given, (f"{fi.path}: zero_delay_ps={given} but the antibunching dip of the data lies at "
+                       f"{est.zero_delay_ps} ps ({est.sigma:.0f} standard deviations deep): lags are "
+                       f"{(given - est.zero_delay_ps) / 1000:+.1f} ns off and counts may fall outside the "
+                       f"histogram window; pass zero_delay_ps={est.zero_delay_ps} unless the cable delay is known")
+    return given, None
 
 
 def _absolute_t3(batches, path):

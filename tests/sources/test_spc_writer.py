@@ -168,3 +168,18 @@ def test_simulate_command(tmp_path, capsys):
     assert info["markers"] == {"pixel": 6, "line": 2, "frame": 1, "user": 0}
     assert info["card"] == "SPC-150" and info["warnings"] == []
     assert main(["simulate", "no_such_scene", "--out", str(out)]) == 2
+
+
+def test_simulate_command_reports_progress(tmp_path, capsys):
+    """Not silent while simulating: a start line, then a progress line every 10 % (no terminal: plain lines)."""
+    pytest.importorskip("sources.simulator")
+    from engine.cli import main
+
+    out = tmp_path / "p.spc"
+    assert main(["simulate", "single_nv", "--out", str(out), "--shape", "2", "5", "--dwell-s", "0.02",
+                 "--sim-arg", "batch_duration_ps=5_000_000_000"]) == 0
+    cap = capsys.readouterr()
+    assert "wrote" in cap.out and "%" not in cap.out  # stdout stays the result only
+    assert "simulating single_nv: 2 x 5 pixels" in cap.err
+    pct = [int(line.split(":")[1].split("%")[0]) for line in cap.err.splitlines() if line.startswith("simulate:")]
+    assert pct == sorted(pct) and pct[-1] == 100 and len(pct) >= 5, cap.err
