@@ -1,7 +1,8 @@
 """Becker & Hickl FIFO ``.spc`` record formats: layouts, bit masks, the header word, shared constants.
 
 Engine-free (NumPy only). The decoder (:mod:`.decode`) and encoder
-(:mod:`.encode`) kernels compile these constants in; docs/formats.md
+(:mod:`.encode`) kernels compile these constants in (the package stamps their
+numba cache with all of its sources, so an edit here recompiles them); docs/formats.md
 ("Becker & Hickl .spc") describes the layouts in full.
 
 Record formats (``FORMATS``)

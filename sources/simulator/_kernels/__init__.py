@@ -1,13 +1,25 @@
-"""Numba kernels of the simulator: ``photons`` (random numbers, emitters, Poisson light, detectors)
-and ``tac`` (the SPC-150 start-stop rule fused with the output). Names re-exported here."""
+"""Numba kernels of the simulator: ``rng`` (xoshiro256**, ziggurats), ``photons`` (emitters, Poisson
+light, detectors) and ``tac`` (the SPC-150 start-stop rule fused with the output). Names re-exported here.
+
+The kernels inline helpers from the other modules of this directory, so numba's on-disk cache of
+every function here is stamped with a hash of all the directory's sources (registered below, before
+any kernel is defined): an edited helper is recompiled, never served stale.
+"""
 from __future__ import annotations
+
+import os as _os
 
 import numpy as np
 
-from .photons import (_NR, _ZR, AP_CAP, JITTER_CLIP, MODE_DARK, MODE_EXPLICIT, MODE_PH, NO_DELAY, _EPS_SQUEEZE,
-                      detectors_block, emitter_block, exp_zig, exp_zig_l, exponentials, normal_zig, normal_zig_l,
-                      normals, poisson_block, rng_l, rng_next, seed_state, uniform, uniform_l, uniforms)
-from .tac import tac_delay, tac_emit, tac_process
+from nodes._kernels._cache import register as _register
+
+_register(_os.path.dirname(_os.path.abspath(__file__)))
+
+from .photons import (AP_CAP, JITTER_CLIP, MODE_DARK, MODE_EXPLICIT, MODE_PH, NO_DELAY, _EPS_SQUEEZE,  # noqa: E402
+                      detectors_block, emitter_block, poisson_block)
+from .rng import (_NR, _ZR, exp_zig, exp_zig_l, exponentials, normal_zig, normal_zig_l, normals, rng_l,  # noqa: E402
+                  rng_next, seed_state, uniform, uniform_l, uniforms)
+from .tac import tac_delay, tac_emit, tac_process  # noqa: E402
 
 __all__ = ["AP_CAP", "JITTER_CLIP", "MODE_DARK", "MODE_EXPLICIT", "MODE_PH", "NO_DELAY", "_EPS_SQUEEZE", "_NR",
            "_ZR", "detectors_block", "emitter_block", "exp_zig", "exp_zig_l", "exponentials", "normal_zig",
