@@ -1,4 +1,4 @@
-"""Every real file in shared/data/spc decodes to its reference (docs/formats.md).
+"""Every real file in ../shared/data/spc decodes to its reference (docs/formats.md).
 
 Deliberate deviation from a reference JSON: ``pytcspc_A488_point_000.spc`` ends with a
 0x00000000 word that every reference reader decodes as a photon at MT 0 (time going
