@@ -292,6 +292,9 @@ class SPCFile(Source):
         if self.follow and self.zero_delay_ps is None:
             raise self.param_error("zero_delay_ps", "cannot be estimated from a file that is still being written "
                                    "(follow=True); pass the value (the microtime of zero lag, in ps)")
+        if self.mode == "t3" and self.zero_delay_ps is None:
+            raise self.param_error("zero_delay_ps", "None (estimate from the antibunching dip) is for start-stop "
+                                   "recordings; mode='t3' measures microtimes from the laser sync")
         self._zero_delay = self.zero_delay_ps
         self._zero_note = None
         self._checked = None  #: (size, mtime) of the file when check() looked at it
