@@ -26,7 +26,7 @@ def add_commands(sub) -> None:
     p.add_argument("--mode", choices=("auto", "cw", "pulsed"), default="auto",
                    help="auto: pulsed when the correlation shows a peak comb (default: %(default)s)")
     p.add_argument("--zero-delay-ps", default="auto", metavar="Z",
-                   help="lag τ of the zero peak / dip (cable delay) in ps, or 'auto' to guess it (default: auto)")
+                   help="lag τ of the zero peak / dip (cable delay) in ps, or 'auto' to guess it")
     p.add_argument("--period-ps", type=float, default=None,
                    help="laser period in ps (default: the file's sync rate, a sync channel, or the data)")
     p.add_argument("--n-peaks", type=int, default=10, help="side peaks each side, K (default: %(default)s)")
