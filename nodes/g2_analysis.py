@@ -270,7 +270,17 @@ def _cw_zero_guess(h, lag):
     cen = ll[: n * r].reshape(n, r).mean(axis=1)
     i = int(np.argmin(reb))
     med = float(np.median(reb))
-    return int(round(cen[i])), (med - reb[i]) / np.sqrt(max(med, 1.0))
+    depth = (med - reb[i]) / np.sqrt(max(med, 1.0))
+    # refine: centroid of the deficit below the flat level (fine bins) in a window re-centred on
+    # the centroid until it settles (a window off-centre would pull the centroid towards itself)
+    z = float(cen[i])
+    for _ in range(8):
+        w = np.abs(ll - z) <= 10_000
+        deficit = np.maximum(med / r - hh[w], 0.0)
+        if deficit.sum() <= 0:
+            break
+        z = float(np.sum(ll[w] * deficit) / deficit.sum())
+    return int(round(z)), depth
 
 
 def _cw(paths, a, b, zero_delay_ps, h, lag, bw, notes):

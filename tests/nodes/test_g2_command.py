@@ -167,6 +167,9 @@ def test_simulated_cw_goes_the_cw_path(capsys, tmp_path):
     g_true = 1 - rho ** 2
     assert r["mode"] == "cw" and {"g2_0", "g2_0_err", "channels", "n_photons", "duration_s"} <= set(r)
     assert abs(r["g2_0"] - g_true) < 4 * r["g2_0_err"] + 0.02, (r["g2_0"], r["g2_0_err"], g_true)
+    auto = run_json(capsys, path)  # the dip's centre guessed: true zero delay 0
+    assert auto["zero_delay_auto"] and abs(auto["zero_delay_ps"]) < 600
+    assert abs(auto["g2_0"] - g_true) < 4 * auto["g2_0_err"] + 0.03
 
 
 @pytest.mark.parametrize("args,msg", [
