@@ -37,7 +37,10 @@ Channels
 
 Parameters
     path            the ``.ptu`` file
-    sync_channel    channel number given to T2 sync records (ps times; default 64)
+    sync_channel    channel number given to sync tags (default 64)
+    sync_tags       T3: emit a sync tag (delay_ps 0) at the start of every sync period holding a photon
+                    (T3 files record no sync events; this "sync-filtered" stream lets a Correlation of
+                    sync vs detector give the decay)
     markers         marker bit → channel map ``"BIT:NAME,..."`` (NAME pixel|line|frame|user|drop)
     batch_records   records decoded per batch (memory ~ 40 bytes × this)
     pixel_markers   add PIXEL markers between line start/stop markers of image scans (default True)
@@ -287,8 +290,10 @@ class ChunkDecoder:
     is a time no later record can precede.
     """
 
-    def __init__(self, info: PTUInfo, ptufile_obj, sync_channel: int = 64, pixels_per_line: int | None = None):
+    def __init__(self, info: PTUInfo, ptufile_obj, sync_channel: int = 64, pixels_per_line: int | None = None,
+                 sync_tags: bool = False):
         self.info = info
+        self.sync_tags = bool(sync_tags) and info.is_t3
         # pixel clock from line start/stop markers (image scans without pixel markers)
         self.nx = int(pixels_per_line) if pixels_per_line else None
         self.open_line = None  # time (ps) of a LINE marker whose stop has not been read yet
@@ -346,6 +351,13 @@ class ChunkDecoder:
             t_ph = units_to_ps(units[photon], info.resolution_ps)
             d_ph = None
         c_ph = ch[photon]
+        if self.sync_tags and len(t_ph):
+            # T3 has no sync records: one tag per sync period that holds a photon, at the sync's time
+            ns = np.unique(units[photon])
+            self.n_sync += len(ns)
+            t_ph = np.concatenate((units_to_ps(ns, info.resolution_ps), t_ph))
+            c_ph = np.concatenate((np.full(len(ns), self.sync_channel, np.int16), c_ph))
+            d_ph = np.concatenate((np.zeros(len(ns), np.int64), d_ph))
         if is_marker.any():
             t_mk_u = units[is_marker]
             t_mk = units_to_ps(t_mk_u, info.resolution_ps)
@@ -430,7 +442,8 @@ def iter_raw(info: PTUInfo, batch_records: int, stop=lambda: False):
             i += n
 
 
-def open_decoder(info: PTUInfo, sync_channel: int = 64, pixels_per_line: int | None = None):
+def open_decoder(info: PTUInfo, sync_channel: int = 64, pixels_per_line: int | None = None,
+                 sync_tags: bool = False):
     """A :class:`ChunkDecoder` with its ``ptufile.PtuFile`` (close it with ``dec.f.close()``)."""
     import ptufile
 
@@ -443,7 +456,7 @@ def open_decoder(info: PTUInfo, sync_channel: int = 64, pixels_per_line: int | N
             f = ptufile.PtuFile(info.path)
     finally:
         logger.setLevel(old)
-    return ChunkDecoder(info, f, sync_channel, pixels_per_line)
+    return ChunkDecoder(info, f, sync_channel, pixels_per_line, sync_tags)
 
 
 class PTUFile(Source):
@@ -451,7 +464,10 @@ class PTUFile(Source):
 
     out = Out(TagBatch, doc="photon tags (T3: absolute times, delay_ps = microtime) and in-band markers")
     path = Param(str, doc="the .ptu file")
-    sync_channel = Param(int, default=64, min=0, max=32767, doc="channel number of T2 sync records")
+    sync_channel = Param(int, default=64, min=0, max=32767,
+                         doc="channel number of sync tags (T2 sync records; T3 with sync_tags=True)")
+    sync_tags = Param(bool, default=False,
+                      doc="T3: also emit a tag on sync_channel at each sync period that holds a photon")
     markers = Param(str, default=None, optional=True,
                     doc="marker bit -> channel map 'BIT:NAME,...' (pixel|line|frame|user|drop); default from header")
     batch_records = Param(int, default=1 << 20, min=1, doc="records decoded per batch (bounds memory)")
@@ -498,7 +514,7 @@ class PTUFile(Source):
         fi = self.info = self._open()
         for w in fi.warnings:
             self._warn(w)
-        dec = open_decoder(fi, self.sync_channel, self._pixels_per_line(fi))
+        dec = open_decoder(fi, self.sync_channel, self._pixels_per_line(fi), self.sync_tags)
         order = TimeOrderer(with_delay=fi.is_t3)
         try:
             for _i, raw in iter_raw(fi, self.batch_records, stop=lambda: self.stop_requested):

@@ -324,3 +324,21 @@ def test_microtime200_scan_pixels_match_ptufiles_own_image():
     # without the synthesised pixel clock there are no PIXEL markers
     _, c2, _ = read(path, pixel_markers=False)
     assert PIXEL not in counts(c2)
+
+
+def test_t3_sync_tags_on_request():
+    path = data_file("ptu", "hydraharp_v20_t3.ptu")
+    t, c, d = read(path, batch_records=5000, sync_tags=True, sync_channel=7)
+    ph = c >= 0
+    sync = c == 7
+    tp, cp = t[ph & ~sync], c[ph & ~sync]
+    assert counts(cp) == {0: 45012, 1: 32871}
+    period = Fraction(10**12, 4999960)
+    ts = t[sync]
+    assert len(ts) == len(np.unique(ts)) and np.all(d[sync] == 0)
+    # every photon lies within one period after a sync tag, and the microtime is that distance
+    k = np.searchsorted(ts, tp, "right") - 1
+    assert k.min() >= 0
+    gap = tp - ts[k]
+    assert gap.max() < float(period) + 1
+    np.testing.assert_allclose(gap, d[ph & ~sync], atol=1)
