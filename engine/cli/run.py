@@ -53,6 +53,13 @@ def cmd_run(args) -> int:
         kwargs["on_start"] = announce
     elif args.external or args.bind != "127.0.0.1":
         raise UsageError("--external/--bind need the threads or processes executor")
+    def notice(text):
+        if live is not None:
+            live.print_line(None, text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    kwargs["on_notice"] = notice
     if live:
         with live:
             result = run_graph(graph, args.executor, **kwargs)

@@ -15,12 +15,16 @@ computation can return early; a source is asked to end its stream.
 """
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 from ..messages import ABORT, FAIL, SUCCESS, Descriptor, Stop, worst_status
 from ..node import Node, Source, iter_outputs
 from .common import NodeError, StepStats, msg_range
+
+COMPILING = "compiling kernels (first run only)…"  #: said once when a warm-up misses numba's cache
 
 
 class StepDriver:
@@ -34,7 +38,9 @@ class StepDriver:
     """
 
     def __init__(self, node: Node, step_id: str, emit: Callable, *, stats: StepStats | None = None,
-                 passthrough: tuple = (), poll_stop: Callable[[], bool] | None = None):
+                 passthrough: tuple = (), poll_stop: Callable[[], bool] | None = None,
+                 on_compile: Callable[[], None] | None = None):
+        self.on_compile = on_compile  # called once if warm-up compiles kernels (not served from cache)
         self.node = node
         self.step_id = step_id
         self._emit = emit
@@ -79,7 +85,8 @@ class StepDriver:
             node.check()
             node.reset()
             if warmup:
-                node.warmup()
+                with compile_watch(self.on_compile):
+                    node.warmup()
 
         return self._guard(steps)
 
@@ -214,3 +221,33 @@ def check_steps(graph) -> None:
                     raise named from exc
             exc.antibunch_step = name  # which step refused (the runner reports it)
             raise
+
+
+@contextmanager
+def compile_watch(on_compile: Callable[[], None] | None):
+    """Call ``on_compile()`` once if numba compiles (a cache miss: the first run) inside the block.
+
+    Only when the node's modules have imported numba already; the engine itself never imports it.
+    """
+    numba = sys.modules.get("numba")
+    if on_compile is None or numba is None:
+        yield
+        return
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - another numba layout
+        yield
+        return
+    fired = []
+
+    class _Listener(event.Listener):
+        def on_start(self, ev):
+            if not fired:
+                fired.append(True)
+                on_compile()
+
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", _Listener()):
+        yield

@@ -12,7 +12,7 @@ import time
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
 from .common import RunResult, graph_info
-from .driver import StepDriver, check_steps
+from .driver import COMPILING, StepDriver, check_steps
 
 
 def _freeze(msg: Message) -> Message:
@@ -21,7 +21,8 @@ def _freeze(msg: Message) -> Message:
     return msg
 
 
-def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_status=None) -> RunResult:
+def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_status=None,
+               on_notice=None) -> RunResult:
     graph.validate()
     check_steps(graph)
     order = graph.topological_order()
@@ -69,8 +70,16 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
             if pending_inputs[step] == 0:
                 end_step(step, None)
 
+    compiling = []
+
+    def on_compile():
+        if not compiling and on_notice is not None:
+            compiling.append(True)
+            on_notice(COMPILING)
+
     for s in order:
-        drivers[s] = StepDriver(nodes[s], graph.full_id(s), make_emit(s), poll_stop=cancelled)
+        drivers[s] = StepDriver(nodes[s], graph.full_id(s), make_emit(s), poll_stop=cancelled,
+                                on_compile=on_compile)
     result = RunResult(graph.name, "inline")
     try:
         info = graph_info(graph)

@@ -25,7 +25,7 @@ import zmq
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS
 from .common import NodeError, RunResult, graph_info
-from .driver import check_steps
+from .driver import COMPILING, check_steps
 from .worker import Worker
 
 READY_TIMEOUT_S = 300.0
@@ -69,7 +69,7 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
 class Runner:
     def __init__(self, graph, kind: str, *, duration_s=None, stop_event=None, on_status=None,
                  external=(), bind_host="127.0.0.1", keys_dir=None, taps=True,
-                 output_sink=None, on_start=None):
+                 output_sink=None, on_start=None, on_notice=None):
         if kind == "processes" and not graph.ref:
             raise ValueError(f"graph '{graph.name}' was built in memory; the processes executor rebuilds it "
                              "in each worker from a reference: load it with engine.load_graph('file.py') "
@@ -85,6 +85,8 @@ class Runner:
         self.taps = taps
         self.output_sink = output_sink
         self.on_start = on_start  # on_start(run_id, manifest): the run's id, once its manifest is written
+        self.on_notice = on_notice  # on_notice(text): things the user should know while waiting
+        self._notices: set[str] = set()
         self.terminal_steps = terminal_steps(graph) if output_sink is None and sys.stdout.isatty() else set()
         self.ctx = zmq.Context()
         self.security = tp.Security(keys_dir) if keys_dir else None
@@ -195,6 +197,8 @@ class Runner:
                                                   detail=_strip_where(ev.get("error", "")))
                     self.errors[step].remote_traceback = ev.get("traceback")
                 self.request_stop(f"step '{self.graph.full_id(step)}' failed")
+            elif kind == "compiling":
+                self.notice(COMPILING)
             elif kind == "stopped":
                 self.step_state[step] = "stopped"
             elif kind == "done":
@@ -204,6 +208,12 @@ class Runner:
                                                   detail=ev.get("error") or "failed")
             if self.on_status:
                 self.on_status(self)
+
+    def notice(self, text: str) -> None:
+        if text not in self._notices:
+            self._notices.add(text)
+            if self.on_notice is not None:
+                self.on_notice(text)
 
     def release_finished(self):
         """Let a stopped step close once all its consumers are done reading."""

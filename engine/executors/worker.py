@@ -41,7 +41,8 @@ class Worker:
         self.ctx = ctx or zmq.Context.instance()
         self.security = security
         self.watch_parent = watch_parent
-        self.driver = StepDriver(node, self.sid, self.send, passthrough=(tp.Aborted,), poll_stop=self._poll_stop)
+        self.driver = StepDriver(node, self.sid, self.send, passthrough=(tp.Aborted,), poll_stop=self._poll_stop,
+                                 on_compile=lambda: self.report("compiling"))
         self.stats = self.driver.stats
         self.edge_sent: dict[str, int] = {}
         self.edge_recv: dict[str, int] = {}

@@ -78,3 +78,16 @@ def test_graph_parameters_have_one_source_of_truth(tmp_path):
                  "    g.add('src', TestingSource(n_batches=n))\n    return g\n")
     g = load_graph(f"{f}:build(n=4)")
     assert g.params == {"n": 4, "out": None, "extra": "x"}  # a build argument wins over params=
+
+
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_cold_first_run_says_it_is_compiling(executor, tmp_path):
+    import os
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = [subprocess.run([sys.executable, "-m", "engine", "run", "--no-live", "--executor", executor,
+                            "tests/engine/graphs/kernel.py"], capture_output=True, text=True, timeout=300, env=env)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert runs[0].stderr.count("compiling kernels (first run only)") == 1, runs[0].stderr
+    assert "compiling kernels" not in runs[1].stderr  # served from the cache
