@@ -27,7 +27,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from .node import Node, Source
+from .node import Node, Source, plain
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -257,7 +257,7 @@ class Graph:
                     for port, spec in node.outputs().items()}
             steps.append({"name": name, "id": self.full_id(name), "node": type(node).__name__,
                           "inputs": ins, "outputs": outs})
-        return {"graph": self.name, "ref": self.ref, "params": _jsonable(self.params), "steps": steps}
+        return {"graph": self.name, "ref": self.ref, "params": plain(self.params), "steps": steps}
 
     def mermaid(self) -> str:
         lines = ["flowchart LR"]
@@ -267,12 +267,6 @@ class Graph:
             t = self.steps[e.src.step].outputs()[e.src.port].msg_type.__name__ if e.src.step in self.steps else "?"
             lines.append(f"    {e.src.step} -->|{e.src.port}→{e.dst_port}: {t}| {e.dst_step}")
         return "\n".join(lines)
-
-
-def _jsonable(obj):
-    from .node import plain
-
-    return plain(obj)
 
 
 # ---------------------------------------------------------------- loading

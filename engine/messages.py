@@ -64,11 +64,6 @@ def register(type_id: str):
     return deco
 
 
-def message_class(type_id: str) -> type:
-    """The message class registered for ``type_id`` (KeyError if unknown)."""
-    return _REGISTRY[type_id]
-
-
 def registered_types() -> dict[str, type]:
     return dict(_REGISTRY)
 
@@ -77,10 +72,6 @@ class Message:
     """Base of every message. Subclasses are dataclasses."""
 
     TYPE_ID: ClassVar[str] = ""
-    #: short human name used in error messages and ``antibunch check``
-    @classmethod
-    def type_name(cls) -> str:
-        return cls.__name__
 
     def array_fields(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

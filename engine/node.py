@@ -301,7 +301,7 @@ class Node(metaclass=NodeMeta):
     # -- lifecycle ------------------------------------------------------------
     def describe(self) -> dict[str, Descriptor]:
         return {name: Descriptor(type_id=port.msg_type.TYPE_ID, node=type(self).__name__,
-                                 params=_plain(self.params))
+                                 params=plain(self.params))
                 for name, port in self._outputs.items()}
 
     def check(self) -> None:
@@ -356,14 +356,14 @@ class Sink(Node):
     """A node without outputs (files, displays)."""
 
 
-def _plain(obj):
-    """Convert parameters to msgpack-able plain data (for descriptors/attrs)."""
+def plain(obj):
+    """Parameters as msgpack/JSON-able plain data (descriptors, HDF5 attributes, summaries)."""
     import numpy as np
 
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, np.generic):
@@ -371,22 +371,12 @@ def _plain(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist() if obj.size <= 64 else f"<array {obj.dtype} {obj.shape}>"
     if hasattr(obj, "to_dict"):
-        return _plain(obj.to_dict())
+        return plain(obj.to_dict())
     return repr(obj)
 
 
-def plain(obj):
-    """Public alias of the msgpack-safe converter used for descriptors."""
-    return _plain(obj)
-
-
-def outputs_of(node: Node, produced) -> list[tuple[str, Message]]:
-    """Normalise what ``process``/``finish`` returned into ``[(port, msg)]``."""
-    return list(iter_outputs(node, produced))
-
-
 def iter_outputs(node: Node, produced):
-    """Lazily normalise produced items into ``(port, msg)`` pairs (sources stream)."""
+    """Normalise what ``process``/``finish``/``generate`` yield into ``(port, msg)`` pairs, lazily."""
     if produced is None:
         return
     outs = node._outputs

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .messages import Descriptor, Message, TagBatch
+from .executors import EXECUTORS
 from .node import In, Node, Out, Param, Sink, Source
-
-EXECUTORS = ("inline", "threads", "processes")
 
 
 class Outputs(dict):

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from ..messages import ABORT, FAIL, SUCCESS, Descriptor, Stop, worst_status
-from ..node import Node, Source, iter_outputs
+from ..node import Node, iter_outputs
 from .common import NodeError, StepStats, msg_range
 
 COMPILING = "compiling kernels (first run only)…"  #: said once when a warm-up misses numba's cache
@@ -50,10 +50,6 @@ class StepDriver:
         self.input_statuses: list[str] = []
         self.finished = False
         node.set_stop_poll(poll_stop)
-
-    @property
-    def is_source(self) -> bool:
-        return isinstance(self.node, Source)
 
     # -- errors -----------------------------------------------------------------
     def fail(self, exc: BaseException, msg=None) -> NodeError:

@@ -1,12 +1,10 @@
 """Taps: descriptor first on every port, tap CLI never crashes, quiet on a closed pipe,
 never guesses between two runs of the same graph."""
-import os
 import re
 import subprocess
 import sys
 import time
 
-import pytest
 import zmq
 
 from engine.transport import find_manifests
