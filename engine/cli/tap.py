@@ -41,7 +41,7 @@ def cmd_tap(args) -> int:
         if having or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    which = f"run '{run_id}' of graph '{graph_name}'" if run_id else f"graph '{graph_name}'"
+    which = f"run '{run_id}' of graph '{graph_name}'" if run_id else f"graph named '{graph_name}'"
     if not having:
         if mans:
             ports = sorted(set(p for m in mans for p in m.get("taps", {})))
