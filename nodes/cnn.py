@@ -45,7 +45,7 @@ from engine.node import In, Node, Out, Param
 from .physics import g2model
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32.pt"
+DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32_bnll.pt"
 NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events)"
 
 

@@ -256,7 +256,7 @@ def bucket_metrics(pred, truth, events, crb=None, buckets=BUCKETS, tol=0.5):
              "mape": float(100 * np.mean(np.abs(e) / np.abs(truth[m]))),
              "r2": float(1 - np.sum(e ** 2) / ss) if ss > 0 else float("nan")}
         if crb is not None:
-            r["crb"] = float(np.sqrt(np.mean(crb[m] ** 2)))
+            r["crb"] = float(np.sqrt(np.nanmean(np.minimum(crb[m], 1.1) ** 2)))  # capped as in the evaluation
             r["rmse_over_crb"] = r["rmse"] / r["crb"]
         res[str(b)] = r
     return res
@@ -422,7 +422,7 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
     metrics = {"val_loss": best, "stopped": stopped, "epochs_run": len(history),
                "minutes": (time.monotonic() - t_start) / 60,
                "val_buckets": bucket_metrics(vout[:, 0], vy, vev,
-                                             vs if source == "simulated" and np.isfinite(vs).all() else None)}
+                                             vs if source == "simulated" and np.isfinite(vs).any() else None)}
     meta = _save(out_path, best_state, arch, cfg, source, history, metrics, lag, calibration)
     return meta
 

@@ -177,3 +177,116 @@ def test_alternative_nll_model_has_calibrated_error_bars():
     assert np.all(r["g2_0_err"] > 0)
     assert 0.7 < np.std(pull) < 1.3
 
+
+
+# ------------------------------------------------------------------ error bars and bias of the shipped model
+def _pop_hists(pop, n, events, seed):
+    from nodes.physics import populations as P
+
+    rng = np.random.default_rng([seed, 0xC0FFEE])
+    d = P.draw(pop, n, rng, events=events)
+    return rng.poisson(P.expected(d, LAG, BW)).astype(np.int64), d["params"][:, 1]
+
+
+def test_shipped_model_has_finite_calibrated_error_bars():
+    meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert meta["arch"]["n_out"] == 2 and meta["calibration"]["scale"]
+    H, truth = _pop_hists("heldout", 600, 4000, seed=1)
+    r = estimate_cnn(H, LAG)
+    assert np.all(np.isfinite(r["g2_0_err"])) and np.all(r["g2_0_err"] > 0)
+    from nodes.physics.evaluation import robust_width
+
+    # target 0.8–1.25; 600 pulls give the width to about ±0.05
+    assert 0.8 <= robust_width((r["g2_0"] - truth) / r["g2_0_err"]) <= 1.25
+
+
+@pytest.mark.parametrize("pop,events,lo", [("fast", 4000, 0.8), ("fast", 16000, 0.8), ("slow", 4000, 0.65),
+                                           ("slow", 16000, 0.65)])
+def test_shipped_model_calibrated_on_shifted_populations(pop, events, lo):
+    """Target 0.8–1.25. Met on `fast`; on `slow` the error bars are too large (width measured 0.71–0.78 on
+    800–3000 histograms, docs/estimators.md), so there the test only guards that they stay conservative."""
+    from nodes.physics.evaluation import robust_width
+
+    H, truth = _pop_hists(pop, 600, events, seed=2)
+    r = estimate_cnn(H, LAG)
+    assert lo <= robust_width((r["g2_0"] - truth) / r["g2_0_err"]) <= 1.25
+
+
+def test_shipped_model_bias_per_band_at_16k_events():
+    """|bias| <= 0.02 per g2(0) band at 16 k events on held-out emitters (3 standard errors of slack);
+    on the shifted populations the measured worst band is 0.027 (slow) and 0.06 (fast, g2(0) > 0.9):
+    guarded at 0.035 and 0.08 (docs/estimators.md lists them as unmet targets)."""
+    from nodes.physics.evaluation import score
+
+    for pop, lim in (("heldout", 0.02), ("slow", 0.035), ("fast", 0.08)):
+        H, truth = _pop_hists(pop, 1200, 16000, seed=3)
+        r = estimate_cnn(H, LAG)
+        s = score(r["g2_0"], r["g2_0_err"], truth)
+        for band, b in s["bands"].items():
+            if b["n"] >= 50:
+                assert abs(b["bias"]) <= lim + 3 * b["bias_se"], (pop, band, b["bias"], b["bias_se"])
+
+
+def test_error_bar_grows_when_the_data_cannot_decide():
+    """Tens of events: the error bar says so (large), instead of a confident number."""
+    H, _ = _pop_hists("heldout", 300, 30, seed=4)
+    H2, _ = _pop_hists("heldout", 300, 64000, seed=4)
+    e_low = np.median(estimate_cnn(H, LAG)["g2_0_err"])
+    e_high = np.median(estimate_cnn(H2, LAG)["g2_0_err"])
+    assert e_low > 0.2 and e_high < 0.1 and e_low > 4 * e_high
+
+
+def test_node_estimates_carry_error_bars():
+    H, _ = _hists(12, 3000, seed=7)
+    out = run_node(G2CNN(batch_size=5), _msgs(H, [4]))["out"]
+    err = np.concatenate([e.g2_0_err for e in out])
+    np.testing.assert_allclose(err, estimate_cnn(H, LAG)["g2_0_err"][np.concatenate([e.pixel for e in out])],
+                               rtol=1e-5)
+    assert np.all(np.isfinite(err))
+
+
+@pytest.mark.slow
+def test_full_evaluation_calibration_and_heldout_bias():
+    """`antibunch evaluate` on the CNN (slow: minutes): calibration width 0.8–1.25 from 4 k events on the
+    held-out and `fast` populations, |bias| <= 0.02 (+2 standard errors) per band at 16 k on held-out emitters."""
+    from nodes.evaluation import evaluate
+
+    res = evaluate(1500, seed=11, buckets=(4000, 16000), methods=("cnn",), pops=("heldout", "fast"))
+    for v in res["verdicts"]:
+        if v["check"] == "calibration width" or (v["population"] == "heldout" and v["events"] == 16000):
+            assert v["ok"] in ("yes", "marginal"), v
+
+
+def test_cnn_error_bars_reach_G2_err_and_the_pair_verdict():
+    """CNN g2_0_err -> ImageAssembler G2_err = I²·g2_0_err -> finite dip error in the G2 resolution verdict."""
+    from nodes.image import ImageAssembler
+    from nodes.physics.resolution import analyze
+
+    ny, nx, px_nm, T = 9, 21, 24.2, 7.0
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    e1, e2 = (4.0, 5.5), (4.0, 14.5)
+    sig = 310 / 2.355 / px_nm
+    S1 = 30e3 * np.exp(-((yy - e1[0]) ** 2 + (xx - e1[1]) ** 2) / (2 * sig ** 2))
+    S2 = 30e3 * np.exp(-((yy - e2[0]) ** 2 + (xx - e2[1]) ** 2) / (2 * sig ** 2))
+    R = (S1 + S2 + 500.0).ravel()  # detected rate, both detectors together
+    g0 = 1 - 0.9 * (S1.ravel() ** 2 + S2.ravel() ** 2) / R ** 2  # g2(0) of the mixture, emitters 0.1
+    p = np.stack([np.zeros_like(R), g0, 0.5 * (1 - g0), np.full_like(R, 12.0), np.full_like(R, 150.0)], axis=1)
+    p[:, 0] = m.scale_from_rates(R / 2, R / 2, T, BW)
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(m.expected_counts(LAG, BW, p)).astype(np.int64)
+    singles = rng.poisson(np.stack([R / 2 * T, R / 2 * T], axis=1)).astype(np.int64)
+    pix = np.arange(ny * nx)
+    hist = PixelHistograms(pixel=pix, counts=counts, singles=singles, exposure_s=np.full(len(pix), T), lag_ps=LAG,
+                           binwidth_ps=BW, shape=[ny, nx], n_done=len(pix))
+    est = run_node(G2CNN(), [hist])["out"]
+    assert all(np.all(np.isfinite(e.g2_0_err[e.flags == 0])) for e in est)
+    img = run_node(ImageAssembler(t1_ns=12.0, t2_ns=150.0),
+                   [("hist", hist)] + [("g2", e) for e in est])["out"][-1]
+    I = img.images["intensity"]
+    ok = np.isfinite(img.images["g2_0"])
+    np.testing.assert_allclose(img.images["G2_err"][ok], (I ** 2 * img.images["g2_0_err"])[ok], rtol=1e-9)
+    assert np.isfinite(img.images["G2_err"][ok]).all() and ok.sum() > 0.9 * ok.size
+    res = analyze(img.images, px_nm, emitters_px=[e1, e2])
+    pair = res["images"]["G2"]["pair"]
+    assert np.isfinite(pair["dip_err"]) and pair["dip_err"] > 0
+    assert pair["resolved"] == bool(pair["dip"] > pair["n_sigma"] * pair["dip_err"])
