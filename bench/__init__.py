@@ -15,6 +15,7 @@ BENCHES = {
     "simulator": "bench.simulator",
     "spc": "bench.spc",
     "estimators": "bench.estimators",
+    "pipeline": "bench.pipeline",
     "formats": "bench.formats",
     "g2": "bench.g2",
 }

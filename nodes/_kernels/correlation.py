@@ -98,9 +98,9 @@ def _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist):
         while 2 * (t - time[lo]) > nbw:
             lo += 1
         c = channel[i]
-        if c != c1 and c != c2:
-            continue
         is2 = c == c2
+        if np.int64(c == c1) + np.int64(is2) == 0:  # a sum, not `or`: see t2_scan
+            continue
         other = c1 if is2 else c2
         lim = nbw - 1 if is2 else nbw
         sgn = 2 if is2 else -2
@@ -147,8 +147,9 @@ def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
     - a branch on the (random) channel of every tag or pair is mispredicted
       every other time: the window test comes first (at low rates almost
       every tag ends there), the singles are one separate vectorised count,
-      and the pair loop has no branch per channel -- every tag in the window
-      adds ``channel == other`` (0 or 1) to its bin;
+      channel tests are integer sums (LLVM turns ``a or b`` of two compares
+      into two branches), and the pair loop has no branch per channel --
+      every tag in the window adds ``channel == other`` (0 or 1) to its bin;
     - the bin index is an exact float-reciprocal multiply, not an integer
       division (:func:`~nodes._kernels.common.div_floor`).
     """

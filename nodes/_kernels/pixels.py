@@ -354,7 +354,9 @@ def accumulate_t2(time, channel, pix, inc, visit, start, c1, c2, span, n_bins, c
     while i < n:
         p = pix[i]
         c = channel[i]
-        if (p < 0) | ((c != c1) & (c != c2)):
+        # an integer product/sum, not `or`: LLVM splits an `or` of compares into branches on the
+        # random channel, mispredicted every other tag
+        if np.int64(p >= 0) * (np.int64(c == c1) + np.int64(c == c2)) == 0:
             i += 1
             continue
         if visit[i] != cur:
