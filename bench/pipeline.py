@@ -165,7 +165,29 @@ def hbt(args, cache, executors, rates, n_tags):
     return rows
 
 
+def _warmup():
+    """Load every numba kernel once in this process (inline/threads then time the graph, not the
+    cache load; the processes executor pays it in every worker, which is part of its cost)."""
+    import importlib
+    import pkgutil
+
+    import nodes._kernels as K
+
+    for m in pkgutil.iter_modules(K.__path__):
+        fn = getattr(importlib.import_module(f"nodes._kernels.{m.name}"), "warmup", None)
+        if fn is not None:
+            fn()
+    for extra in ("sources.simulator", "sources.spc.records", "sources.spc"):
+        try:
+            fn = getattr(importlib.import_module(extra), "warmup", None)
+        except ImportError:
+            continue
+        if fn is not None:
+            fn()
+
+
 def run(args) -> dict:
+    _warmup()
     quick = bool(getattr(args, "quick", False))
     executors = [e for e in str(args.executors).split(",") if e]
     estimators = [e for e in str(args.estimators).split(",") if e]

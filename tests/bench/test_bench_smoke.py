@@ -1,6 +1,7 @@
 """Smoke tests of the benchmarks at tiny sizes: they run, agree with their references, and
 report the keys the docs describe. No timing is asserted (numbers belong in bench/results)."""
 import argparse
+import os
 
 import pytest
 
@@ -47,3 +48,18 @@ def test_single_pass_references_match_the_oracles(rate):
     out = np.zeros(3, np.int64)
     R.nfold(t[:600], ch[:600], np.arange(4), 300_000, out)
     assert np.array_equal(out, O.nfold(t[:600], ch[:600], (0, 1, 2, 3), 300_000))
+
+
+def test_pipeline_bench_quick(tmp_path):
+    from bench import pipeline as B
+
+    r = B.run(_args(B, "--quick", "--executors", "inline,threads", "--hbt-rates", "1e5", "--estimators", "lm",
+                    "--cache-dir", str(tmp_path)))
+    assert {row["executor"] for row in r["imaging"]} == {"inline", "threads"}
+    for row in r["imaging"] + r["hbt"]:
+        assert row["tags"] > 0 and row["wall_s"] > 0
+        assert row["bottleneck"] in row["steps"]
+    assert {row["source"] for row in r["hbt"]} == {"simulator", "file"}
+    assert all(row["last_photon_to_final_image_s"] is not None for row in r["imaging"])
+    assert os.path.exists(r["scan_file"])  # generated once, cached for the next run
+    assert "imaging lm" in B.format_table(r)
