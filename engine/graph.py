@@ -110,7 +110,17 @@ class Graph:
         self.params = dict(self.derived)  # load_graph puts the build arguments first
         self.ref: str | None = None  # set by load_graph: how to rebuild it elsewhere
         self.source_text: str | None = None
+        self.run_options: dict = {}  # e.g. {'overwrite': True} from 'antibunch run --overwrite'
         self._problems: list[str] = []
+
+    def set_run_option(self, name: str, value) -> None:
+        """Set parameter ``name`` on every node that declares it (e.g. ``overwrite``, which
+        ``antibunch run --overwrite`` sets); kept in ``run_options`` so worker processes, which
+        rebuild the graph from its reference, apply it too (it travels in the run manifest)."""
+        self.run_options[name] = value
+        for node in self.steps.values():
+            if name in node._param_specs:
+                node.set_param(name, value)
 
     # -- building ---------------------------------------------------------
     def add(self, name: str, node: Node, *upstreams, **named_upstreams) -> Step:

@@ -232,6 +232,10 @@ class Node(metaclass=NodeMeta):
     exit_status: str
     #: {name, ref, params, source_text} of the running graph, set before ``reset()``
     graph_info: dict[str, Any]
+    #: how this step's input streams ended, set just before ``finish()``: 'success' (the
+    #: sources ended by themselves), 'abort' (the run was stopped: Ctrl-C, SIGTERM, a
+    #: duration limit) or 'fail' (a step failed); None before. Sinks record it.
+    stream_status: str | None
 
     def __init__(self, **params):
         owner = type(self).__name__
@@ -258,6 +262,7 @@ class Node(metaclass=NodeMeta):
         self.__dict__.setdefault("counters", {})
         self.__dict__.setdefault("exit_status", SUCCESS)
         self.__dict__.setdefault("graph_info", {})
+        self.__dict__.setdefault("stream_status", None)
         self.step_id = owner  # replaced by the graph with 'graph.step'
         self.validate_params()
 
@@ -279,6 +284,15 @@ class Node(metaclass=NodeMeta):
 
     def param_error(self, name: str, msg: str) -> ParamError:
         return ParamError(f"{type(self).__name__} parameter '{name}' {msg}")
+
+    def set_param(self, name: str, value) -> None:
+        """Change one parameter after construction (validated), e.g. a run option such as
+        ``overwrite`` that ``antibunch run --overwrite`` sets on every node declaring it."""
+        spec = self._param_specs.get(name)
+        if spec is None:
+            raise self.param_error(name, "does not exist")
+        self.__dict__["_params"][name] = spec.validate(type(self).__name__, value)
+        self.validate_params()
 
     # -- stopping -------------------------------------------------------------
     @property

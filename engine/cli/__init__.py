@@ -23,7 +23,7 @@ def _user_errors():
     from ..wire import WireError
 
     return (UsageError, GraphError, GraphRefError, ParamError, WireError, FileNotFoundError,
-            PermissionError, IsADirectoryError, ValueError)
+            FileExistsError, PermissionError, IsADirectoryError, ValueError)
 
 
 def build_parser(plugin_errors: list | None = None) -> argparse.ArgumentParser:

@@ -39,6 +39,8 @@ def cmd_node(args) -> int:
     security = tp.Security(manifest["keys_dir"]) if manifest.get("keys_dir") else None
     if security:
         security.start_authenticator(ctx)
+    for name, value in (manifest.get("run_options") or {}).items():
+        graph.set_run_option(name, value)
     worker = Worker(manifest, args.step, graph.steps[args.step], ctx=ctx, security=security,
                     watch_parent=args.managed)
     status = worker.run()

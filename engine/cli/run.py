@@ -18,6 +18,8 @@ def add_commands(sub) -> None:
                    help="do not start STEP: it joins with 'antibunch node' (tcp)")
     p.add_argument("--no-live", action="store_true", help="no live table, plain progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let every sink replace its existing output file (default: refuse, exit 2)")
     p.set_defaults(func=cmd_run)
 
 
@@ -28,6 +30,8 @@ def cmd_run(args) -> int:
 
     graph = load_graph(args.graph)
     graph.validate()
+    if args.overwrite:
+        graph.set_run_option("overwrite", True)
     check_steps(graph)  # a missing input file, an unwritable output: one line, exit 2, nothing started
     live = None
     kwargs = {"duration_s": args.duration}
@@ -79,7 +83,9 @@ def cmd_run(args) -> int:
             print(tb, file=sys.stderr)
     if result.errors:
         return 1
-    return 0 if result.exit_status == "success" else 130 if result.exit_status == "abort" else 1
+    if result.exit_status == "abort":
+        return 128 + int(result.signal) if result.signal else 130  # 130 SIGINT, 143 SIGTERM
+    return 0 if result.exit_status == "success" else 1
 
 
 def print_summary(summary: dict) -> None:

@@ -1,6 +1,9 @@
 """Shared pieces of the executors: errors, per-step statistics, run results."""
 from __future__ import annotations
 
+import contextlib
+import signal as _signal
+import threading
 from dataclasses import dataclass, field
 
 
@@ -61,7 +64,8 @@ class RunResult:
     nodes: dict = field(default_factory=dict)  # inline/threads only: the live node objects
     runtime_dir: str | None = None
     run_id: str | None = None  # threads/processes: names the run for 'antibunch tap RUN_ID/...'
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # why the sources were stopped ('SIGINT received', 'duration reached')
+    signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
 
     @property
     def ok(self) -> bool:
@@ -70,6 +74,23 @@ class RunResult:
     def raise_for_errors(self):
         if self.errors:
             raise self.errors[0]
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler):
+    """While inside, SIGINT and SIGTERM call ``handler(signum)`` instead of killing the process
+    (main thread only; elsewhere nothing is installed). The previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {}
+    try:
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            old[sig] = _signal.signal(sig, lambda signum, frame: handler(signum))
+        yield
+    finally:
+        for sig, h in old.items():
+            _signal.signal(sig, h)
 
 
 def graph_info(graph) -> dict:

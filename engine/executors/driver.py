@@ -165,6 +165,7 @@ class StepDriver:
             status = worst_status(*self.input_statuses) if self.input_statuses else SUCCESS
         if not self.finished and self.failed is None:
             self.finished = True
+            self.node.stream_status = status  # sinks record how the run ended (finished/interrupted/failed)
             self.emit_all(self.node.finish())
         return FAIL if self.failed is not None else status
 

@@ -11,7 +11,7 @@ import time
 
 
 from ..messages import ABORT, FAIL, SUCCESS, Message, Stop, worst_status
-from .common import RunResult, graph_info
+from .common import RunResult, graph_info, on_stop_signals
 from .driver import COMPILING, StepDriver, check_steps
 
 
@@ -23,6 +23,27 @@ def _freeze(msg: Message) -> Message:
 
 def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_status=None,
                on_notice=None) -> RunResult:
+    """Run ``graph`` in this thread. SIGINT/SIGTERM (in the main thread) stop the sources, make
+    every ``node.stop_requested()`` true, and let every step finish and flush; a second signal
+    raises KeyboardInterrupt (steps are then only closed)."""
+    signalled: list[int] = []
+
+    def on_signal(signum):
+        if signalled:
+            raise KeyboardInterrupt
+        signalled.append(signum)
+
+    with on_stop_signals(on_signal):
+        result = _run_inline(graph, duration_s, stop_event, lambda: bool(signalled), on_notice)
+    if signalled:
+        import signal
+
+        result.signal = signalled[0]
+        result.stop_reason = f"{signal.Signals(signalled[0]).name} received"
+    return result
+
+
+def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResult:
     graph.validate()
     check_steps(graph)
     order = graph.topological_order()
@@ -33,7 +54,7 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
     started = time.monotonic()
 
     def cancelled() -> bool:
-        return stop_event is not None and stop_event.is_set()
+        return signalled() or (stop_event is not None and stop_event.is_set())
 
     def on_failure():
         for d in drivers.values():

@@ -31,6 +31,9 @@ from .worker import Worker
 READY_TIMEOUT_S = 300.0
 STOP_GRACE_S = 1.0
 ABORT_GRACE_S = 0.8
+# a step that has begun finish() is flushing its results (an HDF5 file, a PNG): it is not stuck,
+# and killing it would lose them; it gets this long from its 'finishing' report before a kill
+FINISH_GRACE_S = 20.0
 
 
 def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.1",
@@ -62,6 +65,7 @@ def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.
         "pid": os.getpid(), "run_dir": run_dir, "control": control, "edges": edges, "taps": tap_eps,
         "steps": {s: {"node": type(n).__name__} for s, n in graph.steps.items()},
         "external": list(external), "keys_dir": keys_dir, "graph_info": graph_info(graph),
+        "run_options": dict(graph.run_options),
         "started": time.time(),
     }
 
@@ -95,6 +99,8 @@ class Runner:
         self.errors: dict[str, NodeError] = {}
         self.exit_status = SUCCESS
         self.stop_reason = None
+        self.signal = None  # the signal (SIGINT/SIGTERM) that stopped the run
+        self.finishing: dict[str, float] = {}  # step -> when it reported entering finish()
         self.threads: dict[str, threading.Thread] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self._stop_sent_at = None
@@ -199,6 +205,8 @@ class Runner:
                 self.request_stop(f"step '{self.graph.full_id(step)}' failed")
             elif kind == "compiling":
                 self.notice(COMPILING)
+            elif kind == "finishing":
+                self.finishing.setdefault(step, time.monotonic())
             elif kind == "stopped":
                 self.step_state[step] = "stopped"
             elif kind == "done":
@@ -299,11 +307,16 @@ class Runner:
                         and (self.errors or self.stop_reason not in ("duration reached",)):
                     self.request_abort()
                 # kill only after the whole stop+abort budget (1.8 s) from the first stop request: an
-                # abort sent at once (during start-up, a dead worker) must not shorten the others' grace
+                # abort sent at once (during start-up, a dead worker) must not shorten the others' grace;
+                # and never a step still flushing its results within FINISH_GRACE_S
                 if self._abort_sent_at and now - self._abort_sent_at > ABORT_GRACE_S and (
                         self._stop_sent_at is None or now - self._stop_sent_at > STOP_GRACE_S + ABORT_GRACE_S):
-                    self.kill_all()
-                    break
+                    stuck = [s for s, st in self.step_state.items() if st != "done"
+                             and now - self.finishing.get(s, -1e9) > FINISH_GRACE_S]
+                    if stuck:
+                        self.kill_all(stuck)
+                        if self.kind == "threads" or not self.procs:
+                            break  # threads cannot be killed: leave them (daemons) behind
         finally:
             _restore_signal_handlers(old_handlers)
             self.shutdown()
@@ -319,10 +332,13 @@ class Runner:
         else:
             result.exit_status = SUCCESS
         result.stop_reason = self.stop_reason
+        result.signal = self.signal
         return result
 
-    def kill_all(self):
+    def kill_all(self, steps=None):
         for s, p in self.procs.items():
+            if steps is not None and s not in steps:
+                continue
             if p.poll() is None:
                 p.kill()
                 if self.step_state.get(s) == "starting":
@@ -362,6 +378,8 @@ def _install_signal_handlers(runner: Runner):
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
+        if runner.signal is None:
+            runner.signal = signum
         if runner._stop_sent_at is None:
             runner.request_stop(f"{name} received")
         else:

@@ -3,7 +3,9 @@
 graph from another process or host).
 
 Control protocol (DEALER -> runner's ROUTER, msgpack maps):
-worker -> runner ``{"ev": "ready"|"stats"|"error"|"done", ...}``;
+worker -> runner ``{"ev": "ready"|"stats"|"error"|"finishing"|"stopped"|"done", ...}``
+(``finishing``: the step entered ``finish()`` and is flushing its results; the runner does not
+kill it for that long);
 runner -> worker ``{"cmd": "start"|"stop"|"abort"}``. ``stop`` asks a source
 to end its stream (``Stop(abort)`` then flows through the graph); ``abort``
 tells every step to stop waiting for input, finish, and close.
@@ -340,6 +342,7 @@ class Worker:
             if self.aborted:
                 status = worst_status(status, ABORT)
             elif status != FAIL:
+                self.report("finishing")
                 status = self.driver.finish(status)
         except tp.Aborted:
             status = ABORT
@@ -395,6 +398,7 @@ class Worker:
             status = worst_status(status, ABORT)
             self.aborted = False  # finish and flush even on abort; sends are non-blocking below
             self._finishing_after_abort = True
+        self.report("finishing")  # flushing results now: the runner gives it time before any kill
         try:
             status = d.finish(status)
         except tp.Aborted:
