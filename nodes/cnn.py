@@ -285,7 +285,12 @@ class G2CNN(Node):
         yield from self._flush(force=False)
 
     def _flush(self, force):
+        """Estimate pending pixels in batches. Once the run is being stopped, the backlog is only
+        collected (no forward passes while draining); ``finish()`` then estimates one last batch
+        and counts the rest in ``counters['not_estimated']`` (their histograms are still saved)."""
         while self._pending:
+            if self.stop_requested() and not force:
+                return
             full = len(self._pending) >= self.batch_size
             late = self._since is not None and (time.monotonic() - self._since) * 1e3 >= self.max_latency_ms
             if not (force or full or late):
@@ -299,6 +304,9 @@ class G2CNN(Node):
             yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],
                             n_events=res["n_events"], flags=res["flags"], method="cnn", shape=self._shape,
                             seq=self._seq, compute_s=res["compute_s"])
+            if force and self._pending and self.stop_requested():
+                self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(self._pending)
+                self._pending.clear()
 
     def finish(self):
         yield from self._flush(force=True)

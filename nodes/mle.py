@@ -178,6 +178,9 @@ class PoissonMLE(Node):
         d = unpack_message(msg, self.step_id)
         if len(d["pixel"]) == 0:
             return
+        if self.stop_requested():  # the run is being stopped: drain the backlog without fitting
+            self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(d["pixel"])
+            return
         scale = None
         bw = g2model.binwidth_from_lags(d["lag_ps"], d["binwidth_ps"])
         if self.normalisation == "singles":
@@ -218,8 +221,8 @@ class PoissonMLE(Node):
     def finish(self):
         """With ``pool_shape``: re-estimate every pixel with the final pooled (t1, t2), so the last
         estimate of each pixel does not depend on how the stream was chunked."""
-        if not (self.pool_shape and self._store):
-            return
+        if not (self.pool_shape and self._store) or self.stop_requested():
+            return  # (stopped: the per-message estimates stand; no re-fit of every pixel)
         shape = self._pooled_shape()
         pix = np.array(sorted(self._store), dtype=np.int64)
         counts = np.stack([self._store[p] for p in pix.tolist()])

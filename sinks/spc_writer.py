@@ -17,6 +17,11 @@ Parameters
     no_delay        'error' (default): a photon tag with NO_DELAY (T2, no TAC conversion) is an
                     error -- an SPC FIFO record always holds a TAC conversion; 'skip': drop and count
     image_shape     (ny, nx) written to the .set as SP_IMG_Y/SP_IMG_X (optional)
+    overwrite       replace existing .spc/.set files (default False: ``check()`` refuses them, so an
+                    earlier recording is never destroyed silently; see :mod:`sinks.output`)
+
+The ``.spc`` file is created when the first batch arrives: a run that fails before acquisition
+leaves no file behind.
 
 Quantisation (what the card itself does): times are floored to the macro clock
 (``counters['quantized_times']`` counts tags that moved), delays truncated to the ADC bin
@@ -34,11 +39,11 @@ Example
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from engine.messages import FLAG_GAP, TagBatch
 from engine.node import In, Param, Sink
+from sinks.output import FINISHED, check_output_path, outcome
 from sources.spc.records import Encoder, resolve_format
 from sources.spc.setfile import make_set
 
@@ -57,6 +62,7 @@ class SPCWriter(Sink):
                      doc="photon tags without a TAC conversion: 'error' or 'skip' (counted)")
     image_shape = Param(tuple, default=None, optional=True, doc="(ny, nx) for the .set imaging parameters")
     write_set = Param(bool, default=True, doc="also write <stem>.set")
+    overwrite = Param(bool, default=False, doc="replace existing .spc/.set files (else check() refuses them)")
 
     def validate_params(self):
         try:
@@ -72,11 +78,9 @@ class SPCWriter(Sink):
         return str(Path(self.path).with_suffix(".set"))
 
     def check(self):
-        d = Path(self.path).resolve().parent
-        if not d.is_dir():
-            raise FileNotFoundError(f"SPCWriter: directory {d} does not exist (for {self.path})")
-        if not os.access(d, os.W_OK):
-            raise PermissionError(f"SPCWriter: directory {d} is not writable (for {self.path})")
+        check_output_path(self, self.path, overwrite=self.overwrite, what="SPCWriter", suffix=".spc")
+        if self.write_set:
+            check_output_path(self, self.set_path, overwrite=self.overwrite, what="SPCWriter", suffix=".set")
 
     def warmup(self):
         from sources.spc.records import warmup as _warm
@@ -86,13 +90,18 @@ class SPCWriter(Sink):
     def reset(self):
         self.enc = Encoder(self.format, macro_clock_ps=self.macro_clock_ps, tac_range_ps=self.tac_range_ps,
                            zero_delay_ps=self.zero_delay_ps, no_delay=self.no_delay)
-        self._fh = open(self.path, "wb")
-        self._fh.write(self.enc.header())
+        self._fh = None  # opened with the first batch
         self.t_end_ps = 0
         self.counters = dict(self.enc.counters)
         self.batches = 0
 
+    def _open(self):
+        self._fh = open(self.path, "wb" if self.overwrite else "xb")
+        self._fh.write(self.enc.header())
+
     def process(self, msg, port):
+        if self._fh is None:
+            self._open()
         if msg.flags & FLAG_GAP:
             self._fh.write(self.enc.mark_gap())
         self._fh.write(self.enc.encode(msg.time_ps, msg.channel, msg.delay_ps))
@@ -103,7 +112,9 @@ class SPCWriter(Sink):
 
     def finish(self):
         if self._fh is None:
-            return ()
+            if outcome(self) != FINISHED:
+                return ()  # nothing recorded: no file
+            self._open()  # the stream ended by itself, empty: an empty recording
         self._fh.write(self.enc.finish(self.t_end_ps))
         self._fh.flush()
         self._fh.close()

@@ -45,6 +45,7 @@ def add_commands(sub) -> None:
     s.add_argument("scene", help="scene: single_nv, two_nvs[:SEPARATION_NM], three_nvs, or a Python "
                                  "expression calling one of them, e.g. 'two_nvs(separation_nm=400)'")
     s.add_argument("--out", required=True, help="output .spc path (the .set is written beside it)")
+    s.add_argument("--overwrite", action="store_true", help="replace existing .spc/.set files (default: refuse)")
     s.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), default=(8, 8))
     s.add_argument("--dwell-s", type=float, default=0.01)
     s.add_argument("--frames", type=int, default=1)
@@ -170,6 +171,8 @@ def cmd_simulate(args) -> int:
     g = build(scene=args.scene, out=args.out, shape=tuple(args.shape), dwell_s=args.dwell_s, frames=args.frames,
               seed=args.seed, macro_clock_ps=args.macro_clock_ps, tac_range_ps=args.tac_range_ps,
               zero_delay_ps=args.zero_delay_ps, sim_params=extra)
+    if args.overwrite:
+        g.set_run_option("overwrite", True)
     sim = g.steps["tags"]
     total_ps = sim.t_end_ps
     print(f"simulating {args.scene}: {args.shape[0]} x {args.shape[1]} pixels, {args.frames} frame(s), "

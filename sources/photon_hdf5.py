@@ -40,6 +40,7 @@ import numpy as np
 
 from engine.messages import TagBatch
 from engine.node import Out, Param, Source, plain
+from sinks.hdf5 import layout
 
 from .ptu import exact_ps, t3_to_ps, units_to_ps
 from .timeorder import TimeOrderer
@@ -95,7 +96,7 @@ def read_meta(path: str, spot: int = 0) -> dict:
             raise PhotonHDF5Error(f"{path}: /{g}/nanotimes length differs from timestamps: damaged file")
         rep = (_scalar(f, f"{g}/measurement_specs/laser_repetition_rate")
                or _scalar(f, "setup/laser_repetition_rates") or _scalar(f, "setup/laser_repetition_rate"))
-        ours = "user/antibunch/tags/batches" in f and g == "photon_data"
+        ours = layout.TAG_BATCHES in f and g == "photon_data"
         mtype = f.get(f"{g}/measurement_specs/measurement_type")
         mtype = mtype[()].decode() if mtype is not None and isinstance(mtype[()], bytes) else (
             str(mtype[()]) if mtype is not None else None)

@@ -120,7 +120,7 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
 
             status = d.generate(after_each)
             if any(x.failed is not None for x in drivers.values()):
-                status = worst_status(status, ABORT)
+                status = worst_status(status, FAIL)  # stopped by a failed step: sinks record 'failed'
             end_step(s, status)
     except _SetupFailed:
         pass

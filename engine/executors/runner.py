@@ -29,11 +29,17 @@ from .driver import COMPILING, check_steps
 from .worker import Worker
 
 READY_TIMEOUT_S = 300.0
+# After a stop (Ctrl-C, SIGTERM, a failed step) the Stop flows through the graph and every step
+# drains, finishes and flushes in order. Abort (every step stops waiting for input) only once the
+# graph has made no progress (no message moved, no step finished) for STOP_GRACE_S, or after
+# STOP_MAX_S in all.
 STOP_GRACE_S = 1.0
+STOP_MAX_S = 30.0
 ABORT_GRACE_S = 0.8
-# a step that has begun finish() is flushing its results (an HDF5 file, a PNG): it is not stuck,
-# and killing it would lose them; it gets this long from its 'finishing' report before a kill
-FINISH_GRACE_S = 20.0
+# a step that has begun finish() is flushing its results (an HDF5 file, a PNG: seconds, more on a
+# loaded machine): it is not stuck, and killing it would lose them; it gets this long from its
+# 'finishing' report before a kill (a third Ctrl-C kills at once)
+FINISH_GRACE_S = 60.0
 
 
 def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.1",
@@ -100,7 +106,10 @@ class Runner:
         self.exit_status = SUCCESS
         self.stop_reason = None
         self.signal = None  # the signal (SIGINT/SIGTERM) that stopped the run
+        self.n_signals = 0
         self.finishing: dict[str, float] = {}  # step -> when it reported entering finish()
+        self._moved: dict[str, int] = {}  # step -> messages received + sent at its last report
+        self._last_progress = time.monotonic()
         self.threads: dict[str, threading.Thread] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self._stop_sent_at = None
@@ -165,8 +174,11 @@ class Runner:
 
     # -- control ------------------------------------------------------------------
     def send(self, step: str, cmd: str):
+        order = {"cmd": cmd}
+        if self.errors and cmd in ("stop", "cancel", "abort"):
+            order["status"] = FAIL  # a step failed: every stream ends 'fail', sinks record 'failed'
         try:
-            self.ctl.send_multipart([step.encode(), msgpack.packb({"cmd": cmd})], zmq.NOBLOCK)
+            self.ctl.send_multipart([step.encode(), msgpack.packb(order)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 
@@ -193,6 +205,12 @@ class Runner:
             kind = ev.get("ev")
             if "stats" in ev:
                 self.stats[step] = ev["stats"]
+                moved = int(ev["stats"].get("received", 0)) + int(ev["stats"].get("sent", 0))
+                if moved != self._moved.get(step):
+                    self._moved[step] = moved
+                    self._last_progress = time.monotonic()
+            if kind in ("finishing", "stopped", "done", "error"):
+                self._last_progress = time.monotonic()
             if kind == "ready":
                 self.step_state[step] = "ready"
                 if self._abort_sent_at is not None:
@@ -304,7 +322,8 @@ class Runner:
                 if self.stop_event is not None and self.stop_event.is_set():
                     self.request_stop("stop requested")
                 if self._stop_sent_at and not self._abort_sent_at and now - self._stop_sent_at > STOP_GRACE_S \
-                        and (self.errors or self.stop_reason not in ("duration reached",)):
+                        and (self.errors or self.stop_reason not in ("duration reached",)) \
+                        and (now - self._last_progress > STOP_GRACE_S or now - self._stop_sent_at > STOP_MAX_S):
                     self.request_abort()
                 # kill only after the whole stop+abort budget (1.8 s) from the first stop request: an
                 # abort sent at once (during start-up, a dead worker) must not shorten the others' grace;
@@ -312,7 +331,7 @@ class Runner:
                 if self._abort_sent_at and now - self._abort_sent_at > ABORT_GRACE_S and (
                         self._stop_sent_at is None or now - self._stop_sent_at > STOP_GRACE_S + ABORT_GRACE_S):
                     stuck = [s for s, st in self.step_state.items() if st != "done"
-                             and now - self.finishing.get(s, -1e9) > FINISH_GRACE_S]
+                             and (now - self.finishing.get(s, -1e9) > FINISH_GRACE_S or self.n_signals >= 3)]
                     if stuck:
                         self.kill_all(stuck)
                         if self.kind == "threads" or not self.procs:
@@ -380,6 +399,7 @@ def _install_signal_handlers(runner: Runner):
         name = signal.Signals(signum).name
         if runner.signal is None:
             runner.signal = signum
+        runner.n_signals += 1
         if runner._stop_sent_at is None:
             runner.request_stop(f"{name} received")
         else:

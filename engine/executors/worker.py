@@ -54,6 +54,7 @@ class Worker:
         self._finishing_after_abort = False  # sends become best effort
         self._pending_desc: list = []  # descriptors queued until the data path starts
         self.stop_requested = False
+        self.stop_status = ABORT  # FAIL when the runner stops the run because a step failed
         self.started = False
         self.descriptors: dict[str, list] = {}
         self._last_stats = 0.0
@@ -133,9 +134,12 @@ class Worker:
         while self.ctl.poll(block_ms, zmq.POLLIN):
             block_ms = 0
             try:
-                cmd = msgpack.unpackb(self.ctl.recv(), raw=False).get("cmd")
+                order = msgpack.unpackb(self.ctl.recv(), raw=False)
+                cmd = order.get("cmd")
             except Exception:  # noqa: BLE001 - never let control garbage kill a node
                 continue
+            if order.get("status") == FAIL:  # stopped because a step failed: the streams end 'fail'
+                self.stop_status = FAIL
             if cmd == "start":
                 self.started = True
             elif cmd in ("stop", "cancel"):
@@ -340,12 +344,14 @@ class Worker:
             self.flush_descriptors()
             status = self.driver.generate(after_each)
             if self.aborted:
-                status = worst_status(status, ABORT)
+                status = worst_status(status, self.stop_status)
             elif status != FAIL:
                 self.report("finishing")
                 status = self.driver.finish(status)
+            if src.stop_requested():
+                status = worst_status(status, self.stop_status)
         except tp.Aborted:
-            status = ABORT
+            status = self.stop_status
         self.report_failure()
         self.send_stop(status)
         return status
@@ -395,7 +401,7 @@ class Worker:
             return FAIL
         status = worst_status(*d.input_statuses) if d.input_statuses else SUCCESS
         if self.aborted:
-            status = worst_status(status, ABORT)
+            status = worst_status(status, self.stop_status)
             self.aborted = False  # finish and flush even on abort; sends are non-blocking below
             self._finishing_after_abort = True
         self.report("finishing")  # flushing results now: the runner gives it time before any kill

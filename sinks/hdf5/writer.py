@@ -89,7 +89,7 @@ class HDF5Sink(Sink):
 
     path = Param(str, doc="output .h5 file")
     save_tags = Param(bool, default=False, doc="also store every tag as Photon-HDF5 photon_data")
-    overwrite = Param(bool, default=True, doc="replace an existing file (else check() refuses it)")
+    overwrite = Param(bool, default=False, doc="replace an existing file (else check() refuses it)")
     description = Param(str, default="antibunch acquisition", doc="Photon-HDF5 /description")
     author = Param(str, default="", doc="Photon-HDF5 /identity/author")
     author_affiliation = Param(str, default="", doc="Photon-HDF5 /identity/author_affiliation")

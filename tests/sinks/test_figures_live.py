@@ -178,7 +178,7 @@ def test_figure_refuses_existing_png(tmp_path):
     p = tmp_path / "old.png"
     p.write_bytes(b"earlier result")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        FigureSink(str(p), overwrite=False).check()
+        FigureSink(str(p)).check()  # refusing is the default
     FigureSink(str(p), overwrite=True).check()
     assert p.read_bytes() == b"earlier result"
 

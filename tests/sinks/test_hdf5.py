@@ -109,7 +109,7 @@ def test_check_messages(tmp_path):
     p = tmp_path / "exists.h5"
     p.write_bytes(b"")
     with pytest.raises(FileExistsError, match=r"exists.*never replaced silently.*--overwrite"):
-        HDF5Sink(str(p), overwrite=False).check()
+        HDF5Sink(str(p)).check()  # refusing is the default
     HDF5Sink(str(p), overwrite=True).check()
     if os.geteuid() != 0:
         ro = tmp_path / "ro"
