@@ -28,6 +28,9 @@ sys.path.insert(0, str(GRAPHS))
 import faults as faults_graph  # noqa: E402
 
 NOTICE_S = 2.0
+# after Ctrl-C/SIGTERM every step drains, finishes and flushes (the stop is graceful while the graph
+# makes progress): well under a second idle, a few seconds on a loaded 2-core box
+EXIT_S = 5.0
 
 
 def kill_once(tmp_path, victim: str, after_msgs: int, tag: str, flush_every_s=0.0):
@@ -54,7 +57,7 @@ def kill_once(tmp_path, victim: str, after_msgs: int, tag: str, flush_every_s=0.
     k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)),
                              min_batches=flushed if flush_every_s == 0 else 0)
     if victim != "save":
-        assert status == "finished", f"save did not finish/close after '{victim}' died (status {status})"
+        assert status == "failed", f"save did not record the failure after '{victim}' died (status {status})"
         others_closed = True
     else:
         others_closed = res.stats["faults.relay"] != {}
@@ -102,7 +105,7 @@ def test_node_exception_names_step_cli(tmp_path, runtime_dir):
     assert "step 'faults.relay' failed at seq 5" in p.stderr and "deliberate failure" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
     k, status = check_prefix(out, faults_graph.expected_batches(5), min_batches=5)
-    assert k == 5 and status == "finished", "sink did not flush/close the 5 good batches"
+    assert k == 5 and status == "failed", "sink did not flush/close the 5 good batches and record the failure"
     assert not os.listdir(runtime_dir)
 
 
@@ -174,9 +177,9 @@ def _signal_run(tmp_path, runtime_dir, sig, *, delay_s=None, min_bytes=None, tag
         # killed and reported as such (never silently); nothing had been acquired yet
         assert all("did not shut down in time; killed" in ln for ln in err.strip().splitlines()), err
     elif started:
-        assert p.returncode == 130, (p.returncode, err)
+        assert p.returncode == 128 + sig, (p.returncode, err)  # 130 SIGINT, 143 SIGTERM
     else:  # signalled before the runner installed its handlers: nothing had started
-        assert p.returncode in (130, -sig), (p.returncode, err)
+        assert p.returncode in (128 + sig, -sig), (p.returncode, err)
     status = None
     if out.exists() and out.stat().st_size > 0:  # 0 bytes: killed inside h5py.File() before anything was written
         k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)))
@@ -186,13 +189,13 @@ def _signal_run(tmp_path, runtime_dir, sig, *, delay_s=None, min_bytes=None, tag
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_run_clean_exit(sig, tmp_path, runtime_dir):
     exit_s, status, rc = _signal_run(tmp_path, runtime_dir, sig, min_bytes=60_000)
-    assert exit_s < 2.0, f"exit took {exit_s:.2f} s after {sig.name}"
-    assert status == "finished", "HDF5 sink did not finish and flush"
+    assert exit_s < EXIT_S, f"exit took {exit_s:.2f} s after {sig.name}"
+    assert status == "interrupted", "HDF5 sink did not finish, flush and record the interruption"
 
 
 def test_signal_during_startup_clean_exit(tmp_path, runtime_dir):
     exit_s, status, rc = _signal_run(tmp_path, runtime_dir, signal.SIGTERM, delay_s=1.5, allow_killed=True)
-    assert exit_s < 2.0, f"exit took {exit_s:.2f} s"
+    assert exit_s < EXIT_S, f"exit took {exit_s:.2f} s"
 
 
 @pytest.mark.slow
@@ -204,5 +207,5 @@ def test_signals_at_random_moments(tmp_path, runtime_dir):
         exit_s, status, rc = _signal_run(tmp_path, runtime_dir, sig, delay_s=rng.uniform(0.5, 6.0), tag=str(i),
                                          allow_killed=True)
         worst = max(worst, exit_s)
-        assert exit_s < 2.0, f"case {i}: exit took {exit_s:.2f} s after {sig.name}"
+        assert exit_s < EXIT_S, f"case {i}: exit took {exit_s:.2f} s after {sig.name}"
     print(f"12 signals: worst exit {worst:.2f} s")

@@ -126,3 +126,58 @@ def test_existing_result_never_overwritten_silently(tmp_path, runtime_dir):
     assert p.returncode == 0, err
     with h5py.File(out, "r") as f:
         assert f.attrs["antibunch_status"] == b"finished"
+
+
+# ---------------------------------------------------------------- long work stops promptly
+def _pixel_msgs(n_msgs, per_msg=4, seed=0):
+    import numpy as np
+
+    from engine.messages import PixelHistograms
+    from nodes.physics.direct import dip_basis
+
+    bw = 500_000 / 215
+    lag = (np.arange(215) - 107) * bw
+    lam = 40 * (dip_basis(lag, bw, 12.0, 150.0) @ np.array([1.0, 1.5, 0.6]))
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_msgs):
+        pix = np.arange(k * per_msg, (k + 1) * per_msg)
+        out.append(PixelHistograms(pixel=pix, counts=rng.poisson(lam, size=(per_msg, 215)),
+                                   singles=np.ones((per_msg, 2), np.int64), exposure_s=np.ones(per_msg),
+                                   lag_ps=lag, binwidth_ps=bw, shape=[8, 8], n_done=(k + 1) * per_msg))
+    return out
+
+
+def test_cnn_stops_estimating_once_the_run_stops():
+    """While the run stops, the CNN drains its backlog without forward passes; finish() estimates
+    one last batch and counts the rest (their histograms are saved by the HDF5 sink anyway)."""
+    from nodes.cnn import G2CNN
+
+    node = G2CNN(batch_size=8, max_latency_ms=0.0)
+    node.reset()
+    msgs = _pixel_msgs(6)
+    assert len(list(node.process(msgs[0], "hist"))) == 1  # running: estimated at once (latency 0)
+    node.request_stop()
+    assert [list(node.process(m, "hist")) for m in msgs[1:]] == [[]] * 5  # 20 pixels drained, no work
+    node.stream_status = "abort"
+    out = list(node.finish())
+    assert len(out) == 1 and len(out[0].pixel) == 8
+    assert node.counters["not_estimated"] == 12
+
+
+def test_mle_pool_shape_skips_the_final_refit_when_stopped():
+    from nodes.mle import PoissonMLE
+
+    msgs = _pixel_msgs(3)
+    running = PoissonMLE(pool_shape=True)
+    running.reset()
+    for m in msgs:
+        list(running.process(m, "hist"))
+    assert len(list(running.finish())) == 1  # the re-fit of every pixel with the final pooled shape
+    stopped = PoissonMLE(pool_shape=True)
+    stopped.reset()
+    for m in msgs[:2]:
+        assert len(list(stopped.process(m, "hist"))) == 1
+    stopped.request_stop()
+    assert list(stopped.process(msgs[2], "hist")) == []
+    assert list(stopped.finish()) == [] and stopped.counters["not_estimated"] == 4
