@@ -31,10 +31,12 @@ from .worker import Worker
 READY_TIMEOUT_S = 300.0
 # After a stop (Ctrl-C, SIGTERM, a failed step) the Stop flows through the graph and every step
 # drains, finishes and flushes in order. Abort (every step stops waiting for input) only once the
-# graph has made no progress (no message moved, no step finished) for STOP_GRACE_S, or after
+# graph has made no progress (no message moved, no step finished, none computing its final output)
+# for STALL_S -- one process() call of a busy step can take seconds on a loaded machine -- or after
 # STOP_MAX_S in all.
 STOP_GRACE_S = 1.0
-STOP_MAX_S = 30.0
+STALL_S = 5.0
+STOP_MAX_S = 60.0
 ABORT_GRACE_S = 0.8
 # a step that has begun finish() is flushing its results (an HDF5 file, a PNG: seconds, more on a
 # loaded machine): it is not stuck, and killing it would lose them; it gets this long from its
@@ -108,6 +110,7 @@ class Runner:
         self.signal = None  # the signal (SIGINT/SIGTERM) that stopped the run
         self.n_signals = 0
         self.finishing: dict[str, float] = {}  # step -> when it reported entering finish()
+        self._flushing: set[str] = set()  # in finish() now (reported 'finishing', not yet 'stopped')
         self._moved: dict[str, int] = {}  # step -> messages received + sent at its last report
         self._last_progress = time.monotonic()
         self.threads: dict[str, threading.Thread] = {}
@@ -225,10 +228,13 @@ class Runner:
                 self.notice(COMPILING)
             elif kind == "finishing":
                 self.finishing.setdefault(step, time.monotonic())
+                self._flushing.add(step)
             elif kind == "stopped":
                 self.step_state[step] = "stopped"
+                self._flushing.discard(step)
             elif kind == "done":
                 self.step_state[step] = "done"
+                self._flushing.discard(step)
                 if ev.get("status") == FAIL and ev.get("error") and step not in self.errors:
                     self.errors[step] = NodeError(self.graph.full_id(step), None, None,
                                                   detail=ev.get("error") or "failed")
@@ -323,7 +329,8 @@ class Runner:
                     self.request_stop("stop requested")
                 if self._stop_sent_at and not self._abort_sent_at and now - self._stop_sent_at > STOP_GRACE_S \
                         and (self.errors or self.stop_reason not in ("duration reached",)) \
-                        and (now - self._last_progress > STOP_GRACE_S or now - self._stop_sent_at > STOP_MAX_S):
+                        and ((now - self._last_progress > STALL_S and not self._still_flushing(now))
+                             or now - self._stop_sent_at > STOP_MAX_S):
                     self.request_abort()
                 # kill only after the whole stop+abort budget (1.8 s) from the first stop request: an
                 # abort sent at once (during start-up, a dead worker) must not shorten the others' grace;
@@ -353,6 +360,10 @@ class Runner:
         result.stop_reason = self.stop_reason
         result.signal = self.signal
         return result
+
+    def _still_flushing(self, now) -> bool:
+        """A step is computing its final output (e.g. the last image): the graph is not stuck."""
+        return any(now - self.finishing[s] <= FINISH_GRACE_S for s in self._flushing)
 
     def kill_all(self, steps=None):
         for s, p in self.procs.items():

@@ -83,6 +83,7 @@ def test_interrupt_scan_mid_run(tmp_path, runtime_dir, executor, sig):
         visits = int(f.attrs["antibunch_pixel_visits_done"])
         assert 0 < visits < total
         assert int(f["user/antibunch/pixels"].attrs["n_done"]) == visits
+    assert png.exists(), stdout[-3000:] + stderr
     text = _png_text(png)
     assert text["antibunch_status"] == "interrupted"
     assert text["Description"].startswith("PARTIAL — run interrupted")

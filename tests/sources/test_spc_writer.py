@@ -46,8 +46,8 @@ def write_and_read(tmp_path, batches, fmt, **kw):
     p = tmp_path / f"rt_{fmt}.spc"
     g = Graph("w")
     src = g.add("src", TestingSource(messages=batches))
-    g.add("w", SPCWriter(path=str(p), macro_clock_ps=CLK, tac_range_ps=TAC, zero_delay_ps=77, format=fmt, **kw),
-          src)
+    g.add("w", SPCWriter(path=str(p), macro_clock_ps=CLK, tac_range_ps=TAC, zero_delay_ps=77, format=fmt,
+                         overwrite=True, **kw), src)  # hypothesis writes each example to the same path
     res = run_graph(g, "inline")
     res.raise_for_errors()
     with warnings.catch_warnings():
