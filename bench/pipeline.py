@@ -100,6 +100,9 @@ def _scan_file(args, cache):
     meta = path + ".json"
     if not (os.path.exists(path) and os.path.exists(meta)):
         os.makedirs(cache, exist_ok=True)
+        for stale in (path, os.path.splitext(path)[0] + ".set"):  # a half-made cache entry: sinks never overwrite
+            if os.path.exists(stale):
+                os.remove(stale)
         ref = (f"simulate:build(scene='single_nv', out={path!r}, shape=({ny}, {nx}), dwell_s={dwell!r}, "
                f"sim_params={{'background_cps': {bg!r}}})")
         t0 = time.perf_counter()
@@ -124,6 +127,7 @@ def imaging(args, cache, out_dir, executors, estimators):
             res, wall = _run(ref, ex, stamps)
             n = _first_count(res) or info.get("tags")
             if n is None:  # the processes executor keeps no node objects: count once inline
+                os.remove(out)  # sinks never overwrite an existing file
                 res_i, _ = _run(ref, "inline")
                 n = _first_count(res_i)
             info["tags"] = n
@@ -149,6 +153,8 @@ def hbt(args, cache, executors, rates, n_tags):
         if not os.path.exists(rec):
             os.makedirs(cache, exist_ok=True)
             tmp = rec + ".part.h5"
+            if os.path.exists(tmp):  # left by an interrupted earlier bench: sinks never overwrite
+                os.remove(tmp)
             _run(f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, record={tmp!r})", "inline")
             os.replace(tmp, rec)
         import h5py
