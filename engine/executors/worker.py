@@ -112,7 +112,7 @@ class Worker:
         kw["step"] = self.step
         try:
             self.ctl.send(msgpack.packb(kw, use_bin_type=True, default=str), zmq.NOBLOCK)
-        except zmq.Again:
+        except zmq.ZMQError:  # queue full, or the runner already tore the context down: no one to tell
             pass
 
     def stats_dict(self) -> dict:
@@ -277,7 +277,10 @@ class Worker:
             self.report_failure()
             status = FAIL
         finally:
-            self.wait_release()
+            try:
+                self.wait_release()
+            except zmq.ZMQError:  # context terminated (stopped while this step was starting): just close
+                pass
             had_failed = d.failed is not None
             d.close()
             if d.failed is not None and not had_failed:

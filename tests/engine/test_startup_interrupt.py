@@ -1,0 +1,44 @@
+"""Ctrl-C while a step is still starting (a slow reset(), e.g. loading a model) under ``threads``.
+
+The runner tears its ZeroMQ context down while the slow step's thread is still in reset(); that
+step must then leave quietly and close its sockets, so the run ends (exit 130) instead of hanging
+in ``Context.term()`` with a worker traceback on stderr.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from engine import Graph, In, Node, TagBatch
+    from engine.executors import run_graph
+    from engine.testing import TestingSource
+
+    class SlowStart(Node):
+        tags = In(TagBatch)
+
+        def reset(self):
+            time.sleep(float(sys.argv[1]))
+
+        def process(self, msg, port):
+            return ()
+
+    g = Graph("slowstart")
+    src = g.add("src", TestingSource(n_batches=1000, delay_s=0.01))
+    g.add("slow", SlowStart(), src)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    result = run_graph(g, "threads")
+    print("STATUS", result.exit_status, round(time.monotonic() - t0, 1), flush=True)
+""")
+
+
+def test_sigint_while_a_thread_step_is_starting_ends_the_run(tmp_path):
+    # reset() outlasts the runner's whole stop/abort/join budget (about 7 s)
+    env = dict(os.environ, ANTIBUNCH_RUNTIME_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, "9"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=os.getcwd())
+    assert "STATUS abort" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "ContextTerminated" not in proc.stderr
