@@ -47,6 +47,10 @@ def load_images(path):
 
     if not os.path.isfile(path):
         raise UsageError(f"file '{path}' does not exist")
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise UsageError(f"'{path}' is not an HDF5 file; give the .h5 written by 'antibunch run' (HDF5Sink)")
     with open_results(path) as f:
         if layout.IMAGE not in f:
             raise UsageError(f"'{path}' has no /{layout.IMAGE}: was an ImageAssembler connected to the "

@@ -39,4 +39,8 @@ def test_image_png_and_errors(tmp_path, capsys):
         assert fh.read(4) == b"\x89PNG"
     assert main(["image", str(tmp_path / "missing.h5")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    text = tmp_path / "notes.h5"
+    text.write_text("not an HDF5 file\n")
+    assert main(["image", str(text)]) == 2  # one line naming the file, not an h5py OSError (exit 1)
+    assert "is not an HDF5 file" in capsys.readouterr().err
     assert main(["image", path, "--emitters-nm", "1;2"]) == 2
