@@ -117,6 +117,7 @@ class Runner:
         self.procs: dict[str, subprocess.Popen] = {}
         self._stop_sent_at = None
         self._abort_sent_at = None
+        self._killed_starting: set[str] = set()  # killed by kill_all() before they were ready
 
     # -- set-up -----------------------------------------------------------------
     def start(self):
@@ -278,6 +279,9 @@ class Runner:
         for s, p in self.procs.items():
             rc = p.poll()
             if rc is not None and self.step_state[s] != "done":
+                if s in self._killed_starting:  # the runner killed it while it was starting (e.g. compiling)
+                    self.step_state[s] = "done"  # after a stop: nothing to blame, the run was interrupted
+                    continue
                 self.step_state[s] = "done"
                 how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
                 self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
@@ -372,6 +376,7 @@ class Runner:
             if p.poll() is None:
                 p.kill()
                 if self.step_state.get(s) == "starting":
+                    self._killed_starting.add(s)
                     continue  # stopped (signal, another step's error) before it was ready: nothing to blame
                 self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
                                                     detail="did not shut down in time; killed"))

@@ -42,3 +42,43 @@ def test_sigint_while_a_thread_step_is_starting_ends_the_run(tmp_path):
     assert "STATUS abort" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "ContextTerminated" not in proc.stderr
+
+
+GRAPH = textwrap.dedent("""
+    import time
+    from engine import Graph, In, Node, TagBatch
+    from engine.testing import TestingSource
+
+    class SlowStart(Node):
+        tags = In(TagBatch)
+
+        def reset(self):
+            time.sleep(60)  # like numba compiling on a cold cache
+
+        def process(self, msg, port):
+            return ()
+
+    def build():
+        g = Graph("slowproc")
+        src = g.add("src", TestingSource(n_batches=1000, delay_s=0.01))
+        g.add("slow", SlowStart(), src)
+        return g
+""")
+
+
+def test_sigint_while_a_process_step_is_starting_is_an_interrupt_not_a_failure(tmp_path):
+    # the runner has to kill the step that is still starting; that is the user's stop, not a failure
+    import signal
+    import time
+
+    (tmp_path / "slowproc.py").write_text(GRAPH)
+    env = dict(os.environ, ANTIBUNCH_RUNTIME_DIR=str(tmp_path / "rt"),
+               PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", str(tmp_path / "slowproc.py"),
+                             "--executor", "processes", "--no-live"], cwd=os.getcwd(), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, (out[-1500:], err[-1500:])
+    assert "killed by signal" not in out + err and "failed" not in err
