@@ -433,7 +433,10 @@ def check_arguments(builder, kwargs: dict, where: str) -> None:
             continue
         kinds = hints.get(name) or _default_kinds(p.default)
         if not kinds or _matches(value, kinds, p.default):
-            continue
+            if not (_numeric_sequence(p.default) and len(value) != len(p.default)):
+                continue
+            raise GraphRefError(f"{where}: parameter '{name}' expects a tuple of {len(p.default)} numbers "
+                                f"(like {p.default!r}); got {len(value)}: {value!r}")
         expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
         if _numeric_sequence(p.default):
             expected = "a tuple of numbers"

@@ -59,7 +59,8 @@ def test_missing_input_file_refused_before_any_process_starts(tmp_path):
 
 @pytest.mark.parametrize("arg, name, expected", [
     ("dwell_s='fast'", "dwell_s", "a number"), ("separation_nm='250nm'", "separation_nm", "a number"),
-    ("shape='abc'", "shape", "a tuple of numbers"), ("frames=2.5", "frames", "an integer")])
+    ("shape='abc'", "shape", "a tuple of numbers"), ("frames=2.5", "frames", "an integer"),
+    ("shape=(8,)", "shape", "a tuple of 2 numbers")])
 def test_graph_parameter_of_wrong_type_names_it(arg, name, expected):
     r = cli("check", f"scan_cnn:build({arg})")
     assert r.returncode == 2 and f"parameter '{name}' expects {expected}" in r.stderr, r.stderr
