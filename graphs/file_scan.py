@@ -26,8 +26,7 @@ def build(path="recording.ptu", shape=(32, 32), channel_1=0, channel_2=1, span_p
     from sources.formats import TagFile
 
     shape = tuple(int(v) for v in shape)
-    g = Graph("file_scan", params=dict(path=path, shape=shape, channel_1=channel_1, channel_2=channel_2,
-                                       span_ps=span_ps, n_bins=n_bins, dwell_s=dwell_s, estimator=estimator, out=out))
+    g = Graph("file_scan")
     tags = g.add("tags", TagFile(path=path, options={"markers": markers} if markers else None))
     hist = g.add("pixels", PixelAccumulator(shape=shape, mode="t2", channel_1=int(channel_1), channel_2=int(channel_2),
                                             span_ps=int(span_ps), n_bins=int(n_bins), dwell_s=dwell_s,

@@ -28,8 +28,7 @@ def build(shape=(24, 24), field_nm=775.0, dwell_s=0.5, frames=2, scene="single",
     pixel_nm = float(field_nm) / shape[1]
     sc = (single_nv(brightness_cps=brightness_cps) if scene == "single"
           else two_nvs(separation_nm=separation_nm, brightness_cps=brightness_cps))
-    g = Graph("g3_scan", params=dict(shape=shape, dwell_s=dwell_s, frames=frames, scene=scene,
-                                     coincidence_window_ps=coincidence_window_ps, seed=seed, out=out))
+    g = Graph("g3_scan")
     tags = g.add("tags", Simulator(scene=sc, shape=shape, pixel_nm=pixel_nm, dwell_s=dwell_s, frames=frames,
                                    output="t2", n_detectors=3, seed=seed,
                                    batch_duration_ps=int(min(dwell_s, 0.25) * 1e12)))

@@ -20,7 +20,7 @@ def build(rate_hz=1e5, duration_s=10.0, realtime=False, out=None, binwidth_ps=10
     from nodes.correlation import Correlation
     from sources.simulator import Simulator, single_nv
 
-    g = Graph("hbt", params=dict(rate_hz=rate_hz, duration_s=duration_s, realtime=realtime, out=out))
+    g = Graph("hbt")
     tags = g.add("tags", Simulator(scene=single_nv(brightness_cps=2.0 * rate_hz), duration_s=duration_s,
                                    output="t2", realtime=realtime, seed=seed,
                                    batch_duration_ps=100_000_000_000 if not realtime else 250_000_000_000))

@@ -25,8 +25,7 @@ def build(shape=(32, 32), separation_nm=250.0, dwell_s=1.0, frames=7, seed=0, ou
     shape = tuple(int(v) for v in shape)
     pixel_nm = FIELD_NM / shape[1]
     scene = two_nvs(separation_nm=separation_nm, brightness_cps=brightness_cps)
-    g = Graph("scan_mle", params=dict(shape=shape, field_nm=FIELD_NM, separation_nm=separation_nm,
-                                    dwell_s=dwell_s, frames=frames, estimator="mle", seed=seed, out=out))
+    g = Graph("scan_mle", derived=dict(field_nm=FIELD_NM, estimator="mle"))
 
     tags = g.add("tags", Simulator(scene=scene, shape=shape, pixel_nm=pixel_nm, dwell_s=dwell_s, frames=frames,
                                    output="start_stop", background_cps=background_cps, seed=seed,

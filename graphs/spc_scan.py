@@ -29,8 +29,7 @@ def build(path, shape=(32, 32), tac_range_ps=None, zero_delay_ps=0, estimator="m
     from sources.spc.file import SPCFile
 
     shape = tuple(int(v) for v in shape)
-    g = Graph("spc_scan", params=dict(path=path, shape=shape, tac_range_ps=tac_range_ps,
-                                      zero_delay_ps=zero_delay_ps, estimator=estimator, out=out))
+    g = Graph("spc_scan")
     # zero_delay_ps=0 means "not given" (start-stop needs a cable delay): SPCFile estimates it and says so
     zero = int(zero_delay_ps) or None
     tags = g.add("tags", SPCFile(path=path, tac_range_ps=tac_range_ps, zero_delay_ps=zero, image_shape=shape))
