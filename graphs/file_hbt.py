@@ -26,7 +26,7 @@ def build(path="recording.ptu", channel_1=None, channel_2=None, binwidth_ps=1000
         c1, c2 = busiest_channels(path) if Path(path).is_file() else (0, 1)
         channel_1 = c1 if channel_1 is None else channel_1
         channel_2 = c2 if channel_2 is None else channel_2
-    g = Graph("file_hbt")
+    g = Graph("file_hbt", derived=dict(channel_1=int(channel_1), channel_2=int(channel_2)))
     tags = g.add("tags", TagFile(path=path))
     corr = g.add("corr", Correlation(channel_1=int(channel_1), channel_2=int(channel_2), binwidth_ps=binwidth_ps,
                                      n_bins=n_bins, snapshot_every_s=snapshot_s), tags)

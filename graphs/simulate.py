@@ -34,7 +34,7 @@ def build(scene="two_nvs", out="simulated.spc", shape=(8, 8), dwell_s=0.01, fram
         extra["zero_delay_ps"] = int(zero_delay_ps)
     sim = Simulator(scene=scene_from_text(scene) if isinstance(scene, str) else scene, shape=shape,
                     dwell_s=dwell_s, frames=frames, seed=seed, output="start_stop", **extra)
-    g = Graph("simulate")
+    g = Graph("simulate", derived=dict(scene=scene if isinstance(scene, str) else repr(scene)))
 
     tags = g.add("tags", sim)
     g.add("spc", SPCWriter(path=out, macro_clock_ps=macro_clock_ps, tac_range_ps=float(sim.params["tac_range_ps"]),

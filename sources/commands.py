@@ -100,21 +100,7 @@ def format_tag_summary(s: dict, color: bool = False) -> str:
     if s.get("n_sync"):
         lines.append(f"  sync tags       {s['n_sync']} on channel {s['sync_channel']}")
     lines.append(f"  duration        {sec(s['duration_ps'])}   last tag at {sec(s['last_tag_ps'])}")
-    if s["duration_ps"] and s["n_photons"]:
-        lines.append(f"  mean rate       {s['n_photons'] / (s['duration_ps'] * 1e-12):.1f} photons/s")
-    for n in s["notes"]:
-        lines.append(f"  note: {n}")
-    for w in s["warnings"]:
-        lines.append(("  [yellow]warning[/]: " if color else "  warning: ") + w)
-    if color:
-        from rich.console import Console
-
-        c = Console(highlight=False, record=True)
-        with c.capture() as cap:
-            for line in lines:
-                c.print(line)
-        return cap.get().rstrip("\n")
-    return "\n".join(lines)
+    return _finish_summary(lines, s, color)
 
 
 def format_summary(s: dict, color: bool = False) -> str:
@@ -134,21 +120,7 @@ def format_summary(s: dict, color: bool = False) -> str:
              + (", ".join(f"{k}: {v}" for k, v in s["photons_per_channel"].items()) or "-"),
              f"  markers         " + ", ".join(f"{k} {v}" for k, v in s["markers"].items()),
              f"  duration        {ps(s['duration_ps'])}   last photon at {ps(s['last_macrotime_ps'])}"]
-    if s["duration_ps"] and s["n_photons"]:
-        lines.append(f"  mean rate       {s['n_photons'] / (s['duration_ps'] * 1e-12):.1f} photons/s")
-    for n in s["notes"]:
-        lines.append(f"  note: {n}")
-    for w in s["warnings"]:
-        lines.append(("  [yellow]warning[/]: " if color else "  warning: ") + w)
-    if color:
-        from rich.console import Console
-
-        c = Console(highlight=False, record=True)
-        with c.capture() as cap:
-            for line in lines:
-                c.print(line)
-        return cap.get().rstrip("\n")
-    return "\n".join(lines)
+    return _finish_summary(lines, s, color)
 
 
 # ---------------------------------------------------------------- simulate
@@ -223,3 +195,22 @@ def with_progress(source, total_ps: int, label: str, *, every_pct: int = 10, str
             yield b
 
     source.generate = bar if tty else lines
+
+
+def _finish_summary(lines: list, s: dict, color: bool) -> str:
+    """The lines every inspect summary ends with (rate, notes, warnings), rendered plain or with colour."""
+    if s["duration_ps"] and s["n_photons"]:
+        lines.append(f"  mean rate       {s['n_photons'] / (s['duration_ps'] * 1e-12):.1f} photons/s")
+    for n in s["notes"]:
+        lines.append(f"  note: {n}")
+    for w in s["warnings"]:
+        lines.append(("  [yellow]warning[/]: " if color else "  warning: ") + w)
+    if color:
+        from rich.console import Console
+
+        c = Console(highlight=False, record=True)
+        with c.capture() as cap:
+            for line in lines:
+                c.print(line)
+        return cap.get().rstrip("\n")
+    return "\n".join(lines)
