@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRAPHS = os.path.join(HERE, "pipeline_graphs.py")
@@ -37,10 +40,16 @@ def add_arguments(parser):
     parser.add_argument("--what", default="imaging,hbt", help="imaging, hbt or both")
     parser.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "antibunch", "bench"),
                         help="where generated inputs are kept between runs")
+    parser.add_argument("--taps", default="taps-off,tap-corr,tap-tags,tap-tags-slow,tap-pixels,tap-pixels-slow",
+                        help="tap variants (threads/processes): taps-off = no tap sockets at all; tap-X = a tap "
+                             "client reading port X; -slow = a tap that sleeps --tap-delay-s after each message")
+    parser.add_argument("--tap-delay-s", type=float, default=0.05, help="the slow tap's sleep per message (s)")
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one executor pass (smoke test)")
 
 
-def _run(ref, executor, stamps_dir=None):
+def _run(ref, executor, stamps_dir=None, tap=None, taps=True):
+    """Run graph ``ref`` once; ``tap=(step.port, delay_s)`` attaches a :class:`TapClient` to that
+    port of the running graph (threads/processes) and returns it as the third value."""
     from engine.executors import run_graph
     from engine.graph import load_graph
 
@@ -50,27 +59,114 @@ def _run(ref, executor, stamps_dir=None):
     g.validate()
     if stamps_dir:
         os.environ[STAMPS_ENV] = stamps_dir
+    client = None
+    kwargs = {} if executor == "inline" else {"taps": taps}
+    if tap is not None:
+        client = TapClient(f"{g.name}.{tap[0]}", delay_s=tap[1])
+        kwargs["on_start"] = client.attach
     try:
         t0 = time.perf_counter()
-        res = run_graph(g, executor)
+        res = run_graph(g, executor, **kwargs)
         wall = time.perf_counter() - t0
     finally:
         os.environ.pop(STAMPS_ENV, None)
+        if client is not None:
+            client.close()
     if res.errors:
         raise RuntimeError(f"{ref} under {executor}: {res.errors[0]}")
-    return res, wall
+    return res, wall, client
+
+
+class TapClient:
+    """What ``antibunch tap`` does, in a thread of the bench: subscribe to one output port of the
+    running graph, receive and decode every message; ``delay_s`` > 0 makes it a slow tap (sleeps
+    that long after each message). Counts what it got."""
+
+    def __init__(self, port_id: str, delay_s: float = 0.0):
+        self.port_id, self.delay_s = port_id, float(delay_s)
+        self.received = 0  # data messages (descriptor and Stop not counted)
+        self.got_descriptor_first = None
+        self._stop = threading.Event()
+        self._thread = None
+        self._ready = threading.Event()
+
+    def attach(self, run_id, manifest):  # Runner's on_start: the manifest exists, no source started yet
+        self._thread = threading.Thread(target=self._loop, args=(manifest["taps"][self.port_id],), daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
+
+    def _loop(self, endpoint):
+        import zmq
+
+        from engine.wire import decode
+
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 16)  # as antibunch tap
+        sub.setsockopt(zmq.RECONNECT_IVL, 5)  # the worker may bind its tap a moment after we connect
+        sub.connect(endpoint)
+        sub.setsockopt(zmq.SUBSCRIBE, self.port_id.encode())
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                if not sub.poll(50):
+                    continue
+                _, msg = decode(sub.recv_multipart(copy=False))
+                if self.got_descriptor_first is None:
+                    self.got_descriptor_first = msg.TYPE_ID == "descriptor/1"
+                if msg.TYPE_ID == "stop/1":
+                    break
+                if msg.TYPE_ID != "descriptor/1":
+                    self.received += 1
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+        finally:
+            sub.close(0)
+            ctx.term()
+
+    def close(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
 
 
 def _row(kind, executor, res, wall, n_tags, **extra):
     steps = {s.split(".")[-1]: {"busy_s": round(v.get("busy_s", 0.0), 4), "blocked_s": round(v.get("blocked_s", 0.0), 4)}
              for s, v in res.stats.items()}
     neck = max(steps, key=lambda s: steps[s]["busy_s"]) if steps else None
+    # threads/processes: elapsed_s runs from the sources' start order (after every worker is ready);
+    # the rest of the wall time is start-up (interpreters, imports, kernel cache loads) and shut-down
+    steady = res.elapsed_s if executor != "inline" and 0 < res.elapsed_s <= wall else wall
     row = {"pipeline": kind, "executor": executor, "tags": int(n_tags), "wall_s": round(wall, 4),
-           "tags_per_s": n_tags / max(wall, 1e-9), "bottleneck": neck,
-           "bottleneck_busy_fraction": round(steps[neck]["busy_s"] / max(wall, 1e-9), 3) if neck else None,
+           "tags_per_s": n_tags / max(wall, 1e-9), "startup_s": round(wall - steady, 4),
+           "steady_s": round(steady, 4), "steady_tags_per_s": n_tags / max(steady, 1e-9), "bottleneck": neck,
+           "bottleneck_busy_fraction": round(steps[neck]["busy_s"] / max(steady, 1e-9), 3) if neck else None,
            "steps": steps}
     row.update(extra)
     return row
+
+
+def _tap_fields(res, client, taps=True):
+    """Tap variant bookkeeping: what the tap got, what the engine sent/dropped for taps."""
+    sent = sum(int(v.get("tap_sent", 0)) for v in res.stats.values())
+    dropped = sum(int(v.get("tap_dropped", 0)) for v in res.stats.values())
+    out = {"tap": None if client is None else client.port_id.split(".", 1)[1],
+           "tap_delay_s": None if client is None else client.delay_s,
+           "tap_received": None if client is None else client.received,
+           "tap_descriptor_first": None if client is None else client.got_descriptor_first,
+           "tap_sent": sent, "tap_dropped": dropped, "taps_enabled": taps}
+    return out
+
+
+def _node_tags(res, step):
+    """Tags a step counted (its node counters, reported by every executor)."""
+    v = _step(res.stats, step) or {}
+    n = (v.get("node") or {}).get("tags")
+    if n is None:
+        node = _step(res.nodes, step)
+        n = getattr(node, "counters", {}).get("tags") if node is not None else None
+    return None if n is None else int(n)
 
 
 def _step(d, name):
@@ -116,36 +212,126 @@ def _scan_file(args, cache):
     return path, info
 
 
-def imaging(args, cache, out_dir, executors, estimators):
+IMAGING_TAP_VARIANTS = {  # the imaging graph: taps on the per-pixel histograms
+    "taps-off": (None, 0.0, False),
+    "tap-pixels": ("pixels.out", 0.0, True),
+    "tap-pixels-slow": ("pixels.out", None, True),
+}
+
+
+def imaging(args, cache, out_dir, executors, estimators, variants=(), delay_s=0.05):
     path, info = _scan_file(args, cache)
     rows = []
-    for est in estimators:
+    for k, est in enumerate(estimators):
         for ex in executors:
             out = os.path.join(out_dir, f"img_{est}_{ex}.h5")
             ref = f"{GRAPHS}:imaging(path={path!r}, shape={tuple(args.shape)!r}, estimator={est!r}, out={out!r})"
-            stamps = tempfile.mkdtemp(dir=out_dir)
-            res, wall = _run(ref, ex, stamps)
-            n = _first_count(res) or info.get("tags")
-            if n is None:  # the processes executor keeps no node objects: count once inline
-                os.remove(out)  # sinks never overwrite an existing file
-                res_i, _ = _run(ref, "inline")
-                n = _first_count(res_i)
-            info["tags"] = n
-            with open(path + ".json", "w", encoding="utf-8") as f:
-                json.dump(info, f)
-            tail = None
-            try:
-                with open(os.path.join(stamps, "last_photon")) as a, open(os.path.join(stamps, "final_result")) as b:
-                    tail = round(float(b.read()) - float(a.read()), 4)
-            except OSError:
-                pass
-            rows.append(_row("imaging", ex, res, wall, n, estimator=est, shape=list(args.shape),
-                             last_photon_to_final_image_s=tail))
-            os.remove(out)
+            # taps: with the first estimator only (the others add run time, not information)
+            todo = [("no-tap", None, True)] + ([(v, *IMAGING_TAP_VARIANTS[v][:1], IMAGING_TAP_VARIANTS[v][2])
+                                                for v in variants] if ex != "inline" and k == 0 else [])
+            base = None
+            for variant, port, taps in todo:
+                delay = IMAGING_TAP_VARIANTS.get(variant, (0, 0.0))[1]
+                tap = None if port is None else (port, delay_s if delay is None else delay)
+                stamps = tempfile.mkdtemp(dir=out_dir)
+                res, wall, client = _run(ref, ex, stamps, tap=tap, taps=taps)
+                n = _first_count(res) or info.get("tags")
+                if n is None:  # the processes executor keeps no node objects: count once inline
+                    os.remove(out)  # sinks never overwrite an existing file
+                    res_i, _, _ = _run(ref, "inline")
+                    n = _first_count(res_i)
+                info["tags"] = n
+                with open(path + ".json", "w", encoding="utf-8") as f:
+                    json.dump(info, f)
+                tail = None
+                try:
+                    with open(os.path.join(stamps, "last_photon")) as a, open(os.path.join(stamps, "final_result")) as b:
+                        tail = round(float(b.read()) - float(a.read()), 4)
+                except OSError:
+                    pass
+                row = _row("imaging", ex, res, wall, n, estimator=est, shape=list(args.shape), variant=variant,
+                           last_photon_to_final_image_s=tail, tags_accumulated=_node_tags(res, "pixels"),
+                           **_tap_fields(res, client, taps))
+                if base is None:
+                    base = row
+                else:
+                    row["steady_rate_vs_no_tap"] = round(row["steady_tags_per_s"] / base["steady_tags_per_s"], 3)
+                    row["data_path_complete"] = row["tags_accumulated"] == base["tags_accumulated"]
+                rows.append(row)
+                os.remove(out)
     return rows, path
 
 
-def hbt(args, cache, executors, rates, n_tags):
+def _hbt_reference(rec, repeat=3):
+    """Outside any executor, on the recorded tags: the bare ``correlate`` kernel over all tags at
+    once, the ``Correlation`` node over the recorded batches (frozen, as the executors deliver them)
+    and the reader alone (HDF5Replay's batches). Best of ``repeat`` wall times."""
+    from engine.node import iter_outputs
+    from nodes.correlation import Correlation, correlate
+
+    from .pipeline_graphs import HBT_CORR, StampedHDF5Replay
+
+    src = StampedHDF5Replay(path=rec)
+    src.check()
+
+    def read():
+        src.reset()
+        return [m for _, m in iter_outputs(src, src.generate()) if m.TYPE_ID == "tags/1"]
+
+    best_read, batches = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        batches = read()
+        best_read = min(best_read, time.perf_counter() - t0)
+    for b in batches:
+        for arr in b.array_fields().values():
+            arr.flags.writeable = False
+    t = np.concatenate([b.time_ps for b in batches])
+    ch = np.concatenate([b.channel for b in batches])
+    t.flags.writeable = ch.flags.writeable = False
+    p = dict(HBT_CORR)
+    correlate(t[:1000], ch[:1000], p["channel_1"], p["channel_2"], p["binwidth_ps"], p["n_bins"])  # compile
+    best_k = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        h = correlate(t, ch, p["channel_1"], p["channel_2"], p["binwidth_ps"], p["n_bins"])
+        best_k = min(best_k, time.perf_counter() - t0)
+    node = Correlation(**p)
+    node.warmup()
+    best_n = float("inf")
+    for _ in range(repeat):
+        node.reset()
+        t0 = time.perf_counter()
+        for b in batches:
+            for _out in node.process(b, "tags") or ():
+                pass
+        best_n = min(best_n, time.perf_counter() - t0)
+    if not np.array_equal(node.get_data(), h):
+        raise RuntimeError("bench hbt: the Correlation node and correlate disagree on the recorded tags")
+    n = len(t)
+    return {"tags": n, "messages": len(batches), "kernel_s": best_k, "kernel_tags_per_s": n / best_k,
+            "node_s": best_n, "node_tags_per_s": n / best_n, "reader_s": best_read,
+            "reader_tags_per_s": n / best_read}
+
+
+TAP_VARIANTS = {  # name: (port tapped or None, seconds the tap sleeps per message, taps enabled)
+    "taps-off": (None, 0.0, False),
+    "tap-corr": ("corr.out", 0.0, True),
+    "tap-tags": ("tags.out", 0.0, True),
+    "tap-tags-slow": ("tags.out", None, True),
+}
+
+
+def _tap_runs(ref, ex, variants, delay_s):
+    """(variant, res, wall, client) for each tap variant of one graph under one executor."""
+    for name in variants:
+        port, delay, taps = TAP_VARIANTS[name]
+        tap = None if port is None else (port, delay_s if delay is None else delay)
+        res, wall, client = _run(ref, ex, tap=tap, taps=taps)
+        yield name, res, wall, client
+
+
+def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05):
     rows = []
     for rate in rates:
         duration = n_tags / (2 * rate)
@@ -157,17 +343,37 @@ def hbt(args, cache, executors, rates, n_tags):
                 os.remove(tmp)
             _run(f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, record={tmp!r})", "inline")
             os.replace(tmp, rec)
-        import h5py
-
-        with h5py.File(rec, "r") as f:
-            n = int(f["photon_data/timestamps"].shape[0])
+        ref0 = _hbt_reference(rec)
+        n = ref0["tags"]
         for source in ("simulator", "file"):
             for ex in executors:
                 ref = f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, source={source!r}, path={rec!r})"
-                res, wall = _run(ref, ex)
-                corr = (_step(res.stats, "corr") or {}).get("busy_s", 0.0)
-                rows.append(_row("hbt", ex, res, wall, n, source=source, rate_cps_per_detector=rate,
-                                 correlator_busy_fraction=round(corr / max(wall, 1e-9), 3)))
+                runs = [("no-tap", *_run(ref, ex))]
+                if ex != "inline":  # the inline executor has no taps
+                    runs += list(_tap_runs(ref, ex, variants, delay_s))
+                base = None
+                for variant, res, wall, client in runs:
+                    corr = (_step(res.stats, "corr") or {}).get("busy_s", 0.0)
+                    n_src = _node_tags(res, "corr")
+                    row = _row("hbt", ex, res, wall, n if source == "file" else (n_src or n), source=source,
+                               rate_cps_per_detector=rate, variant=variant,
+                               correlator_busy_fraction=round(corr / max(res.elapsed_s or wall, 1e-9), 3),
+                               tags_correlated=n_src, **_tap_fields(res, client, TAP_VARIANTS.get(variant, (0, 0, True))[2]))
+                    msgs = int((_step(res.stats, "tags") or {}).get("sent", 0))
+                    row["messages"] = msgs
+                    if source == "file":
+                        row.update({k: ref0[k] for k in ("kernel_tags_per_s", "node_tags_per_s", "reader_tags_per_s")})
+                        row["graph_over_kernel"] = round(row["steady_tags_per_s"] / ref0["kernel_tags_per_s"], 3)
+                        # engine time per message beyond the work of the steps measured alone: inline
+                        # runs them one after the other, threads/processes side by side (2 cores)
+                        work = ref0["reader_s"] + ref0["node_s"] if ex == "inline" else max(ref0["reader_s"], ref0["node_s"])
+                        row["engine_overhead_us_per_message"] = round(1e6 * (row["steady_s"] - work) / max(msgs, 1), 1)
+                    if base is None:
+                        base = row
+                    else:
+                        row["steady_rate_vs_no_tap"] = round(row["steady_tags_per_s"] / base["steady_tags_per_s"], 3)
+                        row["data_path_complete"] = row["tags_correlated"] == base["tags_correlated"]
+                    rows.append(row)
     return rows
 
 
@@ -193,6 +399,11 @@ def _warmup():
 
 
 def run(args) -> dict:
+    taps = [v for v in str(args.taps).split(",") if v]
+    unknown = set(taps) - set(TAP_VARIANTS) - set(IMAGING_TAP_VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown --taps variant(s) {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(dict.fromkeys([*TAP_VARIANTS, *IMAGING_TAP_VARIANTS]))}")
     _warmup()
     quick = bool(getattr(args, "quick", False))
     executors = [e for e in str(args.executors).split(",") if e]
@@ -206,27 +417,47 @@ def run(args) -> dict:
         estimators = estimators[:1]
     what = set(str(args.what).split(","))
     result = {"conditions": "wall time of one run per cell; tags = photons + markers; loaded machine unless stated",
-              "executors": executors, "imaging": [], "hbt": []}
+              "load_average": list(os.getloadavg()), "executors": executors, "imaging": [], "hbt": []}
     with tempfile.TemporaryDirectory() as out_dir:
         if "imaging" in what:
-            result["imaging"], result["scan_file"] = imaging(args, cache, out_dir, executors, estimators)
+            result["imaging"], result["scan_file"] = imaging(
+                args, cache, out_dir, executors, estimators, [v for v in taps if v in IMAGING_TAP_VARIANTS],
+                args.tap_delay_s)
         if "hbt" in what:
-            result["hbt"] = hbt(args, cache, executors, rates, n_hbt)
+            result["hbt"] = hbt(args, cache, executors, rates, n_hbt, [v for v in taps if v in TAP_VARIANTS],
+                                args.tap_delay_s)
     return result
 
 
 def format_table(r: dict) -> str:
-    lines = ["pipeline bench (wall time, one run per cell; tags/s through the whole graph)", ""]
-    lines.append(f"{'pipeline':<34}{'executor':<11}{'M tags':>8}{'wall s':>9}{'Mtags/s':>9}  "
-                 f"{'bottleneck (busy/wall)':<26}{'tail s':>7}")
+    lines = ["pipeline bench (wall time, one run per cell; tags/s through the whole graph; steady = from the "
+             "sources' start to the end, start = wall - steady)", f"load average at start: {r.get('load_average')}", ""]
+    lines.append(f"{'pipeline':<30}{'executor':<10}{'variant':<16}{'M tags':>7}{'wall s':>8}{'start s':>8}"
+                 f"{'Mtags/s':>8}{'steady':>8}  {'bottleneck (busy/steady)':<24}{'extra':>0}")
+
+    def head(name, row):
+        return (f"{name:<30}{row['executor']:<10}{row.get('variant', 'no-tap'):<16}{row['tags'] / 1e6:>7.2f}"
+                f"{row['wall_s']:>8.2f}{row.get('startup_s', 0):>8.2f}{row['tags_per_s'] / 1e6:>8.2f}"
+                f"{row.get('steady_tags_per_s', row['tags_per_s']) / 1e6:>8.2f}  "
+                f"{row['bottleneck'] + ' (%.2f)' % row['bottleneck_busy_fraction']:<24}")
+
+    def tapinfo(row):
+        if row.get("variant", "no-tap") == "no-tap":
+            return ""
+        s = f" vs no-tap {row.get('steady_rate_vs_no_tap')}; complete {row.get('data_path_complete')}"
+        if row.get("tap_received") is not None:
+            s += f"; tap got {row['tap_received']}, dropped {row['tap_dropped']}"
+        return s
+
     for row in r.get("imaging", []):
-        lines.append(f"{'imaging ' + row['estimator'] + ' ' + 'x'.join(map(str, row['shape'])):<34}"
-                     f"{row['executor']:<11}{row['tags'] / 1e6:>8.2f}{row['wall_s']:>9.2f}"
-                     f"{row['tags_per_s'] / 1e6:>9.2f}  {row['bottleneck'] + ' (%.2f)' % row['bottleneck_busy_fraction']:<26}"
-                     f"{row['last_photon_to_final_image_s'] if row['last_photon_to_final_image_s'] is not None else '-':>7}")
+        tail = row["last_photon_to_final_image_s"]
+        lines.append(head(f"imaging {row['estimator']} {'x'.join(map(str, row['shape']))}", row)
+                     + f"tail {tail if tail is not None else '-'} s" + tapinfo(row))
     for row in r.get("hbt", []):
-        name = f"hbt {row['source']} {row['rate_cps_per_detector']:.0e}/det"
-        lines.append(f"{name:<34}{row['executor']:<11}{row['tags'] / 1e6:>8.2f}{row['wall_s']:>9.2f}"
-                     f"{row['tags_per_s'] / 1e6:>9.2f}  {row['bottleneck'] + ' (%.2f)' % row['bottleneck_busy_fraction']:<26}"
-                     f"{'corr %.2f' % row['correlator_busy_fraction']:>7}")
+        extra = f"corr {row['correlator_busy_fraction']:.2f}"
+        if "graph_over_kernel" in row:
+            extra += (f"; kernel {row['kernel_tags_per_s'] / 1e6:.1f} node {row['node_tags_per_s'] / 1e6:.1f} "
+                      f"reader {row['reader_tags_per_s'] / 1e6:.1f} M/s; graph/kernel {row['graph_over_kernel']:.2f}; "
+                      f"{row['engine_overhead_us_per_message']:.0f} us/msg")
+        lines.append(head(f"hbt {row['source']} {row['rate_cps_per_detector']:.0e}/det", row) + extra + tapinfo(row))
     return "\n".join(lines)

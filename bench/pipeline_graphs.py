@@ -69,8 +69,11 @@ def imaging(path, shape=(32, 32), estimator="lm", out="bench_pipeline.h5", zero_
     return g
 
 
-def hbt(rate_hz=1e5, duration_s=2.0, source="simulator", path="", record="", seed=0, binwidth_ps=1000,
-        n_bins=1001):
+HBT_CORR = dict(channel_1=0, channel_2=1, binwidth_ps=1000, n_bins=1001)  #: the HBT graph's Correlation
+
+
+def hbt(rate_hz=1e5, duration_s=2.0, source="simulator", path="", record="", seed=0,
+        binwidth_ps=HBT_CORR["binwidth_ps"], n_bins=HBT_CORR["n_bins"]):
     """HBT on T2 tags: Simulator (or HDF5Replay of ``path``) -> Correlation; ``record`` saves the tags."""
     from nodes.correlation import Correlation
     from sources.simulator import Simulator, single_nv

@@ -59,7 +59,34 @@ def test_pipeline_bench_quick(tmp_path):
     for row in r["imaging"] + r["hbt"]:
         assert row["tags"] > 0 and row["wall_s"] > 0
         assert row["bottleneck"] in row["steps"]
+        assert 0 < row["steady_s"] <= row["wall_s"] and row["startup_s"] >= 0
     assert {row["source"] for row in r["hbt"]} == {"simulator", "file"}
     assert all(row["last_photon_to_final_image_s"] is not None for row in r["imaging"])
     assert os.path.exists(r["scan_file"])  # generated once, cached for the next run
-    assert "imaging lm" in B.format_table(r)
+    # tap variants: only under the socket executors; a tap never costs the data path a tag
+    variants = {(row["pipeline"], row["executor"], row["variant"]) for row in r["imaging"] + r["hbt"]}
+    for v in ("taps-off", "tap-corr", "tap-tags", "tap-tags-slow"):
+        assert ("hbt", "threads", v) in variants and ("hbt", "inline", v) not in variants
+    for v in ("taps-off", "tap-pixels", "tap-pixels-slow"):
+        assert ("imaging", "threads", v) in variants
+    for row in r["imaging"] + r["hbt"]:
+        if row["variant"] != "no-tap":
+            assert row["data_path_complete"], row
+            assert row["tap_descriptor_first"] in (True, None), row  # None: the run ended before it attached
+        if row["variant"] == "taps-off":
+            assert row["tap_sent"] == 0 and row["taps_enabled"] is False
+    tags_rows = [row for row in r["hbt"] if row["variant"] == "tap-tags"]
+    assert all(row["tap_received"] <= row["messages"] for row in tags_rows)
+    for row in r["hbt"]:
+        if row["source"] == "file":  # the bare kernel and the node alone on the same tags, same run
+            assert row["kernel_tags_per_s"] > 0 and row["node_tags_per_s"] > 0 and row["reader_tags_per_s"] > 0
+            assert row["tags_correlated"] == row["tags"]
+    text = B.format_table(r)
+    assert "imaging lm" in text and "tap-tags-slow" in text and "us/msg" in text
+
+
+def test_pipeline_bench_refuses_unknown_tap_variant(tmp_path):
+    from bench import pipeline as B
+
+    with pytest.raises(ValueError, match="unknown --taps variant"):
+        B.run(_args(B, "--quick", "--taps", "tap-nowhere", "--cache-dir", str(tmp_path)))
