@@ -42,8 +42,21 @@ TRAIN = {
     "tilt_fraction": 0.5,
 }
 
+#: nuisance parameters whose joint extremes the corner-enriched training prior over-samples
+CORNER_KEYS = ("g0_emitter", "a_emitter", "t1_ns", "t2_ns", "tilt_cps")
+
+#: corner-enriched training prior: half of the histograms from TRAIN, half with every nuisance
+#: parameter of :data:`CORNER_KEYS` drawn from the lower or the upper quarter of its TRAIN range
+#: (in its own scale, each end with probability 1/2, independently) and a start–stop tilt on
+#: half of them. A posterior-mean estimator is pulled hardest where the prior density runs
+#: out — the joint extremes of the box (short t1 with strong bunching and tilt, long t1 with
+#: weak bunching), which a product of uniforms visits rarely (a given corner: ~0.4 % of TRAIN,
+#: ~3 % of this mixture). Only TRAIN's ranges are used; the evaluation populations are not.
+TRAIN_CORNERS = {**TRAIN, "corner_fraction": 0.5, "corner_width": 0.25}
+
 POPULATIONS = {
     "train": TRAIN,
+    "train_corners": TRAIN_CORNERS,
     # held-out emitters: the training law on the physical g2(0) range (new emitters, new seeds)
     "heldout": {**TRAIN, "g0": (0.0, 1.1)},
     # shifted 1: pumped above saturation / fast emitters — short t1 (1–2 bins), short t2,
@@ -65,6 +78,26 @@ def _u(rng, rng_spec, n):
     return rng.uniform(lo, hi, n)
 
 
+def _corners(rng, rng_spec, n, width):
+    """Draws from the lower or upper ``width`` fraction of a range (each end with probability 1/2)."""
+    lo, hi, *kind = rng_spec
+    q = rng.uniform(0.0, width, n)
+    q = np.where(rng.uniform(size=n) < 0.5, q, 1.0 - q)
+    if kind and kind[0] == "log":
+        return np.exp(np.log(lo) + q * (np.log(hi) - np.log(lo)))
+    return lo + q * (hi - lo)
+
+
+def _draw_nuisance(p, n, rng) -> dict:
+    v = {k: _u(rng, p[k], n) for k in CORNER_KEYS}
+    frac = p.get("corner_fraction", 0.0)
+    if frac > 0:  # extra draws only for a corner-enriched population (others keep their streams)
+        on = rng.uniform(size=n) < frac
+        for k in CORNER_KEYS:
+            v[k] = np.where(on, _corners(rng, p[k], n, p.get("corner_width", 0.25)), v[k])
+    return v
+
+
 def resolve(pop) -> dict:
     """A population dict from a name in :data:`POPULATIONS` or a dict (overrides of TRAIN)."""
     if isinstance(pop, str):
@@ -82,15 +115,22 @@ def draw(pop, n: int, rng, events=None) -> dict:
     """
     p = resolve(pop)
     g0 = _u(rng, p["g0"], n)
-    g0e = np.minimum(_u(rng, p["g0_emitter"], n), np.maximum(g0, 0.0))
-    ae = _u(rng, p["a_emitter"], n)
-    t1 = _u(rng, p["t1_ns"], n)
-    t2 = np.maximum(_u(rng, p["t2_ns"], n), 1.5 * t1)
+    if p.get("corner_fraction", 0.0) > 0:
+        v = _draw_nuisance(p, n, rng)
+        g0e = np.minimum(v["g0_emitter"], np.maximum(g0, 0.0))
+        ae, t1, t2r, tilt_r = v["a_emitter"], v["t1_ns"], v["t2_ns"], v["tilt_cps"]
+    else:  # the original draw order (evaluation populations keep their exact streams)
+        g0e = np.minimum(_u(rng, p["g0_emitter"], n), np.maximum(g0, 0.0))
+        ae = _u(rng, p["a_emitter"], n)
+        t1 = _u(rng, p["t1_ns"], n)
+        t2r = _u(rng, p["t2_ns"], n)
+        tilt_r = None
+    t2 = np.maximum(t2r, 1.5 * t1)
     rho2 = np.maximum((1.0 - g0) / (1.0 - g0e), 0.0)
     a = np.maximum(rho2 * ae, g0 - 1.0 + MIN_DIP)
     ev = _u(rng, p["events"], n) if events is None else np.full(n, float(events))
     tilt_on = rng.uniform(size=n) < p.get("tilt_fraction", 0.0)
-    tilt = np.where(tilt_on, _u(rng, p["tilt_cps"], n), 0.0)
+    tilt = np.where(tilt_on, _u(rng, p["tilt_cps"], n) if tilt_r is None else tilt_r, 0.0)
     params = np.stack([np.ones(n), g0, a, t1, t2], axis=1)
     return {"params": params, "tilt_cps": tilt, "events": ev}
 

@@ -22,7 +22,7 @@ def test_population_ranges_and_physical_shapes(name):
     assert np.all(a >= 0) and np.all(1 - g0 + a >= P.MIN_DIP - 1e-12)  # a dip amplitude is never negative
     tilted = d["tilt_cps"] > 0
     assert tilted.mean() == pytest.approx(pop["tilt_fraction"], abs=0.02)
-    if name != "train":  # physical g2(0) >= 0: the model itself is non-negative
+    if not name.startswith("train"):  # physical g2(0) >= 0: the model itself is non-negative
         assert m.shape_g2(LAG, BW, d["params"]).min() >= 0
     lam = P.expected(d, LAG, BW)
     assert lam.min() >= 0
@@ -36,6 +36,28 @@ def test_training_population_contains_the_shifted_ones():
         for key, v in P.POPULATIONS[name].items():
             if isinstance(v, tuple):
                 assert tr[key][0] <= v[0] and v[1] <= tr[key][1], (name, key)
+
+
+def test_corner_enriched_training_prior():
+    """Half of train_corners has every nuisance parameter in an outer quarter of its range.
+
+    t1 (log scale): outer quarters hold 1/2 of TRAIN and 1/2 + 1/2·1/2 = 3/4 of the mixture;
+    t1 in its lower quarter jointly with a tilt in its upper quarter: 1/16 of TRAIN's tilted
+    histograms, 1/2·1/4 + 1/2·1/16 = 5/32 of the mixture's.
+    """
+    n = 200_000
+    lo, hi = np.log(P.TRAIN["t1_ns"][0]), np.log(P.TRAIN["t1_ns"][1])
+    rlo, rhi = np.log(P.TRAIN["tilt_cps"][0]), np.log(P.TRAIN["tilt_cps"][1])
+    for name, outer, joint in (("train", 0.5, 1 / 16), ("train_corners", 0.75, 5 / 32)):
+        d = P.draw(name, n, np.random.default_rng(3))
+        q = (np.log(d["params"][:, 3]) - lo) / (hi - lo)
+        assert np.mean((q < 0.25) | (q > 0.75)) == pytest.approx(outer, abs=0.01), name
+        tilted = d["tilt_cps"] > 0
+        qr = (np.log(d["tilt_cps"][tilted]) - rlo) / (rhi - rlo)
+        assert np.mean((q[tilted] < 0.25) & (qr > 0.75)) == pytest.approx(joint, abs=0.01), name
+    # the g2(0) law is not touched
+    g = P.draw("train_corners", n, np.random.default_rng(4))["params"][:, 1]
+    assert np.histogram(g, bins=5, range=P.TRAIN["g0"][:2])[0] / n == pytest.approx([0.2] * 5, abs=0.01)
 
 
 def test_background_contrast_scales_bunching():
