@@ -333,7 +333,37 @@ class Node(metaclass=NodeMeta):
         """
 
     def warmup(self) -> None:
-        """Compile numba kernels on a tiny input; must not change state."""
+        """Compile numba kernels on a tiny input; must not change state.
+
+        Prefer :meth:`warm_on` (warm-up by example): it compiles exactly what this
+        configuration of the node runs, with the array types the executors deliver."""
+
+    def warm_on(self, messages, port: str | None = None, **smaller) -> None:
+        """Warm-up by example: a throw-away copy of this node (same parameters, except the
+        ``smaller`` ones -- sizes that do not change any array type, e.g. ``n_bins``, so that
+        the copy stays small) processes ``messages`` on input ``port`` (default: the first
+        input) and finishes.
+
+        Arrays are made read-only first, as every executor delivers them: numba compiles a
+        separate machine-code specialisation for read-only arrays, so kernels warmed up on
+        writable arrays would compile again on the first real message. Only the kernels the
+        node's code path calls for these parameters are compiled (or loaded from numba's
+        on-disk cache) -- not every kernel of its module. ``self`` is not touched."""
+        port = port or next(iter(self.inputs()), None)
+        twin = type(self)(**{**self.params, **smaller})
+        twin.graph_info = dict(self.graph_info)
+        twin.step_id = f"{self.step_id} (warm-up)"
+        twin.reset()
+        try:
+            for msg in messages:
+                for a in msg.array_fields().values():
+                    a.flags.writeable = False
+                for _ in iter_outputs(twin, twin.process(msg, port)):
+                    pass
+            for _ in iter_outputs(twin, twin.finish()):
+                pass
+        finally:
+            twin.close()
 
     def process(self, msg: Message, port: str) -> Iterable | None:
         raise NotImplementedError(f"{type(self).__name__}.process")

@@ -57,8 +57,25 @@ node; the bins are times, so ``lag_ps`` holds bin-centre times in ps)::
 """
 from __future__ import annotations
 
-from engine.messages import FLAG_GAP, Histogram, Message, TagBatch
+import numpy as np
+
+from engine.messages import FLAG_GAP, FRAME, LINE, NO_DELAY, PIXEL, Histogram, Message, TagBatch
 from engine.node import In, Node, Out, Param
+
+
+def warmup_batch(n_channels: int = 4) -> TagBatch:
+    """A tiny TagBatch for warm-up by example (:meth:`engine.node.Node.warm_on`): the
+    FRAME/LINE/PIXEL markers of a scan's first two pixels, each followed by a photon on every
+    channel ``0..n_channels-1`` a few ns apart, with start-stop delays (markers: ``NO_DELAY``).
+    Same dtypes as every source's batches (int64 times and delays, int16 channels)."""
+    t, ch, d = [0, 0, 0], [FRAME, LINE, PIXEL], [NO_DELAY] * 3
+    for start in (0, 1_000_000):
+        if start:
+            t.append(start), ch.append(PIXEL), d.append(NO_DELAY)
+        for c in range(n_channels):
+            t.append(start + 1000 * (c + 1)), ch.append(c), d.append(100 * (c + 1))
+    return TagBatch(np.array(t, np.int64), np.array(ch, np.int16), t_begin_ps=0, t_end_ps=2_000_000,
+                    delay_ps=np.array(d, np.int64))
 
 
 class HistogramNode(Node):
@@ -78,6 +95,12 @@ class HistogramNode(Node):
         self._next_snap = None
         self._seq = 0
         self.reset_state()
+
+    def warmup(self):
+        """Warm-up by example: the node's own code path on a tiny read-only batch (compiles only
+        the kernels this configuration uses, with the array types the executors deliver)."""
+        small = {"n_bins": min(self.n_bins, 64)} if "n_bins" in self.params else {}
+        self.warm_on([warmup_batch()], **small)
 
     # -- hooks for subclasses
     def reset_state(self) -> None:  # pragma: no cover - overridden

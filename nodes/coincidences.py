@@ -104,9 +104,6 @@ class Correlation3(HistogramNode):
     def reset_carry(self):
         self._state["st"][:] = 0
 
-    def warmup(self):
-        K.warmup()
-
     def consume(self, msg):
         K.correlate3_stream(msg.time_ps, msg.channel, self.channel_1, self.channel_2, self.channel_3,
                             self.binwidth_ps, self.n_bins, self._hist, self._state)
@@ -146,9 +143,6 @@ class Coincidences(HistogramNode):
 
     def reset_carry(self):
         K.reset_nfold(self._state)
-
-    def warmup(self):
-        K.warmup()
 
     def consume(self, msg):
         K.nfold_stream(msg.time_ps, msg.channel, self.coincidence_window_ps, self._counts, self._state)

@@ -30,6 +30,18 @@ def warmup() -> list[str]:
         if callable(getattr(mod, "warmup", None)):
             mod.warmup()
             done.append(mod.__name__)
+    # the nodes in the configurations the shipped graphs use, by example: executors deliver
+    # read-only arrays, for which numba compiles separate machine code (see Node.warm_on)
+    from .coincidences import Coincidences, Correlation3
+    from .correlation import Correlation, StartStopHistogram
+    from .pixels import PixelAccumulator
+
+    for node in (Correlation(), StartStopHistogram(), Correlation3(), Coincidences(),
+                 PixelAccumulator(shape=(2, 2)), PixelAccumulator(shape=(2, 2), mode="t2"),
+                 PixelAccumulator(shape=(2, 2), schedule=True, dwell_s=1e-3),
+                 PixelAccumulator(shape=(2, 2), coincidence_window_ps=1000)):
+        node.warmup()
+        done.append(f"{type(node).__name__}({', '.join(f'{k}={v!r}' for k, v in node.params.items() if k in ('mode', 'schedule', 'coincidence_window_ps') and v)})")
     return done
 
 

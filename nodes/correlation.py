@@ -150,9 +150,6 @@ class Correlation(HistogramNode):
     def reset_carry(self):
         K.reset_state(self._state)
 
-    def warmup(self):
-        K.warmup()
-
     def consume(self, msg):
         K.correlate_stream(msg.time_ps, msg.channel, self.channel_1, self.channel_2, self.binwidth_ps,
                            self.n_bins, self._hist, self._state, self._singles)
@@ -198,9 +195,6 @@ class StartStopHistogram(HistogramNode):
     def reset_state(self):
         self._hist = np.zeros(self.n_bins, np.int64)
         self._used = 0
-
-    def warmup(self):
-        K.warmup()
 
     def consume(self, msg):
         if msg.delay_ps is None:

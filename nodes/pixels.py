@@ -163,7 +163,11 @@ class PixelAccumulator(Node):
             self._fp = ny * lp + int(round(self.frame_flyback_s * 1e12))
 
     def warmup(self):
-        K.warmup()
+        from .base import warmup_batch
+
+        # warm-up by example: compiles only the kernels of this mode, for read-only input arrays
+        self.warm_on([warmup_batch(max(2, self.n_detectors, self.channel_1 + 1, self.channel_2 + 1))],
+                     shape=(2, 2), n_bins=min(self.n_bins, 64))
 
     def process(self, msg, port):
         n = len(msg)

@@ -80,9 +80,6 @@ class PulsedCorrelation(HistogramNode):
     def reset_carry(self):
         self._state = K.new_state()
 
-    def warmup(self):
-        K.warmup()
-
     def consume(self, msg):
         K.pulsed_stream(msg.time_ps, msg.channel, self.channel_1, self.channel_2, self._lo, self._hi,
                         self.zero_delay_ps, self.period_ps, self.half_window, self.n_peaks, self.bw,
