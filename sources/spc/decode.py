@@ -316,6 +316,24 @@ def bins_to_delay(mbin, tac_range_fs, n_bins, zero_delay_ps, out):
     return out
 
 
+@njit(cache=True, nogil=True)
+def bins_to_delay_table(mbin, table, tac_range_fs, n_bins, zero_delay_ps, out):
+    """:func:`bins_to_delay` through a look-up ``table`` (``table[b]`` = its value for bin ``b``,
+    made by :func:`bins_to_delay` itself): one load per tag instead of an integer division
+    (the division was ~17 ms per 1 M tags, most of the SPC decoder's time). Bins outside the
+    table take the arithmetic path; results are identical."""
+    nt = table.shape[0]
+    for k in range(mbin.shape[0]):
+        b = np.int64(mbin[k])
+        if b < 0:
+            out[k] = NO_DELAY
+        elif b < nt:
+            out[k] = table[b]
+        else:
+            bins_to_delay(mbin[k:k + 1], tac_range_fs, n_bins, zero_delay_ps, out[k:k + 1])
+    return out
+
+
 # ------------------------------------------------------------------ streaming decoder
 class Piece(NamedTuple):
     """Tags decoded by one kernel call. ``gap``: data were lost right before

@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.messages import FLAG_GAP, TagBatch
 
-from .decode import Piece, StreamDecoder, bins_to_delay
+from .decode import Piece, StreamDecoder, bins_to_delay, bins_to_delay_table
 from .format import tac_range_fs
 
 
@@ -28,6 +28,11 @@ class TagAssembler:
         self.clk = int(macro_clock_ps)
         self.r_fs = tac_range_fs(tac_range_ps) if tac_range_ps is not None else None
         self.n_bins = decoder.fmt.n_bins
+        self._delay_table = None
+        if self.r_fs is not None and self.n_bins <= 1 << 15:  # delay of every microtime bin, once
+            self._delay_table = np.empty(self.n_bins, np.int64)
+            bins_to_delay(np.arange(self.n_bins, dtype=np.int16), self.r_fs, self.n_bins, int(zero_delay_ps),
+                          self._delay_table)
         self.zero = int(zero_delay_ps)
         self.t_begin = 0  # ticks
         self.seq = 0
@@ -89,7 +94,10 @@ class TagAssembler:
         delay = None
         if self.r_fs is not None:
             delay = np.empty(k, np.int64)
-            bins_to_delay(b, self.r_fs, self.n_bins, self.zero, delay)
+            if self._delay_table is not None:
+                bins_to_delay_table(b, self._delay_table, self.r_fs, self.n_bins, self.zero, delay)
+            else:
+                bins_to_delay(b, self.r_fs, self.n_bins, self.zero, delay)
         batch = TagBatch(t * self.clk, c.copy(), t_begin_ps=self.t_begin * self.clk,
                          t_end_ps=cover_ticks * self.clk, seq=self.seq, flags=self.flags, delay_ps=delay)
         self.seq += 1
