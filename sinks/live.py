@@ -2,9 +2,11 @@
 
 ``LiveView(frames=7)`` shows, while the scan runs:
 
-- progress: pixels completed (all frames) of ``ny·nx·frames``, the frame being scanned,
-  elapsed time since the stream started (the sources' start, not the graph's start-up: kernel
-  compilation and model loading are not part of it) and the remaining time, estimated from the
+- progress: pixels completed (all frames) of ``ny·nx·frames``, the frame of the latest
+  completed pixel (from the pixel count, so it is true whatever the source's frame clock says),
+  elapsed time since the sources started (the moment the executor started them, the same moment
+  the run summary's "in N s" counts from; the graph's start-up — kernel compilation, model
+  loading — is not part of it) and the remaining time, estimated from the
   pixel rate since the first completed pixel once ``eta_after_pixels`` more pixels and at least
   2 s of data are in (before that it reads "estimating");
 - rates: pixels/s arriving, images/s, and — when the ``g2`` input is connected — the
@@ -20,7 +22,8 @@ When stdout is not a terminal (a log file, CI, a pipe — also every node of the
 executor, whose output the runner relays) or another live display already owns it (the
 runner's per-node table), it prints a plain one-line progress summary at most every
 ``plain_every_s`` seconds, plain-text thumbnails of intensity and G2_direct (a 10-level
-character ramp) after each frame (``ascii_per_frame``) and a final summary instead. To watch the image being built, run
+character ramp) each time a frame is complete (``ascii_per_frame``: "after frame k" once
+k·ny·nx pixel visits are done) and a final summary instead. To watch the image being built, run
 the graph in one process without the runner's table::
 
     antibunch run scan_cnn --executor threads --no-live
@@ -165,12 +168,13 @@ class LiveView(Sink):
 
     def reset(self):
         self._t0 = None  # the stream's start: first descriptor or message (not the start-up)
+        self._t_run = None  # the sources' start told by the executor (``run_started``), on our clock
+        self.run_started = None
         self._first_px = None  # (time, n_done) of the first progress report: the ETA's reference
         self._end = None  # (time, status) once finished
         self._ascii_frame = 0
         self._img = None
         self._n_done = 0
-        self._frame = 0
         self._shape = None
         self._est_pixels = 0
         self._est_compute_s = 0.0
@@ -200,6 +204,27 @@ class LiveView(Sink):
         if self._t0 is None:
             self._t0 = time.monotonic()
 
+    def _start(self):
+        """When the scan's clock started (time.monotonic): the executor's start of the sources
+        (``run_started``, wall clock) when told, else the first descriptor or message seen."""
+        t = self.run_started
+        if t is not None and self._t_run is None:
+            self._t_run = time.monotonic() - max(time.time() - float(t), 0.0)
+        return self._t_run if self._t_run is not None else self._t0
+
+    def frames_done(self):
+        """Complete frames: pixel visits done // pixels per frame (0 before the shape is known)."""
+        if not self._shape:
+            return 0
+        return min(self._n_done // (self._shape[0] * self._shape[1]), self.frames)
+
+    def frame_now(self):
+        """1-based frame of the latest completed pixel visit (1 before any)."""
+        if not self._shape or self._n_done <= 0:
+            return 1
+        npix = self._shape[0] * self._shape[1]
+        return min((self._n_done - 1) // npix + 1, self.frames)
+
     def _progress_seen(self):
         now = time.monotonic()
         if self._t0 is None:
@@ -212,11 +237,9 @@ class LiveView(Sink):
             self._img = msg
             self._n_images += 1
             self._n_done = max(self._n_done, int(msg.n_done))
-            self._frame = max(self._frame, int(msg.frame))
             self._shape = msg.mask.shape
         elif port == "hist":
             self._n_done = max(self._n_done, int(msg.n_done))
-            self._frame = max(self._frame, int(msg.frame))
             self._shape = tuple(int(v) for v in msg.shape)
         elif port == "g2":
             self._est_pixels += len(msg.pixel)
@@ -238,9 +261,10 @@ class LiveView(Sink):
             self._last_plain = now
             print(self.plain_line(), flush=True)
             self.lines_printed += 1
-        if not self._tty and self.ascii_per_frame and self._img is not None and self._frame > self._ascii_frame:
-            self._ascii_frame = self._frame
-            self.print_ascii(f"after frame {self._frame}")
+        done = self.frames_done()
+        if not self._tty and self.ascii_per_frame and self._img is not None and done > self._ascii_frame:
+            self._ascii_frame = done
+            self.print_ascii(f"after frame {done}")
 
     def print_ascii(self, label):
         """Plain-text thumbnails of intensity and G2_direct (or G2) side by side."""
@@ -257,7 +281,8 @@ class LiveView(Sink):
     def progress(self):
         """(elapsed s since the stream started, total pixel visits or None, remaining s or None)."""
         now = self._end[0] if self._end else time.monotonic()
-        el = now - self._t0 if self._t0 is not None else 0.0
+        t0 = self._start()
+        el = max(now - t0, 0.0) if t0 is not None else 0.0
         total = (self._shape[0] * self._shape[1] * self.frames) if self._shape else None
         rem = None
         if total and self._first_px is not None and self._end is None:
@@ -275,7 +300,7 @@ class LiveView(Sink):
     def plain_line(self):
         el, total, rem = self.progress()
         s = f"[{self.title}] pixels {self._n_done}" + (f"/{total}" if total else "")
-        s += f", frame {self._frame + 1}/{self.frames}, elapsed {_fmt_s(el)}{self._remaining_text(rem)}"
+        s += f", frame {self.frame_now()}/{self.frames}, elapsed {_fmt_s(el)}{self._remaining_text(rem)}"
         if el > 0:
             s += f", {self._n_done / el:.1f} px/s"
         if self._est_compute_s > 0:
@@ -292,7 +317,7 @@ class LiveView(Sink):
             return ["intensity", "G2"]
         if self.show == "cycle":
             names = ["intensity", "G2", "G2_direct"]
-            return [names[int((time.monotonic() - self._t0) // self.cycle_s) % len(names)]]
+            return [names[int((time.monotonic() - (self._start() or 0.0)) // self.cycle_s) % len(names)]]
         return [self.show]
 
     def render(self):
@@ -307,7 +332,7 @@ class LiveView(Sink):
         bar_w = 30
         head.append("█" * int(frac * bar_w) + "░" * (bar_w - int(frac * bar_w)), style="cyan")
         head.append(f" {self._n_done}" + (f"/{total}" if total else "") + " pixels")
-        head.append(f"  frame {self._frame + 1}/{self.frames}  elapsed {_fmt_s(el)}"
+        head.append(f"  frame {self.frame_now()}/{self.frames}  elapsed {_fmt_s(el)}"
                     + self._remaining_text(rem).replace(",", " "))
         rates = Text(f"{self._n_done / el if el > 0 else 0:.1f} pixels/s, {self._n_images} images", style="dim")
         if self._est_compute_s > 0:

@@ -71,7 +71,8 @@ def cmd_run(args) -> int:
         result = run_graph(graph, args.executor, **kwargs)
     summary = {"graph": graph.name, "executor": args.executor, "exit_status": result.exit_status,
                "elapsed_s": round(result.elapsed_s, 3), "errors": [str(e) for e in result.errors],
-               "stop_reason": result.stop_reason, "steps": result.stats, "run_id": result.run_id}
+               "stop_reason": result.stop_reason, "steps": result.stats, "run_id": result.run_id,
+               "startup_s": round(result.startup_s, 3), "acquired": result.acquired}
     if args.json:
         print_json(summary)
     else:
@@ -81,6 +82,9 @@ def cmd_run(args) -> int:
         tb = getattr(e, "remote_traceback", None)
         if tb and getattr(args, "debug", False):
             print(tb, file=sys.stderr)
+    if result.exit_status == "abort" and not result.acquired and not result.errors:
+        print(f"{graph.name}: {_stopped_how(result)} during start-up, before acquisition: no data acquired, "
+              "no files written", file=sys.stderr, flush=True)
     if result.errors:
         return 1
     if result.exit_status == "abort":
@@ -88,13 +92,26 @@ def cmd_run(args) -> int:
     return 0 if result.exit_status == "success" else 1
 
 
+def _stopped_how(result) -> str:
+    if result.signal:
+        import signal
+
+        return f"interrupted ({signal.Signals(result.signal).name})"
+    return "stopped"
+
+
 def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    t = Table(title=f"{summary['graph']} — {summary['exit_status']} in {summary['elapsed_s']:.2f} s "
-                    f"({summary['executor']})")
+    # one clock: "in N s" counts from the sources' start, as the live view's elapsed does
+    if summary.get("acquired", True):
+        when = f"in {summary['elapsed_s']:.2f} s from the start of acquisition"
+    else:
+        when = "before acquisition started"
+    t = Table(title=f"{summary['graph']} — {summary['exit_status']} {when} "
+                    f"(start-up {summary.get('startup_s', 0.0):.2f} s before it; {summary['executor']})")
     for col in ("step", "received", "sent", "busy s", "blocked s", "tap sent", "tap dropped", "wire errors"):
         t.add_column(col, justify="right" if col != "step" else "left")
     for sid, st in summary["steps"].items():

@@ -66,6 +66,10 @@ class RunResult:
     run_id: str | None = None  # threads/processes: names the run for 'antibunch tap RUN_ID/...'
     stop_reason: str | None = None  # why the sources were stopped ('SIGINT received', 'duration reached')
     signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
+    # elapsed_s counts from the sources' start (the moment node.run_started records); the start-up
+    # before it (checks, kernel warm-up/compilation, model loading) is startup_s
+    startup_s: float = 0.0
+    acquired: bool = False  # the sources were started (False: stopped or failed during start-up)
 
     @property
     def ok(self) -> bool:

@@ -183,6 +183,14 @@ class StepDriver:
         finally:
             self.node.set_stop_poll(None)
 
+    def started(self, t_wall: float) -> None:
+        """The sources were started at ``t_wall`` (``time.time()``): ``node.run_started``.
+
+        The one start moment of a run: progress displays count their elapsed time from it, as
+        the run summary's "in N s" does (start-up -- checks, kernel warm-up, model loading --
+        comes before it)."""
+        self.node.run_started = float(t_wall)
+
     # -- cancellation -------------------------------------------------------------
     def cancel(self) -> None:
         """The run is being stopped: ``node.stop_requested()`` turns true."""

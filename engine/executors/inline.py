@@ -25,16 +25,29 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
                on_notice=None) -> RunResult:
     """Run ``graph`` in this thread. SIGINT/SIGTERM (in the main thread) stop the sources, make
     every ``node.stop_requested()`` true, and let every step finish and flush; a second signal
-    raises KeyboardInterrupt (steps are then only closed)."""
+    only says that the files are being finished; a third raises KeyboardInterrupt (steps are then
+    only closed: the HDF5 file closes readable, a PNG not yet complete is not written -- PNGs are
+    written to a temporary name and renamed when complete). A signal during the start-up (before
+    the sources start: kernels compiling, a model loading) ends the run at once: nothing has been
+    acquired and no file opened (``RunResult.acquired`` False)."""
     signalled: list[int] = []
+    acquiring: list[bool] = []  # set once the sources start
 
     def on_signal(signum):
-        if signalled:
-            raise KeyboardInterrupt
         signalled.append(signum)
+        if not acquiring:  # still starting (compiling, loading): nothing to flush, stop at once
+            raise _StartupInterrupted()
+        if len(signalled) == 2:  # the steps are finishing their files: say so, and how to abandon them
+            _say(f"{_name(signum)} again: finishing the result files (HDF5, PNG) -- press Ctrl-C once more "
+                 "to abandon them (the HDF5 file is still closed readable; an unfinished PNG is not written)")
+        elif len(signalled) > 2:
+            raise KeyboardInterrupt
 
     with on_stop_signals(on_signal):
-        result = _run_inline(graph, duration_s, stop_event, lambda: bool(signalled), on_notice)
+        try:
+            result = _run_inline(graph, duration_s, stop_event, lambda: bool(signalled), on_notice, acquiring)
+        except _StartupInterrupted:  # no source started, no file opened (sinks create theirs at the first data)
+            result = RunResult(graph.name, "inline", exit_status=ABORT)
     if signalled:
         import signal
 
@@ -43,7 +56,7 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
     return result
 
 
-def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResult:
+def _run_inline(graph, duration_s, stop_event, signalled, on_notice, acquiring) -> RunResult:
     graph.validate()
     check_steps(graph)
     order = graph.topological_order()
@@ -51,7 +64,7 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
     pending_inputs = {s: len(graph.upstream_edges(s)) for s in order}
     ended: set[str] = set()
     drivers: dict[str, StepDriver] = {}
-    started = time.monotonic()
+    t_setup = started = time.monotonic()  # `started`: the sources' start, once they start
 
     def cancelled() -> bool:
         return signalled() or (stop_event is not None and stop_event.is_set())
@@ -105,10 +118,22 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
     try:
         info = graph_info(graph)
         for s in order:
-            if not drivers[s].prepare(info):
+            if not drivers[s].prepare(info, warmup=not cancelled()):  # stopping: no more compiling
                 raise _SetupFailed()
         for s in order:
             drivers[s].send_descriptors()
+        if cancelled():  # stopped during start-up: no source starts, every step ends 'abort'
+            for s in graph.sources():
+                drivers[s].cancel()
+                end_step(s, ABORT)
+            raise _SetupFailed()
+        started = time.monotonic()
+        result.startup_s = started - t_setup
+        result.acquired = True
+        acquiring.append(True)
+        t_wall = time.time()
+        for d in drivers.values():
+            d.started(t_wall)
         for s in graph.sources():
             d = drivers[s]
 
@@ -124,6 +149,11 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
             end_step(s, status)
     except _SetupFailed:
         pass
+    except KeyboardInterrupt:  # the final flush abandoned (third signal): the unfinished steps are only closed
+        for d in drivers.values():
+            if not d.finished and d.failed is None:
+                d.node.stream_status = ABORT  # their files record 'interrupted', not 'failed'
+        raise
     finally:
         for s in order:
             drivers[s].close()
@@ -134,7 +164,9 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
         if c:
             result.stats[graph.full_id(s)].update({f"node.{k}": v for k, v in c.items()})
     result.errors = list(failed.values())
-    result.elapsed_s = time.monotonic() - started
+    result.elapsed_s = time.monotonic() - started if result.acquired else 0.0
+    if not result.acquired:
+        result.startup_s = time.monotonic() - t_setup
     result.nodes = nodes
     if failed:
         result.exit_status = FAIL
@@ -143,6 +175,26 @@ def _run_inline(graph, duration_s, stop_event, signalled, on_notice) -> RunResul
     else:
         result.exit_status = SUCCESS
     return result
+
+
+def _name(signum) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _say(text: str) -> None:
+    """One line on stderr from a signal handler (os.write: no buffered-stream re-entry)."""
+    import os
+
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
+
+
+class _StartupInterrupted(BaseException):
+    """A signal during the start-up (BaseException: no node's error handling swallows it)."""
 
 
 class _SetupFailed(Exception):

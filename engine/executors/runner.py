@@ -11,6 +11,7 @@ to ``abort`` and finally to killing processes if a grace period passes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from .common import NodeError, RunResult, graph_info
 from .driver import COMPILING, check_steps
 from .worker import Worker
 
+log = logging.getLogger("antibunch.runner")
 READY_TIMEOUT_S = 300.0
 # After a stop (Ctrl-C, SIGTERM, a failed step) the Stop flows through the graph and every step
 # drains, finishes and flushes in order. Abort (every step stops waiting for input) only once the
@@ -42,6 +44,9 @@ ABORT_GRACE_S = 0.8
 # loaded machine): it is not stuck, and killing it would lose them; it gets this long from its
 # 'finishing' report before a kill (a third Ctrl-C kills at once)
 FINISH_GRACE_S = 60.0
+# after the run loop, threads that have not ended get this long in all before the runner returns
+# without them (only steps stuck in their start-up or past every grace period are still alive)
+THREAD_JOIN_S = 2.0
 
 
 def build_manifest(graph, kind: str, run_dir: str, *, bind_host: str = "127.0.0.1",
@@ -177,8 +182,15 @@ class Runner:
                 sys.stdout.flush()
 
     # -- control ------------------------------------------------------------------
-    def send(self, step: str, cmd: str):
-        order = {"cmd": cmd}
+    def start_sources(self):
+        """Tell every step the run's start moment (``node.run_started``), then start the sources."""
+        t_wall = time.time()
+        others = [s for s in self.graph.steps if s not in self.graph.sources()]
+        for s in others + list(self.graph.sources()):
+            self.send(s, "start", t=t_wall)
+
+    def send(self, step: str, cmd: str, **extra):
+        order = {"cmd": cmd, **extra}
         if self.errors and cmd in ("stop", "cancel", "abort"):
             order["status"] = FAIL  # a step failed: every stream ends 'fail', sinks record 'failed'
         try:
@@ -294,7 +306,7 @@ class Runner:
 
     # -- main loop ------------------------------------------------------------------
     def run(self) -> RunResult:
-        t_start = time.monotonic()
+        t_begin = t_start = time.monotonic()  # t_start: the sources' start, once they start
         result = RunResult(self.graph.name, self.kind)
         old_handlers = _install_signal_handlers(self)
         try:
@@ -320,8 +332,9 @@ class Runner:
                 self.request_abort()
             else:
                 t_start = time.monotonic()
-                for s in self.graph.sources():
-                    self.send(s, "start")
+                result.startup_s = t_start - t_begin
+                result.acquired = True
+                self.start_sources()
             while any(st != "done" for st in self.step_state.values()):
                 self.poll_control(50)
                 self.check_processes()
@@ -350,7 +363,9 @@ class Runner:
         finally:
             _restore_signal_handlers(old_handlers)
             self.shutdown()
-        result.elapsed_s = time.monotonic() - t_start
+        result.elapsed_s = time.monotonic() - t_start if result.acquired else 0.0
+        if not result.acquired:
+            result.startup_s = time.monotonic() - t_begin
         result.stats = {self.graph.full_id(s): v for s, v in self.stats.items()}
         result.errors = list(self.errors.values())
         if self.kind == "threads":
@@ -388,13 +403,24 @@ class Runner:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        deadline = time.monotonic() + THREAD_JOIN_S
         for t in self.threads.values():
-            t.join(timeout=5)
+            t.join(timeout=max(deadline - time.monotonic(), 0.0))
         if getattr(self, "ctl", None) is not None:  # start() may fail before the socket exists
             self.ctl.close(linger=0)
         if self.security:
             self.security.stop()
-        self.ctx.term()
+        left = [s for s, t in self.threads.items() if t.is_alive()]
+        if left:
+            # a step still inside its start-up (numba compiling, a model loading) cannot be
+            # interrupted, and Context.term() would wait for its sockets: leave it behind (a daemon
+            # thread; on its own it sees the abort once its start-up ends, closes its sockets, and
+            # the context ends then). numba writes its cache files atomically (temp + rename), so
+            # an abandoned compilation leaves no corrupt cache entry.
+            log.debug("leaving steps still starting behind: %s", ", ".join(left))
+            threading.Thread(target=self.ctx.term, name="antibunch:ctx-term", daemon=True).start()
+        else:
+            self.ctx.term()
         shutil.rmtree(getattr(self, "run_dir", ""), ignore_errors=True)
 
 
@@ -419,11 +445,25 @@ def _install_signal_handlers(runner: Runner):
         if runner._stop_sent_at is None:
             runner.request_stop(f"{name} received")
         else:
+            if runner.n_signals == 2 and runner._abort_sent_at is None:
+                _say(f"{name} again: not waiting for queued data; finishing the result files (HDF5, PNG) -- "
+                     "press Ctrl-C once more to kill every step at once (the HDF5 file stays readable up to its "
+                     "last flush; an unfinished PNG is not written)")
+            elif runner.n_signals == 3:
+                _say(f"{name} a third time: killing every step now")
             runner.request_abort(f"{name} received twice")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         old[sig] = signal.signal(sig, handler)
     return old
+
+
+def _say(text: str) -> None:
+    """One line on stderr from a signal handler (os.write: no buffered-stream re-entry)."""
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
 
 
 def _restore_signal_handlers(old):

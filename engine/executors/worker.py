@@ -6,7 +6,8 @@ Control protocol (DEALER -> runner's ROUTER, msgpack maps):
 worker -> runner ``{"ev": "ready"|"stats"|"error"|"finishing"|"stopped"|"done", ...}``
 (``finishing``: the step entered ``finish()`` and is flushing its results; the runner does not
 kill it for that long);
-runner -> worker ``{"cmd": "start"|"stop"|"abort"}``. ``stop`` asks a source
+runner -> worker ``{"cmd": "start"|"stop"|"cancel"|"release"|"abort"}``. ``start`` (sent to every step,
+with ``t``: the run's start moment, wall clock) starts a source; ``stop`` asks a source
 to end its stream (``Stop(abort)`` then flows through the graph); ``abort``
 tells every step to stop waiting for input, finish, and close.
 """
@@ -142,6 +143,8 @@ class Worker:
                 self.stop_status = FAIL
             if cmd == "start":
                 self.started = True
+                if order.get("t") is not None:  # the run's start moment (progress displays count from it)
+                    self.driver.started(order["t"])
             elif cmd in ("stop", "cancel"):
                 # stop: a source ends its stream; cancel: the run is being stopped (Ctrl-C,
                 # SIGTERM, a failed step) and long computations may return early

@@ -228,3 +228,43 @@ def test_live_interrupted_before_any_pixel(capsys):
     lv.stream_status = "abort"
     lv.finish()
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("[antibunch] interrupted: no pixel completed")
+
+
+def _hists(shape, n_done, frame):
+    m = hist_msg(shape)
+    m.n_done, m.frame = n_done, frame
+    return m
+
+
+def test_live_after_frame_k_only_when_k_frames_are_done(capsys):
+    """'after frame k' is printed once k·ny·nx pixel visits are done, whatever frame number the
+    source's frame clock reports (a scan's first FRAME marker may already read frame 1)."""
+    lv = LiveView(frames=2, plain_every_s=0.0, force_terminal=False)
+    lv.reset()
+    lv.process(pair_image((8, 8), n_done=1), "image")
+    for n_done in (1, 2, 63):
+        lv.process(_hists((8, 8), n_done, frame=1), "hist")
+    out = capsys.readouterr().out
+    assert "after frame" not in out, out
+    assert "pixels 1/128, frame 1/2" in out, out
+    lv.process(_hists((8, 8), 64, frame=1), "hist")
+    lv.process(_hists((8, 8), 65, frame=1), "hist")
+    out = capsys.readouterr().out
+    assert out.count("after frame 1:") == 1 and "after frame 2" not in out, out
+    assert lv.plain_line().startswith("[antibunch] pixels 65/128, frame 2/2")
+    lv.process(_hists((8, 8), 128, frame=1), "hist")
+    assert "after frame 2:" in capsys.readouterr().out
+
+
+def test_live_elapsed_counts_from_the_runs_start_moment():
+    """The executor tells every node when the sources started (``run_started``, wall clock);
+    the live view's elapsed counts from that moment, like the run summary's 'in N s'."""
+    import time
+
+    lv = LiveView(frames=7, plain_every_s=1e9, force_terminal=False, ascii_per_frame=False)
+    lv.reset()
+    lv.run_started = time.time() - 12.0  # the sources started 12 s ago; data only arrives now
+    lv.process(pair_image(n_done=1), "image")
+    el, _, _ = lv.progress()
+    assert el == pytest.approx(12.0, abs=0.5)
+    assert "elapsed 0:12" in lv.plain_line()

@@ -1,0 +1,42 @@
+"""One start moment per run: the summary's "in N s" (``RunResult.elapsed_s``) and every node's
+``run_started`` (what the live view counts its elapsed time from) are the sources' start, after
+the start-up (checks, warm-up, compiling); ``RunResult.startup_s`` is the time before it."""
+import time
+
+import pytest
+
+from engine import Graph, In, Node, TagBatch
+from engine.executors import run_graph
+from engine.testing import TestingSink, TestingSource
+
+STARTUP_S = 1.5
+
+
+class SlowWarmup(Node):
+    tags = In(TagBatch)
+
+    def warmup(self):
+        time.sleep(STARTUP_S)  # like compiling kernels or loading a model
+
+    def process(self, msg, port):
+        return ()
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_summary_and_nodes_share_the_sources_start(executor):
+    g = Graph("clock")
+    src = g.add("src", TestingSource(n_batches=20, delay_s=0.05))
+    g.add("slow", SlowWarmup(), src)
+    g.add("sink", TestingSink(), src)
+    t0 = time.time()
+    result = run_graph(g, executor)
+    t_end = time.time()
+    assert result.ok and result.acquired
+    assert result.startup_s >= STARTUP_S * 0.9
+    started = {s: n.run_started for s, n in result.nodes.items()}
+    assert len(set(started.values())) == 1, started  # one moment, told to every node
+    t_start = started["sink"]
+    assert t_start >= t0 + STARTUP_S * 0.9  # after the start-up, not before it
+    # elapsed_s counts from that moment to the end of the run
+    assert result.elapsed_s == pytest.approx(t_end - t_start, abs=0.3)
+    assert result.elapsed_s < t_end - t0 - STARTUP_S * 0.8
