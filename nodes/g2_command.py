@@ -1,6 +1,6 @@
 """``antibunch g2 FILE...``: g2(tau) and g2(0) +- error of a recording, pulsed or CW, in one command.
 
-``antibunch g2 FILE... [--channels A B] [--mode auto|cw|pulsed] [--zero-delay-ps Z] [--json] [--png OUT]``
+``antibunch g2 FILE... [--channels A B] [--mode auto|cw|pulsed] [--zero-delay-ps Z] [--json] [--png OUT [--overwrite]]``
 
 Several files are parts of one measurement: each is correlated on its own and the counts are
 summed. ``--json`` prints one object with ``mode``, ``g2_0``, ``g2_0_err``, ``channels``,
@@ -36,7 +36,9 @@ def add_commands(sub) -> None:
                    help="full width of each peak's window (default: the whole period)")
     p.add_argument("--binwidth-ps", type=int, default=500, help="CW histogram bin width (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
-    p.add_argument("--png", default=None, metavar="OUT", help="write the figure to this PNG")
+    p.add_argument("--png", default=None, metavar="OUT",
+                   help="write the figure to this PNG (an existing file is refused unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --png file if it exists")
     p.set_defaults(func=cmd_g2)
 
 
@@ -72,12 +74,10 @@ def _check_args(args):
         raise ValueError("--window-ps must be > 0")
     if args.binwidth_ps < 1:
         raise ValueError("--binwidth-ps must be >= 1")
-    if args.png:
-        import os
+    if args.png:  # refused before the (long) analysis, like every file-writing command
+        from sinks.output import refuse_existing
 
-        d = os.path.dirname(os.path.abspath(args.png))
-        if not os.path.isdir(d):
-            raise FileNotFoundError(f"--png: directory {d!r} does not exist")
+        refuse_existing(args.png, overwrite=args.overwrite, option="--png")
 
 
 def cmd_g2(args) -> int:

@@ -84,5 +84,10 @@ def plot(res: dict, path: str) -> None:
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right", fontsize=8)
         ax.set_title(_title(res), fontsize=9)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from sinks.output import atomic_write
+
+    try:
+        with atomic_write(path) as tmp:  # never a half-written PNG (an error, Ctrl-C)
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)

@@ -32,14 +32,12 @@ Example::
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from engine.messages import Estimates, Image, PixelHistograms
 from engine.node import REQUIRED, In, Param, Sink
 
-from .output import FINISHED, check_output_path, outcome
+from .output import FINISHED, atomic_write, check_output_path, outcome
 
 
 def unit_label(unit: str) -> str:
@@ -140,6 +138,19 @@ class FigureSink(Sink):
                 self._g2[p] = (v, e)
         return ()
 
+    def warmup(self):
+        # import the plotting and analysis libraries now, in the start-up, not in finish(): on a
+        # loaded machine the imports alone took ~6 s of the final render, i.e. of the wait after Ctrl-C
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot  # noqa: F401
+        import scipy.ndimage  # noqa: F401
+        import scipy.optimize  # noqa: F401
+
+        import nodes.physics.direct  # noqa: F401
+        import nodes.physics.resolution  # noqa: F401
+
     def finish(self):
         self.status = outcome(self)
         if self._img is None:
@@ -147,9 +158,15 @@ class FigureSink(Sink):
                 print(f"{self.step_id}: no image arrived before the run ended ({self.status}); "
                       f"'{self.path}' not written", flush=True)
             return ()
-        self.render()
-        if self.print_summary and self.summary:
-            print(self.summary, flush=True)
+        if self.status == FINISHED:
+            self.render()
+            if self.print_summary and self.summary:
+                print(self.summary, flush=True)
+        else:  # interrupted or failed: the user is waiting for the exit -- the images only, quickly
+            self.render(full=False)
+            print(f"{self.step_id}: '{self.path}' shows the partial images ({self.status} run); the resolution "
+                  "analysis is skipped -- run 'antibunch image RESULTS.h5' on the saved images for it",
+                  flush=True)
         return ()
 
     # ------------------------------------------------------------------ analysis + drawing
@@ -169,26 +186,69 @@ class FigureSink(Sink):
                                      + (f"\n{partial}" if partial else ""))
         return res
 
-    def render(self):
+    def render(self, full: bool = True):
+        """Write the PNG. ``full=False`` (an interrupted or failed run, whose exit the user waits
+        for): only the four image panels with the PARTIAL marking -- no resolution analysis, no
+        fits, no profiles (about a third of the full render's time)."""
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
         img = self._img
-        res = self._analyze()
+        res = self._analyze() if full else None
         ims = img.images
         ny, nx = img.mask.shape
         px = self.pixel_nm
         ext = [(-0.5 - (nx - 1) / 2) * px, (nx - 0.5 - (nx - 1) / 2) * px,
                (ny - 0.5 - (ny - 1) / 2) * px, (-0.5 - (ny - 1) / 2) * px]
-        fig, axes = plt.subplots(2, 4, figsize=(19, 8.6))
+        if full:
+            fig, axes = plt.subplots(2, 4, figsize=(19, 8.6))
+        else:
+            fig, axes = plt.subplots(1, 4, figsize=(19, 4.9), squeeze=False)
         panels = [("intensity", "intensity (counts/s)", "magma"), ("g2_0", "g2(0)", "viridis"),
                   ("G2", "G2 = I²(1 − g2(0))", "magma"), ("G2_direct", "G2_direct (background-free)", "magma")]
         if "G3" in ims and np.isfinite(ims["G3"]).any():
             panels.append(("G3", "G3 = I³(2 − 3g2 + g3)/2", "magma"))
-        em_px = res["emitters_px"]
-        for ax, (name, label, cmap) in zip(axes[0], panels[:4]):
+        if full:
+            em_px = res["emitters_px"]
+        else:  # known positions only: no search for maxima in a partial image
+            em_px = emitters_to_px(self.emitters_nm, (ny, nx), px) if self.emitters_nm else []
+        self._image_panels(fig, axes[0], panels[:4], ims, ext, em_px)
+        if full:
+            self._analysis_panels(fig, axes[1], res, panels, ims, ext)
+        scan, partial = self.headline()
+        fig.suptitle((self.title + "  " if self.title else "") + f"{scan}, {int(img.mask.sum())}/{nx * ny} pixels, "
+                     f"estimator {img.meta.get('method', '')}, intensity from "
+                     f"{img.meta.get('intensity_from', '?')}", fontsize=11)
+        # fixed margins: tight_layout draws the whole figure once more just to measure it (about
+        # 40 % of the render time), which an interrupted run would wait for at Ctrl-C
+        if full:
+            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.065, top=0.87 if partial else 0.91,
+                                wspace=0.38, hspace=0.32)
+        else:
+            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.11, top=0.76 if partial else 0.84, wspace=0.38)
+        if partial:
+            fig.text(0.5, 0.935 if full else 0.875, partial, ha="center", va="bottom", color="red", fontsize=13,
+                     weight="bold")
+            fig.text(0.5, 0.5, "PARTIAL", ha="center", va="center", rotation=25 if full else 12,
+                     fontsize=90 if full else 70, color="red", alpha=0.12, weight="bold")
+        try:
+            with atomic_write(self.path) as tmp:  # a reader, a crash, a second Ctrl-C: never a half-written PNG
+                fig.savefig(tmp, dpi=self.dpi, metadata={"Title": (self.title + "  " if self.title else "") + scan,
+                                                         "Description": partial or "complete scan",
+                                                         "antibunch_status": self.status,
+                                                         "antibunch_pixel_visits_done": str(int(img.n_done))})
+        finally:
+            plt.close(fig)
+        self.renders += 1
+
+    def _image_panels(self, fig, axes, panels, ims, ext, em_px):
+        import matplotlib.pyplot as plt
+
+        ny, nx = self._img.mask.shape
+        px = self.pixel_nm
+        for ax, (name, label, cmap) in zip(axes, panels):
             a = np.asarray(ims.get(name, np.full((ny, nx), np.nan)), float)
             cm = plt.get_cmap(cmap).with_extremes(bad="#404040")
             kw = {}
@@ -203,8 +263,13 @@ class FigureSink(Sink):
             ax.set_title(label, fontsize=10)
             ax.set_xlabel("x (nm)")
             ax.set_ylabel("y (nm)")
+
+    def _analysis_panels(self, fig, axes, res, panels, ims, ext):
+        ny, nx = self._img.mask.shape
+        px = self.pixel_nm
+        em_px = res["emitters_px"]
         # cross-sections with fits
-        ax = axes[1, 0]
+        ax = axes[0]
         colors = {"intensity": "C0", "intensity^2": "C7", "G2": "C3", "G2_direct": "C1", "G3": "C2"}
         for name, r in res["images"].items():
             if not r["fwhm"]:
@@ -228,7 +293,7 @@ class FigureSink(Sink):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         # pair axis profile
-        ax = axes[1, 1]
+        ax = axes[1]
         pair_positions = None
         if len(em_px) >= 2:
             for name, r in res["images"].items():
@@ -251,10 +316,10 @@ class FigureSink(Sink):
         ax.set_xlabel("position (nm)")
         ax.set_ylabel("normalised to the emitters")
         # example histogram
-        ax = axes[1, 2]
+        ax = axes[2]
         self._example_histogram(ax)
         # extra panel: G3 or the error map
-        ax = axes[1, 3]
+        ax = axes[3]
         if len(panels) > 4:
             name, label, cmap = panels[4]
         else:
@@ -264,26 +329,6 @@ class FigureSink(Sink):
         fig.colorbar(h, ax=ax, shrink=0.8, label=self.colorbar_label(name))
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("x (nm)")
-        scan, partial = self.headline()
-        fig.suptitle((self.title + "  " if self.title else "") + f"{scan}, {int(img.mask.sum())}/{nx * ny} pixels, "
-                     f"estimator {img.meta.get('method', '')}, intensity from "
-                     f"{img.meta.get('intensity_from', '?')}", fontsize=11)
-        # fixed margins: tight_layout draws the whole figure once more just to measure it (about
-        # 40 % of the render time), which an interrupted run would wait for at Ctrl-C
-        fig.subplots_adjust(left=0.045, right=0.985, bottom=0.065, top=0.87 if partial else 0.91,
-                            wspace=0.38, hspace=0.32)
-        if partial:
-            fig.text(0.5, 0.935, partial, ha="center", va="bottom", color="red", fontsize=13, weight="bold")
-            fig.text(0.5, 0.5, "PARTIAL", ha="center", va="center", rotation=25, fontsize=90, color="red",
-                     alpha=0.12, weight="bold")
-        tmp = self.path + ".tmp.png"
-        fig.savefig(tmp, dpi=self.dpi, metadata={"Title": (self.title + "  " if self.title else "") + scan,
-                                                 "Description": partial or "complete scan",
-                                                 "antibunch_status": self.status,
-                                                 "antibunch_pixel_visits_done": str(int(img.n_done))})
-        plt.close(fig)
-        os.replace(tmp, self.path)  # a reader never sees a half-written PNG
-        self.renders += 1
 
     def headline(self):
         """(scan text, partial text or None) of the current image; see :func:`headline`."""

@@ -12,13 +12,21 @@ ended (``node.stream_status``: 'success', 'abort' or 'fail'). :func:`outcome` tu
 the word a results file records: 'finished' (the source ended by itself), 'interrupted'
 (Ctrl-C, SIGTERM, a duration limit: the data are partial) or 'failed'.
 
+**Atomic files.** A file written in one go (a PNG) is written to a temporary name beside it
+and renamed over the target (:func:`atomic_write`): a reader, a crash or a second Ctrl-C never
+sees a half-written file — the target is either the complete new file or not there (or the old
+one, with ``overwrite``).
+
 Example::
 
     from sinks.output import check_output_path, outcome
     check_output_path(self, self.path, overwrite=self.overwrite, what="HDF5Sink")
+    with atomic_write("scan.png") as tmp:
+        fig.savefig(tmp)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 FINISHED, INTERRUPTED, FAILED = "finished", "interrupted", "failed"
@@ -52,3 +60,33 @@ def outcome(node) -> str:
         stop = getattr(node, "stop_requested", False)
         status = "abort" if (stop() if callable(stop) else stop) else "success"
     return {"success": FINISHED, "abort": INTERRUPTED}.get(status, FAILED)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+    """Yield a temporary path beside ``path`` (same extension, so writers that pick a format by
+    the name still do); on success rename it over ``path`` (atomic on one file system), on any
+    exit without success -- an error, KeyboardInterrupt -- remove it. Never a half-written file."""
+    d, base = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(base)
+    tmp = os.path.join(d, f".{stem}.{os.getpid()}.tmp{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def refuse_existing(path: str, *, overwrite: bool, option: str) -> None:
+    """For a command's output file ``option`` (e.g. '--png'): the same policy as every sink --
+    an existing file is refused (FileExistsError: one line, exit 2) unless ``overwrite``."""
+    full = os.path.abspath(path)
+    d = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise IsADirectoryError(f"{option} '{path}' is a directory; give a file name")
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"{option}: directory '{d}' does not exist; create it or choose another path")
+    if os.path.exists(full) and not overwrite:
+        raise FileExistsError(f"{option} '{path}' exists (an earlier result is never replaced silently); "
+                              "choose another name, move the file away, or add --overwrite")

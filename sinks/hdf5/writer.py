@@ -55,7 +55,7 @@ import numpy as np
 from engine.messages import NO_DELAY, Estimates, Image, PixelHistograms, TagBatch
 from engine.node import REQUIRED, In, Param, Sink, plain
 
-from ..output import FAILED, FINISHED, check_output_path, outcome
+from ..output import FAILED, FINISHED, INTERRUPTED, check_output_path, outcome
 from . import layout
 from .photon import LIBVER, MARKER_LABELS, TITLES, split_title, write_scalar, write_title
 
@@ -467,9 +467,12 @@ class HDF5Sink(Sink):
 
     def close(self):
         if self._f is not None and not self._ended:
-            # closed without finish(): this step failed (or its run did); say so in the file
+            # closed without finish(): this step failed, or its run did, or the user abandoned the
+            # run's final flush (a repeated Ctrl-C); say so in the file
+            status = INTERRUPTED if self.stream_status == "abort" else FAILED  # told by the executor
             try:
-                self._end(FAILED, "the HDF5 sink was closed before the end of its input streams")
+                self._end(status, "the HDF5 sink was closed before the end of its input streams"
+                          + (" (the run was stopped and its final flush abandoned)" if status == INTERRUPTED else ""))
             except Exception:  # noqa: BLE001 - closing must still happen
                 pass
         self._close_file()

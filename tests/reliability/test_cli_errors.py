@@ -149,3 +149,53 @@ def test_cnn_refuses_non_paper_binning(tmp_path, capsys):
     rc = main(["estimate", "cnn", path, str(tmp_path / "o.npz")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def _cw_qutag(path, seed=0):
+    """Two detector channels of independent Poisson light (quTAG binary): enough for a CW g2."""
+    rng = np.random.default_rng(seed)
+    n = 40_000
+    t = np.sort(rng.integers(0, 2 * 10**11, size=n)).astype(np.uint64)
+    c = rng.integers(1, 3, size=n).astype(np.uint16)
+    rec = np.zeros(n, dtype=np.dtype([("t", "<u8"), ("c", "<u2")]))
+    rec["t"], rec["c"] = t, c
+    with open(path, "wb") as fh:
+        fh.write(bytes.fromhex("87b391fa") + bytes(36))
+        fh.write(rec.tobytes())
+
+
+def test_g2_png_never_overwrites_silently(tmp_path, capsys):
+    """`antibunch g2 --png` follows the overwrite policy of every file-writing command: an
+    existing PNG is refused (exit 2, one line naming it) before any analysis, unless --overwrite."""
+    data, png = tmp_path / "cw.qutag", tmp_path / "g2.png"
+    _cw_qutag(data)
+    png.write_bytes(b"an earlier figure")
+    rc = main(["g2", str(data), "--mode", "cw", "--png", str(png)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert str(png) in err and "exists" in err and "--overwrite" in err, err
+    assert png.read_bytes() == b"an earlier figure"
+    rc = main(["g2", str(data), "--mode", "cw", "--png", str(png), "--overwrite", "--json"])
+    assert rc == 0, capsys.readouterr().err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_atomic_write_leaves_no_half_file(tmp_path):
+    """An interrupted write (KeyboardInterrupt, an error) leaves neither a half-written target nor
+    the temporary file; the earlier file, if any, is untouched."""
+    from sinks.output import atomic_write
+
+    target = tmp_path / "fig.png"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(str(target)) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+    with atomic_write(str(target)) as tmp:
+        assert tmp.endswith(".png") and tmp != str(target)
+        with open(tmp, "wb") as fh:
+            fh.write(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]

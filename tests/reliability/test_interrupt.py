@@ -103,6 +103,91 @@ def test_failure_before_acquisition_leaves_no_file(tmp_path, runtime_dir, execut
     assert not out.exists(), "a run that failed before acquisition left a results file"
 
 
+@pytest.mark.parametrize("executor", ["inline", "threads", "processes"])
+def test_interrupt_during_startup_says_so_and_exits_at_once(tmp_path, runtime_dir, executor):
+    """Ctrl-C while a step is still starting (a 60-s uninterruptible warm-up, like numba compiling
+    on a cold cache): exit 130 within seconds under every executor -- not when the warm-up ends --
+    with one line saying nothing was acquired and no file written, and no file left behind."""
+    out, flag = tmp_path / "never.h5", tmp_path / "warming"
+    ref = f"{FAULTS}:build(out={str(out)!r}, warmup_s=60.0, warmup_flag={str(flag)!r})"
+    p = _run([ref, "--executor", executor, "--no-live"], runtime_dir, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the start-up never began"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=90)
+        exit_s = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    print(f"{executor}: exit {p.returncode} after {exit_s:.2f} s")
+    assert p.returncode == 130, (stdout[-2000:], stderr[-2000:])
+    assert "Traceback" not in stderr and "killed" not in stderr and "failed" not in stderr, stderr
+    assert "interrupted (SIGINT) during start-up, before acquisition: no data acquired, no files written" \
+        in stderr, stderr
+    assert exit_s < 15.0, f"exit took {exit_s:.1f} s: the run waited for the start-up to end"
+    assert not out.exists()
+
+
+def _interrupt_during_final_flush(tmp_path, runtime_dir, executor, n_signals):
+    """SIGINT mid-run, then n_signals - 1 more while a sink writes its file in finish()."""
+    out, slow, flag = tmp_path / "run.h5", tmp_path / "slow.bin", tmp_path / "finishing"
+    ref = (f"{FAULTS}:build(out={str(out)!r}, n_batches=2000, delay_s=0.02, slow_file={str(slow)!r}, "
+           f"slow_finish_s=4.0, finishing_flag={str(flag)!r})")
+    p = _run([ref, "--executor", executor, "--no-live"], runtime_dir, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        while not flag.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the final flush never began"
+            time.sleep(0.02)
+        for _ in range(n_signals - 1):
+            time.sleep(0.5)
+            p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return p.returncode, stdout, stderr, out, slow
+
+
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_second_ctrl_c_during_the_final_flush_still_writes_complete_files(tmp_path, runtime_dir, executor):
+    """A second Ctrl-C while the files are being written says so and lets them finish."""
+    from .graphs.faults import SLOW_CHUNK
+
+    rc, stdout, stderr, out, slow = _interrupt_during_final_flush(tmp_path, runtime_dir, executor, 2)
+    assert rc == 130, stderr
+    assert "SIGINT again: " in stderr and "finishing the result files" in stderr, stderr
+    assert slow.read_bytes() == SLOW_CHUNK * 20  # complete, never half-written
+    with h5py.File(out, "r") as f:
+        assert f.attrs["antibunch_status"] == b"interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_third_ctrl_c_abandons_the_flush_without_half_files(tmp_path, runtime_dir):
+    """Inline, a third Ctrl-C abandons the final flush: the file being written is not there (never
+    half-written, no temporary left), the HDF5 file closes readable and says 'interrupted'."""
+    rc, stdout, stderr, out, slow = _interrupt_during_final_flush(tmp_path, runtime_dir, "inline", 3)
+    assert rc == 130, stderr
+    assert not slow.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with h5py.File(out, "r") as f:
+        assert f.attrs["antibunch_status"] == b"interrupted"
+        assert f["photon_data/timestamps"].shape[0] > 0
+
+
 def test_failed_step_recorded_in_file(tmp_path, runtime_dir):
     out = tmp_path / "failed.h5"
     p = _run([f"{FAULTS}:build(out={str(out)!r}, fail_at_seq=5)", "--executor", "inline"], runtime_dir, tmp_path)

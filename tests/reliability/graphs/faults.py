@@ -8,7 +8,7 @@ prefix of the deterministic stream.
 """
 import numpy as np
 
-from engine import Graph, In, Node, Out, Param, TagBatch
+from engine import Graph, In, Node, Out, Param, Sink, TagBatch
 from engine.testing import TestingSource
 from sinks.hdf5 import HDF5Sink
 
@@ -28,6 +28,16 @@ class TagRelay(Node):
     out = Out(TagBatch)
     fail_at_seq = Param(int, default=None, optional=True, doc="raise at this seq (fault tests)")
     sleep_s = Param(float, default=0.0, min=0.0, unit="s", doc="artificial cost per batch")
+    warmup_s = Param(float, default=0.0, min=0.0, unit="s", doc="start-up time (like kernels compiling)")
+    warmup_flag = Param(str, default=None, optional=True, doc="file touched when the start-up begins")
+
+    def warmup(self):
+        if self.warmup_flag:
+            open(self.warmup_flag, "w").close()
+        if self.warmup_s:
+            import time
+
+            time.sleep(self.warmup_s)  # uninterruptible by design, like a numba compilation
 
     def reset(self):
         self.counters = {"batches": 0, "tags": 0}
@@ -44,6 +54,36 @@ class TagRelay(Node):
         yield msg
 
 
+class SlowFileSink(Sink):
+    """Writes ``path`` in ``finish()`` (atomically, like the figure), taking ``finish_s`` seconds;
+    touches ``finishing_flag`` when it begins -- the final flush a second Ctrl-C may hit."""
+
+    tags = In(TagBatch)
+    path = Param(str)
+    finish_s = Param(float, default=2.0, min=0.0, unit="s")
+    finishing_flag = Param(str, default=None, optional=True)
+
+    def process(self, msg, port):
+        return ()
+
+    def finish(self):
+        import time
+
+        from sinks.output import atomic_write
+
+        if self.finishing_flag:
+            open(self.finishing_flag, "w").close()
+        with atomic_write(self.path) as tmp:
+            with open(tmp, "wb") as fh:
+                for _ in range(20):
+                    fh.write(SLOW_CHUNK)
+                    fh.flush()
+                    time.sleep(self.finish_s / 20)
+        return ()
+
+
+SLOW_CHUNK = b"0123456789abcdef" * 64  #: SlowFileSink writes 20 of these
+
 RATE_HZ = 2e5
 BATCH_PS = 10**8
 CHANNELS = (0, 1)
@@ -57,12 +97,17 @@ def expected_batches(n, seed=0):
 
 
 def build(out=None, n_batches=50, delay_s=0.0, seed=0, fail_at_seq=None, relay_sleep_s=0.0, flush_every_s=0.0,
-          fail_at_start=False):
+          fail_at_start=False, warmup_s=0.0, warmup_flag=None, slow_file=None, slow_finish_s=2.0,
+          finishing_flag=None):
     g = Graph("faults")
     src_cls = FailingStartSource if fail_at_start else TestingSource
     src = g.add("src", src_cls(n_batches=n_batches, rate_hz=RATE_HZ, channels=CHANNELS,
                                      batch_duration_ps=BATCH_PS, seed=seed, delay_s=delay_s))
-    relay = g.add("relay", TagRelay(fail_at_seq=fail_at_seq, sleep_s=relay_sleep_s), src)
+    relay = g.add("relay", TagRelay(fail_at_seq=fail_at_seq, sleep_s=relay_sleep_s, warmup_s=warmup_s,
+                                    warmup_flag=warmup_flag), src)
+    if slow_file:
+        g.add("slowfile", SlowFileSink(path=slow_file, finish_s=slow_finish_s, finishing_flag=finishing_flag),
+              relay)
     if out:
         g.add("save", HDF5Sink(out, save_tags=True, flush_every_s=flush_every_s), tags=relay)
     else:
