@@ -49,6 +49,14 @@ def build_parser(plugin_errors: list | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over the signals (loading plugins, a graph)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     plugin_errors: list = []
     parser = build_parser(plugin_errors)

@@ -80,7 +80,11 @@ def test_sigint_while_a_process_step_is_starting_is_an_interrupt_not_a_failure(t
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", str(tmp_path / "slowproc.py"),
                              "--executor", "processes", "--no-live"], cwd=os.getcwd(), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "rt").glob("*/manifest.json")):  # the runner is up, workers starting
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, (out[-1500:], err[-1500:])
