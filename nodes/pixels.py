@@ -146,6 +146,7 @@ class PixelAccumulator(Node):
         self._b1 = np.empty(256, np.int64)
         self._b2 = np.empty(256, np.int64)
         self._t2st = np.array([0, 0, 0, 0, -1], np.int64)
+        self._t2carry = K.new_t2_state()
         if self._coinc is not None:
             self._det_of = np.arange(self.n_detectors, dtype=np.int64)
             self._bt = np.empty(256, np.int64)
@@ -181,7 +182,13 @@ class PixelAccumulator(Node):
         t, ch = msg.time_ps, msg.channel
         comp = np.empty(n + 2, np.int64)
         t_end = int(msg.t_end_ps)
-        if not self.schedule and self.mode == "start_stop" and self._coinc is None:
+        if not self.schedule and self.mode == "t2" and self._coinc is None:
+            # fused single pass: marker assignment, singles and pairs
+            ncomp, self._incs = K.markers_t2_stream(
+                t, ch, t_end, self._nx, self._ny, self._dwell_ps, self._inc_ps, self._ps, self._expo, comp,
+                self._dirty, self.channel_1, self.channel_2, self.span_ps, self.n_bins, self._counts, self._incs,
+                self._singles, self._t2carry, self._grown_increments)
+        elif not self.schedule and self.mode == "start_stop" and self._coinc is None:
             # fused single pass (the paper's path)
             sel = -1 if self.delay_channel is None else self.delay_channel
             delay = msg.delay_ps if msg.delay_ps is not None else np.zeros(0, np.int64)
@@ -233,6 +240,7 @@ class PixelAccumulator(Node):
     def _on_gap(self):
         self.counters["gaps"] += 1
         self._t2st[:] = [0, 0, 0, 0, -1]
+        K.reset_t2_state(self._t2carry)
         if self._coinc is not None:
             self._cst[:] = [0, 0, -1]
             self._cnt[:] = 0
@@ -249,6 +257,10 @@ class PixelAccumulator(Node):
                 self._gap_pixels.append(p)
             self._ps[K.S_RESYNC] = 1
             self._ps[K.S_LINE_OPEN] = 0
+
+    def _grown_increments(self, n_inc):
+        self._ensure_increments(n_inc)
+        return self._incs
 
     def _ensure_increments(self, n_inc):
         cur = self._incs.shape[1]
