@@ -214,7 +214,7 @@ class FigureSink(Sink):
             em_px = res["emitters_px"]
         else:  # known positions only: no search for maxima in a partial image
             em_px = emitters_to_px(self.emitters_nm, (ny, nx), px) if self.emitters_nm else []
-        self._image_panels(fig, axes[0], panels[:4], ims, ext, em_px)
+        self._image_panels(fig, axes[0], panels[:4], ims, ext, em_px, ticks=full)
         if full:
             self._analysis_panels(fig, axes[1], res, panels, ims, ext)
         scan, partial = self.headline()
@@ -243,7 +243,9 @@ class FigureSink(Sink):
             plt.close(fig)
         self.renders += 1
 
-    def _image_panels(self, fig, axes, panels, ims, ext, em_px):
+    def _image_panels(self, fig, axes, panels, ims, ext, em_px, ticks=True):
+        """The image panels; ``ticks=False`` (the quick figure): no nm ticks on the images (drawing
+        tick labels is most of matplotlib's time), the field size in the axis label instead."""
         import matplotlib.pyplot as plt
 
         ny, nx = self._img.mask.shape
@@ -261,8 +263,13 @@ class FigureSink(Sink):
             for r, c in em_px:
                 ax.plot((c - (nx - 1) / 2) * px, (r - (ny - 1) / 2) * px, "c+", ms=8, mew=1.2)
             ax.set_title(label, fontsize=10)
-            ax.set_xlabel("x (nm)")
-            ax.set_ylabel("y (nm)")
+            if ticks:
+                ax.set_xlabel("x (nm)")
+                ax.set_ylabel("y (nm)")
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_xlabel(f"{nx}×{ny} pixels, {nx * px:.0f} nm × {ny * px:.0f} nm", fontsize=9)
 
     def _analysis_panels(self, fig, axes, res, panels, ims, ext):
         ny, nx = self._img.mask.shape
