@@ -364,6 +364,8 @@ class LiveView(Sink):
         """What the run did, in one line: 'finished', 'interrupted' or 'failed', with true totals."""
         status = self._end[1] if self._end else "running"
         el, total, _ = self.progress()
+        if self._n_done == 0 and self.run_started is None and status != FINISHED:
+            return f"[{self.title}] {status} before the scan started: no pixel completed"
         if self._n_done == 0:
             what = "no pixel completed"
         else:

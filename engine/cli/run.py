@@ -86,10 +86,20 @@ def cmd_run(args) -> int:
         print(f"{graph.name}: {_stopped_how(result)} during start-up, before acquisition: no data acquired, "
               "no files written", file=sys.stderr, flush=True)
     if result.errors:
-        return 1
-    if result.exit_status == "abort":
-        return 128 + int(result.signal) if result.signal else 130  # 130 SIGINT, 143 SIGTERM
-    return 0 if result.exit_status == "success" else 1
+        rc = 1
+    elif result.exit_status == "abort":
+        rc = 128 + int(result.signal) if result.signal else 130  # 130 SIGINT, 143 SIGTERM
+    else:
+        rc = 0 if result.exit_status == "success" else 1
+    if result.abandoned:
+        # threads still inside their start-up (numba compiling): every file is closed, nothing is left
+        # to do, and the interpreter's shutdown would wait on them and garbage-collect for seconds
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def _stopped_how(result) -> str:

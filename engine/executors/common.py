@@ -70,6 +70,7 @@ class RunResult:
     # before it (checks, kernel warm-up/compilation, model loading) is startup_s
     startup_s: float = 0.0
     acquired: bool = False  # the sources were started (False: stopped or failed during start-up)
+    abandoned: list = field(default_factory=list)  # threads steps still running (stuck starting): not joined
 
     @property
     def ok(self) -> bool:

@@ -123,6 +123,7 @@ class Runner:
         self._stop_sent_at = None
         self._abort_sent_at = None
         self._killed_starting: set[str] = set()  # killed by kill_all() before they were ready
+        self.abandoned: list[str] = []  # threads left running (stuck in their start-up): not joined
 
     # -- set-up -----------------------------------------------------------------
     def start(self):
@@ -340,6 +341,15 @@ class Runner:
                 self.check_processes()
                 self.release_finished()
                 now = time.monotonic()
+                starting = [s for s, st in self.step_state.items() if st == "starting"]
+                if not result.acquired and starting and all(st in ("done", "starting")
+                                                            for st in self.step_state.values()):
+                    # stopped during the start-up: the ready steps have ended; the ones still starting
+                    # (compiling, loading) hold no data and no file -- do not wait for them
+                    self.kill_all(starting)
+                    if not self.procs:
+                        self.abandoned = starting
+                        break
                 if self.duration_s is not None and now - t_start >= self.duration_s:
                     self.request_stop("duration reached")
                 if self.stop_event is not None and self.stop_event.is_set():
@@ -359,6 +369,7 @@ class Runner:
                     if stuck:
                         self.kill_all(stuck)
                         if self.kind == "threads" or not self.procs:
+                            self.abandoned = stuck
                             break  # threads cannot be killed: leave them (daemons) behind
         finally:
             _restore_signal_handlers(old_handlers)
@@ -378,6 +389,7 @@ class Runner:
             result.exit_status = SUCCESS
         result.stop_reason = self.stop_reason
         result.signal = self.signal
+        result.abandoned = [s for s, t in self.threads.items() if t.is_alive()]
         return result
 
     def _still_flushing(self, now) -> bool:
@@ -404,8 +416,9 @@ class Runner:
                 p.kill()
                 p.wait()
         deadline = time.monotonic() + THREAD_JOIN_S
-        for t in self.threads.values():
-            t.join(timeout=max(deadline - time.monotonic(), 0.0))
+        for s, t in self.threads.items():
+            if s not in self.abandoned:
+                t.join(timeout=max(deadline - time.monotonic(), 0.0))
         if getattr(self, "ctl", None) is not None:  # start() may fail before the socket exists
             self.ctl.close(linger=0)
         if self.security:

@@ -223,11 +223,23 @@ def test_live_final_line_is_true(capsys, status, word):
 
 
 def test_live_interrupted_before_any_pixel(capsys):
+    import time
+
     lv = LiveView(frames=7, force_terminal=False)
     lv.reset()
+    lv.run_started = time.time()  # the sources started, no pixel was completed
     lv.stream_status = "abort"
     lv.finish()
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("[antibunch] interrupted: no pixel completed")
+
+
+def test_live_interrupted_before_the_sources_started(capsys):
+    lv = LiveView(frames=7, force_terminal=False)
+    lv.reset()  # never told the run's start: stopped during the start-up
+    lv.stream_status = "abort"
+    lv.finish()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "[antibunch] interrupted before the scan started: no pixel completed", last
 
 
 def _hists(shape, n_done, frame):
