@@ -110,3 +110,18 @@ def test_verdicts_flag_bias_and_calibration():
     by = {(r["events"], r["check"]): r["ok"] for r in rows}
     assert by[(16000, "bias 0-0.3")] == "no" and by[(16000, "calibration width")] == "yes"
     assert by[(1000, "calibration width")] == "no" and (1000, "bias 0-0.3") not in by
+
+
+def test_bias_where_the_data_decide():
+    """The per-band bias is also given on the histograms whose own bound is <= DECIDED_CRB."""
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(0, 0.3, 20_000)
+    crb = np.where(np.arange(truth.size) % 2 == 0, 0.05, 0.5)
+    pred = truth + np.where(crb > pe.DECIDED_CRB, 0.1, 0.0) + rng.normal(0, 0.02, truth.size)
+    band = pe.score(pred, None, truth, crb)["bands"]["0-0.3"]
+    assert band["bias"] == pytest.approx(0.05, abs=0.002)
+    assert band["decided"]["n"] == truth.size // 2
+    assert band["decided"]["bias"] == pytest.approx(0.0, abs=4 * band["decided"]["bias_se"])
+    res = {"populations": {"x": {"buckets": {"16000": {"cnn": {"bands": {"0-0.3": band}, "calib_width": 1.0}}}}}}
+    by = {r["check"]: r["ok"] for r in pe.verdicts(res)}
+    assert by["bias 0-0.3"] == "no" and by[f"bias 0-0.3 where CRB <= {pe.DECIDED_CRB:g}"] == "yes"
