@@ -145,6 +145,58 @@ def t3_correlate(time, channel, start, c1, c2, c3, nbw, bw2, hist, b1, b2, b3, s
 
 
 @njit(cache=True, nogil=True)
+def t3_sparse(time, channel, start, c1, c2, c3, nbw, bw2, hist):
+    """:func:`t3_correlate` for sparse streams: one pass over the merged stream, no FIFOs.
+
+    A triple is counted at its last tag ``i``, with two earlier tags of the
+    other two channels within ``nbw`` of it; when the tag two places back is
+    already more than ``nbw`` earlier (almost every tag below ~1e6 counts/s
+    per channel with a 500 ns window), there is none -- one comparison per
+    tag, before any look at the channel. Otherwise every pair of earlier tags
+    in the window is tested (branchy, but the window holds ~2 tags then).
+    Tags before ``start`` are partners only (the caller has counted their
+    own triples). The roles follow :func:`t3_correlate`: a tag is channel 1
+    if ``c == c1``, else 2 if ``c == c2``, else 3 if ``c == c3``.
+    """
+    n = time.shape[0]
+    two_nbw = 2 * nbw
+    inv = reciprocal(bw2)
+    lo = 0
+    for i in range(max(start, 2), n):
+        t = time[i]
+        if t - time[i - 2] > nbw:
+            continue
+        while t - time[lo] > nbw:
+            lo += 1
+        c = channel[i]
+        r = 1 if c == c1 else 2 if c == c2 else 3 if c == c3 else 0
+        if r == 0:
+            continue
+        # the earlier tags of the two other roles: ra (the first of them), rb
+        ca = c2 if r == 1 else c1
+        cb = c2 if r == 3 else c3
+        for j in range(lo, i):
+            if channel[j] != ca:
+                continue
+            tj = time[j]
+            for k in range(lo, i):
+                if channel[k] != cb:
+                    continue
+                tk = time[k]
+                if r == 1:
+                    u1 = 2 * (tj - t) + nbw
+                    u2 = 2 * (tk - t) + nbw
+                elif r == 2:
+                    u1 = 2 * (t - tj) + nbw
+                    u2 = 2 * (tk - tj) + nbw
+                else:
+                    u1 = 2 * (tk - tj) + nbw
+                    u2 = 2 * (t - tj) + nbw
+                if 0 <= u1 < two_nbw and 0 <= u2 < two_nbw:
+                    hist[div_floor(u1, bw2, inv), div_floor(u2, bw2, inv)] += 1
+
+
+@njit(cache=True, nogil=True)
 def nfold(time, channel, start, det_of, window, out, bt, bd, cnt, st):
     """Count 2-, 3-, 4-fold coincidences (see module doc) into ``out[0:3]``.
 
@@ -209,11 +261,49 @@ def new_t3_state(capacity: int = 1024) -> dict:
     return {"b": [np.empty(capacity, np.int64) for _ in range(3)], "st": np.zeros(6, np.int64)}
 
 
-def correlate3_stream(time, channel, c1, c2, c3, binwidth_ps, n_bins, hist, state):
-    """Drive :func:`t3_correlate` over one batch, growing FIFOs as needed."""
+SPARSE_BELOW = 0.5  # mean number of tags per window (nbw) below which t3_sparse runs
+
+
+def correlate3_stream(time, channel, c1, c2, c3, binwidth_ps, n_bins, hist, state, sparse=None):
+    """Correlate one batch into ``hist``: :func:`t3_sparse` when the batch holds on average fewer
+    than ``SPARSE_BELOW`` tags per window (``sparse=None``; True/False force a kernel), else the FIFO kernel :func:`t3_correlate`. Both leave the FIFOs of ``state`` holding
+    the tags within ``nbw`` of the batch end, so consecutive batches may use either."""
     nbw = int(n_bins) * int(binwidth_ps)
     bw2 = 2 * int(binwidth_ps)
-    i, n = 0, len(time)
+    n = len(time)
+    if n == 0:
+        return
+    if sparse is None:  # all tags counted (an upper bound on the three channels'): no pass over the batch
+        sparse = n * nbw < SPARSE_BELOW * (int(time[-1]) - int(time[0]) + 1)
+    if not sparse:
+        _t3_fifo(time, channel, 0, c1, c2, c3, nbw, bw2, hist, state)
+        return
+    # the first tags that can still form a triple with the carried FIFO tags go through the FIFO kernel
+    st = state["st"]
+    ends = [int(state["b"][k][st[2 * k + 1] - 1]) for k in range(3) if st[2 * k + 1] > st[2 * k]]
+    s = int(np.searchsorted(time, max(ends) + nbw, side="right")) if ends else 0
+    if s:
+        _t3_fifo(time[:s], channel[:s], 0, c1, c2, c3, nbw, bw2, hist, state)
+    b = state["b"]
+    t3_sparse(time, channel, s, c1, c2, c3, nbw, bw2, hist)
+    # FIFOs := their tags and the batch's (from s on: the FIFO kernel appended the first s) within nbw of
+    # the batch end -- what a later tag can reach
+    keep = int(time[-1]) - nbw
+    lo = max(s, int(np.searchsorted(time, keep, side="left")))
+    tt, tc = time[lo:], channel[lo:]
+    for k, c in enumerate((c1, c2, c3)):
+        prev = b[k][st[2 * k]:st[2 * k + 1]]
+        sel = np.concatenate([prev[prev >= keep], tt[tc == c]])
+        if len(sel) > len(b[k]):
+            b[k] = np.empty(2 * len(sel), np.int64)
+        b[k][:len(sel)] = sel
+        st[2 * k] = 0
+        st[2 * k + 1] = len(sel)
+
+
+def _t3_fifo(time, channel, i, c1, c2, c3, nbw, bw2, hist, state):
+    """Drive :func:`t3_correlate` over one batch from ``i``, growing FIFOs as needed."""
+    n = len(time)
     while True:
         b = state["b"]
         i = t3_correlate(time, channel, i, c1, c2, c3, nbw, bw2, hist, b[0], b[1], b[2], state["st"])
@@ -259,6 +349,7 @@ def warmup() -> None:
     t = np.array([0, 1, 2, 3, 4], np.int64)
     ch = np.array([0, 1, 2, 3, -1], np.int16)
     h = np.zeros((4, 4), np.int64)
-    correlate3_stream(t, ch, 0, 1, 2, 2, 4, h, new_t3_state(1))
+    correlate3_stream(t, ch, 0, 1, 2, 2, 4, h, new_t3_state(1), sparse=False)
+    correlate3_stream(t, ch, 0, 1, 2, 2, 4, h, new_t3_state(1), sparse=True)
     out = np.zeros(3, np.int64)
     nfold_stream(t, ch, 5, out, new_nfold_state((0, 1, 2, 3), capacity=1))

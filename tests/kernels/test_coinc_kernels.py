@@ -71,3 +71,32 @@ def test_warmup_functions_run():
 
     for mod in (correlation, K, pixels):
         mod.warmup()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 5000), cuts=st.lists(st.integers(0, 300), max_size=8),
+       modes=st.lists(st.sampled_from([None, True, False]), min_size=9, max_size=9))
+def test_g3_sparse_and_fifo_kernels_mix_under_chunking(seed, cuts, modes):
+    """Either g3 kernel (sparse merged-stream pass or FIFO) per batch, any chunking: equal to the oracle.
+    The stream has dense bursts (triples) between sparse stretches."""
+    rng = np.random.default_rng(seed)
+    bursts = np.sort(rng.integers(0, 200_000, 12))
+    t = np.sort(np.concatenate([rng.integers(0, 200_000, 150), (bursts[:, None] + rng.integers(0, 900, (12, 12)))
+                                .ravel()])).astype(np.int64)
+    ch = rng.choice([0, 1, 2, 3, -1], len(t)).astype(np.int16)
+    edges = [0] + sorted(c for c in cuts if c < len(t)) + [len(t)]
+    h = np.zeros((5, 5), np.int64)
+    s3 = K.new_t3_state(capacity=1)
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        K.correlate3_stream(t[a:b], ch[a:b], 0, 1, 2, 150, 5, h, s3, sparse=modes[k])
+    ref = O.correlate3(t, ch, 0, 1, 2, 150, 5)
+    assert np.array_equal(h, ref)
+    assert ref.sum() > 0
+
+
+def test_g3_sparse_kernel_chosen_at_low_rates():
+    t = np.cumsum(np.full(3000, 10_000)).astype(np.int64)  # one tag per 10 ns, window 750 ps: sparse
+    ch = (np.arange(3000) % 3).astype(np.int16)
+    t[100:103] = t[100]  # one triple at zero lag
+    h = correlate3(t, ch, 0, 1, 2, 150, 5)
+    assert h.sum() == 1 and h[2, 2] == 1
