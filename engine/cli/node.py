@@ -14,7 +14,7 @@ def add_commands(sub) -> None:
     p.add_argument("step")
     p.add_argument("--manifest", required=True, help="manifest.json of the running graph")
     p.add_argument("--managed", type=int, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_node)
+    p.set_defaults(func=cmd_node, fast_exit=True)
 
 
 def cmd_node(args) -> int:
