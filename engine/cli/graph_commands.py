@@ -7,11 +7,11 @@ from .common import print_json
 def add_commands(sub) -> None:
     p = sub.add_parser("check", help="import, build and validate a graph (no I/O)")
     p.add_argument("graph", help="path.py, path.py:build(k=v) or a graph name")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="list every step with node class, ports and message types as JSON")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("viz", help="print the graph as Mermaid text")
-    p.add_argument("graph")
+    p.add_argument("graph", help="path.py, path.py:build(k=v) or a graph name")
     p.set_defaults(func=cmd_viz)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_commands(sub) -> None:
     p = sub.add_parser("keys", help="create CURVE server/client key pairs for non-loopback endpoints")
-    p.add_argument("directory")
+    p.add_argument("directory", help="where to write the server and client key pairs (created, mode 0700)")
     p.set_defaults(func=cmd_keys)
 
 

@@ -10,8 +10,8 @@ from .common import UsageError
 
 def add_commands(sub) -> None:
     p = sub.add_parser("node", help="run one step of a graph and join a running graph via its manifest")
-    p.add_argument("graph")
-    p.add_argument("step")
+    p.add_argument("graph", help="the running graph's reference (path.py, path.py:build(k=v) or a name)")
+    p.add_argument("step", help="the step of that graph to run here")
     p.add_argument("--manifest", required=True, help="manifest.json of the running graph")
     p.add_argument("--managed", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_node, fast_exit=True)
