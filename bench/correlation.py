@@ -248,6 +248,7 @@ def _merge(mt, mc, t, ch):
 
 def _pixel_t2(n, rate, n_bins, rep, chunk, R):
     from nodes._kernels import pixels as KP
+    from nodes._kernels import pixels_t2 as KT
     from nodes.pixels import PixelAccumulator
 
     side = 32 if n_bins <= 1000 else 4  # counts + increments are 2 x side^2 x n_bins int64
@@ -271,9 +272,9 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R):
         # the node's fused path: marker assignment, singles and pairs in one pass over time + channel
         # (strictly more work than the reference, which is given pix/inc/visit)
         c, q = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64)
-        KP.markers_t2_stream(allt, allc, int(allt[-1]) + 1, side, side, dwell, 10 ** 15, KP.new_marker_state(),
+        KT.markers_t2_stream(allt, allc, int(allt[-1]) + 1, side, side, dwell, 10 ** 15, KP.new_marker_state(),
                              np.zeros(npix, np.int64), np.empty(m + 2, np.int64), np.zeros(npix, bool), 0, 1, span,
-                             n_bins, c, q, np.zeros((npix, 2), np.int64), KP.new_t2_state(), None)
+                             n_bins, c, q, np.zeros((npix, 2), np.int64), KT.new_t2_state(), None)
         return c
 
     ds, hs = _best(ref, rep)

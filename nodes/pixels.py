@@ -67,6 +67,7 @@ from engine.messages import FLAG_GAP, PixelHistograms, TagBatch
 from engine.node import In, Node, Out, Param
 
 from ._kernels import pixels as K
+from ._kernels import pixels_t2 as KT
 from .correlation import rational_index
 
 
@@ -146,7 +147,7 @@ class PixelAccumulator(Node):
         self._b1 = np.empty(256, np.int64)
         self._b2 = np.empty(256, np.int64)
         self._t2st = np.array([0, 0, 0, 0, -1], np.int64)
-        self._t2carry = K.new_t2_state()
+        self._t2carry = KT.new_t2_state()
         if self._coinc is not None:
             self._det_of = np.arange(self.n_detectors, dtype=np.int64)
             self._bt = np.empty(256, np.int64)
@@ -182,9 +183,10 @@ class PixelAccumulator(Node):
         t, ch = msg.time_ps, msg.channel
         comp = np.empty(n + 2, np.int64)
         t_end = int(msg.t_end_ps)
-        if not self.schedule and self.mode == "t2" and self._coinc is None:
+        if (not self.schedule and self.mode == "t2" and self._coinc is None
+                and KT.fused_t2_exact(self.span_ps, self.n_bins)):
             # fused single pass: marker assignment, singles and pairs
-            ncomp, self._incs = K.markers_t2_stream(
+            ncomp, self._incs = KT.markers_t2_stream(
                 t, ch, t_end, self._nx, self._ny, self._dwell_ps, self._inc_ps, self._ps, self._expo, comp,
                 self._dirty, self.channel_1, self.channel_2, self.span_ps, self.n_bins, self._counts, self._incs,
                 self._singles, self._t2carry, self._grown_increments)
@@ -240,7 +242,7 @@ class PixelAccumulator(Node):
     def _on_gap(self):
         self.counters["gaps"] += 1
         self._t2st[:] = [0, 0, 0, 0, -1]
-        K.reset_t2_state(self._t2carry)
+        KT.reset_t2_state(self._t2carry)
         if self._coinc is not None:
             self._cst[:] = [0, 0, -1]
             self._cnt[:] = 0

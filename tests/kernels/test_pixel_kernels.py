@@ -142,3 +142,21 @@ def test_fused_t2_long_histogram_tracks_bin_range(n_per_pixel):
         q = ref["increments"].shape[1]
         assert np.array_equal(node._incs[:, :q], ref["increments"])
         assert ref["counts"].sum() > 0
+
+
+def test_t2_span_times_bins_beyond_the_fused_pass_takes_the_two_phase_path():
+    from nodes._kernels import pixels_t2 as KT
+
+    ny, nx, dwell, n_bins, inc_ps = 2, 3, 20_000, 1001, 5_000
+    span = 1 << 40  # 2 * span * n_bins > 2**49: the fused pass would not bin exactly
+    assert not KT.fused_t2_exact(span, n_bins)
+    t, ch, t_end = _scan(3, ny, nx, dwell, 30)
+    ref = O.accumulate_pixels(t, ch, None, O.marker_visits(t, ch, nx, ny, dwell=dwell), ny * nx, n_bins, span,
+                              inc_ps, 3, mode="t2", t_end=t_end)
+    node = _node_counts(t, ch, t_end, ny, nx, dwell, 0, 1, span, n_bins, [len(t) // 2], inc_ps)
+    assert np.array_equal(node._counts, ref["counts"]) and ref["counts"].sum() > 0
+    with pytest.raises(ValueError, match="too large"):
+        KT.markers_t2_stream(t, ch, t_end, nx, ny, dwell, inc_ps, K.new_marker_state(), np.zeros(6, np.int64),
+                             np.empty(len(t) + 2, np.int64), np.zeros(6, bool), 0, 1, span, n_bins,
+                             np.zeros((6, n_bins), np.int64), np.zeros((6, 1, n_bins), np.int64),
+                             np.zeros((6, 3), np.int64), KT.new_t2_state(), None)
