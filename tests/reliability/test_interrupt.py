@@ -23,9 +23,9 @@ from .conftest import GRAPHS, cli_env
 
 FAULTS = str(GRAPHS / "faults.py")
 SHAPE, FRAMES, DWELL_S = (4, 4), 40, 0.05  # 640 pixel visits, paced: 32 s of scan
-# ~1-2 s on an idle machine, 6.5-11 s at load average 8-9 on a 2-core box (the quick figure of an
-# interrupted run dominates); generous for a loaded CI box (was 60 s while the full figure was drawn)
-EXIT_BOUND_S = 30.0
+# 1.2-1.4 s at load average 5-6 on a 2-core box, 1.1-3.0 s at load 8-9 (quick figure of an interrupted
+# run, no interpreter shutdown); generous for a loaded CI box (was 60 s while the full figure was drawn)
+EXIT_BOUND_S = 20.0
 
 
 def _png_text(path):
