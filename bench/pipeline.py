@@ -135,11 +135,12 @@ def _row(kind, executor, res, wall, n_tags, **extra):
     steps = {s.split(".")[-1]: {"busy_s": round(v.get("busy_s", 0.0), 4), "blocked_s": round(v.get("blocked_s", 0.0), 4)}
              for s, v in res.stats.items()}
     neck = max(steps, key=lambda s: steps[s]["busy_s"]) if steps else None
-    # threads/processes: elapsed_s runs from the sources' start order (after every worker is ready);
-    # the rest of the wall time is start-up (interpreters, imports, kernel cache loads) and shut-down
-    steady = res.elapsed_s if executor != "inline" and 0 < res.elapsed_s <= wall else wall
+    # elapsed_s runs from the sources' start (every step ready, kernels warm); startup_s is the
+    # executor's time before it (workers, imports, kernel cache loads, model loading)
+    steady = res.elapsed_s if 0 < res.elapsed_s <= wall else wall
+    startup = getattr(res, "startup_s", None) or (wall - steady)
     row = {"pipeline": kind, "executor": executor, "tags": int(n_tags), "wall_s": round(wall, 4),
-           "tags_per_s": n_tags / max(wall, 1e-9), "startup_s": round(wall - steady, 4),
+           "tags_per_s": n_tags / max(wall, 1e-9), "startup_s": round(startup, 4),
            "steady_s": round(steady, 4), "steady_tags_per_s": n_tags / max(steady, 1e-9), "bottleneck": neck,
            "bottleneck_busy_fraction": round(steps[neck]["busy_s"] / max(steady, 1e-9), 3) if neck else None,
            "steps": steps}

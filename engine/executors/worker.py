@@ -61,6 +61,7 @@ class Worker:
         self._last_stats = 0.0
         self._last_stop_poll = 0.0
         self._thread = None  # the thread running the node: only it may touch the sockets
+        self._tapped: set[str] = set()  # ports that ever had a tap subscriber: only those pay for tap sends
 
     @property
     def failed(self) -> NodeError | None:
@@ -190,6 +191,7 @@ class Worker:
                     # XPUB_MANUAL: the new subscriber gets nothing until we subscribe it here, so
                     # its first message is the port's Descriptor, never data that raced ahead
                     s.setsockopt(zmq.SUBSCRIBE, ev[1:])
+                    self._tapped.add(port)
                     desc = self.descriptors.get(port)
                     if desc is not None:
                         self._tap_send(port, desc)
@@ -200,7 +202,9 @@ class Worker:
 
     def _tap_send(self, port, frames):
         s = self.taps.get(port)
-        if s is None:
+        if s is None or port not in self._tapped:
+            # nobody ever subscribed (XPUB_MANUAL: a newcomer is subscribed in service_taps, so it
+            # could not receive this message anyway): a send would cost as much as the data send
             return
         flags = copy_flags(frames)
         try:
