@@ -11,27 +11,8 @@ import numpy as np
 from numba import njit
 
 from .common import DIV_EXACT_BELOW, div_floor, reciprocal
-from .pixels import S_END, S_EXPO_BEFORE, S_PIX, S_START, S_UNASSIGNED, S_VISIT, _close, _marker_step
-
-
-@njit(cache=True, nogil=True)
-def _flush_pairs(counts, incs, p, q, local, bmin, bmax):
-    """Add ``local[bmin:bmax+1]`` to pixel ``p`` (and its increment ``q``) and clear it."""
-    for b in range(bmin, bmax + 1):
-        x = local[b]
-        counts[p, b] += x
-        incs[p, q, b] += x
-        local[b] = 0
-
-
-@njit(cache=True, nogil=True)
-def _add_singles(singles, dirty, p, na, s0, s1):
-    """Add the register-counted singles of pixel ``p`` (``na`` tags of any channel)."""
-    if na > 0:
-        singles[p, 0] += s0
-        if singles.shape[1] > 1:
-            singles[p, 1] += s1
-        dirty[p] = True
+from .pixels import (S_END, S_EXPO_BEFORE, S_PIX, S_START, S_UNASSIGNED, S_VISIT, _add_singles, _close,
+                     _flush_pairs, _marker_step)
 
 
 @njit(cache=True, nogil=True)
