@@ -44,7 +44,12 @@ class LiveTable:
                 edges.setdefault(eid, [0, 0])[0] = n
             for eid, n in (st.get("edge_recv") or {}).items():
                 edges.setdefault(eid, [0, 0])[1] = n
-        t = Table(title=f"{self.graph.name} — {time.monotonic() - self.t0:.1f} s")
+        started = getattr(runner, "started_at", None)  # the run's one clock: from the sources' start
+        if started is None:
+            when = f"starting ({time.monotonic() - self.t0:.1f} s)"
+        else:
+            when = f"{time.monotonic() - started:.1f} s of acquisition"
+        t = Table(title=f"{self.graph.name} — {when}")
         for col in ("step", "state", "received", "sent", "msg/s", "queue", "tap dropped", "errors"):
             t.add_column(col, justify="left" if col in ("step", "state") else "right")
         for s in self.graph.steps:

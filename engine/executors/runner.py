@@ -124,6 +124,7 @@ class Runner:
         self._abort_sent_at = None
         self._killed_starting: set[str] = set()  # killed by kill_all() before they were ready
         self.abandoned: list[str] = []  # threads left running (stuck in their start-up): not joined
+        self.started_at: float | None = None  # time.monotonic() when the sources were started
 
     # -- set-up -----------------------------------------------------------------
     def start(self):
@@ -332,7 +333,7 @@ class Runner:
             if self.errors or self._stop_sent_at:
                 self.request_abort()
             else:
-                t_start = time.monotonic()
+                t_start = self.started_at = time.monotonic()
                 result.startup_s = t_start - t_begin
                 result.acquired = True
                 self.start_sources()

@@ -40,3 +40,22 @@ def test_summary_and_nodes_share_the_sources_start(executor):
     # elapsed_s counts from that moment to the end of the run
     assert result.elapsed_s == pytest.approx(t_end - t_start, abs=0.3)
     assert result.elapsed_s < t_end - t0 - STARTUP_S * 0.8
+
+
+def test_live_table_counts_from_the_sources_start():
+    """The runner's live table (threads/processes on a terminal) shows the same clock: 'starting'
+    during the start-up, then the time since the sources' start -- not since the table appeared."""
+    from types import SimpleNamespace
+
+    from engine.cli.live import LiveTable
+
+    g = Graph("clock")
+    src = g.add("src", TestingSource(n_batches=1))
+    g.add("sink", TestingSink(), src)
+    table = LiveTable(g)
+    table.t0 -= 30.0  # the table has been up for 30 s (start-up)
+    runner = SimpleNamespace(stats={}, step_state={}, errors={}, started_at=None)
+    assert "starting (30." in table.render(runner).title
+    runner.started_at = time.monotonic() - 5.0
+    title = table.render(runner).title
+    assert "5.0 s of acquisition" in title or "5.1 s of acquisition" in title, title
