@@ -343,7 +343,7 @@ class Runner:
                 self.release_finished()
                 now = time.monotonic()
                 starting = [s for s, st in self.step_state.items() if st == "starting"]
-                if not result.acquired and starting and all(st in ("done", "starting")
+                if not result.acquired and starting and all(st in ("done", "starting", "stopped", "released")
                                                             for st in self.step_state.values()):
                     # stopped during the start-up: the ready steps have ended; the ones still starting
                     # (compiling, loading) hold no data and no file -- do not wait for them

@@ -311,7 +311,8 @@ class Worker:
             return
         self.report("stopped", stats=self.stats_dict())
         deadline = time.monotonic() + timeout_s
-        while not (self.released or self.aborted) and time.monotonic() < deadline:
+        # after an abort the consumers stop waiting for input too: nothing left to hand over
+        while not (self.released or self.aborted or self._finishing_after_abort) and time.monotonic() < deadline:
             self.handle_control(100)
             self.service_taps()
 
