@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .common import div_floor, reciprocal, start_stop_bin
+from .common import DIV_EXACT_BELOW, div_floor, reciprocal, start_stop_bin
 
 NO_DELAY = np.iinfo(np.int64).min
 
@@ -111,6 +111,36 @@ def _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist):
 
 
 @njit(cache=True, nogil=True)
+def _t2_cross_back(time, channel, c1, c2, nbw, inv, loc):
+    """Pairs within the batch, ``c1 != c2``, into ``loc`` (``n_bins + 1`` bins, see :func:`t2_scan`).
+
+    For each tag a backward scan from the previous tag while in the window:
+    one loop per tag (a forward ``lo`` pointer is a second loop with a
+    mispredicted exit: 1.3x -> 2.1x the single pass at 5e6/s). The bin is
+    ``int(x * inv)`` without :func:`div_floor`'s guard (the caller checks
+    ``2*nbw < 2**49``); the excluded pair of a c2 tag at ``2*dt == nbw``
+    lands in the spare bin ``n_bins``.
+    """
+    for i in range(1, time.shape[0]):
+        t = time[i]
+        if 2 * (t - time[i - 1]) > nbw:
+            continue  # no earlier tag in the window: tested before the channel
+        c = channel[i]
+        is2 = c == c2
+        if np.int64(c == c1) + np.int64(is2) == 0:  # a sum, not `or`: see t2_scan
+            continue
+        other = c1 if is2 else c2
+        sgn = 2 if is2 else -2
+        j = i - 1
+        while j >= 0:
+            dt = t - time[j]
+            if 2 * dt > nbw:
+                break
+            loc[np.int64((nbw + sgn * dt) * inv)] += channel[j] == other
+            j -= 1
+
+
+@njit(cache=True, nogil=True)
 def _t2_auto(time, channel, c1, nbw, bw2, inv, hist):
     """Pairs within the batch, auto-correlation of ``c1`` (both lags of every pair)."""
     last = hist.shape[0] - 1
@@ -143,7 +173,9 @@ def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
     first (:func:`_carry_pairs`). ``singles`` counts the tags of c1, c2.
 
     Where the time went, and what is done about it (each measured against the
-    single-pass reference of ``antibunch bench correlation``):
+    single-pass reference of ``antibunch bench correlation``; the cross-
+    correlation scan is :func:`_t2_cross_back`, :func:`_t2_cross` only serves
+    windows of 2**48 ps and more):
     - a branch on the (random) channel of every tag or pair is mispredicted
       every other time: the window test comes first (at low rates almost
       every tag ends there), the singles are one separate vectorised count,
@@ -167,7 +199,13 @@ def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
         _t2_auto(time, channel, c1, nbw, bw2, inv, hist)
     else:
         singles[1] += n2
-        _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist)
+        if 2 * nbw < DIV_EXACT_BELOW:
+            loc = np.zeros(hist.shape[0] + 1, np.int64)
+            _t2_cross_back(time, channel, c1, c2, nbw, inv, loc)
+            for k in range(hist.shape[0]):
+                hist[k] += loc[k]
+        else:
+            _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist)
 
 
 def new_state() -> dict:
