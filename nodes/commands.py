@@ -53,6 +53,7 @@ def add_commands(sub) -> None:
     p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags)")
     p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("train", help="train the G2CNN on simulated (or recorded HDF5) histograms")
@@ -150,8 +151,9 @@ def load_input(path):
 
 
 def cmd_estimate(args) -> int:
-    import os
+    from sinks.output import atomic_write, refuse_existing
 
+    refuse_existing(args.output, overwrite=args.overwrite, option="output")  # before any work
     counts, lag, dur = load_input(args.input)
     bw = args.binwidth_ps
     if args.method == "mle":
@@ -176,10 +178,7 @@ def cmd_estimate(args) -> int:
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
     if dur is not None:
         out["duration_s"] = dur.astype(np.float64)
-    d = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(d):
-        raise FileNotFoundError(f"output directory {d!r} does not exist")
-    with open(args.output, "wb") as fh:
+    with atomic_write(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **out)
     n = len(counts)
     nd = int(np.sum(np.asarray(res["flags"]) & 1))

@@ -199,3 +199,20 @@ def test_atomic_write_leaves_no_half_file(tmp_path):
         with open(tmp, "wb") as fh:
             fh.write(b"new")
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
+def test_estimate_output_never_overwritten_silently(tmp_path, capsys):
+    """`antibunch estimate` follows the same overwrite policy (refused before any work)."""
+    bw = 500_000 / 215
+    lag = (np.arange(215) - 107) * bw
+    inp, out = tmp_path / "h.npz", tmp_path / "g2.npz"
+    np.savez(inp, counts=np.random.default_rng(0).poisson(20, size=(2, 215)), lag_ps=lag)
+    out.write_bytes(b"an earlier result")
+    rc = main(["estimate", "lm", str(inp), str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "exists" in err and "--overwrite" in err, err
+    assert out.read_bytes() == b"an earlier result"
+    assert main(["estimate", "lm", str(inp), str(out), "--overwrite"]) == 0
+    with np.load(out) as z:
+        assert z["g2_0"].shape == (2,)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
