@@ -125,6 +125,7 @@ class Runner:
         self._killed_starting: set[str] = set()  # killed by kill_all() before they were ready
         self.abandoned: list[str] = []  # threads left running (stuck in their start-up): not joined
         self.started_at: float | None = None  # time.monotonic() when the sources were started
+        self._relays: list[threading.Thread] = []  # threads copying worker output to ours
 
     # -- set-up -----------------------------------------------------------------
     def start(self):
@@ -172,7 +173,9 @@ class Runner:
                                                  stderr=None if direct else subprocess.STDOUT,
                                                  stdin=subprocess.DEVNULL)
                 if not direct:
-                    threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True).start()
+                    t = threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True)
+                    self._relays.append(t)
+                    t.start()
 
     def _relay(self, step, stream):
         for line in iter(stream.readline, b""):
@@ -416,6 +419,8 @@ class Runner:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for t in self._relays:  # a worker's last lines (the live view's final line) before we return
+            t.join(timeout=2.0)
         deadline = time.monotonic() + THREAD_JOIN_S
         for s, t in self.threads.items():
             if s not in self.abandoned:
