@@ -154,17 +154,46 @@ def cmd_simulate(args) -> int:
     res = run_graph(g, "inline")
     res.raise_for_errors()
     w = res.nodes["spc"]
+    if res.exit_status == "abort":
+        return _simulation_interrupted(res, w, sim, total_ps)
     print(f"wrote {args.out} ({w.counters.get('records', 0)} records, {w.counters.get('tags', 0)} tags, "
           f"{w.counters.get('markers', 0)} markers; TAC range {w.tac_range_ps:g} ps, zero delay "
           f"{w.zero_delay_ps} ps) and {w.set_path}")
     return 0
 
 
-def with_progress(source, total_ps: int, label: str, *, every_pct: int = 10, stream=None) -> None:
+def _simulation_interrupted(res, writer, sim, total_ps: int) -> int:
+    """An interrupted simulation removes its partial .spc/.set: a simulated recording is reproducible from
+    its seed, and a fragment whose .set still describes the whole scan would be mistaken for it."""
+    removed = []
+    for path in (writer.path, writer.set_path):
+        if os.path.exists(path):
+            os.unlink(path)
+            removed.append(path)
+    done_s = min(writer.t_end_ps, total_ps) * 1e-12
+    how = "interrupted" if res.signal is None else f"interrupted ({signal_name(res.signal)})"
+    what = f"removed the incomplete {' and '.join(removed)}" if removed else "nothing was written"
+    print(f"simulate: {how} after {done_s:.1f} of {total_ps * 1e-12:.1f} s simulated; {what} "
+          f"(a shorter scan: fewer --frames, a smaller --shape or --dwell-s)", file=sys.stderr, flush=True)
+    return 128 + int(res.signal) if res.signal else 130
+
+
+def signal_name(signum) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def with_progress(source, total_ps: int, label: str, *, every_pct: int = 10, every_s: float = 10.0,
+                  stream=None) -> None:
     """Report the progress of ``source`` (batches cover ``[0, total_ps)``) on stderr as it generates.
 
     On a terminal: a rich progress bar (percentage, elapsed, remaining). Otherwise (a pipe, a log
-    file): one line each ``every_pct`` per cent of the stream, with the simulated and elapsed time.
+    file): one line each ``every_pct`` per cent of the stream, and at least every ``every_s`` seconds, with
+    the simulated and elapsed time.
     """
     stream = stream or sys.stderr
     gen = source.generate
@@ -183,11 +212,13 @@ def with_progress(source, total_ps: int, label: str, *, every_pct: int = 10, str
                 yield b
 
     def lines():
-        t0 = time.monotonic()
+        t0 = last = time.monotonic()
         nxt = every_pct
         for b in gen():
             pct = 100.0 * b.t_end_ps / total
-            if pct >= nxt:
+            now = time.monotonic()
+            if pct >= nxt or now - last >= every_s:
+                last = now
                 while nxt <= pct:
                     nxt += every_pct
                 print(f"{label}: {min(pct, 100.0):3.0f} % ({b.t_end_ps * 1e-12:.2f} of {total * 1e-12:.2f} s, "

@@ -1,6 +1,8 @@
 """SPCWriter sink + encoder: exact round trips through a file, GAP flags, .set, simulator output."""
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 
 import numpy as np
@@ -183,3 +185,36 @@ def test_simulate_command_reports_progress(tmp_path, capsys):
     assert "simulating single_nv: 2 x 5 pixels" in cap.err
     pct = [int(line.split(":")[1].split("%")[0]) for line in cap.err.splitlines() if line.startswith("simulate:")]
     assert pct == sorted(pct) and pct[-1] == 100 and len(pct) >= 5, cap.err
+
+
+@pytest.mark.parametrize("signum, rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_simulate_says_so_and_leaves_no_fragment(tmp_path, capsys, monkeypatch, signum, rc):
+    """A signal part-way through `antibunch simulate`: exit 130/143, the partial .spc/.set removed (their .set
+    would claim the whole scan), and a line saying how much was simulated — never 'wrote ...' with exit 0."""
+    pytest.importorskip("sources.simulator")
+    import sources.commands as commands
+    from engine.cli import main
+
+    real = commands.with_progress
+
+    def signal_after_two_batches(source, total_ps, label, **kw):
+        real(source, total_ps, label, **kw)
+        gen = source.generate
+
+        def gen2():
+            for i, b in enumerate(gen()):
+                if i == 2:
+                    os.kill(os.getpid(), signum)
+                yield b
+
+        source.generate = gen2
+
+    monkeypatch.setattr(commands, "with_progress", signal_after_two_batches)
+    out = tmp_path / "cut.spc"
+    assert main(["simulate", "single_nv", "--out", str(out), "--shape", "4", "4", "--dwell-s", "0.02",
+                 "--sim-arg", "batch_duration_ps=5_000_000_000"]) == rc
+    cap = capsys.readouterr()
+    assert "wrote" not in cap.out
+    assert f"simulate: interrupted ({signum.name}) after" in cap.err and "of 0.3 s simulated" in cap.err, cap.err
+    assert "removed the incomplete" in cap.err
+    assert not out.exists() and not out.with_suffix(".set").exists()
