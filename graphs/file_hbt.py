@@ -5,7 +5,8 @@ qutools quTAG, Swabian ``.ttbin`` (with Swabian's library) or B&H ``.spc``. T3 f
 correlated on absolute photon times (sync × period + microtime). ``channel_1``/``channel_2``
 default to the two busiest detector channels of the file's first batch. Tags → ``Correlation``
 (``binwidth_ps`` × ``n_bins`` centred on zero, lag = t(channel_2) − t(channel_1)) → ``LMFit``
-(three-level CW model) → optionally ``LiveHistogram`` and, with ``out``, the histogram to HDF5.
+(three-level CW model) → ``LiveHistogram`` (``live=True``, the default: a live g2(τ) on a terminal,
+otherwise a line every 2 s, and the final g2(0) ± error at the end) and, with ``out``, the histogram to HDF5.
 
     antibunch run "file_hbt:build(path='emitter.ptu')"
     antibunch run "file_hbt:build(path='hbt.qutag', channel_1=1, channel_2=2, binwidth_ps=100, n_bins=2001)"
@@ -16,7 +17,7 @@ from engine import Graph
 
 
 def build(path="recording.ptu", channel_1=None, channel_2=None, binwidth_ps=1000, n_bins=1001, snapshot_s=1.0,
-          fit=True, live=False, out=None):
+          fit=True, live=True, out=None):
     from pathlib import Path
 
     from nodes.correlation import Correlation

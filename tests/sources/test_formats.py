@@ -256,3 +256,15 @@ def test_spc_with_the_macro_clock_on_the_sync_is_reported_as_t3():
     info = sniff(data_file("spc", "BH_SPC132.spc"))  # no .set: 13.5 ns is not an internal clock, but no TAC range
     assert info.mode == "T2" and info.details["macro_clock_is_sync"]
     assert open_source(data_file("spc", "test_noise.spc"), mode="t3").mode == "t3"
+
+
+def test_file_hbt_by_default_shows_its_result(capsys):
+    """The README's `run "file_hbt:build(path=...)"` must show the g2(τ) result, not only 'success'."""
+    from engine.executors import run_graph
+    from graphs import file_hbt
+
+    path = data_file("qutag", "200204_qutag_320MHz_HBT_sync_filtered.qutag")
+    res = run_graph(file_hbt.build(path=str(path), channel_1=1, channel_2=2, binwidth_ps=500, n_bins=201), "inline")
+    res.raise_for_errors()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "events, g2 at zero lag" in last and "fit (lm): g2(0) = " in last, last
