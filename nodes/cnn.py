@@ -22,7 +22,7 @@ Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``
 Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
-``dark_threshold`` (events), ``threads`` (CPU torch threads, 0 = torch default). On a CPU the
+``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default). On a CPU the
 forward pass runs in chunks of :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn').
 
@@ -46,7 +46,7 @@ from engine.node import In, Node, Out, Param
 from .physics import g2model
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32_bnll.pt"
+DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32_corners.pt"
 NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events)"
 #: forward-pass chunk on a CPU: batch 256 measured fastest at 1 and 2 threads (idle 2-core
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
@@ -248,7 +248,8 @@ class G2CNN(Node):
     device = Param(str, default="auto", doc="'auto' (CUDA if available), 'cpu' or 'cuda[:i]'")
     dark_threshold = Param(float, default=4.0, min=0.0, unit="events",
                            doc="pixels with fewer coincidences are flagged EST_DARK with g2_0 NaN")
-    threads = Param(int, default=0, min=0, doc="CPU torch threads (0: torch default)")
+    threads = Param(int, default=1, min=0,
+                    doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
 
     def check(self):
         path = Path(self.weights) if self.weights else DEFAULT_WEIGHTS

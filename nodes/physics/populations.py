@@ -50,8 +50,9 @@ CORNER_KEYS = ("g0_emitter", "a_emitter", "t1_ns", "t2_ns", "tilt_cps")
 #: (in its own scale, each end with probability 1/2, independently) and a start–stop tilt on
 #: half of them. A posterior-mean estimator is pulled hardest where the prior density runs
 #: out — the joint extremes of the box (short t1 with strong bunching and tilt, long t1 with
-#: weak bunching), which a product of uniforms visits rarely (a given corner: ~0.4 % of TRAIN,
-#: ~3 % of this mixture). Only TRAIN's ranges are used; the evaluation populations are not.
+#: weak bunching), which a product of uniforms visits rarely (a given corner with every parameter
+#: in its outer quarter: (1/4)^5 ≈ 0.1 % of TRAIN, ≈ 1.6 % of this mixture). Only TRAIN's
+#: ranges are used; the evaluation populations are not.
 TRAIN_CORNERS = {**TRAIN, "corner_fraction": 0.5, "corner_width": 0.25}
 
 POPULATIONS = {
