@@ -85,6 +85,9 @@ def cmd_run(args) -> int:
     if result.exit_status == "abort" and not result.acquired and not result.errors:
         print(f"{graph.name}: {_stopped_how(result)} during start-up, before acquisition: no data acquired, "
               "no files written", file=sys.stderr, flush=True)
+    for step in result.killed:
+        print(f"{step}: killed at the third {_signal_word(result)} before it finished; the output it was still "
+              "writing (e.g. a PNG) was not written", file=sys.stderr, flush=True)
     if result.errors:
         rc = 1
     elif result.exit_status == "abort":
@@ -92,6 +95,12 @@ def cmd_run(args) -> int:
     else:
         rc = 0 if result.exit_status == "success" else 1
     return rc  # as the program, the process then ends at once (fast_exit; threads left starting included)
+
+
+def _signal_word(result) -> str:
+    import signal
+
+    return signal.Signals(result.signal).name if result.signal else "signal"
 
 
 def _stopped_how(result) -> str:

@@ -71,6 +71,7 @@ class RunResult:
     startup_s: float = 0.0
     acquired: bool = False  # the sources were started (False: stopped or failed during start-up)
     abandoned: list = field(default_factory=list)  # threads steps still running (stuck starting): not joined
+    killed: list = field(default_factory=list)  # steps killed at the user's third signal (outputs unfinished)
 
     @property
     def ok(self) -> bool:

@@ -123,6 +123,7 @@ class Runner:
         self._stop_sent_at = None
         self._abort_sent_at = None
         self._killed_starting: set[str] = set()  # killed by kill_all() before they were ready
+        self.killed_by_user: list[str] = []  # killed at the user's third signal (not failures)
         self.abandoned: list[str] = []  # threads left running (stuck in their start-up): not joined
         self.started_at: float | None = None  # time.monotonic() when the sources were started
         self._relays: list[threading.Thread] = []  # threads copying worker output to ours
@@ -296,7 +297,7 @@ class Runner:
         for s, p in self.procs.items():
             rc = p.poll()
             if rc is not None and self.step_state[s] != "done":
-                if s in self._killed_starting:  # the runner killed it while it was starting (e.g. compiling)
+                if s in self._killed_starting or s in self.killed_by_user:  # killed while starting, or asked for
                     self.step_state[s] = "done"  # after a stop: nothing to blame, the run was interrupted
                     continue
                 self.step_state[s] = "done"
@@ -371,7 +372,7 @@ class Runner:
                     stuck = [s for s, st in self.step_state.items() if st != "done"
                              and (now - self.finishing.get(s, -1e9) > FINISH_GRACE_S or self.n_signals >= 3)]
                     if stuck:
-                        self.kill_all(stuck)
+                        self.kill_all(stuck, by_user=self.n_signals >= 3)
                         if self.kind == "threads" or not self.procs:
                             self.abandoned = stuck
                             break  # threads cannot be killed: leave them (daemons) behind
@@ -394,13 +395,14 @@ class Runner:
         result.stop_reason = self.stop_reason
         result.signal = self.signal
         result.abandoned = [s for s, t in self.threads.items() if t.is_alive()]
+        result.killed = [self.graph.full_id(s) for s in self.killed_by_user]
         return result
 
     def _still_flushing(self, now) -> bool:
         """A step is computing its final output (e.g. the last image): the graph is not stuck."""
         return any(now - self.finishing[s] <= FINISH_GRACE_S for s in self._flushing)
 
-    def kill_all(self, steps=None):
+    def kill_all(self, steps=None, by_user: bool = False):
         for s, p in self.procs.items():
             if steps is not None and s not in steps:
                 continue
@@ -409,6 +411,9 @@ class Runner:
                 if self.step_state.get(s) == "starting":
                     self._killed_starting.add(s)
                     continue  # stopped (signal, another step's error) before it was ready: nothing to blame
+                if by_user:  # the third Ctrl-C asked for exactly this: an interruption, not a failure
+                    self.killed_by_user.append(s)
+                    continue
                 self.errors.setdefault(s, NodeError(self.graph.full_id(s), None, None,
                                                     detail="did not shut down in time; killed"))
 

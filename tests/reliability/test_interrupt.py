@@ -189,6 +189,19 @@ def test_third_ctrl_c_abandons_the_flush_without_half_files(tmp_path, runtime_di
         assert f["photon_data/timestamps"].shape[0] > 0
 
 
+def test_third_ctrl_c_under_processes_is_an_interrupt_not_a_failure(tmp_path, runtime_dir):
+    """Processes: the third Ctrl-C kills the steps still finishing — what the user asked for, so exit 130
+    and a line naming the step and the output left unwritten (was exit 1, 'failed: did not shut down in
+    time; killed'); the HDF5 file closes readable and says 'interrupted'."""
+    rc, stdout, stderr, out, slow = _interrupt_during_final_flush(tmp_path, runtime_dir, "processes", 3)
+    assert rc == 130, stderr
+    assert "did not shut down in time" not in stderr and "failed" not in stderr, stderr
+    assert "killed at the third SIGINT before it finished" in stderr, stderr
+    assert not slow.exists()
+    with h5py.File(out, "r") as f:
+        assert f.attrs["antibunch_status"] == b"interrupted"
+
+
 def test_failed_step_recorded_in_file(tmp_path, runtime_dir):
     out = tmp_path / "failed.h5"
     p = _run([f"{FAULTS}:build(out={str(out)!r}, fail_at_seq=5)", "--executor", "inline"], runtime_dir, tmp_path)
