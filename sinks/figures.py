@@ -104,6 +104,9 @@ class FigureSink(Sink):
         super().__init__(**params)
 
     def check(self):
+        if not str(self.path).lower().endswith(".png"):
+            raise ValueError(f"step '{self.step_id}' (FigureSink) cannot write '{self.path}': the figure is a PNG "
+                             "(its status is in the PNG metadata); give a path ending in .png")
         check_output_path(self, self.path, overwrite=self.overwrite, what="FigureSink", suffix=".png")
 
     def reset(self):

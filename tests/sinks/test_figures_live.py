@@ -280,3 +280,19 @@ def test_live_elapsed_counts_from_the_runs_start_moment():
     el, _, _ = lv.progress()
     assert el == pytest.approx(12.0, abs=0.5)
     assert "elapsed 0:12" in lv.plain_line()
+
+
+def test_figure_refuses_a_name_that_is_not_png_before_the_run(tmp_path):
+    """png='same.h5' used to run the whole scan and fail at the end (exit 1, error printed twice)."""
+    with pytest.raises(ValueError, match=r"cannot write '.*same\.h5': the figure is a PNG"):
+        FigureSink(str(tmp_path / "same.h5")).check()
+    FigureSink(str(tmp_path / "ok.PNG")).check()
+    import subprocess
+    import sys
+
+    ref = f"scan_cnn:build(shape=(2, 2), frames=1, out={str(tmp_path / 's.h5')!r}, png={str(tmp_path / 's.h5')!r})"
+    p = subprocess.run([sys.executable, "-m", "engine", "run", ref, "--executor", "inline", "--no-live"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert "the figure is a PNG" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert list(tmp_path.iterdir()) == []
