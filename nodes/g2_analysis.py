@@ -68,7 +68,9 @@ def choose_channels(path, t, c, channels, notes, sync_channel=None):
     """Detector channels (validated) and the sync-like channels with their period."""
     present, counts = np.unique(c, return_counts=True)
     have = {int(k): int(v) for k, v in zip(present, counts)}
-    listing = ", ".join(f"{k}: {v}" for k, v in have.items()) or "none"
+    # counted over the survey (the first tags of the file), so the listing says so: not the file's totals
+    listing = (f"in the first {len(t)} tags, " if len(t) else "") + (", ".join(f"{k}: {v}" for k, v in have.items())
+                                                                    or "none")
     syncs = {}
     for ch in have:
         if have[ch] >= 50:
@@ -138,8 +140,9 @@ def analyse(paths, *, channels=None, mode="auto", zero_delay_ps="auto", period_p
     if mode == "auto":
         mode = "pulsed" if period and sig >= COMB_MIN else "cw"
         why = (f"peaks every {period / 1e3:.4g} ns (period from {src}; comb {sig:.0f}x noise)" if mode == "pulsed"
-               else ("no peak comb in the cross-correlation" + (f" at the {period / 1e3:.4g} ns sync period"
-                                                               if period else "")))
+               else ("no peak comb in the cross-correlation" + (f" (its best candidate period, {period / 1e3:.4g} ns "
+                                                                f"from {src}, stands {sig:.1f}x above the noise; "
+                                                                f"{COMB_MIN:g}x needed)" if period else "")))
         notes.append(f"mode: {mode} -- {why}")
     elif mode == "pulsed":
         if not period:

@@ -170,6 +170,12 @@ def test_simulated_cw_goes_the_cw_path(capsys, tmp_path):
     auto = run_json(capsys, path)  # the dip's centre guessed: true zero delay 0
     assert auto["zero_delay_auto"] and abs(auto["zero_delay_ps"]) < 600
     assert abs(auto["g2_0"] - g_true) < 4 * auto["g2_0_err"] + 0.03
+    # the notes say true things: per-channel counts of the survey are labelled as such, and no 'sync
+    # period' is claimed for a file without a sync
+    chan = next(n for n in auto["notes"] if n.startswith("channels "))
+    assert "in the first " in chan and " tags, " in chan, chan
+    mode_note = next(n for n in auto["notes"] if n.startswith("mode: cw"))
+    assert "sync period" not in mode_note, mode_note
 
 
 @pytest.mark.parametrize("args,msg", [
