@@ -43,6 +43,8 @@ def add_arguments(parser):
     parser.add_argument("--taps", default="taps-off,tap-corr,tap-tags,tap-tags-slow,tap-pixels,tap-pixels-slow",
                         help="tap variants (threads/processes): taps-off = no tap sockets at all; tap-X = a tap "
                              "client reading port X; -slow = a tap that sleeps --tap-delay-s after each message")
+    parser.add_argument("--hbt-repeat", type=int, default=1,
+                        help="HBT: runs per cell (variants interleaved); the fastest steady run is reported")
     parser.add_argument("--tap-delay-s", type=float, default=0.05, help="the slow tap's sleep per message (s)")
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one executor pass (smoke test)")
 
@@ -332,7 +334,7 @@ def _tap_runs(ref, ex, variants, delay_s):
         yield name, res, wall, client
 
 
-def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05):
+def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat=1):
     rows = []
     for rate in rates:
         duration = n_tags / (2 * rate)
@@ -349,9 +351,15 @@ def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05):
         for source in ("simulator", "file"):
             for ex in executors:
                 ref = f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, source={source!r}, path={rec!r})"
-                runs = [("no-tap", *_run(ref, ex))]
-                if ex != "inline":  # the inline executor has no taps
-                    runs += list(_tap_runs(ref, ex, variants, delay_s))
+                best = {}  # variant -> fastest (steady) of the --hbt-repeat runs, variants interleaved
+                for _ in range(max(1, repeat)):
+                    runs = [("no-tap", *_run(ref, ex))]
+                    if ex != "inline":  # the inline executor has no taps
+                        runs += list(_tap_runs(ref, ex, variants, delay_s))
+                    for r in runs:
+                        if r[0] not in best or r[1].elapsed_s < best[r[0]][1].elapsed_s:
+                            best[r[0]] = r
+                runs = list(best.values())
                 base = None
                 for variant, res, wall, client in runs:
                     corr = (_step(res.stats, "corr") or {}).get("busy_s", 0.0)
@@ -426,7 +434,8 @@ def run(args) -> dict:
                 args.tap_delay_s)
         if "hbt" in what:
             result["hbt"] = hbt(args, cache, executors, rates, n_hbt, [v for v in taps if v in TAP_VARIANTS],
-                                args.tap_delay_s)
+                                args.tap_delay_s, args.hbt_repeat)
+            result["hbt_repeat"] = args.hbt_repeat
     return result
 
 

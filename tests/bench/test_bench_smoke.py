@@ -53,9 +53,9 @@ def test_single_pass_references_match_the_oracles(rate):
 def test_pipeline_bench_quick(tmp_path):
     from bench import pipeline as B
 
-    r = B.run(_args(B, "--quick", "--executors", "inline,threads", "--hbt-rates", "1e5", "--estimators", "lm",
+    r = B.run(_args(B, "--quick", "--executors", "inline,threads", "--hbt-rates", "1e5", "--estimators", "lm", "--hbt-repeat", "2",
                     "--cache-dir", str(tmp_path)))
-    assert {row["executor"] for row in r["imaging"]} == {"inline", "threads"}
+    assert {row["executor"] for row in r["imaging"]} == {"inline", "threads"} and r["hbt_repeat"] == 2
     for row in r["imaging"] + r["hbt"]:
         assert row["tags"] > 0 and row["wall_s"] > 0
         assert row["bottleneck"] in row["steps"]
