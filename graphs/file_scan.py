@@ -11,7 +11,7 @@ everything is written to ``out`` in the layout of :mod:`sinks.hdf5`.
 
     antibunch run "file_scan:build(path='scan.ptu', shape=(50, 50), markers='3:line,4:drop')"
 
-``markers`` (PTU only) overrides the marker-bit map; ``.spc`` files keep :mod:`graphs.spc_scan`
+A file without markers and without ``dwell_s`` is refused before the run. ``markers`` (PTU only) overrides the marker-bit map; ``.spc`` files keep :mod:`graphs.spc_scan`
 (start–stop lags) as their own graph.
 """
 from engine.graph import Graph
@@ -27,7 +27,9 @@ def build(path="recording.ptu", shape=(32, 32), channel_1=0, channel_2=1, span_p
 
     shape = tuple(int(v) for v in shape)
     g = Graph("file_scan")
-    tags = g.add("tags", TagFile(path=path, options={"markers": markers} if markers else None))
+    # without a schedule the pixels come from markers: a file without any is refused before the run
+    tags = g.add("tags", TagFile(path=path, options={"markers": markers} if markers else None,
+                                 require_markers=dwell_s is None))
     hist = g.add("pixels", PixelAccumulator(shape=shape, mode="t2", channel_1=int(channel_1), channel_2=int(channel_2),
                                             span_ps=int(span_ps), n_bins=int(n_bins), dwell_s=dwell_s,
                                             schedule=dwell_s is not None), tags)

@@ -344,6 +344,34 @@ def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, **params) 
     return best + [c_ for c_ in range(n + len(best)) if c_ not in best][: n - len(best)]
 
 
+def check_scan_markers(node, path, max_tags: int = 1 << 22) -> None:
+    """Refuse (ValueError, one line naming ``path``) a recording with no PIXEL/LINE/FRAME marker in
+    its first ~``max_tags`` tags: an image graph could not place a single photon in a pixel."""
+    import warnings
+
+    from engine.messages import FRAME, LINE, PIXEL
+
+    seen, complete = 0, True
+    node.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for b in node.generate():
+                if len(b) and np.isin(b.channel, (PIXEL, LINE, FRAME)).any():
+                    return
+                seen += len(b)
+                if seen >= max_tags:
+                    complete = False
+                    break
+        finally:
+            node.close()
+    where = f"its {seen} tags" if complete else f"its first {seen} tags"
+    raise ValueError(f"{path}: no scan markers (PIXEL/LINE/FRAME) in {where}, so an image graph cannot place "
+                     f"its photons in pixels. Give dwell_s=... for a raster scanned on a fixed schedule, map "
+                     f"the file's marker bits (PTU: markers='3:line,...'), or analyse it as a point measurement "
+                     f"(antibunch run \"file_hbt:build(path='{path}')\")")
+
+
 from engine.messages import TagBatch  # noqa: E402 - node definitions below
 from engine.node import Out, Param, Source, plain  # noqa: E402
 
@@ -365,12 +393,21 @@ class TagFile(Source):
     path = Param(str, doc="time-tag file (.ptu, Photon-HDF5, quTAG, .ttbin, .spc)")
     format = Param(str, default=None, optional=True, choices=FORMATS, doc="skip content detection")
     options = Param(dict, default=None, optional=True, doc="parameters of the format's source node")
+    require_markers = Param(bool, default=False,
+                            doc="image graphs: refuse, before the run, a file without PIXEL/LINE/FRAME markers")
 
     def _inner(self):
         return open_source(self.path, format=self.format, **(self.options or {}))
 
     def check(self):
-        self._inner().check()
+        inner = self._inner()
+        inner.check()
+        if self.require_markers:
+            st = Path(self.path).stat()
+            key = (st.st_size, st.st_mtime_ns)
+            if getattr(self, "_markers_checked", None) != key:  # checked before the workers start and by the driver
+                check_scan_markers(inner, self.path)
+                self._markers_checked = key
 
     def describe(self):
         d = super().describe()
