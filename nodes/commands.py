@@ -78,6 +78,8 @@ def add_commands(sub) -> None:
     p.add_argument("--hdf5", default=None, help="train on recorded histograms from this antibunch HDF5 file")
     p.add_argument("--labels", default=None, help="with --hdf5: .npz with g2_0 (ny, nx) [and emitter ids]")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (.pt and its .json) (default: refuse, exit 2)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="RMSE/bias/MAPE/r² of LM, MLE, CNN vs the Cramér–Rao bound")
@@ -94,6 +96,8 @@ def add_commands(sub) -> None:
                         "t2_ns, tilt_cps), e.g. --prior t1_ns=2,4")
     p.add_argument("--populations", default="heldout,fast,slow",
                    help="populations to evaluate on (heldout = training law, new emitters; fast, slow = shifted)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --plot/--json files (default: refuse, exit 2)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -150,6 +154,13 @@ def load_input(path):
     return counts, lag, dur
 
 
+def _refuse_existing(path, args, option):
+    """The overwrite policy of every output (checked before any work): see sinks.output."""
+    from sinks.output import refuse_existing
+
+    refuse_existing(str(path), overwrite=getattr(args, "overwrite", False), option=option)
+
+
 def cmd_estimate(args) -> int:
     from sinks.output import atomic_write, refuse_existing
 
@@ -203,6 +214,11 @@ def cmd_train(args) -> int:
     elif args.labels:
         raise ValueError("train: --labels needs --hdf5")
     out = args.out or f"g2cnn_w{args.width}.pt"
+    if str(out).endswith(".pt"):  # (train() refuses any other suffix)
+        from pathlib import Path
+
+        _refuse_existing(out, args, "--out")
+        _refuse_existing(Path(out).with_suffix(".json"), args, "--out's .json")
     meta = train(cfg, out, progress=not args.no_progress and sys.stderr.isatty(), data=data)
     m = meta["metrics"]
     print(f"saved {out} (+ .json): best validation loss {m['val_loss']:.4g} after {m['epochs_run']} epochs, "
@@ -228,6 +244,9 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
     if args.n < 5:
         raise ValueError("evaluate: --n must be >= 5")
+    for option in ("plot", "json"):
+        if getattr(args, option):
+            _refuse_existing(getattr(args, option), args, f"--{option}")
     from .physics import populations
 
     pops = [q.strip() for q in args.populations.split(",") if q.strip()]
