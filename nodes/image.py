@@ -72,7 +72,7 @@ from engine.messages import EST_DARK, Estimates, Image, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .physics.coincidence import coincidence_g
-from .physics.direct import direct_g2, fit_pooled_shape
+from .physics.direct import dip_basis, direct_g2, fit_pooled_shape
 from .physics.g2model import tilt
 from .physics.imaging import g2_image, g3_image, pooled_weights, rate_from_flat_level, split_product
 
@@ -328,7 +328,15 @@ class ImageAssembler(Node):
         if shape is not None:
             g, e, c = direct_g2(h, T[idx], lag, bw, shape["t1_ns"], shape["t2_ns"], sp,
                                 weights=pooled_weights(lag, bw, shape), c_fixed=c_flat)
+            c = np.array(c, dtype=np.float64)
+            # with a few tens of events the fitted flat level of a pixel can come out <= 0, which would
+            # make its intensity exactly 0 although it has counts: there the level comes from the counts
+            # (the mean level, divided by the pooled shape's mean, which the dip and bunching lower/raise)
+            bad = ~(c > 0)
+            if bad.any():
+                c[bad] = res["level"][bad] / _mean_shape(lag, bw, shape)
             res["g2d"][idx], res["g2d_err"][idx], res["level"] = g, e, c
+            res["level_from_mean"] = int(bad.sum())
         return res
 
     # -- images
@@ -368,6 +376,8 @@ class ImageAssembler(Node):
                 "dark_pixels": int(np.sum(mask & ((self._flags & EST_DARK) > 0))), "method": self._method}
         if d["shape"] is not None:
             meta["direct_shape"] = dict(d["shape"])
+        if src == "coincidences" and d.get("level_from_mean"):
+            meta["intensity_from_mean_level"] = d["level_from_mean"]  # pixels whose fitted flat level was <= 0
         self._snap_seq += 1
         return Image(mask=mask.reshape(ny, nx).copy(), images=images,
                      units={k: UNITS.get(k, "") for k in images}, n_done=self._n_done,
@@ -381,3 +391,11 @@ class ImageAssembler(Node):
             if g3c is not None:
                 return {"g2_coinc": g2c, "g3_0": g3c, "G3": g3_image(intensity, g2c, g3c)}
         return {}
+
+
+def _mean_shape(lag_ps, binwidth_ps, shape: dict) -> float:
+    """Mean over the lag window of the pooled normalised shape (1 without a fitted shape)."""
+    if not shape.get("c", 0) > 0 or "a1" not in shape:
+        return 1.0
+    X = dip_basis(lag_ps, binwidth_ps, shape["t1_ns"], shape["t2_ns"])
+    return float(max(np.mean(X @ np.array([1.0, shape["a1"], shape["a2"]])), 0.05))
