@@ -433,10 +433,14 @@ def check_arguments(builder, kwargs: dict, where: str) -> None:
             continue
         kinds = hints.get(name) or _default_kinds(p.default)
         if not kinds or _matches(value, kinds, p.default):
-            if not (_numeric_sequence(p.default) and len(value) != len(p.default)):
-                continue
-            raise GraphRefError(f"{where}: parameter '{name}' expects a tuple of {len(p.default)} numbers "
-                                f"(like {p.default!r}); got {len(value)}: {value!r}")
+            if _numeric_sequence(p.default) and len(value) != len(p.default):
+                raise GraphRefError(f"{where}: parameter '{name}' expects a tuple of {len(p.default)} numbers "
+                                    f"(like {p.default!r}); got {len(value)}: {value!r}")
+            if _integer_sequence(p.default) and not all(float(x).is_integer() for x in value):
+                # a pixel count of 8.5 would silently become 8
+                raise GraphRefError(f"{where}: parameter '{name}' expects a tuple of {len(p.default)} integers "
+                                    f"(like {p.default!r}); got {value!r}")
+            continue
         expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
         if _numeric_sequence(p.default):
             expected = "a tuple of numbers"
@@ -448,6 +452,10 @@ def check_arguments(builder, kwargs: dict, where: str) -> None:
 def _numeric_sequence(v) -> bool:
     return isinstance(v, (tuple, list)) and bool(v) and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+
+def _integer_sequence(v) -> bool:
+    return _numeric_sequence(v) and all(isinstance(x, int) for x in v)
 
 
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "True or False",
