@@ -240,6 +240,12 @@ class PixelAccumulator(Node):
             self._expo[p] += max(0, stop - int(self._ps[K.S_START]))
             self._ps[K.S_PIX] = -1
             self._dirty[p] = True
+            # the last pixel of a line ends one dwell after its marker, not at a next marker: it is a
+            # completed visit when the data cover that dwell, or when the recording ended by itself
+            # inside it (a file ends with its last photon, not with the dwell); exposure_s says how long
+            if end >= 0 and (self._t_end >= end or getattr(self, "stream_status", None) in (None, "success")):
+                self._ps[K.S_DONE] += 1
+                self._sync_counters()
         pending = np.flatnonzero(self._dirty)
         if len(pending):
             yield self._message(pending)

@@ -219,3 +219,16 @@ def test_param_errors():
     t, ch, d, t_end = scan(1, 1, 2, frames=1)
     with pytest.raises(ValueError, match="no delay_ps.*mode='t2'"):
         run_node(PixelAccumulator(shape=(1, 2)), [TagBatch(t, ch, t_begin_ps=0, t_end_ps=t_end)])
+
+
+def test_last_pixel_of_a_recording_that_ends_inside_it_is_a_completed_visit():
+    """A file ends with its last photon, inside the last pixel's dwell (no marker follows): the scan
+    is complete, so is the visit count (exposure_s still says how long the pixel was recorded)."""
+    ny, nx, dwell = 2, 3, 10_000
+    t, ch, d, _ = scan(4, ny, nx, frames=1, dwell=dwell, rate=5e-3)
+    keep = t < t[ch == PIXEL][-1] + dwell // 2
+    t, ch, d = t[keep], ch[keep], d[keep]
+    node = PixelAccumulator(shape=(ny, nx), n_bins=9, span_ps=8_000, n_detectors=3)
+    msgs = run_node(node, batches(t, ch, d, [len(t) // 2], int(t[-1])))["out"]
+    assert node.counters["pixels_done"] == ny * nx and msgs[-1].n_done == ny * nx
+    assert 0 < msgs[-1].exposure_s[list(msgs[-1].pixel).index(ny * nx - 1)] < dwell * 1e-12
