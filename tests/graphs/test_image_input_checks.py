@@ -50,3 +50,11 @@ def test_pixel_accumulator_fails_when_no_marker_ever_arrived():
     node = PixelAccumulator(shape=(2, 2), mode="t2", span_ps=20_000, n_bins=21)
     with pytest.raises(Exception, match="not one scan marker"):
         run_node(node, [b])
+
+
+@pytest.mark.parametrize("graph", ["scan_cnn", "spc_scan", "file_scan"])
+def test_fractional_shape_is_refused_naming_the_parameter(graph, capsys):
+    rc = main(["check", f"{graph}:build(shape=(8.5, 8))"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "'shape'" in err and "integers" in err and "8.5" in err
