@@ -52,9 +52,10 @@ def test_pixel_accumulator_fails_when_no_marker_ever_arrived():
         run_node(node, [b])
 
 
-@pytest.mark.parametrize("graph", ["scan_cnn", "spc_scan", "file_scan"])
+@pytest.mark.parametrize("graph", ["scan_cnn", "spc_scan:build(path='x.spc', ", "file_scan:build(path='x.ptu', "])
 def test_fractional_shape_is_refused_naming_the_parameter(graph, capsys):
-    rc = main(["check", f"{graph}:build(shape=(8.5, 8))"])
+    ref = graph + "shape=(8.5, 8))" if "(" in graph else f"{graph}:build(shape=(8.5, 8))"
+    rc = main(["check", ref])
     err = capsys.readouterr().err
     assert rc == 2
     assert "'shape'" in err and "integers" in err and "8.5" in err
