@@ -229,9 +229,11 @@ class PixelAccumulator(Node):
         if (not self.schedule and self.counters["tags"] and self._ps[K.S_PIX] < 0 and not self._dirty.any()
                 and not self._expo.any() and getattr(self, "stream_status", None) in (None, "success")):
             # the stream ended by itself and not one pixel was ever opened: say so, never a silent empty image
-            raise ValueError(f"step '{self.step_id}': {self.counters['tags']} tags arrived but not one scan marker "
-                             f"(PIXEL/LINE/FRAME): no photon could be placed in a pixel, so there is no image. "
-                             f"Record the scan with markers, or give dwell_s=... for a fixed-schedule raster")
+            seen = ("scan markers arrived but no PIXEL marker opened a pixel" if self._ps[K.S_FRAME] >= 0
+                    else "not one scan marker (PIXEL/LINE/FRAME) arrived")
+            raise ValueError(f"step '{self.step_id}': {self.counters['tags']} tags, {seen}: no photon could be "
+                             f"placed in a pixel, so there is no image. Record the scan with markers, or give "
+                             f"dwell_s=... for a fixed-schedule raster")
         # the open pixel (marker mode) gets its exposure up to the end of the data
         if not self.schedule and self._ps[K.S_PIX] >= 0 and self._t_end is not None:
             end = self._ps[K.S_END]

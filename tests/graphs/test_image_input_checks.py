@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.messages import TagBatch
+from engine.messages import LINE, TagBatch
 from engine.testing import run_node
 from nodes.pixels import PixelAccumulator
 from tests.sources.formats_helpers import write_phconvert
@@ -48,8 +48,13 @@ def test_pixel_accumulator_fails_when_no_marker_ever_arrived():
     t = np.arange(0, 1_000_000, 1000, dtype=np.int64)
     b = TagBatch(time_ps=t, channel=(np.arange(len(t)) % 2).astype(np.int8), t_begin_ps=0, t_end_ps=1_000_000)
     node = PixelAccumulator(shape=(2, 2), mode="t2", span_ps=20_000, n_bins=21)
-    with pytest.raises(Exception, match="not one scan marker"):
+    with pytest.raises(Exception, match="not one scan marker .PIXEL.LINE.FRAME. arrived"):
         run_node(node, [b])
+    ch = (np.arange(len(t)) % 2).astype(np.int8)
+    ch[::100] = LINE  # lines but no pixel markers: still no pixel
+    b = TagBatch(time_ps=t, channel=ch, t_begin_ps=0, t_end_ps=1_000_000)
+    with pytest.raises(Exception, match="no PIXEL marker opened a pixel"):
+        run_node(PixelAccumulator(shape=(2, 2), mode="t2", span_ps=20_000, n_bins=21), [b])
 
 
 @pytest.mark.parametrize("graph", ["scan_cnn", "spc_scan:build(path='x.spc', ", "file_scan:build(path='x.ptu', "])
