@@ -264,7 +264,10 @@ class LiveView(Sink):
         done = self.frames_done()
         if not self._tty and self.ascii_per_frame and self._img is not None and done > self._ascii_frame:
             self._ascii_frame = done
-            self.print_ascii(f"after frame {done}")
+            # the estimates (CNN batches) may lag the completed pixel visits: say so, not a silent '?'
+            pending = int(np.sum(~np.asarray(self._img.mask, bool)))
+            note = f" (estimates pending for {pending} pixels, shown as '?')" if pending else ""
+            self.print_ascii(f"after frame {done}{note}")
 
     def print_ascii(self, label):
         """Plain-text thumbnails of intensity and G2_direct (or G2) side by side."""
