@@ -118,11 +118,11 @@ def print_summary(summary: dict) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     # one clock: "in N s" counts from the sources' start, as the live view's elapsed does
     if summary.get("acquired", True):
-        when = f"in {summary['elapsed_s']:.2f} s from the start of acquisition"
-    else:
-        when = "before acquisition started"
-    t = Table(title=f"{summary['graph']} — {summary['exit_status']} {when} "
-                    f"(start-up {summary.get('startup_s', 0.0):.2f} s before it; {summary['executor']})")
+        when = (f"in {summary['elapsed_s']:.2f} s from the start of acquisition "
+                f"(start-up {summary.get('startup_s', 0.0):.2f} s before it; {summary['executor']})")
+    else:  # stopped while starting: the time the user waited, no acquisition to refer to
+        when = f"during start-up, {summary.get('startup_s', 0.0):.2f} s after the run began ({summary['executor']})"
+    t = Table(title=f"{summary['graph']} — {summary['exit_status']} {when}")
     for col in ("step", "received", "sent", "busy s", "blocked s", "tap sent", "tap dropped", "wire errors"):
         t.add_column(col, justify="right" if col != "step" else "left")
     for sid, st in summary["steps"].items():

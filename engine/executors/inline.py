@@ -43,11 +43,12 @@ def run_inline(graph, *, duration_s: float | None = None, stop_event=None, on_st
         elif len(signalled) > 2:
             raise KeyboardInterrupt
 
+    t_begin = time.monotonic()
     with on_stop_signals(on_signal):
         try:
             result = _run_inline(graph, duration_s, stop_event, lambda: bool(signalled), on_notice, acquiring)
         except _StartupInterrupted:  # no source started, no file opened (sinks create theirs at the first data)
-            result = RunResult(graph.name, "inline", exit_status=ABORT)
+            result = RunResult(graph.name, "inline", exit_status=ABORT, startup_s=time.monotonic() - t_begin)
     if signalled:
         import signal
 

@@ -133,6 +133,11 @@ def test_interrupt_during_startup_says_so_and_exits_at_once(tmp_path, runtime_di
         in stderr, stderr
     assert exit_s < 15.0, f"exit took {exit_s:.1f} s: the run waited for the start-up to end"
     assert not out.exists()
+    # the summary's time is the start-up the user waited through (was 'start-up 0.00 s before it' inline)
+    import re
+
+    m = re.search(r"abort during start-up, ([0-9.]+) s after the run began", " ".join(stdout.split()))
+    assert m and float(m.group(1)) >= 0.5, stdout[-2000:]
 
 
 def _interrupt_during_final_flush(tmp_path, runtime_dir, executor, n_signals):
