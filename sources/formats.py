@@ -373,7 +373,8 @@ def check_scan_markers(node, path, max_tags: int = 1 << 22) -> None:
 
 
 from engine.messages import TagBatch  # noqa: E402 - node definitions below
-from engine.node import Out, Param, Source, plain  # noqa: E402
+from engine.node import Out, Param, Source  # noqa: E402
+from .describing import with_file_info  # noqa: E402
 
 
 class TagFile(Source):
@@ -410,18 +411,11 @@ class TagFile(Source):
                 self._markers_checked = key
 
     def describe(self):
-        d = super().describe()
-        info = {}
-        if Path(self.path).is_file():
-            try:
-                s = sniff(self.path) if not self.format else None
-                info = {"format": s.format, "mode": s.mode, "sync_period_ps": s.sync_period_ps} if s else {}
-            except Exception as exc:  # noqa: BLE001 - describe must not fail; check/generate report it
-                info = {"error": str(exc)}
-        for desc in d.values():
-            desc.info.update(plain(info))
-            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
-        return d
+        def read_info():
+            s = sniff(self.path) if Path(self.path).is_file() and not self.format else None
+            return {"format": s.format, "mode": s.mode, "sync_period_ps": s.sync_period_ps} if s else {}
+
+        return with_file_info(super().describe(), read_info)
 
     def reset(self):
         self.warnings: list[str] = []

@@ -39,9 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.messages import TagBatch
-from engine.node import Out, Param, Source, plain
+from engine.node import Out, Param, Source
 from sinks.hdf5 import layout
 
+from .describing import with_file_info
 from .ptu import exact_ps, t3_to_ps, units_to_ps
 from .timeorder import TimeOrderer
 
@@ -133,17 +134,12 @@ class PhotonHDF5File(Source):
         read_meta(self.path, self.spot)
 
     def describe(self):
-        d = super().describe()
-        try:
+        def read_info():
             m = read_meta(self.path, self.spot)
-            info = {"format": "photon_hdf5", "mode": "T3" if m["nanotimes"] else "T2",
+            return {"format": "photon_hdf5", "mode": "T3" if m["nanotimes"] else "T2",
                     "sync_period_ps": m["sync_period_ps"]}
-        except Exception as exc:  # noqa: BLE001 - describe must not fail; generate reports it
-            info = {"error": str(exc)}
-        for desc in d.values():
-            desc.info.update(plain(info))
-            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
-        return d
+
+        return with_file_info(super().describe(), read_info)
 
     def reset(self):
         self.warnings: list[str] = []

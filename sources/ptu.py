@@ -63,8 +63,9 @@ import numpy as np
 from numba import njit
 
 from engine.messages import FRAME, LINE, NO_DELAY, PIXEL, USER, TagBatch
-from engine.node import Out, Param, Source, plain
+from engine.node import Out, Param, Source
 
+from .describing import with_file_info
 from .timeorder import TimeOrderer
 
 MAGIC = b"PQTTTR\0\0"
@@ -485,18 +486,13 @@ class PTUFile(Source):
         return open_ptu(self.path, markers=self.markers)
 
     def describe(self):
-        d = super().describe()
-        try:
+        def read_info():
             fi = self._open()
-            info = {"format": "ptu", "record_type": fi.record_type, "mode": "T3" if fi.is_t3 else "T2",
+            return {"format": "ptu", "record_type": fi.record_type, "mode": "T3" if fi.is_t3 else "T2",
                     "sync_period_ps": fi.sync_period_ps, "microtime_bin_ps": fi.microtime_bin_ps,
                     "sync_rate_hz": fi.sync_rate_hz, "image": fi.image}
-        except Exception as exc:  # noqa: BLE001 - describe must not fail on a bad file; generate reports it
-            info = {"error": str(exc)}
-        for desc in d.values():
-            desc.info.update(plain(info))
-            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
-        return d
+
+        return with_file_info(super().describe(), read_info)
 
     def warmup(self):
         warmup()

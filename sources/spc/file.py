@@ -49,8 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.messages import TagBatch
-from engine.node import Out, Param, Source, plain
+from engine.node import Out, Param, Source
 
+from ..describing import with_file_info
 from .decode import C_BACKWARDS, C_GAP_REPAIRS, StreamDecoder
 from .format import FORMATS, Header, RecordFormat, SPCFormatError, parse_header, resolve_format
 from .prescan import PreScan, estimate_zero_delay, prescan
@@ -322,20 +323,14 @@ class SPCFile(Source):
                         macro_clock_ps=self.macro_clock_ps, set_path=self.set_path)
 
     def describe(self):
-        d = super().describe()
-        info = {}
-        try:
+        def read_info():  # the file may not exist yet (follow mode): the error is described instead
             fi = self._open()
-            info = {"format": fi.fmt.name, "card": fi.card, "macro_clock_ps": fi.macro_clock_ps,
+            return {"format": fi.fmt.name, "card": fi.card, "macro_clock_ps": fi.macro_clock_ps,
                     "tac_range_ps": fi.tac_range_ps, "n_bins": fi.fmt.n_bins,
                     "zero_delay_ps": self._zero_delay, "zero_delay_estimated": self.zero_delay_ps is None,
                     "image_shape": list(fi.setfile.image_shape) if fi.setfile and fi.setfile.image_shape else None}
-        except Exception as exc:  # noqa: BLE001 - file may not exist yet (follow mode)
-            info = {"error": str(exc)}
-        for desc in d.values():
-            desc.info.update(plain(info))
-            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
-        return d
+
+        return with_file_info(super().describe(), read_info)
 
     def warmup(self):
         from .records import warmup as _warm

@@ -44,6 +44,7 @@ from engine.messages import FLAG_FIFO_FULL, FLAG_GAP, TagBatch
 from engine.node import Out, Param, Source
 
 from .device import FIFO_TYPES, SPC_ARMED, SPC_FEMPTY, SPC_FOVFL, SPCM
+from ..describing import TAG_UNITS
 from .decode import C_BACKWARDS, StreamDecoder
 from .format import FORMATS, SPCFormatError, parse_header, resolve_format
 from .stream import TagAssembler
@@ -77,7 +78,7 @@ class SPC150(Source):
         d = super().describe()
         for desc in d.values():
             desc.params.pop("lib", None)
-            desc.units.update({"time_ps": "ps", "delay_ps": "ps"})
+            desc.units.update(TAG_UNITS)
         return d
 
     def warmup(self):
