@@ -37,8 +37,11 @@ def test_summary_and_nodes_share_the_sources_start(executor):
     assert len(set(started.values())) == 1, started  # one moment, told to every node
     t_start = started["sink"]
     assert t_start >= t0 + STARTUP_S * 0.9  # after the start-up, not before it
-    # elapsed_s counts from that moment to the end of the run
-    assert result.elapsed_s == pytest.approx(t_end - t_start, abs=0.3)
+    # elapsed_s counts from that moment to the end of the run: no longer than from it to the return,
+    # and at least the sources' paced acquisition (20 batches, 0.05 s apart) — one-sided bounds, so a
+    # slow teardown on a loaded machine cannot break them
+    assert result.elapsed_s <= t_end - t_start + 0.01
+    assert result.elapsed_s >= 19 * 0.05
     # start-up and acquisition partition the run: the start-up is not counted again in elapsed_s
     # (with startup_s >= 0.9 STARTUP_S above this implies elapsed_s < t_end - t0 - 0.9 STARTUP_S)
     assert result.startup_s + result.elapsed_s <= t_end - t0 + 0.01
