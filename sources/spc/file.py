@@ -58,6 +58,9 @@ from .prescan import PreScan, estimate_zero_delay, prescan
 from .setfile import SetFile, find_set, read_set
 from .stream import TagAssembler
 
+#: how deep (Poisson σ) the microtime dip must be before zero_delay_ps is estimated from it
+ZERO_DELAY_MIN_SIGMA = 6.0
+
 
 class SPCWarning(UserWarning):
     """Something in an SPC file is unusual but was decoded (message names the byte offset)."""
@@ -448,16 +451,17 @@ def _zero_delay_for(fi: SPCFileInfo, ps: PreScan, given: int | None) -> tuple[in
             raise ValueError(f"{fi.path}: zero_delay_ps cannot be estimated without the TAC range (no .set file): "
                              f"pass tac_range_ps=... and zero_delay_ps=...")
         return given, None
-    est = estimate_zero_delay(ps.hist, fi.tac_range_ps)
+    est = estimate_zero_delay(ps.hist, fi.tac_range_ps, min_sigma=ZERO_DELAY_MIN_SIGMA)
     if given is None:
         if est.zero_delay_ps is None:
-            at = "" if est.candidate_ps is None else f"; the best candidate, {est.candidate_ps / 1000:.1f} ns, is only " \
-                                                      f"{est.sigma:.1f} standard deviations deep"
-            raise ValueError(f"{fi.path}: zero_delay_ps was not given and no antibunching dip was found in the "
-                             f"microtime histogram of {est.n_photons} photons{at}. Pass zero_delay_ps=... : the "
-                             f"microtime (ps) of zero lag, i.e. the stop-cable delay (`antibunch simulate` prints "
-                             f"the value it used; for a measurement, the dip position of a single-emitter "
-                             f"histogram recorded with the same cables)")
+            at = "" if est.candidate_ps is None else (
+                f"; the deepest candidate, at {est.candidate_ps / 1000:.1f} ns, is {est.sigma:.1f} standard deviations "
+                f"deep (if zero lag is known to be near there, zero_delay_ps={est.candidate_ps} is a starting point)")
+            raise ValueError(f"{fi.path}: zero_delay_ps was not given and the microtime histogram of {est.n_photons} "
+                             f"photons has no antibunching dip at least {ZERO_DELAY_MIN_SIGMA:.0f} standard deviations "
+                             f"deep (shallower candidates are not trusted to give zero lag){at}. Pass zero_delay_ps=... : the microtime (ps) of zero lag, i.e. "
+                             f"the stop-cable delay (`antibunch simulate` prints the value it used; for a measurement, "
+                             f"the dip position of a single-emitter histogram recorded with the same cables)")
         return est.zero_delay_ps, (f"{fi.path}: zero_delay_ps not given: estimated {est.zero_delay_ps} ps from "
                                    f"the antibunching dip ({est.sigma:.0f} standard deviations deep, "
                                    f"{est.n_photons} photons); pass zero_delay_ps={est.zero_delay_ps} (or the "

@@ -93,7 +93,7 @@ def test_estimated_zero_delay_is_reported(scan_file):
 def test_no_dip_refused_with_how_to(tmp_path):
     # Poisson light only (purity floor close to 1): there is no dip to find
     p = _write(tmp_path / "flat.spc", scene=sim_mod.single_nv(brightness_cps=400_000.0, g0=0.999))
-    with pytest.raises(ValueError, match=r"no antibunching dip.*Pass zero_delay_ps="):
+    with pytest.raises(ValueError, match=r"no antibunching dip at least 6 standard deviations deep.*Pass zero_delay_ps="):
         run_node(SPCFile(path=p, zero_delay_ps=None))
 
 
