@@ -9,13 +9,18 @@ For every ``--rates`` value (counts/s *per channel*) and ``--bins`` value
 - the NumPy oracle (``tests/oracles.py``),
 - pycorrelate and tttrlib when they import (not dependencies of antibunch;
   tttrlib's correlator is multi-tau with logarithmic bins, so only its time is
-  comparable, not its histogram),
+  comparable, not its histogram). ``--external`` chooses them: ``auto`` (the
+  default) times pycorrelate in full only up to ``PYCORRELATE_MAX_BINS`` bins
+  -- it walks every bin edge for every tag, so its cost grows with the number
+  of bins -- and above that times it on a prefix of the tags and says so,
 
-and, against their own single-pass references, the ``Correlation3`` (3
-channels), ``Coincidences`` (4 channels, 2/3/4-fold) and
-``PixelAccumulator(mode='t2')`` (32x32 pixels; the kernel is the node's
-fused pass, marker assignment included, while the reference is given the
-pixel of every tag) kernels; plus the start-stop histogram and the fused
+and, against their own single-pass references, the auto-correlation of
+channel 0 (``channel_1 == channel_2``), the ``Correlation3`` (3 channels; its
+2-D histogram has at most ``CORR3_MAX_BINS`` bins per axis: 50 000 x 50 000
+int64 bins would be 20 GB), ``Coincidences`` (4 channels, 2/3/4-fold; no lag
+bins) and ``PixelAccumulator(mode='t2')`` (32x32 pixels; the kernel is the
+node's fused pass, marker assignment included, while the reference is given
+the pixel of every tag) kernels; plus the start-stop histogram and the fused
 start-stop pixel path against NumPy.
 
 Times are best-of-N *wall* time (``--repeat``) of one thread; on a shared
@@ -33,6 +38,10 @@ import numpy as np
 
 WINDOW_PS = 500_000  # full lag window, centred on zero
 TARGETS = {1e5: 6.0, 5e6: 4.0}  # historical ratios vs the NumPy oracle (kept for the JSON keys)
+PYCORRELATE_MAX_BINS = 2000  # --external auto: above this, pycorrelate is timed on a prefix only
+PYCORRELATE_PREFIX_STEPS = 200_000_000  # tags x bins of that prefix
+CORR3_MAX_BINS = 1024  # per axis of the 2-D Correlation3 histogram (1024^2 int64 = 8 MB)
+EXTERNAL = ("auto", "none", "pycorrelate", "tttrlib", "all")
 
 
 def add_arguments(parser):
@@ -43,6 +52,10 @@ def add_arguments(parser):
                         help="lag bins over the 500 ns window, comma separated (default 215)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N wall-time timings (default 3)")
     parser.add_argument("--chunk", type=int, default=1_000_000, help="batch size for the node runs")
+    parser.add_argument("--external", type=str, default="auto", choices=EXTERNAL,
+                        help="external correlators to time beside the kernels: auto (pycorrelate in full only up "
+                             f"to {PYCORRELATE_MAX_BINS} bins, on a prefix above; tttrlib), none, pycorrelate, "
+                             "tttrlib, all (both in full at every size)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
 
 
@@ -94,24 +107,52 @@ def _run_node(node, batches):
     return node
 
 
-def _external(t, ch, bw, n_bins, ref, repeat):
-    """pycorrelate / tttrlib side by side, when importable (never installed by antibunch)."""
+def _external(t, ch, bw, n_bins, ref, repeat, which="auto", oracle=None):
+    """pycorrelate / tttrlib side by side, when importable (never installed by antibunch).
+
+    ``which='auto'``: pycorrelate in full up to ``PYCORRELATE_MAX_BINS`` bins; above, it is timed on a
+    prefix of the tags (its cost is bins x tags) and the row says so; tttrlib always.
+    """
     res = {}
+    if which == "none":
+        return {"pycorrelate": "not run (--external none)", "tttrlib": "not run (--external none)"}
+    if which in ("auto", "pycorrelate", "all"):
+        res.update(_pycorrelate(t, ch, bw, n_bins, ref, repeat, which, oracle))
+    else:
+        res["pycorrelate"] = f"not run (--external {which})"
+    if which in ("auto", "tttrlib", "all"):
+        res.update(_tttrlib(t, ch, repeat))
+    else:
+        res["tttrlib"] = f"not run (--external {which})"
+    return res
+
+
+def _pycorrelate(t, ch, bw, n_bins, ref, repeat, which, oracle):
     try:
         import pycorrelate
     except ImportError:
-        res["pycorrelate"] = "not installed"
-    else:
-        try:
-            t1, t2 = t[ch == 0], t[ch == 1]
-            edges = (np.arange(n_bins + 1) - n_bins / 2) * bw
-            d, h = _best(lambda: pycorrelate.pcorrelate(t1, t2, edges, normalize=False), repeat)
-            res["pycorrelate_tags_per_s"] = len(t) / d
-            # pcorrelate divides by the bin width even with normalize=False
+        return {"pycorrelate": "not installed"}
+    res = {}
+    full = which != "auto" or n_bins <= PYCORRELATE_MAX_BINS
+    if not full:  # a prefix of about 2e8 bin-edge steps (~1 s)
+        m = int(min(len(t), max(2000, PYCORRELATE_PREFIX_STEPS // n_bins)))
+        t, ch = t[:m], ch[:m]
+        ref = oracle.correlate(t, ch, 0, 1, bw, n_bins) if oracle is not None else None
+    try:
+        t1, t2 = t[ch == 0], t[ch == 1]
+        edges = (np.arange(n_bins + 1) - n_bins / 2) * bw
+        d, h = _best(lambda: pycorrelate.pcorrelate(t1, t2, edges, normalize=False), repeat if full else 1)
+        res["pycorrelate_tags_per_s"] = len(t) / d
+        # pcorrelate divides by the bin width even with normalize=False
+        if ref is not None:
             res["pycorrelate_equal"] = bool(np.array_equal(np.rint(h * np.diff(edges)).astype(np.int64), ref))
-        except Exception as exc:  # noqa: BLE001 - report, never fail the bench
-            res["pycorrelate"] = f"failed: {exc}"
-    res.update(_tttrlib(t, ch, repeat))
+        if not full:
+            res["pycorrelate_tags"] = len(t)
+            res["pycorrelate"] = (f"skipped at full size: {n_bins} bins > {PYCORRELATE_MAX_BINS} (pycorrelate walks "
+                                  f"every bin edge for every tag, O(bins) per tag); measured on the first {len(t):,} "
+                                  f"tags: {len(t) / d / 1e6:.3g} M tags/s")
+    except Exception as exc:  # noqa: BLE001 - report, never fail the bench
+        res["pycorrelate"] = f"failed: {exc}"
     return res
 
 
@@ -167,7 +208,7 @@ def _row(kernel, rate, n_bins, n, dk, ds, equal, **extra):
     return row
 
 
-def _two_channel(n, rate, n_bins, rep, chunk, O, R):
+def _two_channel(n, rate, n_bins, rep, chunk, O, R, external="auto"):
     from nodes.correlation import Correlation, correlate
 
     bw = max(1, round(WINDOW_PS / n_bins))
@@ -186,10 +227,25 @@ def _two_channel(n, rate, n_bins, rep, chunk, O, R):
            "node_ratio_vs_oracle": do / dn, "single_pass_ratio_vs_oracle": do / ds,
            "target_ratio": TARGETS.get(rate) if n_bins == 215 else None,
            "equal": bool(np.array_equal(hk, ho) and np.array_equal(nd.get_data(), ho) and eq_ref)}
-    row.update(_external(t, ch, bw, n_bins, ho, max(1, rep - 1)))
+    row.update(_external(t, ch, bw, n_bins, ho, max(1, rep - 1), external, O))
     row["pass"] = bool(row["ratio_vs_single_pass"] >= 1.0 and row["node_ratio_vs_single_pass"] >= 1.0
                        and row["equal"])
     return row
+
+
+def _auto(n, rate, n_bins, rep, chunk, R):
+    """Auto-correlation of channel 0 (``channel_1 == channel_2``: both lags of every pair)."""
+    from nodes.correlation import Correlation, correlate
+
+    bw = max(1, round(WINDOW_PS / n_bins))
+    t, ch = _poisson(n, rate)
+    ds, hs = _best(lambda: _fill(R.correlate, np.zeros(n_bins, np.int64), t, ch, 0, 0, bw, n_bins), rep)
+    dk, hk = _best(lambda: correlate(t, ch, 0, 0, bw, n_bins), rep)
+    node = Correlation(channel_1=0, channel_2=0, binwidth_ps=bw, n_bins=n_bins, snapshot_every_s=None)
+    dn, nd = _best(lambda: _run_node(node, _batches(t, ch, chunk)), rep)
+    equal = np.array_equal(hk, hs) and np.array_equal(nd.get_data(), hs)
+    return _row("Correlation auto", rate, n_bins, n, dk, ds, equal, pairs=int(hs.sum()), node_tags_per_s=n / dn,
+                node_ratio_vs_single_pass=ds / dn)
 
 
 def _fill(fn, out, *args):
@@ -197,15 +253,19 @@ def _fill(fn, out, *args):
     return out
 
 
-def _three_channel(n, rate, n_bins, rep, R):
+def _three_channel(n, rate, n_bins, rep, R, asked=None):
     from nodes.coincidences import correlate3
 
+    note = {}
+    if asked is not None and asked != n_bins:
+        note["bins_note"] = (f"{asked} bins asked: the 2-D histogram is capped at {CORR3_MAX_BINS} bins per axis "
+                             f"({asked}^2 int64 bins would be {asked * asked * 8 / 1e9:.3g} GB)")
     bw = max(1, round(WINDOW_PS / n_bins))
     t, ch = _poisson(n, rate, n_channels=3, seed=3)
     ds, hs = _best(lambda: _fill(R.correlate3, np.zeros((n_bins, n_bins), np.int64), t, ch, 0, 1, 2, bw,
                                  n_bins), rep)
     dk, hk = _best(lambda: correlate3(t, ch, 0, 1, 2, bw, n_bins), rep)
-    return _row("Correlation3", rate, n_bins, n, dk, ds, np.array_equal(hk, hs), triples=int(hs.sum()))
+    return _row("Correlation3", rate, n_bins, n, dk, ds, np.array_equal(hk, hs), triples=int(hs.sum()), **note)
 
 
 def _nfold(n, rate, rep, R):
@@ -246,7 +306,7 @@ def _merge(mt, mc, t, ch):
     return allt[order], allc[order]
 
 
-def _pixel_t2(n, rate, n_bins, rep, chunk, R):
+def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
     from nodes._kernels import pixels as KP
     from nodes._kernels import pixels_t2 as KT
     from nodes.pixels import PixelAccumulator
@@ -262,10 +322,11 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R):
     KP.assign_markers(allt, allc, int(allt[-1]) + 1, side, side, dwell, 10 ** 15, KP.new_marker_state(),
                       np.zeros(npix, np.int64), pix, inc, visit, np.empty(m + 2, np.int64), np.zeros(npix, bool))
     span = WINDOW_PS
+    c2 = 0 if auto else 1
 
     def ref():
         c, q = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64)
-        R.pixel_t2(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q)
+        R.pixel_t2(allt, allc, pix, inc, visit, 0, c2, span, n_bins, c, q)
         return c
 
     def kernel():
@@ -273,18 +334,18 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R):
         # (strictly more work than the reference, which is given pix/inc/visit)
         c, q = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64)
         KT.markers_t2_stream(allt, allc, int(allt[-1]) + 1, side, side, dwell, 10 ** 15, KP.new_marker_state(),
-                             np.zeros(npix, np.int64), np.empty(m + 2, np.int64), np.zeros(npix, bool), 0, 1, span,
+                             np.zeros(npix, np.int64), np.empty(m + 2, np.int64), np.zeros(npix, bool), 0, c2, span,
                              n_bins, c, q, np.zeros((npix, 2), np.int64), KT.new_t2_state(), None)
         return c
 
     ds, hs = _best(ref, rep)
     dk, hk = _best(kernel, rep)
     batches = _batches(allt, allc, chunk)
-    node = PixelAccumulator(shape=(side, side), mode="t2", span_ps=span, n_bins=n_bins,
-                            dwell_s=dwell * 1e-12, increment_s=1e3)
+    node = PixelAccumulator(shape=(side, side), mode="t2", span_ps=span, n_bins=n_bins, channel_1=0,
+                            channel_2=c2, dwell_s=dwell * 1e-12, increment_s=1e3)
     dn, nd = _best(lambda: _run_node(node, batches), rep)
     equal = np.array_equal(hk, hs) and np.array_equal(nd._counts, hs)
-    return _row("PixelAccumulator t2", rate, n_bins, m, dk, ds, equal, pairs=int(hs.sum()),
+    return _row("PixelAccumulator t2" + (" auto" if auto else ""), rate, n_bins, m, dk, ds, equal, pairs=int(hs.sum()),
                 node_tags_per_s=m / dn, node_ratio_vs_single_pass=ds / dn)
 
 
@@ -353,6 +414,7 @@ def run(args) -> dict:
     rates = [float(x) for x in str(getattr(args, "rates", "1e5,5e6")).split(",") if x]
     bins = [int(float(x)) for x in str(getattr(args, "bins", "215")).split(",") if x]
     chunk = int(getattr(args, "chunk", 1_000_000))
+    external = str(getattr(args, "external", "auto") or "auto")
     if quick:
         chunk = min(chunk, 5_000)
     t0 = time.perf_counter()
@@ -363,19 +425,27 @@ def run(args) -> dict:
     compile_s = time.perf_counter() - t0
     result = {"n_tags": n, "binwidth_ps": max(1, round(WINDOW_PS / bins[0])), "n_bins": bins[0],
               "window_ps": WINDOW_PS, "repeat": rep, "timing": "best-of-N wall time, one thread",
-              "rates": "counts/s per channel", "warmup_s": compile_s, "correlation": [], "kernels": []}
+              "rates": "counts/s per channel", "warmup_s": compile_s, "external": external,
+              "correlation3_max_bins": CORR3_MAX_BINS, "pycorrelate_max_bins": PYCORRELATE_MAX_BINS,
+              "correlation": [], "kernels": []}
     for n_bins in bins:
         for rate in rates:
-            row = _two_channel(n, rate, n_bins, rep, chunk, O, R)
+            row = _two_channel(n, rate, n_bins, rep, chunk, O, R, external)
             result["correlation"].append(row)
             result["kernels"].append(_row("Correlation", rate, n_bins, n, row["wall_s"],
                                           n / row["single_pass_tags_per_s"], row["equal"],
                                           node_tags_per_s=row["node_tags_per_s"],
                                           node_ratio_vs_single_pass=row["node_ratio_vs_single_pass"]))
+            result["kernels"].append(_auto(n, rate, n_bins, rep, chunk, R))
             result["kernels"].append(_pixel_t2(n, rate, n_bins, rep, chunk, R))
+            result["kernels"].append(_pixel_t2(n, rate, n_bins, rep, chunk, R, auto=True))
     n3 = max(1000, n // 10)  # the single-pass triple reference is quadratic in the window occupancy
+    bins3 = {}
+    for b in bins:  # one Correlation3 cell per distinct capped size, noting the size asked for
+        bins3.setdefault(min(b, CORR3_MAX_BINS), b)
     for rate in rates:
-        result["kernels"].append(_three_channel(n3, rate, min(bins[0], 215), rep, R))
+        for b3, asked in bins3.items():
+            result["kernels"].append(_three_channel(n3, rate, b3, rep, R, asked))
         result["kernels"].append(_nfold(n, rate, rep, R))
     result["start_stop"] = _start_stop(n, rep, chunk, O)
     result["pixels"] = _pixels_start_stop(n, rep, chunk, O)
@@ -396,12 +466,15 @@ def format_table(r: dict) -> str:
                      f"{row['single_pass_tags_per_s'] / 1e6:>8.1f}{row['oracle_tags_per_s'] / 1e6:>8.1f}"
                      f"{row['ratio_vs_single_pass']:>7.2f}{row['node_ratio_vs_single_pass']:>7.2f}"
                      f"{row['ratio_vs_oracle']:>7.1f}"
-                     f"{(f'{py / 1e6:.1f}' if py else 'n/a'):>8}{(f'{tt / 1e6:.1f}' if tt else 'n/a'):>8}"
+                     f"{(f'{py / 1e6:.2g}' + ('*' if 'pycorrelate_tags' in row else '') if py else 'n/a'):>8}"
+                     f"{(f'{tt / 1e6:.1f}' if tt else 'n/a'):>8}"
                      f"{str(row['equal']):>7}")
-    for k in ("pycorrelate", "tttrlib", "tttrlib_note"):
+    for k in ("pycorrelate", "tttrlib", "tttrlib_note"):  # noqa: B007 - one line per distinct note
         notes = {row[k] for row in r["correlation"] if k in row}
-        for note in notes:
+        for note in sorted(notes):
             lines.append(f"  {k}: {note}")
+    if any("pycorrelate_tags" in row for row in r["correlation"]):
+        lines.append("  * pycorrelate timed on a prefix of the tags only (see its note)")
     lines.append("")
     lines.append(f"{'kernel vs single pass':<34}{'bins':>6}{'rate/ch':>9}{'Mtags/s':>9}{'1-pass':>8}{'ratio':>7}"
                  f"{'equal':>7}{'pass':>6}")
@@ -409,6 +482,9 @@ def format_table(r: dict) -> str:
         lines.append(f"{row['kernel']:<34}{row['n_bins']:>6}{row['rate_cps_per_channel']:>9.0e}"
                      f"{row['tags_per_s'] / 1e6:>9.1f}{row['single_pass_tags_per_s'] / 1e6:>8.1f}"
                      f"{row['ratio_vs_single_pass']:>7.2f}{str(row['equal']):>7}{str(row['pass']):>6}")
+    for note in dict.fromkeys(row["bins_note"] for row in r["kernels"] if "bins_note" in row):
+        lines.append(f"  Correlation3: {note}")
+    lines.append("  Coincidences: no lag bins (2/3/4-fold counts within a 250 ns window)")
     s = r["start_stop"]
     lines.append("")
     lines.append(f"{'vs NumPy':<34}{'Mtags/s':>9}{'numpy':>8}{'ratio':>7}{'equal':>7}")

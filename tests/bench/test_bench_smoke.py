@@ -18,7 +18,8 @@ def test_correlation_bench_quick():
     r = B.run(_args(B, "--quick", "--rates", "1e5,5e6"))
     assert r["rates"] == "counts/s per channel"
     kinds = {row["kernel"] for row in r["kernels"]}
-    assert kinds == {"Correlation", "Correlation3", "Coincidences", "PixelAccumulator t2"}
+    assert kinds == {"Correlation", "Correlation auto", "Correlation3", "Coincidences", "PixelAccumulator t2",
+                     "PixelAccumulator t2 auto"}
     for row in r["kernels"] + r["correlation"]:
         assert row["equal"], row
         assert row["single_pass_tags_per_s"] > 0
@@ -27,6 +28,24 @@ def test_correlation_bench_quick():
         for k in ("pycorrelate", "tttrlib"):
             assert k in row or f"{k}_tags_per_s" in row
     assert "Correlation" in B.format_table(r)
+
+
+def test_correlation_bench_external_choice_and_caps():
+    from bench import correlation as B
+
+    r = B.run(_args(B, "--quick", "--rates", "1e5", "--bins", "215,50000", "--external", "auto"))
+    rows = {row["n_bins"]: row for row in r["correlation"]}
+    assert "pycorrelate_tags" not in rows[215] and rows[215]["pycorrelate_equal"]
+    # above PYCORRELATE_MAX_BINS pycorrelate runs on a prefix only, and the row says so
+    assert rows[50000]["pycorrelate"].startswith("skipped at full size: 50000 bins")
+    assert rows[50000]["pycorrelate_tags"] < r["n_tags"] and rows[50000]["pycorrelate_equal"]
+    assert {row["n_bins"] for row in r["kernels"] if row["kernel"] == "Correlation3"} == {215, B.CORR3_MAX_BINS}
+    capped = [row for row in r["kernels"] if row["kernel"] == "Correlation3" and row["n_bins"] == B.CORR3_MAX_BINS]
+    assert "50000 bins asked" in capped[0]["bins_note"]
+    assert "capped at" in B.format_table(r)
+    r = B.run(_args(B, "--quick", "--rates", "1e5", "--external", "none"))
+    assert r["correlation"][0]["pycorrelate"].startswith("not run")
+    assert all(row["equal"] for row in r["kernels"])
 
 
 @pytest.mark.parametrize("rate", [1e3, 1e7])
