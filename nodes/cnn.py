@@ -52,6 +52,10 @@ NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
 CPU_FORWARD_BATCH = 256
 GPU_FORWARD_BATCH = 4096
+#: likelihood refinement (docs/estimators.md): histograms whose CNN error bar and Poisson-MLE (Fisher)
+#: error bar are both below REFINE_SIGMA are (partly) refined; fully below REFINE_FULL·REFINE_SIGMA
+REFINE_SIGMA = 0.1
+REFINE_FULL = 0.7
 
 
 def forward_batch(device, batch_size=None) -> int:
@@ -209,11 +213,16 @@ def _cached_model(weights, device):
 
 
 def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold: float = 4,
-                 batch_size: int | None = None, device: str = "auto", model=None) -> dict:
-    """CNN estimates of g2(0) for histograms ``counts (N, n_bins)`` with bin-centre ``lag_ps``.
+                 batch_size: int | None = None, device: str = "auto", model=None,
+                 refine_sigma: float | None = REFINE_SIGMA, refine_starts: str = "seeded",
+                 refine_threads: int = 1) -> dict:
+    """CNN estimates of g2(0) for histograms ``counts (N, n_bins)`` with bin-centre ``lag_ps``,
+    refined by the Poisson likelihood where the data decide (:func:`refine`; ``refine_sigma``
+    0 or None: the plain network).
 
     Returns dict ``g2_0`` (N,) (NaN for dark pixels), ``g2_0_err`` (N,) (NaN unless the model
-    has a variance head), ``n_events``, ``flags`` (uint8, EST_DARK), ``compute_s``.
+    has a variance head), ``n_events``, ``flags`` (uint8, EST_DARK), ``refined`` (weight 0…1 of
+    the likelihood estimate), ``g2_0_cnn``/``g2_0_err_cnn`` (the network's own), ``compute_s``.
     ``batch_size``: forward-pass chunk (default 256 on a CPU, 4096 on a GPU). ``model`` = (net, meta, device) from :func:`load_model` to skip loading.
     """
     c, lag = check_counts(counts, lag_ps)
@@ -230,8 +239,51 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
         if out.shape[1] > 1:
             err[bright] = sigma_from_output(out) * error_scale(meta, tot[bright])
     flags = np.where(bright, 0, EST_DARK).astype(np.uint8)
-    return {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags,
-            "compute_s": time.perf_counter() - t0}
+    res = {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags, "g2_0_cnn": g.copy(),
+           "g2_0_err_cnn": err.copy(), "refined": np.zeros(len(c))}
+    if refine_sigma:
+        res.update(refine(c, lag, g, err, binwidth_ps, refine_sigma, refine_starts, refine_threads))
+    res["compute_s"] = time.perf_counter() - t0
+    return res
+
+
+def refine_weight(sigma_cnn, sigma_mle, refine_sigma: float = REFINE_SIGMA) -> np.ndarray:
+    """Weight of the likelihood estimate: 1 where both error bars are ≤ ``REFINE_FULL``·``refine_sigma``,
+    0 where either is ≥ ``refine_sigma``, linear in the larger of the two in between (NaN counts as ∞)."""
+    u = np.fmax(np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf),
+                np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.clip((refine_sigma - u) / ((1.0 - REFINE_FULL) * refine_sigma), 0.0, 1.0)
+
+
+def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float = REFINE_SIGMA,
+           starts: str = "seeded", threads: int = 1) -> dict:
+    """Likelihood refinement of CNN estimates where the data decide.
+
+    Candidates: the CNN's own error bar below ``refine_sigma``. Each is fitted by the Poisson MLE
+    (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit counts only when it
+    converged with g2(0) off its bounds. The reported value is the blend
+    ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
+    estimate is a continuous function of the histogram: no jump at the threshold), and the error
+    bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
+    correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
+    """
+    from .mle import refine_mle
+
+    g = np.array(g_cnn, dtype=np.float64)
+    err = np.array(err_cnn, dtype=np.float64)
+    w = np.zeros(len(g))
+    cand = np.flatnonzero(np.isfinite(g) & np.isfinite(err) & (err < refine_sigma))
+    if cand.size:
+        r = refine_mle(np.asarray(counts)[cand], lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
+        sm = np.where(r["ok"], r["g2_0_err"], np.inf)
+        wc = refine_weight(err[cand], sm, refine_sigma)
+        on = wc > 0
+        gm, em = np.where(on, r["g2_0"], 0.0), np.where(on, r["g2_0_err"], 0.0)
+        g[cand] = wc * gm + (1 - wc) * g[cand]
+        err[cand] = wc * em + (1 - wc) * err[cand]
+        w[cand] = wc
+    return {"g2_0": g, "g2_0_err": err, "refined": w}
 
 
 # ------------------------------------------------------------------ node
@@ -250,6 +302,11 @@ class G2CNN(Node):
                            doc="pixels with fewer coincidences are flagged EST_DARK with g2_0 NaN")
     threads = Param(int, default=1, min=0,
                     doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
+    refine_sigma = Param(float, default=REFINE_SIGMA, min=0.0, unit="g2(0)",
+                         doc="refine by the Poisson MLE where the CNN and MLE error bars are below this (0: off)")
+    refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
+                          doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
+    refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")
 
     def check(self):
         path = Path(self.weights) if self.weights else DEFAULT_WEIGHTS
@@ -277,6 +334,12 @@ class G2CNN(Node):
     def warmup(self):
         net, meta, dev = self._load()
         predict(net, np.ones((2, meta["arch"]["n_bins"]), np.int64), dev)
+        if self.refine_sigma:
+            from .mle import refine_mle
+
+            lag = g2model.paper_lags_ps()
+            refine_mle(np.full((2, lag.size), 50, np.int64), lag, np.array([0.5, 0.5]), starts=self.refine_starts,
+                       max_iter=2, threads=1)
 
     def process(self, msg, port):
         if isinstance(msg, Histogram):
@@ -315,12 +378,14 @@ class G2CNN(Node):
             keys = list(self._pending)[: self.batch_size]
             counts = np.stack([self._pending.pop(k) for k in keys])
             res = estimate_cnn(counts, self._lag, binwidth_ps=self._bw, dark_threshold=self.dark_threshold,
-                               model=self._load())
+                               model=self._load(), refine_sigma=self.refine_sigma, refine_starts=self.refine_starts,
+                               refine_threads=self.refine_threads)
             self._seq += 1
             self._since = time.monotonic() if self._pending else None
             yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],
                             n_events=res["n_events"], flags=res["flags"], method="cnn", shape=self._shape,
-                            seq=self._seq, compute_s=res["compute_s"])
+                            seq=self._seq, compute_s=res["compute_s"],
+                            extra={k: res[k] for k in ("refined", "g2_0_cnn", "g2_0_err_cnn")})
             if force and self._pending and self.stop_requested():
                 self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(self._pending)
                 self._pending.clear()

@@ -255,29 +255,50 @@ def g0_error(h, lo, hi, w, p, free):
 
 
 @njit(cache=True, nogil=True)
+def _fit_row(h, lo, hi, w, starts, c0, g0, lb, ub, free, max_iter, tol, p0, out_p):
+    """Best of the starts for one histogram into out_p; returns (nll, n_iter, converged).
+    A start's C ≤ 0 takes ``c0``, a NaN g0 takes ``g0`` (e.g. the CNN's estimate)."""
+    best = np.inf
+    bit = 0
+    bconv = False
+    for s in range(starts.shape[0]):
+        for i in range(NP):
+            p0[i] = starts[s, i]
+        if p0[0] <= 0:
+            p0[0] = c0
+        if np.isnan(p0[1]):
+            p0[1] = g0
+        p, f, it, conv = fit_one(h, lo, hi, w, p0, lb, ub, free, max_iter, tol)
+        if f < best:
+            best = f
+            for i in range(NP):
+                out_p[i] = p[i]
+            bit = it
+            bconv = conv
+    return best, bit, bconv
+
+
+@njit(cache=True, nogil=True)
 def fit_many(H, lo, hi, w, starts, C0, lb, ub, free, max_iter, tol, out_p, out_err, out_nll, out_iter, out_conv):
     """Fit every row of H (N, n_bins) from each start (S, 5) (C from C0[n] where C is free
     and the start's C is ≤ 0); results into the out_* arrays."""
-    N = H.shape[0]
-    S = starts.shape[0]
     p0 = np.empty(NP)
-    for n in range(N):
-        h = H[n]
-        best = np.inf
-        for s in range(S):
-            for i in range(NP):
-                p0[i] = starts[s, i]
-            if p0[0] <= 0:
-                p0[0] = C0[n]
-            p, f, it, conv = fit_one(h, lo, hi, w, p0, lb, ub, free, max_iter, tol)
-            if f < best:
-                best = f
-                for i in range(NP):
-                    out_p[n, i] = p[i]
-                out_nll[n] = f
-                out_iter[n] = it
-                out_conv[n] = conv
-        out_err[n] = g0_error(h, lo, hi, w, out_p[n], free)
+    for n in range(H.shape[0]):
+        out_nll[n], out_iter[n], out_conv[n] = _fit_row(H[n], lo, hi, w, starts, C0[n], np.nan, lb, ub, free,
+                                                        max_iter, tol, p0, out_p[n])
+        out_err[n] = g0_error(H[n], lo, hi, w, out_p[n], free)
+
+
+@njit(cache=True, nogil=True)
+def fit_seeded(H, lo, hi, w, starts, C0, G0, lb, ub, free, max_iter, tol, out_p, out_err, out_nll, out_iter,
+               out_conv):
+    """:func:`fit_many` with a per-histogram g0 start ``G0[n]`` (used by the starts whose g0 is NaN),
+    each row's result independent of the others (callers may split the rows across threads)."""
+    p0 = np.empty(NP)
+    for n in range(H.shape[0]):
+        out_nll[n], out_iter[n], out_conv[n] = _fit_row(H[n], lo, hi, w, starts, C0[n], G0[n], lb, ub, free,
+                                                        max_iter, tol, p0, out_p[n])
+        out_err[n] = g0_error(H[n], lo, hi, w, out_p[n], free)
 
 
 def warmup():
@@ -294,3 +315,5 @@ def warmup():
     out_p = np.zeros((1, NP))
     fit_many(H, lo, hi, w, starts, np.ones(1), lb, ub, free, 3, 1e-10, out_p, np.zeros(1), np.zeros(1),
              np.zeros(1, np.int64), np.zeros(1, np.bool_))
+    fit_seeded(H, lo, hi, w, starts, np.ones(1), np.full(1, 0.5), lb, ub, free, 3, 1e-10, out_p, np.zeros(1),
+               np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.bool_))

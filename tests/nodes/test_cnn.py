@@ -257,12 +257,15 @@ def test_full_evaluation_calibration_and_heldout_bias():
             assert v["ok"] in ("yes", "marginal"), v
 
 
-def test_cnn_error_bars_reach_G2_err_and_the_pair_verdict():
-    """CNN g2_0_err -> ImageAssembler G2_err = I²·g2_0_err -> finite dip error in the G2 resolution verdict."""
+@pytest.mark.parametrize("T", [7.0, 2000.0])
+def test_cnn_error_bars_reach_G2_err_and_the_pair_verdict(T):
+    """CNN g2_0_err -> ImageAssembler G2_err = I²·g2_0_err -> finite dip error in the G2 resolution verdict.
+    At T = 2000 s the bright pixels have 10⁴–10⁵ events and are refined by the likelihood (the default
+    hybrid): their error bar is then the refined one, and the image and verdict still carry it."""
     from nodes.image import ImageAssembler
     from nodes.physics.resolution import analyze
 
-    ny, nx, px_nm, T = 9, 21, 24.2, 7.0
+    ny, nx, px_nm = 9, 21, 24.2
     yy, xx = np.mgrid[0:ny, 0:nx]
     e1, e2 = (4.0, 5.5), (4.0, 14.5)
     sig = 310 / 2.355 / px_nm
@@ -280,6 +283,8 @@ def test_cnn_error_bars_reach_G2_err_and_the_pair_verdict():
                            binwidth_ps=BW, shape=[ny, nx], n_done=len(pix))
     est = run_node(G2CNN(), [hist])["out"]
     assert all(np.all(np.isfinite(e.g2_0_err[e.flags == 0])) for e in est)
+    refined = np.concatenate([e.extra["refined"] for e in est])
+    assert (refined.max() == 1.0) if T > 100 else (refined.max() == 0.0)
     img = run_node(ImageAssembler(t1_ns=12.0, t2_ns=150.0),
                    [("hist", hist)] + [("g2", e) for e in est])["out"][-1]
     I = img.images["intensity"]
