@@ -25,6 +25,7 @@ import zmq
 
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS
+from . import forkserver
 from .common import NodeError, RunResult, graph_info
 from .driver import COMPILING, check_steps
 from .worker import Worker
@@ -127,6 +128,7 @@ class Runner:
         self.abandoned: list[str] = []  # threads left running (stuck in their start-up): not joined
         self.started_at: float | None = None  # time.monotonic() when the sources were started
         self._relays: list[threading.Thread] = []  # threads copying worker output to ours
+        self.forkserver: forkserver.ForkServer | None = None  # starts the processes' workers (when available)
 
     # -- set-up -----------------------------------------------------------------
     def start(self):
@@ -163,20 +165,35 @@ class Runner:
                 self.threads[s] = t
                 t.start()
         else:
+            if forkserver.available():
+                self.forkserver = forkserver.ForkServer(g.ref, self.manifest_path)
             for s in g.topological_order():
-                if s in self.external:
-                    continue
-                cmd = [sys.executable, "-m", "engine", "node", g.ref, s, "--manifest", self.manifest_path,
-                       "--managed", str(os.getpid())]
-                direct = s in self.terminal_steps
-                self.procs[s] = subprocess.Popen(cmd, start_new_session=True,
-                                                 stdout=None if direct else subprocess.PIPE,
-                                                 stderr=None if direct else subprocess.STDOUT,
-                                                 stdin=subprocess.DEVNULL)
-                if not direct:
-                    t = threading.Thread(target=self._relay, args=(s, self.procs[s].stdout), daemon=True)
-                    self._relays.append(t)
-                    t.start()
+                if s not in self.external:
+                    self._start_process(s)
+
+    def _start_process(self, s: str) -> None:
+        """A worker process for step ``s``: forked by the fork server, else a fresh interpreter."""
+        direct = s in self.terminal_steps
+        if self.forkserver is not None:
+            out = None
+            if not direct:
+                r, w = os.pipe()
+                out = os.fdopen(r, "rb")
+            self.procs[s] = self.forkserver.start(s, None if direct else w)
+            if not direct:
+                os.close(w)
+        else:
+            cmd = [sys.executable, "-m", "engine", "node", self.graph.ref, s, "--manifest", self.manifest_path,
+                   "--managed", str(os.getpid())]
+            self.procs[s] = subprocess.Popen(cmd, start_new_session=True,
+                                             stdout=None if direct else subprocess.PIPE,
+                                             stderr=None if direct else subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+            out = self.procs[s].stdout
+        if not direct:
+            t = threading.Thread(target=self._relay, args=(s, out), daemon=True)
+            self._relays.append(t)
+            t.start()
 
     def _relay(self, step, stream):
         for line in iter(stream.readline, b""):
@@ -424,6 +441,8 @@ class Runner:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if self.forkserver is not None:
+            self.forkserver.close()
         for t in self._relays:  # a worker's last lines (the live view's final line) before we return
             t.join(timeout=2.0)
         deadline = time.monotonic() + THREAD_JOIN_S

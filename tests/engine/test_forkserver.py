@@ -1,0 +1,73 @@
+"""The processes executor's fork server: workers forked from one pre-loaded process.
+
+Each worker must still be its own process running only its step: a module one step imports in
+its warm-up (torch in a CNN step) is not loaded in the others; results equal the fresh-interpreter
+workers' (``ANTIBUNCH_FORKSERVER=0``) and the inline executor's.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from engine import load_graph
+from engine.executors import forkserver
+from engine.executors.runner import Runner
+from engine.testing import TestingSink
+
+SIMPLE = "tests/engine/graphs/simple.py"
+HEAVY = "tests/engine/graphs/heavy.py"
+
+pytestmark = pytest.mark.skipif(not forkserver.available(), reason="no fork server on this platform")
+
+
+def _run(ref):
+    runner = Runner(load_graph(ref), "processes", output_sink=lambda step, line: None)
+    return runner, runner.run()
+
+
+def test_workers_are_forked_by_one_server_and_end_cleanly(tmp_path):
+    rec = str(tmp_path / "r.bin")
+    runner, res = _run(f"{SIMPLE}:build(record={rec!r}, n_batches=20)")
+    assert res.exit_status == "success" and not res.errors
+    fs = runner.forkserver
+    assert fs is not None and set(fs.workers) == {"src", "count", "sink"}
+    assert all(w.pid and w.returncode == 0 for w in fs.workers.values())
+    assert fs.proc.returncode is not None  # the server ended with the run
+    assert len(TestingSink.read(rec)) == 20
+
+
+def test_a_warmup_import_stays_in_its_own_worker(tmp_path):
+    runner, res = _run(f"{HEAVY}:build(notes={str(tmp_path)!r})")
+    assert res.exit_status == "success" and not res.errors
+    notes = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("src", "heavy", "sink")}
+    assert notes["heavy"]["heavy"] is True
+    assert notes["src"]["heavy"] is False and notes["sink"]["heavy"] is False
+    assert len({n["pid"] for n in notes.values()}) == 3
+    assert {n["ppid"] for n in notes.values()} == {runner.forkserver.proc.pid}
+
+
+def test_same_results_as_fresh_interpreters_and_inline(tmp_path, monkeypatch):
+    out = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv(forkserver.ENV, mode)
+        rec = str(tmp_path / f"r{mode}.bin")
+        runner, res = _run(f"{SIMPLE}:build(record={rec!r}, n_batches=30)")
+        assert res.exit_status == "success"
+        assert (runner.forkserver is not None) == (mode == "1")
+        out[mode] = TestingSink.read(rec)
+    from engine.executors import run_graph
+
+    rec = str(tmp_path / "inline.bin")
+    run_graph(load_graph(f"{SIMPLE}:build(record={rec!r}, n_batches=30)"), "inline")
+    ref = TestingSink.read(rec)
+    for msgs in out.values():
+        assert len(msgs) == len(ref) == 30
+        assert all(a.seq == b.seq and np.array_equal(a.counts, b.counts) for a, b in zip(msgs, ref))
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv(forkserver.ENV, "0")
+    assert not forkserver.available()
+    monkeypatch.setenv(forkserver.ENV, "1")
+    assert forkserver.available() == hasattr(os, "pidfd_open")
