@@ -54,7 +54,12 @@ Images (units in ``Image.units``):
 
 Snapshots: one after every ``every_pixels`` newly estimated pixels (default: one per scan
 line, ``nx``), so the rate is bounded and independent of how the estimator batches, plus a
-final one at the end of the stream (``meta['final'] = True``).
+final one at the end of the stream (``meta['final'] = True``). An intermediate snapshot
+recomputes only the pixels whose histogram changed since the last one (all of them after a
+new pooled shape), and refits the pooled shape only once the pooled events grew by 25 %,
+starting from the previous fit: ~6 ms instead of ~40 ms per snapshot of a 32×32 scan. The
+final image is always computed from scratch (the pooled fit from its fixed starting points),
+so it does not depend on how many snapshots came before.
 
 Parameters: ``shape`` (ny, nx) or None (taken from the messages); ``intensity_from``
 ('auto' | 'singles' | 'coincidences'); ``t1_ns``, ``t2_ns`` (ns, fixed dip/bunching times for
@@ -93,6 +98,8 @@ class ImageAssembler(Node):
     hist = In(PixelHistograms, doc="per-pixel cumulative histograms and singles")
     g3 = In(Estimates, optional=True, doc="per-pixel g3(0,0) estimates (value in g2_0)")
     out = Out(Image)
+    #: intermediate snapshots recompute only what changed (False: everything, as the final image does)
+    incremental = True
 
     shape = Param(tuple, default=None, optional=True, doc="(ny, nx); None: from the messages")
     intensity_from = Param(str, default="auto", choices=("auto", "singles", "coincidences"),
@@ -126,6 +133,7 @@ class ImageAssembler(Node):
         self._frame = 0
         self._pooled = None  # the latest pooled shape fit and the events it used
         self._pooled_at = 0.0
+        self._cache = None  # per-pixel results of intermediate snapshots (see _direct_incremental)
 
     def on_descriptor(self, port, desc):
         if port == "hist":
@@ -151,6 +159,7 @@ class ImageAssembler(Node):
         self._window_ps = 0.0
         self._lag_ps = None
         self._binwidth_ps = None
+        self._dirty = np.zeros(n, bool)  # histogram changed since the last intermediate snapshot
         self._alloc_done = True
 
     def _ensure_shape(self, msg_shape):
@@ -208,6 +217,7 @@ class ImageAssembler(Node):
             self._coinc[pix] = co
             self._window_ps = float(msg.coincidence_window_ps)
         self._has_hist[pix] = True
+        self._dirty[pix] = True
         self._n_done = max(self._n_done, int(msg.n_done))
         self._frame = max(self._frame, int(msg.frame))
         pending, self._pending = self._pending, []
@@ -299,10 +309,12 @@ class ImageAssembler(Node):
         if self.t1_ns is not None:
             return {"t1_ns": self.t1_ns, "t2_ns": self.t2_ns, "from": "parameters"}
         tot = float(pooled.sum())
-        # refit only when the pooled data grew by >= 25 % (bounded cost, final fit always exact)
+        # refit only when the pooled data grew by >= 25 % (bounded cost); an intermediate refit starts
+        # from the previous fit (one least-squares run), the final one from the fixed starts (exact)
         if self._pooled is None or tot >= 1.25 * self._pooled_at or final:
+            start = None if final or not self.incremental else self._pooled
             fit = fit_pooled_shape(self._lag_ps, self._binwidth_ps, pooled,
-                                   c_fixed=None if c_flat is None else float(c_flat.sum()))
+                                   c_fixed=None if c_flat is None else float(c_flat.sum()), start=start)
             if fit is not None:
                 fit["from"] = "pooled fit" + (" (flat level from singles)" if c_flat is not None else "")
                 fit["events"] = tot
@@ -320,8 +332,10 @@ class ImageAssembler(Node):
         idx = np.nonzero(self._has_hist & (T > 0))[0]
         if not len(idx) or self._lag_ps is None:
             return res
-        lag, bw = self._lag_ps, self._binwidth_ps
         c_flat = self._flat_level(idx, T)
+        if not final and self.incremental:
+            return self._direct_incremental(res, idx, T, src, intensity, sp, c_flat)
+        lag, bw = self._lag_ps, self._binwidth_ps
         h = self._tilt_corrected(self._counts[idx], T[idx], src, intensity[idx], sp)
         shape = self._pooled_shape(h.sum(axis=0), c_flat, final)
         res.update(idx=idx, c_flat=c_flat, shape=shape, level=h.mean(axis=1))
@@ -337,6 +351,53 @@ class ImageAssembler(Node):
                 c[bad] = res["level"][bad] / _mean_shape(lag, bw, shape)
             res["g2d"][idx], res["g2d_err"][idx], res["level"] = g, e, c
             res["level_from_mean"] = int(bad.sum())
+        return res
+
+    def _direct_incremental(self, res, idx, T, src, intensity, sp, c_flat):
+        """``_direct`` for an intermediate snapshot: per pixel, the same computation as the full one,
+        redone only for pixels whose histogram changed since the last snapshot (the tilt-corrected
+        histogram) or, after a new pooled shape, for all (the direct estimate). Anything global that
+        enters a pixel's result (intensity source, split product, tilt, flat-level mode, the shape) is
+        part of the cache's key. The final image never uses this (it recomputes everything)."""
+        lag, bw = self._lag_ps, self._binwidth_ps
+        n = len(T)
+        key = (src, sp, self._start_stop() and self.tilt_correction, c_flat is None, self._singles.shape[1])
+        c = self._cache
+        if c is None or c["key"] != key:
+            c = self._cache = {"key": key, "shape": None, "h": np.zeros_like(self._counts), "h_ok": np.zeros(n, bool),
+                               "d_ok": np.zeros(n, bool), "g2d": np.full(n, np.nan), "g2d_err": np.full(n, np.nan),
+                               "level": np.zeros(n), "bad": np.zeros(n, bool)}
+        todo = idx[self._dirty[idx] | ~c["h_ok"][idx]]
+        self._dirty[idx] = False
+        if len(todo):
+            c["h"][todo] = self._tilt_corrected(self._counts[todo], T[todo], src, intensity[todo], sp)
+            c["h_ok"][todo] = True
+            c["d_ok"][todo] = False
+        h = c["h"][idx]
+        shape = self._pooled_shape(h.sum(axis=0), c_flat, False)
+        res.update(idx=idx, c_flat=c_flat, shape=shape)
+        if shape is None:
+            res["level"] = h.mean(axis=1)
+            return res
+        shape_key = tuple(sorted((k, v) for k, v in shape.items() if isinstance(v, (int, float))))
+        if c["shape"] != shape_key:
+            c["shape"] = shape_key
+            c["d_ok"][:] = False
+        todo = idx[~c["d_ok"][idx]]
+        if len(todo):
+            ht = c["h"][todo]
+            cf = self._flat_level(todo, T) if c_flat is not None else None
+            g, e, lev = direct_g2(ht, T[todo], lag, bw, shape["t1_ns"], shape["t2_ns"], sp,
+                                  weights=pooled_weights(lag, bw, shape), c_fixed=cf)
+            lev = np.array(lev, dtype=np.float64)
+            bad = ~(lev > 0)  # as in _direct: a flat level <= 0 comes from the counts instead
+            if bad.any():
+                lev[bad] = ht.mean(axis=1)[bad] / _mean_shape(lag, bw, shape)
+            c["g2d"][todo], c["g2d_err"][todo], c["level"][todo], c["bad"][todo] = g, e, lev, bad
+            c["d_ok"][todo] = True
+        res["g2d"][idx], res["g2d_err"][idx] = c["g2d"][idx], c["g2d_err"][idx]
+        res["level"] = c["level"][idx]
+        res["level_from_mean"] = int(c["bad"][idx].sum())
         return res
 
     # -- images

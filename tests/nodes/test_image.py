@@ -336,3 +336,99 @@ def test_intensity_from_coincidences_never_zero_at_low_counts():
     assert img.meta["intensity_from"] == "coincidences" and img.meta["intensity_from_mean_level"] > 0
     assert np.all(I > 0)
     assert abs(np.mean(I) / (S + B) - 1) < 0.06  # few events: sqrt of a noisy level, stated tolerance 6 %
+
+
+def frames_scan(shape=(6, 8), frames=3, singles=False, low=False, seed=5):
+    """Per-line messages of a multi-frame scan with cumulative histograms (as PixelAccumulator sends them):
+    start-stop with the tilt (no singles), or T2 with singles; ``low``: 15-40 events per pixel and frame."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    n = ny * nx
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    S = 8e4 * np.exp(-((yy - ny / 2) ** 2 + (xx - nx / 3) ** 2) / 4.0) + 2e4
+    T1 = 0.1 if low else 1.0
+    per = np.zeros((frames, n, 215), np.int64)
+    sing = np.zeros((frames, n, 2 if singles else 0), np.int64)
+    for p in range(n):
+        lam, _ = expected_hist([S.flat[p]], [0.2], 0.6, 12.0, 150.0, 3e3, T1)
+        R = (S.flat[p] + 3e3) / 2
+        per[:, p] = rng.poisson(lam if singles else lam * np.exp(-R * (LAG + 250_000) * 1e-12), size=(frames, 215))
+        if singles:
+            sing[:, p] = rng.poisson(R * T1, size=(frames, 2))
+    cum, csing = np.cumsum(per, axis=0), np.cumsum(sing, axis=0)
+    g2 = rng.uniform(0.1, 0.9, n)
+    msgs = []
+    for f in range(frames):
+        for line in range(ny):
+            pix = np.arange(line * nx, (line + 1) * nx)
+            msgs.append(("hist", PixelHistograms(pixel=pix, counts=cum[f, pix], singles=csing[f, pix],
+                                                 exposure_s=np.full(nx, (f + 1) * T1), lag_ps=LAG, binwidth_ps=BW,
+                                                 shape=list(shape), n_done=f * n + int(pix[-1]) + 1, frame=f,
+                                                 meta={"mode": "t2" if singles else "start_stop"})))
+            msgs.append(("g2", est_msg(pix, g2, shape=shape)))
+    return msgs
+
+
+def _full(**kw):
+    node = ImageAssembler(**kw)
+    node.incremental = False  # every snapshot recomputed from scratch, as the final one
+    return node
+
+
+def _same(a, b, exact):
+    assert a.mask.tolist() == b.mask.tolist() and set(a.images) == set(b.images)
+    for k in a.images:
+        if exact:
+            np.testing.assert_array_equal(a.images[k], b.images[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a.images[k], b.images[k], rtol=1e-12, atol=0, equal_nan=True, err_msg=k)
+
+
+@pytest.mark.parametrize("singles,low", [(False, False), (True, False), (False, True)])
+def test_final_image_does_not_depend_on_the_snapshots(singles, low):
+    """Intermediate snapshots reuse per-pixel results and start the pooled fit from the previous one;
+    the final image is the full computation: bit-identical to an assembler that saw everything at once
+    and to one recomputing every snapshot."""
+    msgs = frames_scan(singles=singles, low=low)
+    inc = run_node(ImageAssembler(), msgs)["out"]
+    full = run_node(_full(), msgs)["out"]
+    last_h = [m for p, m in msgs if p == "hist"][-8 * 6:]  # the last frame holds every pixel's final histogram
+    once = run_node(ImageAssembler(), [("hist", m) for m in last_h] + [(p, m) for p, m in msgs if p == "g2"])["out"]
+    assert len(inc) == len(full) == 3 * 6 + 1 and inc[-1].meta["final"]
+    _same(inc[-1], full[-1], exact=True)
+    _same(inc[-1], once[-1], exact=True)
+    assert inc[-1].meta == full[-1].meta == once[-1].meta
+
+
+@pytest.mark.parametrize("singles", [False, True])
+def test_incremental_snapshots_equal_full_recomputation(singles):
+    """With a fixed dip shape every intermediate snapshot equals the full recomputation (to rounding)."""
+    msgs = frames_scan(singles=singles)
+    inc = run_node(ImageAssembler(t1_ns=12.0, t2_ns=150.0), msgs)["out"]
+    full = run_node(_full(t1_ns=12.0, t2_ns=150.0), msgs)["out"]
+    assert len(inc) == len(full) > 10
+    for a, b in zip(inc, full):
+        _same(a, b, exact=False)
+        assert a.meta == b.meta
+
+
+def test_snapshot_without_new_data_recomputes_nothing(monkeypatch):
+    import nodes.image as image
+
+    msgs = frames_scan()
+    node = ImageAssembler()
+    node.reset()
+    for port, m in msgs:
+        list(node.process(m, port) or ())
+    first = node.snapshot()
+    assert first.meta["direct_shape"]["from"].startswith("pooled fit")
+    calls = []
+    for name in ("fit_pooled_shape", "direct_g2", "tilt"):
+        real = getattr(image, name)
+        monkeypatch.setattr(image, name, lambda *a, _n=name, _f=real, **k: calls.append((_n, len(a[0]))) or _f(*a, **k))
+    again = node.snapshot()
+    assert calls == []  # no refit, no per-pixel estimate, no tilt correction
+    _same(again, first, exact=True)
+    node.process(msgs[0][1], "hist")  # one line (8 pixels) changed: only it is recomputed, no refit
+    node.snapshot()
+    assert calls == [("tilt", 215), ("direct_g2", 8)]  # tilt(lag axis, rates of the 8 pixels)
