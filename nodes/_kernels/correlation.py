@@ -162,6 +162,28 @@ def _t2_auto(time, channel, c1, nbw, bw2, inv, hist):
 
 
 @njit(cache=True, nogil=True)
+def _t2_auto_back(time, channel, c1, nbw, inv, loc):
+    """Pairs within the batch, auto-correlation of ``c1``, into ``loc`` (``n_bins + 1`` bins): the
+    backward scan of :func:`_t2_cross_back` with both lags of every pair; the +dt lag of a pair at
+    ``2*dt == nbw`` (excluded) lands in the spare bin ``n_bins``."""
+    for i in range(1, time.shape[0]):
+        t = time[i]
+        if 2 * (t - time[i - 1]) > nbw:
+            continue  # no earlier tag in the window: tested before the channel
+        if channel[i] != c1:
+            continue
+        j = i - 1
+        while j >= 0:
+            dt = t - time[j]
+            if 2 * dt > nbw:
+                break
+            a = channel[j] == c1
+            loc[np.int64((nbw - 2 * dt) * inv)] += a
+            loc[np.int64((nbw + 2 * dt) * inv)] += a
+            j -= 1
+
+
+@njit(cache=True, nogil=True)
 def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
     """Multi-start multi-stop histogram of ``t(c2) - t(c1)`` (see module doc).
 
@@ -174,7 +196,8 @@ def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
 
     Where the time went, and what is done about it (each measured against the
     single-pass reference of ``antibunch bench correlation``; the cross-
-    correlation scan is :func:`_t2_cross_back`, :func:`_t2_cross` only serves
+    correlation scan is :func:`_t2_cross_back`, the auto-correlation scan
+    :func:`_t2_auto_back`; :func:`_t2_cross`/:func:`_t2_auto` only serve
     windows of 2**48 ps and more):
     - a branch on the (random) channel of every tag or pair is mispredicted
       every other time: the window test comes first (at low rates almost
@@ -196,16 +219,20 @@ def t2_scan(time, channel, ct, cc, c1, c2, nbw, bw2, hist, singles):
     singles[0] += n1
     if c1 == c2:
         singles[1] = singles[0]
-        _t2_auto(time, channel, c1, nbw, bw2, inv, hist)
     else:
         singles[1] += n2
-        if 2 * nbw < DIV_EXACT_BELOW:
-            loc = np.zeros(hist.shape[0] + 1, np.int64)
-            _t2_cross_back(time, channel, c1, c2, nbw, inv, loc)
-            for k in range(hist.shape[0]):
-                hist[k] += loc[k]
+    if 2 * nbw < DIV_EXACT_BELOW:
+        loc = np.zeros(hist.shape[0] + 1, np.int64)
+        if c1 == c2:
+            _t2_auto_back(time, channel, c1, nbw, inv, loc)
         else:
-            _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist)
+            _t2_cross_back(time, channel, c1, c2, nbw, inv, loc)
+        for k in range(hist.shape[0]):
+            hist[k] += loc[k]
+    elif c1 == c2:
+        _t2_auto(time, channel, c1, nbw, bw2, inv, hist)
+    else:
+        _t2_cross(time, channel, c1, c2, nbw, bw2, inv, hist)
 
 
 def new_state() -> dict:

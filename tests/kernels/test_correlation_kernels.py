@@ -107,6 +107,23 @@ def test_dense_stream_and_carry_bounded():
         assert np.array_equal(h, O.correlate(t, ch, 0, c2, 50, 101))
 
 
+@pytest.mark.parametrize("c2", [1, 0])
+def test_huge_window_takes_the_guarded_path(c2):
+    # 2*n_bins*binwidth >= 2**49: the backward scans' unguarded reciprocal multiply would not be exact, so
+    # t2_scan uses _t2_cross/_t2_auto (div_floor); both paths must agree with the oracle
+    bw, n_bins = 1 << 44, 64
+    assert 2 * bw * n_bins >= K.DIV_EXACT_BELOW
+    rng = np.random.default_rng(2)
+    t = np.sort(rng.integers(0, 1 << 52, 3000)).astype(np.int64)
+    ch = rng.integers(0, 2, 3000).astype(np.int16)
+    assert np.array_equal(correlate(t, ch, 0, c2, bw, n_bins), O.correlate(t, ch, 0, c2, bw, n_bins))
+    h = np.zeros(n_bins, np.int64)
+    state = K.new_state()
+    for a in range(0, 3000, 700):
+        K.correlate_stream(t[a:a + 700], ch[a:a + 700], 0, c2, bw, n_bins, h, state)
+    assert np.array_equal(h, O.correlate(t, ch, 0, c2, bw, n_bins))
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 600), max_size=8),
        auto=st.booleans(), bw=st.integers(1, 40), n_bins=st.integers(1, 30))
