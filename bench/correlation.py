@@ -20,7 +20,8 @@ channel 0 (``channel_1 == channel_2``), the ``Correlation3`` (3 channels; its
 int64 bins would be 20 GB), ``Coincidences`` (4 channels, 2/3/4-fold; no lag
 bins) and ``PixelAccumulator(mode='t2')`` (32x32 pixels; the kernel is the
 node's fused pass, marker assignment included, while the reference is given
-the pixel of every tag) kernels; plus the start-stop histogram and the fused
+the pixel of every tag; ``two-phase``: the pair pass of the schedule and
+coincidence modes, given the same pixels as the reference) kernels; plus the start-stop histogram and the fused
 start-stop pixel path against NumPy.
 
 Times are best-of-N *wall* time (``--repeat``) of one thread; on a shared
@@ -306,10 +307,10 @@ def _merge(mt, mc, t, ch):
     return allt[order], allc[order]
 
 
-def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
+def _t2_scan(n, rate, n_bins):
+    """One frame of marker-delimited pixels over ``n`` Poisson tags and the pixel/increment/visit of every
+    tag: ``(side, dwell, time, channel, pix, inc, visit)``."""
     from nodes._kernels import pixels as KP
-    from nodes._kernels import pixels_t2 as KT
-    from nodes.pixels import PixelAccumulator
 
     side = 32 if n_bins <= 1000 else 4  # counts + increments are 2 x side^2 x n_bins int64
     t, ch = _poisson(n, rate, seed=5)
@@ -321,6 +322,16 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
     npix = side * side
     KP.assign_markers(allt, allc, int(allt[-1]) + 1, side, side, dwell, 10 ** 15, KP.new_marker_state(),
                       np.zeros(npix, np.int64), pix, inc, visit, np.empty(m + 2, np.int64), np.zeros(npix, bool))
+    return side, dwell, allt, allc, pix, inc, visit
+
+
+def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
+    from nodes._kernels import pixels as KP
+    from nodes._kernels import pixels_t2 as KT
+    from nodes.pixels import PixelAccumulator
+
+    side, dwell, allt, allc, pix, inc, visit = _t2_scan(n, rate, n_bins)
+    m, npix = len(allt), side * side
     span = WINDOW_PS
     c2 = 0 if auto else 1
 
@@ -347,6 +358,49 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
     equal = np.array_equal(hk, hs) and np.array_equal(nd._counts, hs)
     return _row("PixelAccumulator t2" + (" auto" if auto else ""), rate, n_bins, m, dk, ds, equal, pairs=int(hs.sum()),
                 node_tags_per_s=m / dn, node_ratio_vs_single_pass=ds / dn)
+
+
+def _pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R):
+    """The pair pass of the schedule and coincidence modes (pixel, increment, visit of every tag given, as
+    to the reference; the kernel also counts the singles: a second reference does too), and the
+    schedule-mode node on the same frame."""
+    from nodes._kernels import pixels_t2 as KT
+    from nodes.pixels import PixelAccumulator
+
+    side, dwell, allt, allc, pix, inc, visit = _t2_scan(n, rate, n_bins)
+    m, npix = len(allt), side * side
+    span = WINDOW_PS
+
+    def ref():
+        c, q = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64)
+        R.pixel_t2(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q)
+        return c
+
+    def ref_singles():
+        c, q, s1 = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64), np.zeros((npix, 2),
+                                                                                                       np.int64)
+        R.pixel_t2_singles(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q, s1)
+        return c, s1
+
+    def kernel():
+        c, q, s1 = np.zeros((npix, n_bins), np.int64), np.zeros((npix, 1, n_bins), np.int64), np.zeros((npix, 2),
+                                                                                                       np.int64)
+        KT.pixel_t2_stream(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q, s1, KT.new_pixel_t2_state())
+        return c, s1
+
+    ds, hs = _best(ref, rep)
+    dss, (hss, ss) = _best(ref_singles, rep)
+    dk, (hk, sk) = _best(kernel, rep)
+    # the markers' pixels are the schedule's: [k*dwell, (k+1)*dwell) per line, one dwell of flyback per line
+    node = PixelAccumulator(shape=(side, side), mode="t2", span_ps=span, n_bins=n_bins, schedule=True,
+                            dwell_s=dwell * 1e-12, line_flyback_s=dwell * 1e-12, frames=1, t0_ps=0, increment_s=1e3)
+    batches = _batches(allt, allc, chunk)
+    dn, nd = _best(lambda: _run_node(node, batches), rep)
+    equal = bool(np.array_equal(hk, hs) and np.array_equal(nd._counts, hs) and np.array_equal(hss, hs)
+                 and np.array_equal(sk, ss) and np.array_equal(nd._singles, ss))
+    return _row("PixelAccumulator t2 two-phase", rate, n_bins, m, dk, ds, equal, pairs=int(hs.sum()),
+                single_pass_with_singles_tags_per_s=m / dss, ratio_vs_single_pass_with_singles=dss / dk,
+                node="schedule mode", node_tags_per_s=m / dn, node_ratio_vs_single_pass=ds / dn)
 
 
 def _start_stop(n, rep, chunk, O):
@@ -404,6 +458,7 @@ def run(args) -> dict:
     from nodes._kernels import coincidences as KC
     from nodes._kernels import correlation as KK
     from nodes._kernels import pixels as KP
+    from nodes._kernels import pixels_t2 as KT
 
     O = _oracles()
     quick = bool(getattr(args, "quick", False))
@@ -421,6 +476,7 @@ def run(args) -> dict:
     KK.warmup()
     KC.warmup()
     KP.warmup()
+    KT.warmup()
     R.warmup()
     compile_s = time.perf_counter() - t0
     result = {"n_tags": n, "binwidth_ps": max(1, round(WINDOW_PS / bins[0])), "n_bins": bins[0],
@@ -439,6 +495,7 @@ def run(args) -> dict:
             result["kernels"].append(_auto(n, rate, n_bins, rep, chunk, R))
             result["kernels"].append(_pixel_t2(n, rate, n_bins, rep, chunk, R))
             result["kernels"].append(_pixel_t2(n, rate, n_bins, rep, chunk, R, auto=True))
+            result["kernels"].append(_pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R))
     n3 = max(1000, n // 10)  # the single-pass triple reference is quadratic in the window occupancy
     bins3 = {}
     for b in bins:  # one Correlation3 cell per distinct capped size, noting the size asked for
@@ -482,6 +539,12 @@ def format_table(r: dict) -> str:
         lines.append(f"{row['kernel']:<34}{row['n_bins']:>6}{row['rate_cps_per_channel']:>9.0e}"
                      f"{row['tags_per_s'] / 1e6:>9.1f}{row['single_pass_tags_per_s'] / 1e6:>8.1f}"
                      f"{row['ratio_vs_single_pass']:>7.2f}{str(row['equal']):>7}{str(row['pass']):>6}")
+    for row in r["kernels"]:
+        if "ratio_vs_single_pass_with_singles" in row:
+            lines.append(f"  {row['kernel']} {row['n_bins']} bins {row['rate_cps_per_channel']:.0e}/ch vs a single "
+                         f"pass that also counts singles ({row['single_pass_with_singles_tags_per_s'] / 1e6:.1f} M/s): "
+                         f"{row['ratio_vs_single_pass_with_singles']:.2f}; schedule-mode node "
+                         f"{row['node_tags_per_s'] / 1e6:.1f} M/s")
     for note in dict.fromkeys(row["bins_note"] for row in r["kernels"] if "bins_note" in row):
         lines.append(f"  Correlation3: {note}")
     lines.append("  Coincidences: no lag bins (2/3/4-fold counts within a 250 ns window)")

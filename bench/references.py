@@ -133,6 +133,39 @@ def pixel_t2(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs)
             j -= 1
 
 
+@njit(cache=True, nogil=True)
+def pixel_t2_singles(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles):
+    """:func:`pixel_t2` that also counts ``singles[pix, channel]`` in the same pass (the work of the
+    two-phase pair pass of ``PixelAccumulator``)."""
+    n = time.shape[0]
+    n_det = singles.shape[1]
+    two_span = 2 * span
+    for i in range(n):
+        p = pix[i]
+        ci = channel[i]
+        if p >= 0 and ci >= 0 and ci < n_det:
+            singles[p, ci] += 1
+        if p < 0 or (ci != c1 and ci != c2):
+            continue
+        t = time[i]
+        v = visit[i]
+        q = inc[i]
+        j = i - 1
+        while j >= 0 and 2 * (t - time[j]) <= span:
+            if pix[j] >= 0 and visit[j] == v:
+                cj = channel[j]
+                tau = t - time[j]
+                if ci == c2 and cj == c1 and 2 * tau < span:
+                    b = ((2 * tau + span) * n_bins) // two_span
+                    counts[p, b] += 1
+                    incs[p, q, b] += 1
+                if ci == c1 and cj == c2:
+                    b = ((span - 2 * tau) * n_bins) // two_span
+                    counts[p, b] += 1
+                    incs[p, q, b] += 1
+            j -= 1
+
+
 def warmup() -> None:
     t = np.array([0, 1, 2, 3], np.int64)
     ch = np.array([0, 1, 2, 3], np.int16)
@@ -141,3 +174,5 @@ def warmup() -> None:
     nfold(t, ch, np.arange(4), 2, np.zeros(3, np.int64))
     z = np.zeros(4, np.int64)
     pixel_t2(t, ch, z, z, z, 0, 1, 8, 4, np.zeros((1, 4), np.int64), np.zeros((1, 1, 4), np.int64))
+    pixel_t2_singles(t, ch, z, z, z, 0, 1, 8, 4, np.zeros((1, 4), np.int64), np.zeros((1, 1, 4), np.int64),
+                     np.zeros((1, 2), np.int64))

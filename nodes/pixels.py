@@ -148,6 +148,7 @@ class PixelAccumulator(Node):
         self._b2 = np.empty(256, np.int64)
         self._t2st = np.array([0, 0, 0, 0, -1], np.int64)
         self._t2carry = KT.new_t2_state()
+        self._t2pairs = KT.new_pixel_t2_state()  # carry of the two-phase pair pass (schedule, coincidences)
         if self._coinc is not None:
             self._det_of = np.arange(self.n_detectors, dtype=np.int64)
             self._bt = np.empty(256, np.int64)
@@ -257,6 +258,7 @@ class PixelAccumulator(Node):
         self.counters["gaps"] += 1
         self._t2st[:] = [0, 0, 0, 0, -1]
         KT.reset_t2_state(self._t2carry)
+        self._t2pairs["n"] = 0
         if self._coinc is not None:
             self._cst[:] = [0, 0, -1]
             self._cnt[:] = 0
@@ -293,9 +295,14 @@ class PixelAccumulator(Node):
             K.accumulate_start_stop(pix, inc, msg.delay_ps, ch, sel, self.span_ps, self.n_bins,
                                     self._counts, self._incs, self._singles)
         else:
-            K.count_singles(pix, ch, self._singles)
             i, n = 0, len(t)
-            while True:
+            if KT.fused_t2_exact(self.span_ps, self.n_bins):  # pairs and singles in one pass
+                KT.pixel_t2_stream(t, ch, pix, inc, visit, self.channel_1, self.channel_2, self.span_ps,
+                                   self.n_bins, self._counts, self._incs, self._singles, self._t2pairs)
+                i = n  # the FIFO kernel below only serves 2*span*n_bins >= 2**49
+            else:
+                K.count_singles(pix, ch, self._singles)
+            while i < n:
                 i = K.accumulate_t2(t, ch, pix, inc, visit, i, self.channel_1, self.channel_2, self.span_ps,
                                     self.n_bins, self._counts, self._incs, self._b1, self._b2, self._t2st)
                 if i >= n:

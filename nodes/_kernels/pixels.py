@@ -136,7 +136,7 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
     the record with the LINE marker). A pixel ends at the next marker; the last
     pixel of a line (column nx-1) ends ``dwell`` after its marker (``dwell <= 0``:
     the mean pixel-marker spacing of that line). Tags outside an open pixel get
-    ``pix = -1``. Lines beyond ``ny`` without a FRAME marker wrap to row 0 of a
+    ``pix = -1`` and ``visit = -1``. Lines beyond ``ny`` without a FRAME marker wrap to row 0 of a
     new frame. ``ps[S_RESYNC] == 1`` ignores markers until the next FRAME.
     Sets ``dirty[p] = True`` for pixels that got tags. Returns
     ``(number of completed pixels written to comp, max increment index or -1)``.
@@ -148,6 +148,7 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
         c = channel[i]
         t = time[i]
         pix[i] = -1
+        visit[i] = -1
         ncomp = _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell)
         if c < 0:
             continue
@@ -316,6 +317,7 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
     Pixel (row, col) of frame f spans ``[t0 + f*frame_period + row*line_period
     + col*dwell, ... + dwell)``; the rest of each line/frame period is flyback.
     ``n_frames <= 0``: unlimited. ``sst = [next visit to complete, unassigned]``.
+    Tags outside a pixel get ``pix = -1`` and ``visit = -1``.
     Returns ``(number of completed pixels written to comp, max increment or -1)``.
     """
     n = time.shape[0]
@@ -323,6 +325,7 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
     maxq = -1
     for i in range(n):
         pix[i] = -1
+        visit[i] = -1
         c = channel[i]
         if c < 0:
             continue

@@ -19,7 +19,7 @@ def test_correlation_bench_quick():
     assert r["rates"] == "counts/s per channel"
     kinds = {row["kernel"] for row in r["kernels"]}
     assert kinds == {"Correlation", "Correlation auto", "Correlation3", "Coincidences", "PixelAccumulator t2",
-                     "PixelAccumulator t2 auto"}
+                     "PixelAccumulator t2 auto", "PixelAccumulator t2 two-phase"}
     for row in r["kernels"] + r["correlation"]:
         assert row["equal"], row
         assert row["single_pass_tags_per_s"] > 0

@@ -160,3 +160,86 @@ def test_t2_span_times_bins_beyond_the_fused_pass_takes_the_two_phase_path():
                              np.empty(len(t) + 2, np.int64), np.zeros(6, bool), 0, 1, span, n_bins,
                              np.zeros((6, n_bins), np.int64), np.zeros((6, 1, n_bins), np.int64),
                              np.zeros((6, 3), np.int64), KT.new_t2_state(), None)
+
+
+def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps, n_det):
+    """assign_markers + the two-phase pair pass (pixel_t2_stream) over the cuts."""
+    from nodes._kernels import pixels_t2 as KT
+
+    npix = ny * nx
+    ps = K.new_marker_state()
+    expo, dirty = np.zeros(npix, np.int64), np.zeros(npix, bool)
+    counts = np.zeros((npix, n_bins), np.int64)
+    incs = np.zeros((npix, 64, n_bins), np.int64)
+    state = KT.new_pixel_t2_state()
+    singles = np.zeros((npix, n_det), np.int64)
+    edges = [0] + sorted(cuts) + [len(t)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        tt, cc = t[a:b], ch[a:b]
+        n = len(tt)
+        # garbage in pix/inc/visit: the assignment must write every tag (visit = -1 outside pixels)
+        pix, inc, visit = np.full(n, 7, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        end = int(t[b]) if b < len(t) else t_end
+        K.assign_markers(tt, cc, end, nx, ny, dwell, inc_ps, ps, expo, pix, inc, visit,
+                         np.empty(n + 2, np.int64), dirty)
+        assert np.array_equal(visit < 0, pix < 0)
+        KT.pixel_t2_stream(tt, cc, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles, state)
+    return counts, incs, singles
+
+
+@pytest.mark.parametrize("c1,c2,n_det", [(0, 1, 3), (1, 0, 3), (2, 2, 3), (0, 0, 3), (0, 1, 2), (1, 1, 2)])
+@pytest.mark.parametrize("n_per_pixel,n_bins", [(3, 7), (40, 7), (25, 3001), (300, 7)])
+def test_two_phase_t2_pass_matches_oracle_under_any_chunking(c1, c2, n_det, n_per_pixel, n_bins):
+    """The pair pass of the schedule/coincidence modes: cuts inside correlation windows (pairs with the
+    carried tail), right after markers, at every tag of a dense stretch; > 1024 bins tracks the bin range;
+    singles (with two detectors long runs of one pixel take the vectorised block path)."""
+    ny, nx, dwell, span, inc_ps = 2, 3, 20_000, 6_000, 5_000
+    if n_bins > 1024:
+        dwell, span, inc_ps = 40_000, 30_000, 10_000
+    t, ch, t_end = _scan(300 + 10 * c1 + c2 + n_per_pixel, ny, nx, dwell, n_per_pixel, n_det=n_det)
+    visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
+    ref = O.accumulate_pixels(t, ch, None, visits, ny * nx, n_bins, span, inc_ps, n_det, mode="t2", c1=c1, c2=c2,
+                              t_end=t_end)
+    rng = np.random.default_rng(c1 + c2 + n_per_pixel)
+    after_markers = [i for i in range(1, len(t)) if ch[i - 1] < 0 <= ch[i]]
+    photons = np.flatnonzero(ch >= 0)
+    dense = int(photons[np.argmin(np.diff(t[photons])) + 1])
+    for cuts in ([], list(range(max(1, dense - 5), min(len(t), dense + 5))), after_markers,
+                 sorted(rng.choice(np.arange(1, len(t)), 15, replace=False).tolist())):
+        counts, incs, singles = _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps,
+                                               n_det)
+        assert np.array_equal(counts, ref["counts"]) and np.array_equal(singles, ref["singles"])
+        q = ref["increments"].shape[1]
+        assert np.array_equal(incs[:, :q], ref["increments"])
+        assert not incs[:, q:].any()
+    assert ref["counts"].sum() > 0 or n_per_pixel == 3  # 3 photons per pixel may have no pair in reach
+
+
+def test_schedule_t2_node_dense_chunking():
+    """Schedule mode with T2 (two-phase pair pass): every cut of a dense stretch and random cuts give the
+    counts of the whole stream, and the oracle's."""
+    from engine.messages import TagBatch
+    from engine.testing import run_node
+    from nodes.pixels import PixelAccumulator
+
+    ny, nx, dwell, lfb, span, n_bins = 2, 3, 20_000, 5_000, 6_000, 9
+    rng = np.random.default_rng(9)
+    t_stop = ny * (nx * dwell + lfb) + 3_000
+    t = np.sort(rng.integers(0, t_stop, 900)).astype(np.int64)
+    ch = rng.integers(0, 3, 900).astype(np.int16)
+    visits = O.schedule_visits(0, nx, ny, dwell, lfb, 0, 1)
+    for c1, c2 in ((0, 1), (1, 1)):
+        ref = O.accumulate_pixels(t, ch, None, visits, ny * nx, n_bins, span, 4_000, 3, mode="t2", c1=c1, c2=c2,
+                                  t_end=t_stop)
+        for cuts in ([], list(range(400, 420)), sorted(rng.choice(np.arange(1, 900), 12, replace=False).tolist())):
+            node = PixelAccumulator(shape=(ny, nx), schedule=True, mode="t2", dwell_s=dwell * 1e-12,
+                                    line_flyback_s=lfb * 1e-12, frames=1, t0_ps=0, span_ps=span, n_bins=n_bins,
+                                    n_detectors=3, increment_s=4e-9, channel_1=c1, channel_2=c2)
+            edges = [0] + cuts + [900]
+            run_node(node, [TagBatch(t[a:b], ch[a:b], t_begin_ps=int(t[a]) if a else 0,
+                                     t_end_ps=int(t[b]) if b < 900 else t_stop, seq=k)
+                            for k, (a, b) in enumerate(zip(edges[:-1], edges[1:]))])
+            assert np.array_equal(node._counts, ref["counts"]) and ref["counts"].sum() > 0
+            assert np.array_equal(node._singles, ref["singles"])
+            q = ref["increments"].shape[1]
+            assert np.array_equal(node._incs[:, :q], ref["increments"])
