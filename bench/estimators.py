@@ -1,10 +1,13 @@
 """Throughput of the g2(0) estimators: ``antibunch bench estimators [--n N] [--events E]``.
 
 Measures histograms/s of the CNN (shipped weights, forward batch ``--batch``, default the
-estimator's own: 256 on a CPU), the Poisson MLE and
+estimator's own: 256 on a CPU) — the default estimator with its likelihood refinement
+("CNN", also with the refinement fits on 2 threads) and the plain network ("CNN (no refinement)",
+``refine_sigma=0``), with the fraction of histograms refined —, the Poisson MLE and
 the LM fit on the same simulated paper-binning histograms in the same run, and the ratios
 CNN/LM and CNN/MLE (targets: CNN ≥ 10× LM and ≥ 5 k histograms/s on 2 CPU threads; on a
-GPU ≥ 200 k/s at batch 1024). ``--sweep`` also times the CNN at 1 and 2 torch threads and
+GPU ≥ 200 k/s at batch 1024). ``--events-list`` repeats the CNN timings at other event counts
+(the refined fraction grows with the events). ``--sweep`` also times the CNN at 1 and 2 torch threads and
 batch sizes 64…4096 (wall and process-CPU time: on a shared machine the CPU-time rate per
 thread is the contention-free figure), the widths in ``--widths`` (random weights: throughput
 only) and ``torch.jit.trace`` of the shipped model. Times exclude model loading and kernel
@@ -28,6 +31,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="CNN at 1/2 threads x batch sizes, widths, jit")
     parser.add_argument("--widths", default="16,32,64,260", help="with --sweep: widths to time (random weights)")
+    parser.add_argument("--events-list", default="",
+                        help="comma-separated event counts at which to repeat the CNN timings (hybrid vs plain)")
 
 
 def _data(n, events, seed):
@@ -101,6 +106,33 @@ def _sweep(args, H, lag, model, res):
                   "features_hist_per_s": 1024 / w_feat}
 
 
+def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=5):
+    """Hybrid (refinement on 1 and 2 threads) and plain CNN on the same histograms, same run."""
+    from nodes import cnn
+
+    from nodes.mle import refine_mle
+
+    refine_mle(H[:2], lag, np.full(2, 0.5))  # compile outside the timing
+    kw = {"model": model, "batch_size": batch or None}
+    runs = {"plain": lambda: cnn.estimate_cnn(H, lag, refine_sigma=0, **kw),
+            "hybrid": lambda: cnn.estimate_cnn(H, lag, **kw),
+            "hybrid2": lambda: cnn.estimate_cnn(H, lag, refine_threads=2, **kw)}
+    best = {k: (np.inf, np.inf) for k in runs}
+    for _ in range(repeat):  # interleaved, best of `repeat`: the three see the same load
+        for k, fn in runs.items():
+            w, c = _timed(fn, repeat=1)
+            if w < best[k][0]:
+                best[k] = (w, c)
+    (t_p, c_p), (t_h, c_h), (t_h2, c_h2) = best["plain"], best["hybrid"], best["hybrid2"]
+    r = cnn.estimate_cnn(H, lag, **kw)
+    res.update({prefix + "cnn_hist_per_s": len(H) / t_h, prefix + "cnn_hist_per_cpu_s": len(H) / c_h,
+                prefix + "cnn_refine2_hist_per_s": len(H) / t_h2, prefix + "cnn_refine2_hist_per_cpu_s": len(H) / c_h2,
+                prefix + "cnn_plain_hist_per_s": len(H) / t_p, prefix + "cnn_plain_hist_per_cpu_s": len(H) / c_p,
+                prefix + "refined_fraction": float(np.mean(r["refined"] > 0)),
+                prefix + "fully_refined_fraction": float(np.mean(r["refined"] == 1.0)),
+                prefix + "candidate_fraction": float(np.mean(r["g2_0_err_cnn"] < cnn.REFINE_SIGMA))})
+
+
 def run(args) -> dict:
     import torch
 
@@ -114,7 +146,8 @@ def run(args) -> dict:
     model = cnn.load_model(None, "auto")
     net, meta, dev = model
     cnn.predict(net, H[:8], dev)
-    t_cnn, c_cnn = _timed(lambda: cnn.estimate_cnn(H, lag, model=model, batch_size=args.batch or None))
+    rates = {}
+    _cnn_rates(H, lag, model, args.batch, rates)
     estimate_mle(H[:2], lag)
     t_mle, c_mle = _timed(lambda: estimate_mle(H, lag), repeat=1)
     n_lm = min(args.n_lm, len(H))
@@ -122,10 +155,18 @@ def run(args) -> dict:
     res = {
         "device": str(dev), "torch_threads": torch.get_num_threads(), "n": len(H), "events": args.events,
         "batch": cnn.forward_batch(dev, args.batch or None), "cnn_width": meta["arch"]["width"],
-        "cnn_hist_per_s": len(H) / t_cnn, "mle_hist_per_s": len(H) / t_mle, "lm_hist_per_s": n_lm / t_lm,
+        **rates, "mle_hist_per_s": len(H) / t_mle, "lm_hist_per_s": n_lm / t_lm,
         # process CPU time: the contention-free figure on a shared machine (all threads summed)
-        "cnn_hist_per_cpu_s": len(H) / c_cnn, "mle_hist_per_cpu_s": len(H) / c_mle, "lm_hist_per_cpu_s": n_lm / c_lm,
+        "mle_hist_per_cpu_s": len(H) / c_mle, "lm_hist_per_cpu_s": n_lm / c_lm,
     }
+    res["cnn_plain_over_lm"] = res["cnn_plain_hist_per_s"] / res["lm_hist_per_s"]
+    res["cnn_refine2_over_lm"] = res["cnn_refine2_hist_per_s"] / res["lm_hist_per_s"]
+    res["by_events"] = []
+    for ev in [float(x) for x in args.events_list.split(",") if x.strip()]:
+        He, _ = _data(args.n, ev, args.seed)
+        row = {"events": ev}
+        _cnn_rates(He, lag, model, args.batch, row)
+        res["by_events"].append(row)
     res["cnn_over_lm"] = res["cnn_hist_per_s"] / res["lm_hist_per_s"]
     res["cnn_over_mle"] = res["cnn_hist_per_s"] / res["mle_hist_per_s"]
     res["cnn_over_lm_cpu"] = res["cnn_hist_per_cpu_s"] / res["lm_hist_per_cpu_s"]
@@ -145,7 +186,11 @@ def run(args) -> dict:
 def format_table(r: dict) -> str:
     lines = [f"estimators throughput ({r['n']} histograms of {r['events']:.0f} events, device {r['device']}, "
              f"{r['torch_threads']} torch threads, batch {r['batch']})",
-             f"  CNN (width {r['cnn_width']}) {r['cnn_hist_per_s']:>10.0f} hist/s",
+             f"  CNN (width {r['cnn_width']}) {r['cnn_hist_per_s']:>10.0f} hist/s (refinement on 1 thread; "
+             f"{r.get('cnn_refine2_hist_per_s', float('nan')):.0f} on 2; {100 * r.get('refined_fraction', 0):.1f} % refined)",
+             f"  CNN (no refinement) {r.get('cnn_plain_hist_per_s', float('nan')):>6.0f} hist/s "
+             f"(per CPU-s: {r.get('cnn_plain_hist_per_cpu_s', float('nan')):.0f} vs CNN "
+             f"{r.get('cnn_hist_per_cpu_s', float('nan')):.0f}, {r.get('cnn_refine2_hist_per_cpu_s', float('nan')):.0f} on 2)",
              f"  MLE (numba)       {r['mle_hist_per_s']:>10.0f} hist/s",
              f"  LM (scipy)        {r['lm_hist_per_s']:>10.0f} hist/s",
              f"  CNN / LM  = {r['cnn_over_lm']:.0f}x   (target >= 10x)"
@@ -153,6 +198,13 @@ def format_table(r: dict) -> str:
                 f"MLE {r['mle_hist_per_cpu_s']:.0f}, LM {r['lm_hist_per_cpu_s']:.0f} hist/CPU-s)"
                 if "cnn_over_lm_cpu" in r else ""),
              f"  CNN / MLE = {r['cnn_over_mle']:.1f}x"]
+    for row in r.get("by_events", []):
+        lines.append(f"  {row['events']:>8.0f} events: CNN {row['cnn_hist_per_s']:.0f} hist/s (2 refine threads "
+                     f"{row['cnn_refine2_hist_per_s']:.0f}), no refinement {row['cnn_plain_hist_per_s']:.0f}; per CPU-s "
+                     f"{row['cnn_hist_per_cpu_s']:.0f} / {row['cnn_refine2_hist_per_cpu_s']:.0f} / "
+                     f"{row['cnn_plain_hist_per_cpu_s']:.0f}; "
+                     f"refined {100 * row['refined_fraction']:.1f} % (fully {100 * row['fully_refined_fraction']:.1f} %, "
+                     f"fitted {100 * row['candidate_fraction']:.1f} %)")
     if "paper_width_hist_per_s" in r:
         lines.append(f"  CNN width {r['paper_width']} (paper) {r['paper_width_hist_per_s']:.0f} hist/s")
     for row in r.get("cnn_sweep", []):
