@@ -82,10 +82,12 @@ def add_commands(sub) -> None:
                    help="replace an existing --out (.pt and its .json) (default: refuse, exit 2)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="RMSE/bias/MAPE/r² of LM, MLE, CNN vs the Cramér–Rao bound")
+    p = sub.add_parser("evaluate", help="RMSE/bias/MAPE/r² of LM, MLE, CNN (and the CNN without refinement) vs the Cramér–Rao bound")
     p.add_argument("--n", type=int, default=300, help="held-out emitters (histograms) per event bucket")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--methods", default="lm,mle,cnn")
+    p.add_argument("--methods", default="lm,mle,cnn,cnn_plain",
+                   help="cnn = the default CNN estimator (likelihood refinement where the data decide); "
+                        "cnn_plain = the network alone")
     p.add_argument("--buckets", default="65,250,1000,4000,16000,64000")
     p.add_argument("--weights", default=None)
     p.add_argument("--lm-max", type=int, default=None, help="cap LM fits per bucket (slow)")

@@ -7,7 +7,9 @@ uses: the split is by emitter) and two shifted populations the network was not t
 t1/t2, weak bunching, g2(0) 0.3…1.1). For each population and total-event bucket (≈65 — the
 paper's 5-s regime —, 250, 1k, 4k, 16k, 64k coincidences in the 500-ns window) every emitter
 gives one Poisson histogram with exactly that expected number of events. Per method, bucket
-and true-g2(0) band: RMSE, bias (± standard error), RMSE/CRB and the error calibration
+and true-g2(0) band: RMSE, bias (± standard error), RMSE/CRB and the error calibration (with its
+bootstrap standard error), for LM, MLE, the default CNN estimator ('cnn', with its likelihood
+refinement) and the network alone ('cnn_plain', "CNN (no refinement)")
 (:mod:`nodes.physics.evaluation`). ``const`` is the RMSE of the best data-free guess (the
 population's mean g2(0)): an estimator near it has learned nothing from the histogram.
 
@@ -29,7 +31,9 @@ from .physics import evaluation as pe
 from .physics import g2model, populations
 from .training import BUCKETS
 
-METHODS = ("lm", "mle", "cnn")
+#: 'cnn' is the default CNN estimator (with its likelihood refinement where the data decide);
+#: 'cnn_plain' the network alone (``refine_sigma=0``), kept for comparison
+METHODS = ("lm", "mle", "cnn", "cnn_plain")
 BANDS = pe.BANDS
 POPULATIONS = ("heldout", "fast", "slow")
 _EVAL_STREAM = 0xE7A1  # training uses 0x7A1..0x7A3: never the same emitters
@@ -51,12 +55,15 @@ def run_method(method, counts, lag, weights=None, model=None):
         from .fit import estimate_lm
 
         return estimate_lm(counts, lag)
-    if method == "cnn":
+    if method in ("cnn", "cnn_plain"):
         from .cnn import estimate_cnn, load_model
+        from .mle import refine_mle
 
         model = model or load_model(weights, "auto")
-        estimate_cnn(counts[:1], lag, model=model)
-        return estimate_cnn(counts, lag, model=model)
+        kw = {"refine_sigma": 0} if method == "cnn_plain" else {}
+        estimate_cnn(counts[:1], lag, model=model, **kw)
+        refine_mle(counts[:1], lag, [0.5])  # compile outside the timing
+        return estimate_cnn(counts, lag, model=model, **kw)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
@@ -81,7 +88,7 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     lag = g2model.paper_lags_ps()
     bw = g2model.PAPER_BINWIDTH_PS
     model = None
-    if "cnn" in methods:
+    if {"cnn", "cnn_plain"} & set(methods):
         from .cnn import load_model
 
         model = load_model(weights, "auto")
@@ -114,6 +121,9 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
                 err = np.asarray(r["g2_0_err"], dtype=np.float64)
                 mt = pe.score(np.asarray(r["g2_0"], dtype=np.float64), err, truth[:n], crb_all[:n])
                 row[m] = mt
+                if "refined" in r and m == "cnn":
+                    mt["refined_fraction"] = float(np.mean(r["refined"] > 0))
+                    mt["fully_refined_fraction"] = float(np.mean(r["refined"] == 1.0))
                 if log:
                     log(f"{name:>8} {b:>6} events {m:>4}: RMSE {mt['rmse']:.4f} bias {mt['bias']:+.4f} "
                         f"RMSE/CRB {mt['rmse_over_crb']:.2f} calib {mt['calib_width']:.2f} "
@@ -128,6 +138,8 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
         res["throughput"][m] = {"histograms": n, "seconds": s, "hist_per_s": n / s if s > 0 else float("nan")}
     if "cnn" in methods:
         res["verdicts"] = pe.verdicts(res, "cnn")
+    if "cnn_plain" in methods:
+        res["verdicts_cnn_plain"] = pe.verdicts(res, "cnn_plain")
     return res
 
 
@@ -145,7 +157,7 @@ def plot(res: dict, path) -> None:
 
     pops = list(res["populations"])
     fig, axes = plt.subplots(len(pops), 3, figsize=(14, 3.6 * len(pops)), squeeze=False)
-    styles = {"lm": "s-", "mle": "o-", "cnn": "^-"}
+    styles = {"lm": "s-", "mle": "o-", "cnn": "^-", "cnn_plain": "v:"}
     band_ls = ("-", "--", "-.", ":")
     for ax, pop in zip(axes, pops):
         bk = res["populations"][pop]["buckets"]
@@ -153,13 +165,15 @@ def plot(res: dict, path) -> None:
         ax[0].plot(ev, [bk[b]["crb_all"] for b in bk], "k-", label="CRB, all free")
         ax[0].plot(ev, [bk[b]["crb_known"] for b in bk], "k--", label="CRB, shape known")
         for m in res["methods"]:
-            ax[0].plot(ev, [bk[b][m]["rmse"] for b in bk], styles.get(m, "x-"), label=m.upper())
-            ax[2].plot(ev, [bk[b][m]["calib_width"] for b in bk], styles.get(m, "x-"), label=m.upper())
+            ax[0].plot(ev, [bk[b][m]["rmse"] for b in bk], styles.get(m, "x-"), label=pe.label(m))
+            ax[2].errorbar(ev, [bk[b][m]["calib_width"] for b in bk], yerr=[bk[b][m].get("calib_width_se", np.nan)
+                                                                            for b in bk],
+                           fmt=styles.get(m, "x-"), label=pe.label(m), capsize=2)
             for (lo, hi), ls in zip(BANDS, band_ls):
                 k = pe.band_key(lo, hi)
                 y = [bk[b][m]["bands"].get(k, {}).get("bias", np.nan) for b in bk]
-                if m in ("cnn", "mle"):
-                    ax[1].plot(ev, y, styles.get(m, "x")[0] + ls, label=f"{m.upper()} g2(0) {k}", ms=4)
+                if m in ("cnn", "mle", "cnn_plain"):
+                    ax[1].plot(ev, y, styles.get(m, "x")[0] + ls, label=f"{pe.label(m)} g2(0) {k}", ms=4)
         ax[0].set(xscale="log", yscale="log", xlabel="coincidences in the 500-ns window", ylabel="RMSE of g2(0)",
                   title=f"{pop}: error vs events")
         ax[1].axhspan(-0.02, 0.02, color="g", alpha=0.1)
