@@ -44,7 +44,9 @@ def add_arguments(parser):
                         help="tap variants (threads/processes): taps-off = no tap sockets at all; tap-X = a tap "
                              "client reading port X; -slow = a tap that sleeps --tap-delay-s after each message")
     parser.add_argument("--hbt-repeat", type=int, default=1,
-                        help="HBT: runs per cell (variants interleaved); the fastest steady run is reported")
+                        help="HBT: runs per cell (variants interleaved); the fastest steady run is reported, with "
+                             "the median and range of all and each tap variant's paired ratios to the no-tap runs")
+    parser.add_argument("--hbt-sources", default="simulator,file", help="HBT tag sources: simulator, file or both")
     parser.add_argument("--tap-delay-s", type=float, default=0.05, help="the slow tap's sleep per message (s)")
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one executor pass (smoke test)")
 
@@ -334,7 +336,7 @@ def _tap_runs(ref, ex, variants, delay_s):
         yield name, res, wall, client
 
 
-def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat=1):
+def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat=1, sources=("simulator", "file")):
     rows = []
     for rate in rates:
         duration = n_tags / (2 * rate)
@@ -347,10 +349,11 @@ def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat
             _run(f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, record={tmp!r})", "inline")
             os.replace(tmp, rec)
         n = _hbt_reference(rec, repeat=1)["tags"]
-        for source in ("simulator", "file"):
+        for source in sources:
             for ex in executors:
                 ref = f"{GRAPHS}:hbt(rate_hz={rate!r}, duration_s={duration!r}, source={source!r}, path={rec!r})"
                 best = {}  # variant -> fastest (steady) of the --hbt-repeat runs, variants interleaved
+                every = {}  # variant -> steady tags/s of each repeat, in order (paired with no-tap's)
                 refs = []  # the references are re-measured next to each cell's runs (the load changes)
                 for _ in range(max(1, repeat)):
                     if source == "file":
@@ -359,6 +362,8 @@ def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat
                     if ex != "inline":  # the inline executor has no taps
                         runs += list(_tap_runs(ref, ex, variants, delay_s))
                     for r in runs:
+                        steady = r[1].elapsed_s if 0 < r[1].elapsed_s <= r[2] else r[2]
+                        every.setdefault(r[0], []).append(n / max(steady, 1e-9))
                         if r[0] not in best or r[1].elapsed_s < best[r[0]][1].elapsed_s:
                             best[r[0]] = r
                 runs = list(best.values())
@@ -382,6 +387,7 @@ def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat
                         # runs them one after the other, threads/processes side by side (2 cores)
                         work = ref0["reader_s"] + ref0["node_s"] if ex == "inline" else max(ref0["reader_s"], ref0["node_s"])
                         row["engine_overhead_us_per_message"] = round(1e6 * (row["steady_s"] - work) / max(msgs, 1), 1)
+                    row.update(_spread(every[variant], every["no-tap"] if variant != "no-tap" else None))
                     if base is None:
                         base = row
                     else:
@@ -389,6 +395,18 @@ def hbt(args, cache, executors, rates, n_tags, variants=(), delay_s=0.05, repeat
                         row["data_path_complete"] = row["tags_correlated"] == base["tags_correlated"]
                     rows.append(row)
     return rows
+
+
+def _spread(rates, no_tap=None) -> dict:
+    """Median and range of the steady rates of every repeat; with ``no_tap`` (the no-tap run of the
+    same repeats, run next to each) the paired ratios rate/no-tap, their median and range."""
+    out = {"repeats": len(rates), "steady_tags_per_s_median": float(np.median(rates)),
+           "steady_tags_per_s_min": float(min(rates)), "steady_tags_per_s_max": float(max(rates))}
+    if no_tap is not None:
+        ratios = [a / b for a, b in zip(rates, no_tap)]
+        out.update(vs_no_tap_paired=[round(x, 3) for x in ratios], vs_no_tap_median=round(float(np.median(ratios)), 3),
+                   vs_no_tap_min=round(min(ratios), 3), vs_no_tap_max=round(max(ratios), 3))
+    return out
 
 
 def _warmup():
@@ -439,7 +457,8 @@ def run(args) -> dict:
                 args.tap_delay_s)
         if "hbt" in what:
             result["hbt"] = hbt(args, cache, executors, rates, n_hbt, [v for v in taps if v in TAP_VARIANTS],
-                                args.tap_delay_s, args.hbt_repeat)
+                                args.tap_delay_s, args.hbt_repeat,
+                                [x for x in str(getattr(args, "hbt_sources", "simulator,file")).split(",") if x])
             result["hbt_repeat"] = args.hbt_repeat
     return result
 
@@ -460,7 +479,11 @@ def format_table(r: dict) -> str:
     def tapinfo(row):
         if row.get("variant", "no-tap") == "no-tap":
             return ""
-        s = f" vs no-tap {row.get('steady_rate_vs_no_tap')}; complete {row.get('data_path_complete')}"
+        s = f" vs no-tap {row.get('steady_rate_vs_no_tap')}"
+        if row.get("repeats", 1) > 1:
+            s += (f" (paired median {row['vs_no_tap_median']:.2f}, {row['vs_no_tap_min']:.2f}-"
+                  f"{row['vs_no_tap_max']:.2f} over {row['repeats']})")
+        s += f"; complete {row.get('data_path_complete')}"
         if row.get("tap_received") is not None:
             s += f"; tap got {row['tap_received']}, dropped {row['tap_dropped']}"
         return s
@@ -471,6 +494,9 @@ def format_table(r: dict) -> str:
                      + f"tail {tail if tail is not None else '-'} s" + tapinfo(row))
     for row in r.get("hbt", []):
         extra = f"corr {row['correlator_busy_fraction']:.2f}"
+        if row.get("repeats", 1) > 1:
+            extra += (f"; steady median {row['steady_tags_per_s_median'] / 1e6:.2f} "
+                      f"({row['steady_tags_per_s_min'] / 1e6:.2f}-{row['steady_tags_per_s_max'] / 1e6:.2f})")
         if "graph_over_kernel" in row:
             extra += (f"; kernel {row['kernel_tags_per_s'] / 1e6:.1f} node {row['node_tags_per_s'] / 1e6:.1f} "
                       f"reader {row['reader_tags_per_s'] / 1e6:.1f} M/s; graph/kernel {row['graph_over_kernel']:.2f}; "
