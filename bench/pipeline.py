@@ -136,7 +136,8 @@ class TapClient:
 
 
 def _row(kind, executor, res, wall, n_tags, **extra):
-    steps = {s.split(".")[-1]: {"busy_s": round(v.get("busy_s", 0.0), 4), "blocked_s": round(v.get("blocked_s", 0.0), 4)}
+    steps = {s.split(".")[-1]: {"busy_s": round(v.get("busy_s", 0.0), 4), "blocked_s": round(v.get("blocked_s", 0.0), 4),
+                                **({"cpu_s": round(v["cpu_s"], 4)} if v.get("cpu_s") is not None else {})}
              for s, v in res.stats.items()}
     neck = max(steps, key=lambda s: steps[s]["busy_s"]) if steps else None
     # elapsed_s runs from the sources' start (every step ready, kernels warm); startup_s is the
@@ -148,6 +149,12 @@ def _row(kind, executor, res, wall, n_tags, **extra):
            "steady_s": round(steady, 4), "steady_tags_per_s": n_tags / max(steady, 1e-9), "bottleneck": neck,
            "bottleneck_busy_fraction": round(steps[neck]["busy_s"] / max(steady, 1e-9), 3) if neck else None,
            "steps": steps}
+    if steps and all("cpu_s" in v for v in steps.values()):
+        # threads/processes: the CPU seconds of every step's thread after warm-up; their sum is the
+        # graph's work, and two cores can at best run it in half that time
+        cpu = sum(v["cpu_s"] for v in steps.values())
+        row.update(cpu_sum_s=round(cpu, 3), cpu_busiest=max(steps, key=lambda s: steps[s]["cpu_s"]),
+                   two_core_bound_tags_per_s=n_tags / max(cpu / 2, 1e-9))
     row.update(extra)
     return row
 
@@ -488,10 +495,17 @@ def format_table(r: dict) -> str:
             s += f"; tap got {row['tap_received']}, dropped {row['tap_dropped']}"
         return s
 
+    def cpuinfo(row):
+        if "cpu_sum_s" not in row:
+            return ""
+        per = ", ".join(f"{k} {v['cpu_s']:.2f}" for k, v in row["steps"].items())
+        return (f"; CPU s {row['cpu_sum_s']:.2f} ({per}) -> 2-core bound "
+                f"{row['two_core_bound_tags_per_s'] / 1e6:.1f} M/s")
+
     for row in r.get("imaging", []):
         tail = row["last_photon_to_final_image_s"]
         lines.append(head(f"imaging {row['estimator']} {'x'.join(map(str, row['shape']))}", row)
-                     + f"tail {tail if tail is not None else '-'} s" + tapinfo(row))
+                     + f"tail {tail if tail is not None else '-'} s" + cpuinfo(row) + tapinfo(row))
     for row in r.get("hbt", []):
         extra = f"corr {row['correlator_busy_fraction']:.2f}"
         if row.get("repeats", 1) > 1:

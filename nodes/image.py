@@ -135,6 +135,12 @@ class ImageAssembler(Node):
         self._pooled_at = 0.0
         self._cache = None  # per-pixel results of intermediate snapshots (see _direct_incremental)
 
+    def warmup(self):
+        if self.t1_ns is None:
+            # the pooled shape fit's SciPy optimiser: ~1 s to import on a loaded machine, which would
+            # otherwise delay the first snapshot (and, in a short run, the final image)
+            import scipy.optimize  # noqa: F401
+
     def on_descriptor(self, port, desc):
         if port == "hist":
             self._hist_params = dict(desc.params or {})

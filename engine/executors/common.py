@@ -46,11 +46,15 @@ class StepStats:
     last_seq: int | None = None
     busy_s: float = 0.0
     blocked_s: float = 0.0
+    cpu_s: float | None = None  # threads/processes: CPU time of the step's thread after its warm-up
 
     def as_dict(self) -> dict:
-        return {"received": self.received, "sent": self.sent, "discarded": self.discarded,
-                "wire_errors": self.wire_errors, "tap_sent": self.tap_sent,
-                "tap_dropped": self.tap_dropped, "busy_s": round(self.busy_s, 6), "blocked_s": round(self.blocked_s, 6)}
+        d = {"received": self.received, "sent": self.sent, "discarded": self.discarded,
+             "wire_errors": self.wire_errors, "tap_sent": self.tap_sent,
+             "tap_dropped": self.tap_dropped, "busy_s": round(self.busy_s, 6), "blocked_s": round(self.blocked_s, 6)}
+        if self.cpu_s is not None:
+            d["cpu_s"] = round(self.cpu_s, 6)
+        return d
 
 
 @dataclass

@@ -61,6 +61,7 @@ class Worker:
         self._last_stats = 0.0
         self._last_stop_poll = 0.0
         self._thread = None  # the thread running the node: only it may touch the sockets
+        self._cpu0: float | None = None  # time.thread_time() when the step became ready
         self._tapped: set[str] = set()  # ports that ever had a tap subscriber: only those pay for tap sends
 
     @property
@@ -118,6 +119,10 @@ class Worker:
             pass
 
     def stats_dict(self) -> dict:
+        if self._cpu0 is not None and threading.get_ident() == self._thread:
+            # CPU seconds of this step's thread since it was ready: its share of a graph's work
+            # (node, encoding, sends; not ZeroMQ's I/O thread), unlike busy_s free of waiting
+            self.stats.cpu_s = time.thread_time() - self._cpu0
         d = self.stats.as_dict()
         d["edge_sent"] = dict(self.edge_sent)
         d["edge_recv"] = dict(self.edge_recv)
@@ -272,6 +277,7 @@ class Worker:
                 self.send_stop(FAIL)
                 return FAIL
             self.report("ready", pid=os.getpid())
+            self._cpu0 = time.thread_time()
             if isinstance(self.node, Source):
                 status = self.run_source()
             else:

@@ -211,3 +211,13 @@ def test_a_stuck_tap_does_not_starve_other_taps():
     # source already runs may miss the first batches (a start-up race, not starvation), so the
     # property is: no gap after the first message, to the end, and most of the stream.
     assert seqs and seqs == list(range(seqs[0], 300)) and len(seqs) >= 150, seqs[:20]
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_steps_report_their_cpu_time(executor, tmp_path):
+    result, msgs = run_simple(executor, tmp_path, n_batches=30)
+    assert result.exit_status == "success" and len(msgs) == 30
+    for step in ("src", "count", "sink"):
+        cpu = result.stats[f"simple.{step}"]["cpu_s"]
+        assert 0.0 <= cpu < 60.0
+    assert result.stats["simple.src"]["cpu_s"] > 0.0  # it generated 30 batches of Poisson tags
