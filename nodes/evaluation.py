@@ -158,6 +158,7 @@ def plot(res: dict, path) -> None:
     pops = list(res["populations"])
     fig, axes = plt.subplots(len(pops), 3, figsize=(14, 3.6 * len(pops)), squeeze=False)
     styles = {"lm": "s-", "mle": "o-", "cnn": "^-", "cnn_plain": "v:"}
+    colours = {"lm": "C0", "mle": "C1", "cnn": "C2", "cnn_plain": "C3"}
     band_ls = ("-", "--", "-.", ":")
     for ax, pop in zip(axes, pops):
         bk = res["populations"][pop]["buckets"]
@@ -165,15 +166,16 @@ def plot(res: dict, path) -> None:
         ax[0].plot(ev, [bk[b]["crb_all"] for b in bk], "k-", label="CRB, all free")
         ax[0].plot(ev, [bk[b]["crb_known"] for b in bk], "k--", label="CRB, shape known")
         for m in res["methods"]:
-            ax[0].plot(ev, [bk[b][m]["rmse"] for b in bk], styles.get(m, "x-"), label=pe.label(m))
+            ax[0].plot(ev, [bk[b][m]["rmse"] for b in bk], styles.get(m, "x-"), color=colours.get(m), label=pe.label(m))
             ax[2].errorbar(ev, [bk[b][m]["calib_width"] for b in bk], yerr=[bk[b][m].get("calib_width_se", np.nan)
                                                                             for b in bk],
-                           fmt=styles.get(m, "x-"), label=pe.label(m), capsize=2)
+                           fmt=styles.get(m, "x-"), color=colours.get(m), label=pe.label(m), capsize=2)
             for (lo, hi), ls in zip(BANDS, band_ls):
                 k = pe.band_key(lo, hi)
                 y = [bk[b][m]["bands"].get(k, {}).get("bias", np.nan) for b in bk]
                 if m in ("cnn", "mle", "cnn_plain"):
-                    ax[1].plot(ev, y, styles.get(m, "x")[0] + ls, label=f"{pe.label(m)} g2(0) {k}", ms=4)
+                    ax[1].plot(ev, y, styles.get(m, "x")[0] + ls, color=colours.get(m), ms=4,
+                               label=f"{pe.label(m)} g2(0) {k}")
         ax[0].set(xscale="log", yscale="log", xlabel="coincidences in the 500-ns window", ylabel="RMSE of g2(0)",
                   title=f"{pop}: error vs events")
         ax[1].axhspan(-0.02, 0.02, color="g", alpha=0.1)
