@@ -184,13 +184,18 @@ def cmd_estimate(args) -> int:
 
         require_paper_binning(lag, bw)  # refuse before loading torch
         model = load_model(args.weights, "auto")
+        from .mle import refine_mle
+
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
+        refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
         res = estimate_cnn(counts, lag, bw, model=model)
     out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
            "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
     if dur is not None:
         out["duration_s"] = dur.astype(np.float64)
+    if "refined" in res:  # CNN: weight of the likelihood refinement per histogram (0 = the network's value)
+        out["refined"] = np.asarray(res["refined"], dtype=np.float64)
     with atomic_write(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **out)
     n = len(counts)

@@ -38,6 +38,8 @@ def test_estimate_writes_contract(method, data, tmp_path):
         assert np.sqrt(np.mean((g[1:] - p[1:, 1]) ** 2)) < 0.4
         if method != "cnn":
             assert np.isfinite(err[1:]).sum() >= 9
+        else:  # the weight of the likelihood refinement, per histogram
+            assert z["refined"].shape == (12,) and np.all((z["refined"] >= 0) & (z["refined"] <= 1))
 
 
 def _bad(tmp_path, **arrays):
