@@ -19,12 +19,20 @@ change the noise statistics the network was trained on).
 
 Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``EST_DARK``.
 
+Likelihood refinement (default on; docs/estimators.md): where the network's own error bar is below
+``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
+where the MLE's Fisher error is small too, the reported g2(0) and error bar move continuously to the
+MLE's (:func:`refine`). ``refine_sigma=0`` gives the network alone.
+
 Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
-``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default). On a CPU the
-forward pass runs in chunks of :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
-Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn').
+``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default),
+``refine_sigma`` (g2(0) units, default 0.1; 0 = off), ``refine_starts`` ('seeded' | 'full'),
+``refine_threads`` (threads for the refinement fits). On a CPU the forward pass runs in chunks of
+:data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
+Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn', extra per pixel:
+``refined`` = weight 0…1 of the likelihood estimate, ``g2_0_cnn``/``g2_0_err_cnn`` = the network's own).
 
 Example::
 

@@ -32,6 +32,9 @@ Parameters (node ``PoissonMLE``):
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'mle', extra:
 ``t1_ps``, ``t2_ps``, ``a``, ``scale`` per pixel).
 
+:func:`refine_mle` is the same fit started from a given g2(0) per histogram (the likelihood
+refinement of the CNN, :mod:`nodes.cnn`).
+
 Example::
 
     res = estimate_mle(counts, lag_ps)     # dict(g2_0, g2_0_err, n_events, flags, t1_ps, ...)
