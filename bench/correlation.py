@@ -24,7 +24,8 @@ the pixel of every tag; ``two-phase``: the pair pass of the schedule and
 coincidence modes, given the same pixels as the reference) kernels; plus the start-stop histogram and the fused
 start-stop pixel path against NumPy.
 
-Times are best-of-N *wall* time (``--repeat``) of one thread; on a shared
+Times are best-of-N *wall* time (``--repeat``) of one thread, the kernel and
+its references run in turns (so a change of load hits both); on a shared
 machine compare the ratios, which are measured in the same run. Every kernel
 result is checked for equality with its reference. Target: every kernel
 >= 1.0x its single-pass reference (``pass``).
@@ -77,6 +78,20 @@ def _best(fn, repeat):
         out = fn()
         best = min(best, time.perf_counter() - w0)
     return max(best, 1e-9), out
+
+
+def _race(repeat, *fns):
+    """Best-of-N wall time and (last) result of each of ``fns``, run in turns (reference, kernel,
+    reference, ...) so that a change of the machine's load during a cell hits all of them alike.
+    Returns ``[(time, result), ...]`` in the order given."""
+    best = [float("inf")] * len(fns)
+    out = [None] * len(fns)
+    for _ in range(max(1, repeat)):
+        for k, fn in enumerate(fns):
+            w0 = time.perf_counter()
+            out[k] = fn()
+            best[k] = min(best[k], time.perf_counter() - w0)
+    return [(max(b, 1e-9), o) for b, o in zip(best, out)]
 
 
 def _poisson(n, rate, n_channels=2, seed=0):
@@ -214,11 +229,11 @@ def _two_channel(n, rate, n_bins, rep, chunk, O, R, external="auto"):
 
     bw = max(1, round(WINDOW_PS / n_bins))
     t, ch = _poisson(n, rate)
-    ds, hs = _best(lambda: _fill(R.correlate, np.zeros(n_bins, np.int64), t, ch, 0, 1, bw, n_bins), rep)
-    dk, hk = _best(lambda: correlate(t, ch, 0, 1, bw, n_bins), rep)
     batches = _batches(t, ch, chunk)
     node = Correlation(channel_1=0, channel_2=1, binwidth_ps=bw, n_bins=n_bins, snapshot_every_s=None)
-    dn, nd = _best(lambda: _run_node(node, batches), rep)
+    (ds, hs), (dk, hk), (dn, nd) = _race(rep, lambda: _fill(R.correlate, np.zeros(n_bins, np.int64), t, ch, 0, 1, bw,
+                                                            n_bins),
+                                         lambda: correlate(t, ch, 0, 1, bw, n_bins), lambda: _run_node(node, batches))
     do, ho = _best(lambda: O.correlate(t, ch, 0, 1, bw, n_bins), max(1, rep - 1))
     eq_ref = bool(np.array_equal(hs, ho))
     row = {"rate_cps": rate, "rate_cps_per_channel": rate, "n_bins": n_bins, "binwidth_ps": bw,
@@ -240,10 +255,11 @@ def _auto(n, rate, n_bins, rep, chunk, R):
 
     bw = max(1, round(WINDOW_PS / n_bins))
     t, ch = _poisson(n, rate)
-    ds, hs = _best(lambda: _fill(R.correlate, np.zeros(n_bins, np.int64), t, ch, 0, 0, bw, n_bins), rep)
-    dk, hk = _best(lambda: correlate(t, ch, 0, 0, bw, n_bins), rep)
     node = Correlation(channel_1=0, channel_2=0, binwidth_ps=bw, n_bins=n_bins, snapshot_every_s=None)
-    dn, nd = _best(lambda: _run_node(node, _batches(t, ch, chunk)), rep)
+    batches = _batches(t, ch, chunk)
+    (ds, hs), (dk, hk), (dn, nd) = _race(rep, lambda: _fill(R.correlate, np.zeros(n_bins, np.int64), t, ch, 0, 0, bw,
+                                                            n_bins),
+                                         lambda: correlate(t, ch, 0, 0, bw, n_bins), lambda: _run_node(node, batches))
     equal = np.array_equal(hk, hs) and np.array_equal(nd.get_data(), hs)
     return _row("Correlation auto", rate, n_bins, n, dk, ds, equal, pairs=int(hs.sum()), node_tags_per_s=n / dn,
                 node_ratio_vs_single_pass=ds / dn)
@@ -263,9 +279,9 @@ def _three_channel(n, rate, n_bins, rep, R, asked=None):
                              f"({asked}^2 int64 bins would be {asked * asked * 8 / 1e9:.3g} GB)")
     bw = max(1, round(WINDOW_PS / n_bins))
     t, ch = _poisson(n, rate, n_channels=3, seed=3)
-    ds, hs = _best(lambda: _fill(R.correlate3, np.zeros((n_bins, n_bins), np.int64), t, ch, 0, 1, 2, bw,
-                                 n_bins), rep)
-    dk, hk = _best(lambda: correlate3(t, ch, 0, 1, 2, bw, n_bins), rep)
+    (ds, hs), (dk, hk) = _race(rep, lambda: _fill(R.correlate3, np.zeros((n_bins, n_bins), np.int64), t, ch, 0, 1, 2,
+                                                  bw, n_bins),
+                               lambda: correlate3(t, ch, 0, 1, 2, bw, n_bins))
     return _row("Correlation3", rate, n_bins, n, dk, ds, np.array_equal(hk, hs), triples=int(hs.sum()), **note)
 
 
@@ -275,8 +291,8 @@ def _nfold(n, rate, rep, R):
     window = WINDOW_PS // 2
     t, ch = _poisson(n, rate, n_channels=4, seed=4)
     det_of = np.arange(4, dtype=np.int64)
-    ds, hs = _best(lambda: _fill(R.nfold, np.zeros(3, np.int64), t, ch, det_of, window), rep)
-    dk, hk = _best(lambda: coincidences(t, ch, (0, 1, 2, 3), window), rep)
+    (ds, hs), (dk, hk) = _race(rep, lambda: _fill(R.nfold, np.zeros(3, np.int64), t, ch, det_of, window),
+                               lambda: coincidences(t, ch, (0, 1, 2, 3), window))
     return _row("Coincidences", rate, 0, n, dk, ds, np.array_equal(np.asarray(hk), hs), window_ps=window,
                 coincidences=[int(x) for x in hs])
 
@@ -349,12 +365,10 @@ def _pixel_t2(n, rate, n_bins, rep, chunk, R, auto=False):
                              n_bins, c, q, np.zeros((npix, 2), np.int64), KT.new_t2_state(), None)
         return c
 
-    ds, hs = _best(ref, rep)
-    dk, hk = _best(kernel, rep)
     batches = _batches(allt, allc, chunk)
     node = PixelAccumulator(shape=(side, side), mode="t2", span_ps=span, n_bins=n_bins, channel_1=0,
                             channel_2=c2, dwell_s=dwell * 1e-12, increment_s=1e3)
-    dn, nd = _best(lambda: _run_node(node, batches), rep)
+    (ds, hs), (dk, hk), (dn, nd) = _race(rep, ref, kernel, lambda: _run_node(node, batches))
     equal = np.array_equal(hk, hs) and np.array_equal(nd._counts, hs)
     return _row("PixelAccumulator t2" + (" auto" if auto else ""), rate, n_bins, m, dk, ds, equal, pairs=int(hs.sum()),
                 node_tags_per_s=m / dn, node_ratio_vs_single_pass=ds / dn)
@@ -388,9 +402,7 @@ def _pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R):
         KT.pixel_t2_stream(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q, s1, KT.new_pixel_t2_state())
         return c, s1
 
-    ds, hs = _best(ref, rep)
-    dss, (hss, ss) = _best(ref_singles, rep)
-    dk, (hk, sk) = _best(kernel, rep)
+    (ds, hs), (dss, (hss, ss)), (dk, (hk, sk)) = _race(rep, ref, ref_singles, kernel)
     # the markers' pixels are the schedule's: [k*dwell, (k+1)*dwell) per line, one dwell of flyback per line
     node = PixelAccumulator(shape=(side, side), mode="t2", span_ps=span, n_bins=n_bins, schedule=True,
                             dwell_s=dwell * 1e-12, line_flyback_s=dwell * 1e-12, frames=1, t0_ps=0, increment_s=1e3)
@@ -480,7 +492,8 @@ def run(args) -> dict:
     R.warmup()
     compile_s = time.perf_counter() - t0
     result = {"n_tags": n, "binwidth_ps": max(1, round(WINDOW_PS / bins[0])), "n_bins": bins[0],
-              "window_ps": WINDOW_PS, "repeat": rep, "timing": "best-of-N wall time, one thread",
+              "window_ps": WINDOW_PS, "repeat": rep,
+              "timing": "best-of-N wall time, one thread; kernel and references in turns",
               "rates": "counts/s per channel", "warmup_s": compile_s, "external": external,
               "correlation3_max_bins": CORR3_MAX_BINS, "pycorrelate_max_bins": PYCORRELATE_MAX_BINS,
               "correlation": [], "kernels": []}
