@@ -221,7 +221,18 @@ def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, ex
             if np.int64(near) * (np.int64(c == c1) + np.int64(is2)) == 0:
                 continue
             j = i - 2  # the tag before this one
-            if auto:
+            if auto and not track:
+                # as the cross loop below: exact without div_floor's guard; the +dt lag of a pair at
+                # 2*dt == span (excluded) lands in the spare bin nb
+                while j >= lb:
+                    dt = t - time[j]
+                    if 2 * dt > span:
+                        break
+                    a = channel[j] == c1
+                    local[np.int64((span - 2 * dt) * nb * inv)] += a
+                    local[np.int64((span + 2 * dt) * nb * inv)] += a
+                    j -= 1
+            elif auto:
                 blo = mid
                 bhi = mid
                 while j >= lb:
