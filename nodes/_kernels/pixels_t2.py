@@ -32,6 +32,18 @@ def _t2_pair_bins(t, tj, is2, auto, span, nb, inv):
 
 
 @njit(cache=True, nogil=True)
+def _add_pair(t, tj, is2, auto, span, nb, inv, counts, incs, p, q):
+    """Count the pair (earlier tag at ``tj``, this tag at ``t``) in pixel ``p``, increment ``q``."""
+    b0, b1 = _t2_pair_bins(t, tj, is2, auto, span, nb, inv)
+    if b0 >= 0:
+        counts[p, b0] += 1
+        incs[p, q, b0] += 1
+    if b1 >= 0:
+        counts[p, b1] += 1
+        incs[p, q, b1] += 1
+
+
+@njit(cache=True, nogil=True)
 def _t2_carry_tag(time, channel, i, lb, ct, cc, ncarry, c1, c2, span, nb, inv, counts, incs, p, q):
     """Pairs of tag ``i`` near the start of a batch: the batch's tags ``lb..i-1`` and the carried tail
     ``ct``/``cc`` of the same visit (branchy; only the tags within half a span of the batch start)."""
@@ -44,24 +56,12 @@ def _t2_carry_tag(time, channel, i, lb, ct, cc, ncarry, c1, c2, span, nb, inv, c
         if 2 * (t - time[j]) > span:
             return
         if channel[j] == other:
-            b0, b1 = _t2_pair_bins(t, time[j], is2, auto, span, nb, inv)
-            if b0 >= 0:
-                counts[p, b0] += 1
-                incs[p, q, b0] += 1
-            if b1 >= 0:
-                counts[p, b1] += 1
-                incs[p, q, b1] += 1
+            _add_pair(t, time[j], is2, auto, span, nb, inv, counts, incs, p, q)
     for k in range(ncarry - 1, -1, -1):
         if 2 * (t - ct[k]) > span:
             return
         if cc[k] == other:
-            b0, b1 = _t2_pair_bins(t, ct[k], is2, auto, span, nb, inv)
-            if b0 >= 0:
-                counts[p, b0] += 1
-                incs[p, q, b0] += 1
-            if b1 >= 0:
-                counts[p, b1] += 1
-                incs[p, q, b1] += 1
+            _add_pair(t, ct[k], is2, auto, span, nb, inv, counts, incs, p, q)
 
 
 @njit(cache=True, nogil=True)
@@ -302,24 +302,12 @@ def _t2_pairs_carried(time, channel, visit, i, ct, cc, cv, ncarry, c1, c2, span,
         if 2 * (t - time[j]) > span:
             return
         if channel[j] == other and visit[j] == v:
-            b0, b1 = _t2_pair_bins(t, time[j], is2, auto, span, nb, inv)
-            if b0 >= 0:
-                counts[p, b0] += 1
-                incs[p, q, b0] += 1
-            if b1 >= 0:
-                counts[p, b1] += 1
-                incs[p, q, b1] += 1
+            _add_pair(t, time[j], is2, auto, span, nb, inv, counts, incs, p, q)
     for k in range(ncarry - 1, -1, -1):
         if 2 * (t - ct[k]) > span:
             return
         if cc[k] == other and cv[k] == v:
-            b0, b1 = _t2_pair_bins(t, ct[k], is2, auto, span, nb, inv)
-            if b0 >= 0:
-                counts[p, b0] += 1
-                incs[p, q, b0] += 1
-            if b1 >= 0:
-                counts[p, b1] += 1
-                incs[p, q, b1] += 1
+            _add_pair(t, ct[k], is2, auto, span, nb, inv, counts, incs, p, q)
 
 
 @njit(cache=True, nogil=True)
