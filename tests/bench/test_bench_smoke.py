@@ -1,7 +1,9 @@
 """Smoke tests of the benchmarks at tiny sizes: they run, agree with their references, and
 report the keys the docs describe. No timing is asserted (numbers belong in bench/results)."""
 import argparse
+import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -35,16 +37,27 @@ def test_correlation_bench_external_choice_and_caps():
 
     r = B.run(_args(B, "--quick", "--rates", "1e5", "--bins", "215,50000", "--external", "auto"))
     rows = {row["n_bins"]: row for row in r["correlation"]}
-    assert "pycorrelate_tags" not in rows[215] and rows[215]["pycorrelate_equal"]
-    # above PYCORRELATE_MAX_BINS pycorrelate runs on a prefix only, and the row says so
-    assert rows[50000]["pycorrelate"].startswith("skipped at full size: 50000 bins")
-    assert rows[50000]["pycorrelate_tags"] < r["n_tags"] and rows[50000]["pycorrelate_equal"]
+    if importlib.util.find_spec("pycorrelate") is None:  # an optional comparison: never installed by antibunch
+        assert rows[215]["pycorrelate"] == rows[50000]["pycorrelate"] == "not installed"
+    else:
+        assert "pycorrelate_tags" not in rows[215] and rows[215]["pycorrelate_equal"]
+        # above PYCORRELATE_MAX_BINS pycorrelate runs on a prefix only, and the row says so
+        assert rows[50000]["pycorrelate"].startswith("skipped at full size: 50000 bins")
+        assert rows[50000]["pycorrelate_tags"] < r["n_tags"] and rows[50000]["pycorrelate_equal"]
     assert {row["n_bins"] for row in r["kernels"] if row["kernel"] == "Correlation3"} == {215, B.CORR3_MAX_BINS}
     capped = [row for row in r["kernels"] if row["kernel"] == "Correlation3" and row["n_bins"] == B.CORR3_MAX_BINS]
     assert "50000 bins asked" in capped[0]["bins_note"]
     assert "capped at" in B.format_table(r)
     r = B.run(_args(B, "--quick", "--rates", "1e5", "--external", "none"))
     assert r["correlation"][0]["pycorrelate"].startswith("not run")
+
+
+def test_correlation_bench_without_pycorrelate(monkeypatch):
+    from bench import correlation as B
+
+    monkeypatch.setitem(sys.modules, "pycorrelate", None)  # import fails as on a machine without it
+    r = B.run(_args(B, "--quick", "--rates", "1e5", "--bins", "215", "--external", "pycorrelate"))
+    assert r["correlation"][0]["pycorrelate"] == "not installed"
     assert all(row["equal"] for row in r["kernels"])
 
 
