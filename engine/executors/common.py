@@ -27,6 +27,17 @@ class NodeError(RuntimeError):
             self.__cause__ = cause
 
 
+class ExecutorError(NodeError):
+    """The executor itself failed, not a step: e.g. the processes executor's fork server died.
+    ``str()`` is the whole sentence; ``step_id`` names the part that failed."""
+
+    def __init__(self, what: str, detail: str):
+        RuntimeError.__init__(self, f"{what} {detail}")
+        self.step_id = what
+        self.seq = None
+        self.t_range = None
+
+
 def msg_range(msg):
     b, e = getattr(msg, "t_begin_ps", None), getattr(msg, "t_end_ps", None)
     if b is None or e is None:

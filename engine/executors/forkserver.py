@@ -21,7 +21,9 @@ child keeps the server's stdout, the runner's terminal); server -> runner
 ``{"step": S, "pid": P}`` with a pidfd of the child (the runner signals it without any
 pid-reuse race), and ``{"pid": P, "rc": RC}`` once the server reaped it. A child watches the
 server as its parent; the server ends when the runner closes the socket or dies, so a
-worker whose runner died still sees its parent go and shuts down, flushing its files.
+worker whose runner died still sees its parent go and shuts down, flushing its files. A worker
+whose server died while the runner lives keeps running: the runner sees the server's death
+(:meth:`ForkServer.died`), fails the run and stops every step (their files marked failed).
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class ForkServer:
         self.workers: dict[str, ForkedWorker] = {}
         self.by_pid: dict[int, ForkedWorker] = {}
         self.gone = False  # the server ended (socket closed): no more replies
+        self.closing = False  # we ended it (close(), kill()): its end is no failure
 
     def start(self, step: str, stdout_fd: int | None) -> ForkedWorker:
         """Ask for a worker running ``step``; its stdout/stderr go to ``stdout_fd`` (None: ours)."""
@@ -102,13 +105,30 @@ class ForkServer:
         for w in self.workers.values():
             if w.pid is None and w.returncode is None:
                 w.returncode = -signal.SIGKILL
+                w.status_lost = True
+
+    def died(self) -> int | None:
+        """The server's exit code (negative: killed by that signal) if it ended without being
+        told to (it runs until the runner closes its socket); None while it runs or after close()."""
+        if self.closing:
+            return None
+        self.pump()
+        rc = self.proc.poll()
+        if rc is None and self.gone:  # its socket closed: it is exiting; collect its status
+            try:
+                rc = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                rc = None
+        return rc
 
     def kill(self) -> None:
+        self.closing = True
         if self.proc.poll() is None:
             self.proc.kill()
 
     def close(self) -> None:
         """After every worker ended: the server sees the socket close and exits."""
+        self.closing = True
         self.gone = True
         self.sock.close()
         try:
@@ -131,6 +151,7 @@ class ForkedWorker:
         self.pid: int | None = None
         self.pidfd: int | None = None
         self.returncode: int | None = None
+        self.status_lost = False  # ended without the server to report how (the server had died)
         self.kill_requested = False
 
     def poll(self) -> int | None:
@@ -138,6 +159,7 @@ class ForkedWorker:
         if self.returncode is None and self.server.gone and self.pidfd is not None \
                 and select.select([self.pidfd], [], [], 0)[0]:
             self.returncode = 1  # ended after the server did: its status is lost (the server reaped nothing)
+            self.status_lost = True
             self.close_pidfd()
         return self.returncode
 

@@ -26,12 +26,13 @@ import zmq
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS
 from . import forkserver
-from .common import NodeError, RunResult, graph_info
+from .common import ExecutorError, NodeError, RunResult, graph_info
 from .driver import COMPILING, check_steps
 from .worker import Worker
 
 log = logging.getLogger("antibunch.runner")
 READY_TIMEOUT_S = 300.0
+FORKSERVER_ERROR = "__forkserver__"  # key of the fork server's death in Runner.errors
 # After a stop (Ctrl-C, SIGTERM, a failed step) the Stop flows through the graph and every step
 # drains, finishes and flushes in order. Abort (every step stops waiting for input) only once the
 # graph has made no progress (no message moved, no step finished, none computing its final output)
@@ -310,12 +311,42 @@ class Runner:
             self._abort_sent_at = time.monotonic()
             self.broadcast("abort")
 
+    def check_forkserver(self):
+        """The fork server runs until the run ends; its death (a kill, a crash) fails the run. Its
+        workers see their parent go but keep running while the runner lives: they get the stop
+        from here, with the failure, so every file they write is marked failed."""
+        fs = self.forkserver
+        if fs is None or FORKSERVER_ERROR in self.errors:
+            return
+        rc = fs.died()
+        if rc is None:
+            return
+        if rc < 0:
+            try:
+                how = f"was killed by signal {-rc} ({signal.Signals(-rc).name})"
+            except ValueError:
+                how = f"was killed by signal {-rc}"
+        else:
+            how = f"exited with code {rc}"
+        when = "during acquisition" if self.started_at is not None else "during start-up"
+        self.errors[FORKSERVER_ERROR] = ExecutorError(
+            f"the processes executor's fork server (pid {fs.proc.pid})",
+            f"{how} {when}: the run was stopped and its outputs are marked failed "
+            f"(ANTIBUNCH_FORKSERVER=0 starts every step as its own interpreter instead)")
+        self.request_stop("the fork server died")
+        self.request_abort()
+
     def check_processes(self):
+        self.check_forkserver()
+        fs_died = FORKSERVER_ERROR in self.errors
         for s, p in self.procs.items():
             rc = p.poll()
             if rc is not None and self.step_state[s] != "done":
                 if s in self._killed_starting or s in self.killed_by_user:  # killed while starting, or asked for
                     self.step_state[s] = "done"  # after a stop: nothing to blame, the run was interrupted
+                    continue
+                if fs_died and getattr(p, "status_lost", False):
+                    self.step_state[s] = "done"  # never forked, or ended after the server: its death is the error
                     continue
                 self.step_state[s] = "done"
                 how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 import traceback
@@ -163,9 +164,24 @@ class Worker:
                 self.aborted = True
                 self.stop_requested = True
                 self.driver.cancel()
-        if self.watch_parent is not None and os.getppid() != self.watch_parent:
+        if self.watch_parent is not None and os.getppid() != self.watch_parent and self._runner_gone():
             self.aborted = True  # the runner is gone: shut down, flush files
             self.driver.cancel()
+
+    def _runner_gone(self) -> bool:
+        """Our parent went. A fresh interpreter's parent is the runner; a forked worker's is the fork
+        server, whose death the runner handles (it stops the run as failed): wait for its orders."""
+        fd = getattr(self, "_runner_fd", -1)
+        if fd == -1:  # first time: watch the runner itself (a pidfd: no pid-reuse race)
+            runner = self.m.get("pid")
+            fd = None
+            if runner is not None and runner != self.watch_parent and hasattr(os, "pidfd_open"):
+                try:
+                    fd = os.pidfd_open(runner)
+                except OSError:
+                    fd = None  # already gone
+            self._runner_fd = fd
+        return fd is None or bool(select.select([fd], [], [], 0)[0])
 
     def _poll_stop(self) -> bool:
         """``node.stop_requested()`` while the node is busy: look at the control socket

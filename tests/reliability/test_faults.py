@@ -18,10 +18,11 @@ import time
 
 import pytest
 
+from engine.executors.forkserver import available as forkserver_available
 from engine.graph import load_graph
 
 from .conftest import GRAPHS, cli_env
-from .helpers import BackgroundRun, check_prefix, pids_with
+from .helpers import BackgroundRun, check_prefix, h5_tags, pids_with
 
 FAULTS = str(GRAPHS / "faults.py")
 sys.path.insert(0, str(GRAPHS))
@@ -210,3 +211,94 @@ def test_signals_at_random_moments(tmp_path, runtime_dir):
         worst = max(worst, exit_s)
         assert exit_s < EXIT_S, f"case {i}: exit took {exit_s:.2f} s after {sig.name}"
     print(f"12 signals: worst exit {worst:.2f} s")
+
+
+# ---------------------------------------------------------------- the fork server dies
+def _forkserver_pid(runner_pid: int, deadline_s: float = 60.0) -> int:
+    """The processes executor's fork server: the runner's child running engine.executors.forkserver."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for pid in pids_with("engine.executors.forkserver"):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid == runner_pid:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError("no fork server found")
+
+
+def _check_forkserver_death(rc, stdout, err, out, fs_pid):
+    """Exit 1, one line naming the fork server and the signal, JSON 'fail', no survivors."""
+    import json
+
+    assert rc == 1, (rc, err)
+    summary = json.loads(stdout)
+    assert summary["exit_status"] == "fail", summary
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    assert f"fork server (pid {fs_pid}) was killed by signal 9" in lines[0], lines
+    assert len(summary["errors"]) == 1 and "fork server" in summary["errors"][0], summary
+    assert "Traceback" not in err, err
+    time.sleep(0.1)
+    assert pids_with(str(out)) == [], "orphan worker processes"
+    return summary
+
+
+@pytest.mark.skipif(not forkserver_available(), reason="no fork server on this platform")
+def test_kill9_forkserver_mid_run_fails_the_run(tmp_path, runtime_dir):
+    """The fork server's death is a failure, not a clean end (its workers see their parent go)."""
+    out = tmp_path / "fs_mid.h5"
+    p = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json",
+                          f"{FAULTS}:build(out={str(out)!r}, n_batches=100000, delay_s=0.01)"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(runtime_dir))
+    try:
+        fs_pid = _forkserver_pid(p.pid)
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.stat().st_size >= 60_000):
+            assert p.poll() is None and time.monotonic() < deadline, "run never produced data"
+            time.sleep(0.02)
+        os.kill(fs_pid, signal.SIGKILL)
+        stdout, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    summary = _check_forkserver_death(p.returncode, stdout, err, out, fs_pid)
+    assert summary["acquired"] is True
+    assert "during acquisition" in summary["errors"][0], summary
+    k, status = check_prefix(out, faults_graph.expected_batches(k_max(out)))
+    assert k > 0 and status == "failed", (k, status)
+    assert not os.listdir(runtime_dir), "run dir left behind"
+
+
+@pytest.mark.skipif(not forkserver_available(), reason="no fork server on this platform")
+def test_kill9_forkserver_during_startup_fails_the_run(tmp_path, runtime_dir):
+    out = tmp_path / "fs_start.h5"
+    flag = tmp_path / "warming"
+    p = subprocess.Popen([sys.executable, "-m", "engine", "run", "--json",
+                          f"{FAULTS}:build(out={str(out)!r}, n_batches=100000, delay_s=0.01, warmup_s=30, "
+                          f"warmup_flag={str(flag)!r})"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(runtime_dir))
+    try:
+        fs_pid = _forkserver_pid(p.pid)
+        deadline = time.monotonic() + 120
+        while not flag.exists():  # the relay is forked and inside its (30 s) warm-up
+            assert p.poll() is None and time.monotonic() < deadline, "the relay never started its warm-up"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        os.kill(fs_pid, signal.SIGKILL)
+        stdout, err = p.communicate(timeout=60)
+        exit_s = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    summary = _check_forkserver_death(p.returncode, stdout, err, out, fs_pid)
+    assert summary["acquired"] is False and "during start-up" in summary["errors"][0], summary
+    assert exit_s < EXIT_S, f"exit took {exit_s:.2f} s after the kill"
+    assert not out.exists() or h5_status(out) == "failed"
+
+
+def h5_status(path):
+    return h5_tags(path)[3]
