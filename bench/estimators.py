@@ -11,7 +11,9 @@ GPU ≥ 200 k/s at batch 1024). ``--events-list`` repeats the CNN timings at oth
 batch sizes 64…4096 (wall and process-CPU time: on a shared machine the CPU-time rate per
 thread is the contention-free figure), the widths in ``--widths`` (random weights: throughput
 only) and ``torch.jit.trace`` of the shipped model. Times exclude model loading and kernel
-compilation.
+compilation. The three CNN variants are timed in turns, best of :data:`CNN_REPEAT` (they see the
+same load); the MLE and the LM fit one pass each. The output states the load average at the start
+and the end (``load_avg_start``/``load_avg_end``).
 """
 from __future__ import annotations
 
@@ -106,7 +108,11 @@ def _sweep(args, H, lag, model, res):
                   "features_hist_per_s": 1024 / w_feat}
 
 
-def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=5):
+#: CNN variants (hybrid on 1 and 2 refinement threads, plain) are timed in turns, best of this many
+CNN_REPEAT = 5
+
+
+def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=CNN_REPEAT):
     """Hybrid (refinement on 1 and 2 threads) and plain CNN on the same histograms, same run."""
     from nodes import cnn
 
@@ -133,6 +139,15 @@ def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=5):
                 prefix + "candidate_fraction": float(np.mean(r["g2_0_err_cnn"] < cnn.REFINE_SIGMA))})
 
 
+def _load() -> list:
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
 def run(args) -> dict:
     import torch
 
@@ -142,6 +157,7 @@ def run(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_start = _load()
     H, lag = _data(args.n, args.events, args.seed)
     model = cnn.load_model(None, "auto")
     net, meta, dev = model
@@ -158,6 +174,7 @@ def run(args) -> dict:
         **rates, "mle_hist_per_s": len(H) / t_mle, "lm_hist_per_s": n_lm / t_lm,
         # process CPU time: the contention-free figure on a shared machine (all threads summed)
         "mle_hist_per_cpu_s": len(H) / c_mle, "lm_hist_per_cpu_s": n_lm / c_lm,
+        "n_lm": n_lm, "cnn_repeat": CNN_REPEAT,
     }
     res["cnn_plain_over_lm"] = res["cnn_plain_hist_per_s"] / res["lm_hist_per_s"]
     res["cnn_refine2_over_lm"] = res["cnn_refine2_hist_per_s"] / res["lm_hist_per_s"]
@@ -180,19 +197,31 @@ def run(args) -> dict:
         t_p = _best_of(lambda: cnn.predict(pnet, H[:npw], dev, batch_size=args.batch or None), repeat=2)
         res["paper_width"] = args.paper_width
         res["paper_width_hist_per_s"] = npw / t_p
+    res["load_avg_start"], res["load_avg_end"] = load_start, _load()
     return res
 
 
+def _row(label, rate, rest=""):
+    return f"  {label:<22}{rate:>9.0f} hist/s{rest}"
+
+
 def format_table(r: dict) -> str:
+    nan = float("nan")
+    load = "/".join(f"{x:.1f}" for x in r.get("load_avg_start", [])) or "n/a"
+    load_end = "/".join(f"{x:.1f}" for x in r.get("load_avg_end", [])) or "n/a"
     lines = [f"estimators throughput ({r['n']} histograms of {r['events']:.0f} events, device {r['device']}, "
              f"{r['torch_threads']} torch threads, batch {r['batch']})",
-             f"  CNN (width {r['cnn_width']}) {r['cnn_hist_per_s']:>10.0f} hist/s (refinement on 1 thread; "
-             f"{r.get('cnn_refine2_hist_per_s', float('nan')):.0f} on 2; {100 * r.get('refined_fraction', 0):.1f} % refined)",
-             f"  CNN (no refinement) {r.get('cnn_plain_hist_per_s', float('nan')):>6.0f} hist/s "
-             f"(per CPU-s: {r.get('cnn_plain_hist_per_cpu_s', float('nan')):.0f} vs CNN "
-             f"{r.get('cnn_hist_per_cpu_s', float('nan')):.0f}, {r.get('cnn_refine2_hist_per_cpu_s', float('nan')):.0f} on 2)",
-             f"  MLE (numba)       {r['mle_hist_per_s']:>10.0f} hist/s",
-             f"  LM (scipy)        {r['lm_hist_per_s']:>10.0f} hist/s",
+             f"  load average (1/5/15 min) {load} at the start, {load_end} at the end; wall time. The CNN rows are "
+             f"timed in turns, best of {r.get('cnn_repeat', CNN_REPEAT)}; MLE ({r['n']} histograms) and LM "
+             f"({r.get('n_lm', '?')}) one pass each",
+             _row(f"CNN (width {r['cnn_width']})", r["cnn_hist_per_s"],
+                  f"  (refinement on 1 thread; {r.get('cnn_refine2_hist_per_s', nan):.0f} on 2; "
+                  f"{100 * r.get('refined_fraction', 0):.1f} % refined)"),
+             _row("CNN (no refinement)", r.get("cnn_plain_hist_per_s", nan),
+                  f"  (per CPU-s: {r.get('cnn_plain_hist_per_cpu_s', nan):.0f} vs CNN "
+                  f"{r.get('cnn_hist_per_cpu_s', nan):.0f}, {r.get('cnn_refine2_hist_per_cpu_s', nan):.0f} on 2)"),
+             _row("MLE (numba)", r["mle_hist_per_s"]),
+             _row("LM (scipy)", r["lm_hist_per_s"]),
              f"  CNN / LM  = {r['cnn_over_lm']:.0f}x   (target >= 10x)"
              + (f"; per CPU-second {r['cnn_over_lm_cpu']:.0f}x (CNN {r['cnn_hist_per_cpu_s']:.0f}, "
                 f"MLE {r['mle_hist_per_cpu_s']:.0f}, LM {r['lm_hist_per_cpu_s']:.0f} hist/CPU-s)"

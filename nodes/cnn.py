@@ -28,7 +28,7 @@ Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
 ``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default),
-``refine_sigma`` (g2(0) units, default 0.1; 0 = off), ``refine_starts`` ('seeded' | 'full'),
+``refine_sigma`` (g2(0) units, default 0.1; 0 = off, inf = every histogram), ``refine_starts`` ('seeded' | 'full'),
 ``refine_threads`` (threads for the refinement fits). On a CPU the forward pass runs in chunks of
 :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn', extra per pixel:
@@ -233,6 +233,12 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     the likelihood estimate), ``g2_0_cnn``/``g2_0_err_cnn`` (the network's own), ``compute_s``.
     ``batch_size``: forward-pass chunk (default 256 on a CPU, 4096 on a GPU). ``model`` = (net, meta, device) from :func:`load_model` to skip loading.
     """
+    refine_sigma = check_refine_sigma(refine_sigma)
+    if refine_sigma:
+        from .mle import REFINE_STARTS
+
+        if refine_starts not in REFINE_STARTS:
+            raise ValueError(f"refine_starts must be one of {', '.join(map(repr, REFINE_STARTS))}; got {refine_starts!r}")
     c, lag = check_counts(counts, lag_ps)
     require_paper_binning(lag, binwidth_ps)
     net, meta, dev = model if model is not None else _cached_model(weights, device)
@@ -255,11 +261,28 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     return res
 
 
+def check_refine_sigma(value) -> float:
+    """``refine_sigma`` as a float ≥ 0 (None → 0 = off; ``inf`` = refine every histogram with an error
+    bar, the limit of large values); anything else a one-line ValueError naming the parameter."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"refine_sigma expects a number (g2(0) units; 0 = off, inf = refine every histogram); "
+                         f"got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not v >= 0.0:
+        raise ValueError(f"refine_sigma must be >= 0 (g2(0) units; 0 = off, inf = refine every histogram); got {v!r}")
+    return v
+
+
 def refine_weight(sigma_cnn, sigma_mle, refine_sigma: float = REFINE_SIGMA) -> np.ndarray:
     """Weight of the likelihood estimate: 1 where both error bars are ≤ ``REFINE_FULL``·``refine_sigma``,
-    0 where either is ≥ ``refine_sigma``, linear in the larger of the two in between (NaN counts as ∞)."""
-    u = np.fmax(np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf),
-                np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf))
+    0 where either is ≥ ``refine_sigma``, linear in the larger of the two in between (NaN counts as ∞).
+    ``refine_sigma`` = ∞ is the limit: 1 wherever both error bars are finite."""
+    u = np.fmax(np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf, posinf=np.inf),
+                np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf, posinf=np.inf))
+    if np.isinf(refine_sigma):
+        return np.where(np.isfinite(u), 1.0, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
         return np.clip((refine_sigma - u) / ((1.0 - REFINE_FULL) * refine_sigma), 0.0, 1.0)
 
@@ -311,7 +334,8 @@ class G2CNN(Node):
     threads = Param(int, default=1, min=0,
                     doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
     refine_sigma = Param(float, default=REFINE_SIGMA, min=0.0, unit="g2(0)",
-                         doc="refine by the Poisson MLE where the CNN and MLE error bars are below this (0: off)")
+                         doc="refine by the Poisson MLE where the CNN and MLE error bars are below this "
+                         "(0: off; inf: wherever both are finite)")
     refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
                           doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")

@@ -1,11 +1,13 @@
 """CLI commands of the g2(0) estimators: ``estimate``, ``train``, ``evaluate``.
 
-``antibunch estimate {lm,mle,cnn} INPUT.npz OUTPUT.npz [--weights PATH]``
+``antibunch estimate {lm,mle,cnn} INPUT.npz OUTPUT.npz [--weights PATH] [--refine-sigma S]``
     INPUT: ``counts`` int (N, n_bins), ``lag_ps`` float (n_bins,) bin-centre lags, optional
     ``duration_s`` float (N,) (checked, recorded, not needed by the estimators).
     OUTPUT: ``g2_0`` (N,), ``g2_0_err`` (N,) (NaN where none), ``compute_s`` (seconds spent
     estimating, excluding imports, model loading, kernel warm-up and file I/O), plus
-    ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound).
+    ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound); for
+    ``cnn`` also ``refined`` (weight of the likelihood refinement), ``g2_0_cnn`` and
+    ``g2_0_err_cnn`` (the network's own). ``--refine-sigma`` (cnn; 0 = the plain network).
 """
 from __future__ import annotations
 
@@ -53,6 +55,9 @@ def add_commands(sub) -> None:
     p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags)")
     p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
+    p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
+                   help="cnn only: likelihood refinement where the CNN and MLE error bars are below S "
+                        "(g2(0) units; default 0.1; 0 = the plain network; inf = wherever both are finite)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)
 
@@ -167,6 +172,13 @@ def cmd_estimate(args) -> int:
     from sinks.output import atomic_write, refuse_existing
 
     refuse_existing(args.output, overwrite=args.overwrite, option="output")  # before any work
+    refine_sigma = getattr(args, "refine_sigma", None)
+    if refine_sigma is not None and args.method != "cnn":
+        raise ValueError(f"--refine-sigma applies to the cnn method only (got method {args.method!r})")
+    if args.method == "cnn":
+        from .cnn import REFINE_SIGMA, check_refine_sigma
+
+        refine_sigma = check_refine_sigma(REFINE_SIGMA if refine_sigma is None else refine_sigma)
     counts, lag, dur = load_input(args.input)
     bw = args.binwidth_ps
     if args.method == "mle":
@@ -187,15 +199,18 @@ def cmd_estimate(args) -> int:
         from .mle import refine_mle
 
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
-        refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
-        res = estimate_cnn(counts, lag, bw, model=model)
+        if refine_sigma:
+            refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
+        res = estimate_cnn(counts, lag, bw, model=model, refine_sigma=refine_sigma)
     out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
            "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
     if dur is not None:
         out["duration_s"] = dur.astype(np.float64)
-    if "refined" in res:  # CNN: weight of the likelihood refinement per histogram (0 = the network's value)
-        out["refined"] = np.asarray(res["refined"], dtype=np.float64)
+    # CNN: weight of the likelihood refinement per histogram (0 = the network's value) and the network's own
+    for k in ("refined", "g2_0_cnn", "g2_0_err_cnn"):
+        if k in res:
+            out[k] = np.asarray(res[k], dtype=np.float64)
     with atomic_write(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **out)
     n = len(counts)

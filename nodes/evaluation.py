@@ -148,46 +148,75 @@ def format_table(res: dict) -> str:
     return pe.format_tables(res)
 
 
-def plot(res: dict, path) -> None:
-    """PNG, one row per population: RMSE with the bounds, bias per band, error calibration vs events."""
+#: y range of the bias panels; values beyond it are drawn at the edge as open triangles with their value
+BIAS_YLIM = 0.15
+
+
+def beyond(y, lim: float = BIAS_YLIM):
+    """Indices of finite values outside ±``lim`` (plotted at the edge, with their value)."""
+    y = np.asarray(y, dtype=np.float64)
+    return np.flatnonzero(np.isfinite(y) & (np.abs(y) > lim))
+
+
+def plot(res: dict, path) -> int:
+    """PNG, one row per population: RMSE with the bounds, bias per band, error calibration vs events.
+    Legends sit below the panels (not over the data). Returns the number of bias values beyond
+    ±:data:`BIAS_YLIM`, drawn at the edge as open triangles labelled with their value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     pops = list(res["populations"])
-    fig, axes = plt.subplots(len(pops), 3, figsize=(14, 3.6 * len(pops)), squeeze=False)
+    fig, axes = plt.subplots(len(pops), 3, figsize=(14, 4.6 * len(pops)), squeeze=False)
     styles = {"lm": "s-", "mle": "o-", "cnn": "^-", "cnn_plain": "v:"}
     colours = {"lm": "C0", "mle": "C1", "cnn": "C2", "cnn_plain": "C3"}
     band_ls = ("-", "--", "-.", ":")
+    lim = BIAS_YLIM
+    n_beyond = 0
     for ax, pop in zip(axes, pops):
         bk = res["populations"][pop]["buckets"]
         ev = np.array([bk[b]["events"] for b in bk], dtype=float)
         ax[0].plot(ev, [bk[b]["crb_all"] for b in bk], "k-", label="CRB, all free")
         ax[0].plot(ev, [bk[b]["crb_known"] for b in bk], "k--", label="CRB, shape known")
+        biased = [m for m in res["methods"] if m in ("cnn", "mle", "cnn_plain")]
         for m in res["methods"]:
             ax[0].plot(ev, [bk[b][m]["rmse"] for b in bk], styles.get(m, "x-"), color=colours.get(m), label=pe.label(m))
             ax[2].errorbar(ev, [bk[b][m]["calib_width"] for b in bk], yerr=[bk[b][m].get("calib_width_se", np.nan)
                                                                             for b in bk],
                            fmt=styles.get(m, "x-"), color=colours.get(m), label=pe.label(m), capsize=2)
+            if m not in biased:
+                continue
             for (lo, hi), ls in zip(BANDS, band_ls):
                 k = pe.band_key(lo, hi)
-                y = [bk[b][m]["bands"].get(k, {}).get("bias", np.nan) for b in bk]
-                if m in ("cnn", "mle", "cnn_plain"):
-                    ax[1].plot(ev, y, styles.get(m, "x")[0] + ls, color=colours.get(m), ms=4,
-                               label=f"{pe.label(m)} g2(0) {k}")
+                y = np.array([bk[b][m]["bands"].get(k, {}).get("bias", np.nan) for b in bk], dtype=float)
+                ax[1].plot(ev, np.clip(y, -lim, lim), styles.get(m, "x")[0] + ls, color=colours.get(m), ms=4)
+                for i in beyond(y, lim):
+                    edge = np.sign(y[i]) * lim * 0.97
+                    ax[1].plot(ev[i], edge, "^" if y[i] > 0 else "v", mfc="none", color=colours.get(m), ms=9)
+                    ax[1].annotate(f"{y[i]:+.2f}", (ev[i], edge), textcoords="offset points",
+                                   xytext=(4, -10 if y[i] > 0 else 4), fontsize=6, color=colours.get(m))
+                    n_beyond += 1
         ax[0].set(xscale="log", yscale="log", xlabel="coincidences in the 500-ns window", ylabel="RMSE of g2(0)",
                   title=f"{pop}: error vs events")
         ax[1].axhspan(-0.02, 0.02, color="g", alpha=0.1)
         ax[1].axhline(0, color="k", lw=0.5)
-        ax[1].set(xscale="log", xlabel="coincidences", ylabel="bias of g2(0)", title=f"{pop}: bias per g2(0) band",
-                  ylim=(-0.15, 0.15))
+        ax[1].set(xscale="log", xlabel="coincidences", ylabel="bias of g2(0)",
+                  title=f"{pop}: bias per g2(0) band (beyond ±{lim:g}: open triangles)", ylim=(-lim, lim))
         ax[2].axhspan(0.8, 1.25, color="g", alpha=0.1)
         ax[2].set(xscale="log", xlabel="coincidences", ylabel="1.4826·MAD of (est − truth)/err",
                   title=f"{pop}: error-bar calibration", ylim=(0, 3))
-        ax[0].legend(fontsize=7)
-        ax[1].legend(fontsize=6, ncol=2)
-        ax[2].legend(fontsize=7)
+        below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.16), "fontsize": 7, "frameon": False}
+        ax[0].legend(ncol=2, **below)
+        # the bias panel: methods by colour and marker, bands by line style (7 entries instead of 12)
+        proxies = [Line2D([], [], color=colours.get(m), marker=styles.get(m, "x")[0], ls="none", label=pe.label(m))
+                   for m in biased]
+        proxies += [Line2D([], [], color="k", ls=ls, label=f"g2(0) {pe.band_key(lo, hi)}")
+                    for (lo, hi), ls in zip(BANDS, band_ls)]
+        ax[1].legend(handles=proxies, ncol=4, **below)
+        ax[2].legend(ncol=2, **below)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    return n_beyond

@@ -171,7 +171,9 @@ def format_tables(res: dict) -> str:
     ms = res["methods"]
     out = []
     for pop, pres in res["populations"].items():
-        out += [f"### population `{pop}`", "",
+        first = next(iter(pres["buckets"].values()), {})
+        ns = ", ".join(f"{label(m)} {first[m]['n']}" for m in ms if m in first and "n" in first[m])
+        out += [f"### population `{pop}`", "", f"Histograms per bucket: {ns}.", "",
                 "| events | CRB free | " + " | ".join(
                     f"{label(m)} RMSE | {label(m)} bias | {label(m)} RMSE/CRB | {label(m)} calib ± s.e." for m in ms) + " |",
                 "|" + "---|" * (2 + 4 * len(ms))]
@@ -188,7 +190,8 @@ def format_tables(res: dict) -> str:
             out += ["", "CNN likelihood refinement, fraction of histograms refined (weight > 0 / = 1): " + ", ".join(
                 f"{b}: {row['cnn']['refined_fraction']:.2f} / {row['cnn']['fully_refined_fraction']:.2f}"
                 for b, row in pres["buckets"].items() if "refined_fraction" in row.get("cnn", {}))]
-        out += ["", "| events | method | " + " | ".join(f"bias (RMSE, calib) g2(0) {k}" for k in band_names) + " |",
+        out += ["", "Per g2(0) band: bias ± s.e. (RMSE, calibration width ± s.e.) [number of histograms]", "",
+                "| events | method | " + " | ".join(f"g2(0) {k}" for k in band_names) + " |",
                 "|---|---|" + "---|" * len(band_names)]
         for b, row in pres["buckets"].items():
             for m in ms:
@@ -197,8 +200,10 @@ def format_tables(res: dict) -> str:
                 for k in band_names:
                     if k in bb:
                         x = bb[k]
-                        cal = f", {x['calib_width']:.2f}" if np.isfinite(x["calib_width"]) else ""
-                        cells.append(f"{x['bias']:+.3f}±{x['bias_se']:.3f} ({x['rmse']:.3f}{cal})")
+                        cse = x.get("calib_width_se", float("nan"))
+                        cal = (f", {x['calib_width']:.2f}" + (f"±{cse:.2f}" if np.isfinite(cse) else "")
+                               if np.isfinite(x["calib_width"]) else "")
+                        cells.append(f"{x['bias']:+.3f}±{x['bias_se']:.3f} ({x['rmse']:.3f}{cal}) [{x['n']}]")
                     else:
                         cells.append("–")
                 out.append(f"| {b} | {label(m)} | " + " | ".join(cells) + " |")

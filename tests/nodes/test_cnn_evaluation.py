@@ -153,3 +153,22 @@ def test_evaluate_reports_the_hybrid_and_the_plain_network():
     assert res["verdicts"] and res["verdicts_cnn_plain"]
     txt = format_table(res)
     assert "CNN (no refinement)" in txt and "calib ± s.e." in txt and "refined" in txt
+
+
+def test_evaluate_tables_show_n_per_method_and_band_calibration_se(tmp_path):
+    """LM's statistics come from --lm-max histograms: the tables say how many per method and per band,
+    and each band's calibration width carries its bootstrap s.e.; the plot marks values beyond its range."""
+    from nodes.evaluation import beyond, evaluate, format_table, plot
+
+    res = evaluate(30, seed=3, buckets=(4000,), methods=("lm", "cnn"), pops=("heldout",), lm_max=6)
+    txt = format_table(res)
+    assert "Histograms per bucket: LM 6, CNN 30." in txt
+    row = res["populations"]["heldout"]["buckets"]["4000"]
+    for m in ("lm", "cnn"):
+        for k, b in row[m]["bands"].items():
+            cell = f"({b['rmse']:.3f}, {b['calib_width']:.2f}±{b['calib_width_se']:.2f}) [{b['n']}]"
+            assert cell in txt, (m, k, cell)
+    k = next(iter(row["cnn"]["bands"]))
+    row["cnn"]["bands"][k]["bias"] = 0.31
+    assert list(beyond([0.0, 0.31, -0.2, np.nan, 0.15])) == [1, 2]
+    assert plot(res, tmp_path / "e.png") == 1 and (tmp_path / "e.png").stat().st_size > 0

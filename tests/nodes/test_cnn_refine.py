@@ -150,3 +150,32 @@ def test_refined_bias_is_small_where_the_data_decide():
         b = e[(t >= lo) & (t < hi)]
         if b.size >= 30:
             assert abs(b.mean()) <= 0.02 + 3 * b.std() / np.sqrt(b.size), (lo, hi, b.mean(), b.size)
+
+
+def test_refine_sigma_inf_refines_every_histogram_with_an_error_bar():
+    """refine_sigma=inf is the limit of large values (was: NaN everywhere): weight 1 wherever the fit is usable."""
+    H, _ = _pop("heldout", 24, 16000, seed=11)
+    big = estimate_cnn(H, LAG, refine_sigma=1e6)
+    inf = estimate_cnn(H, LAG, refine_sigma=float("inf"))
+    assert np.all(np.isfinite(inf["g2_0"])) and np.all(np.isfinite(inf["g2_0_err"]))
+    np.testing.assert_array_equal(inf["refined"], big["refined"])
+    np.testing.assert_array_equal(inf["g2_0"], big["g2_0"])
+    assert inf["refined"].mean() > 0.5
+    w = refine_weight([0.01, 5.0, np.nan], [3.0, 0.01, 0.01], float("inf"))
+    np.testing.assert_array_equal(w, [1.0, 1.0, 0.0])
+    r = run_node(G2CNN(refine_sigma=float("inf")),
+                 [PixelHistograms(pixel=np.arange(len(H)), counts=H, singles=np.zeros((len(H), 2), np.int64),
+                                  exposure_s=np.ones(len(H)), lag_ps=LAG, binwidth_ps=BW, shape=[1, len(H)])])
+    np.testing.assert_array_equal(r["out"][0].g2_0, inf["g2_0"])
+
+
+@pytest.mark.parametrize("bad,words", [(-1, "must be >= 0"), (float("nan"), "must be >= 0"), ("abc", "expects a number"),
+                                       (True, "expects a number")])
+def test_estimate_cnn_validates_refine_sigma(bad, words):
+    H, _ = _pop("heldout", 2, 4000, seed=12)
+    with pytest.raises(ValueError, match="refine_sigma") as e:
+        estimate_cnn(H, LAG, refine_sigma=bad)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="refine_starts"):
+        estimate_cnn(H, LAG, refine_starts="bogus")
+    assert np.all(estimate_cnn(H, LAG, refine_sigma=None)["refined"] == 0)

@@ -38,8 +38,68 @@ def test_estimate_writes_contract(method, data, tmp_path):
         assert np.sqrt(np.mean((g[1:] - p[1:, 1]) ** 2)) < 0.4
         if method != "cnn":
             assert np.isfinite(err[1:]).sum() >= 9
-        else:  # the weight of the likelihood refinement, per histogram
+        else:  # the weight of the likelihood refinement, per histogram, and the network's own estimate
             assert z["refined"].shape == (12,) and np.all((z["refined"] >= 0) & (z["refined"] <= 1))
+            assert z["g2_0_cnn"].shape == (12,) and z["g2_0_err_cnn"].shape == (12,)
+            off = z["refined"] == 0
+            np.testing.assert_array_equal(g[off], z["g2_0_cnn"][off])
+
+
+def _cnn_out(tmp_path, path, *extra):
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.npz"
+    assert main(["estimate", "cnn", str(path), str(out), *extra]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_estimate_cnn_refine_sigma_option(tmp_path):
+    """--refine-sigma 0 = the plain network; inf = every histogram whose fit is usable (bright data)."""
+    from nodes.cnn import estimate_cnn
+
+    rng = np.random.default_rng(5)
+    p = m.draw_emitters(16, rng)
+    p[:, 0] = m.scale_for_events(LAG, BW, p, 64000)
+    path = tmp_path / "bright.npz"
+    np.savez(path, counts=m.poisson_histograms(LAG, BW, p, rng), lag_ps=LAG)
+    d = _cnn_out(tmp_path, path)
+    assert np.any(d["refined"] > 0)
+    plain = _cnn_out(tmp_path, path, "--refine-sigma", "0")
+    assert np.all(plain["refined"] == 0)
+    np.testing.assert_array_equal(plain["g2_0"], d["g2_0_cnn"])
+    np.testing.assert_array_equal(plain["g2_0_err"], plain["g2_0_err_cnn"])
+    inf = _cnn_out(tmp_path, path, "--refine-sigma", "inf")
+    np.testing.assert_array_equal(inf["g2_0"], estimate_cnn(np.load(path)["counts"], LAG, refine_sigma=1e9)["g2_0"])
+
+
+@pytest.mark.parametrize("args,words", [(["cnn", "--refine-sigma", "-1"], "refine_sigma must be >= 0"),
+                                        (["cnn", "--refine-sigma", "nan"], "refine_sigma must be >= 0"),
+                                        (["mle", "--refine-sigma", "0.1"], "cnn method only")])
+def test_estimate_refine_sigma_bad_exit_2(args, words, data, tmp_path, capsys):
+    path, _ = data
+    assert main(["estimate", args[0], str(path), str(tmp_path / "o.npz"), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_estimate_cnn_compute_s_excludes_the_refinement_kernel_load(data, tmp_path, monkeypatch):
+    """A slow first call of the refinement (numba loading/compiling its kernel) is warm-up, not compute_s."""
+    import time
+
+    import nodes.mle as mle_mod
+
+    path, _ = data
+    real, calls = mle_mod.refine_mle, []
+
+    def cold_first(*a, **k):
+        if not calls:
+            time.sleep(1.5)
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(mle_mod, "refine_mle", cold_first)
+    d = _cnn_out(tmp_path, path, "--refine-sigma", "inf")
+    assert len(calls) >= 2 and float(d["compute_s"]) < 1.5
 
 
 def _bad(tmp_path, **arrays):

@@ -1,0 +1,24 @@
+"""``antibunch bench estimators``: the output states its conditions (load average, how it timed) and
+its rows line up."""
+import argparse
+import re
+
+from bench import estimators as B
+
+
+def _args(*argv):
+    p = argparse.ArgumentParser()
+    B.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_bench_estimators_states_conditions_and_aligns_rows():
+    r = B.run(_args("--n", "24", "--n-lm", "2", "--paper-width", "0", "--threads", "1", "--events", "16000"))
+    assert len(r["load_avg_start"]) == 3 and len(r["load_avg_end"]) == 3
+    assert r["cnn_repeat"] == 5 and r["n_lm"] == 2
+    txt = B.format_table(r)
+    assert "load average" in txt and "in turns, best of 5" in txt and "LM (2)" in txt
+    rows = [ln for ln in txt.splitlines() if " hist/s" in ln and re.match(r"  (CNN|MLE|LM) ", ln)]
+    assert len(rows) == 4
+    ends = {ln.index(" hist/s") for ln in rows}
+    assert len(ends) == 1, rows  # the rate columns end in the same column
