@@ -48,6 +48,7 @@ def cmd_node(args) -> int:
         security.stop()
     ctx.term()
     if worker.failed is not None:
-        print(f"error: {worker.failed}", file=sys.stderr)
+        if args.managed is None:  # a managed worker's runner has the error and prints it (once)
+            print(f"error: {worker.failed}", file=sys.stderr)
         return 1
     return 0 if status in ("success", "abort") else 1

@@ -20,11 +20,17 @@ class NodeError(RuntimeError):
         if seq is not None:
             where += f" at seq {seq}"
         if t_range is not None:
-            where += f" (t = {t_range[0]}..{t_range[1]} ps)"
+            where += f" (t = {_seconds(t_range[0])}..{_seconds(t_range[1])} s)"
         what = detail or (f"{type(cause).__name__}: {cause}" if cause is not None else "unknown error")
         super().__init__(f"{where}: {what}")
         if cause is not None:
             self.__cause__ = cause
+
+
+def _seconds(t_ps) -> str:
+    """A time tag (int picoseconds) as seconds, to the nanosecond, trailing zeros dropped."""
+    text = f"{int(t_ps) / 1e12:.9f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 class ExecutorError(NodeError):

@@ -257,7 +257,9 @@ class Runner:
                     self.send(step, "abort")  # the broadcast went out before it connected (ROUTER drops those)
             elif kind == "error":
                 if step not in self.errors:
-                    self.errors[step] = NodeError(self.graph.full_id(step), ev.get("seq"), None,
+                    t_range = ev.get("t_range")
+                    self.errors[step] = NodeError(self.graph.full_id(step), ev.get("seq"),
+                                                  tuple(t_range) if t_range else None,
                                                   detail=_strip_where(ev.get("error", "")))
                     self.errors[step].remote_traceback = ev.get("traceback")
                 self.request_stop(f"step '{self.graph.full_id(step)}' failed")

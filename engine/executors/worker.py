@@ -362,7 +362,8 @@ class Worker:
         self._reported = err
         cause = err.__cause__ or err
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-        self.report("error", error=str(err), seq=err.seq, traceback=tb)
+        t_range = [int(t) for t in err.t_range] if err.t_range is not None else None
+        self.report("error", error=str(err), seq=err.seq, t_range=t_range, traceback=tb)
         log.debug("%s\n%s", err, tb)
 
     def run_source(self) -> str:

@@ -46,6 +46,9 @@ def test_run_exit_codes():
     assert json.loads(ok.stdout)["exit_status"] == "success"
     bad = cli("run", "--json", f"{SIMPLE}:build(n_batches=5, fail_at_seq=2)")
     assert bad.returncode == 1 and "step 'simple.count' failed at seq 2" in bad.stderr
+    # printed once (the runner's line; the worker does not print it too), its batch's time range in seconds
+    assert bad.stderr.count("deliberate failure") == 1, bad.stderr
+    assert "failed at seq 2 (t = 0.002..0.003 s): ValueError" in bad.stderr, bad.stderr
 
 
 def test_missing_input_file_refused_before_any_process_starts(tmp_path):

@@ -105,6 +105,7 @@ def test_node_exception_names_step_cli(tmp_path, runtime_dir):
                         "--no-live"], capture_output=True, text=True, timeout=120, env=cli_env(runtime_dir))
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert "step 'faults.relay' failed at seq 5" in p.stderr and "deliberate failure" in p.stderr, p.stderr
+    assert p.stderr.count("deliberate failure") + p.stdout.count("deliberate failure") == 1, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     k, status = check_prefix(out, faults_graph.expected_batches(5), min_batches=5)
     assert k == 5 and status == "failed", "sink did not flush/close the 5 good batches and record the failure"
