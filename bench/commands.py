@@ -8,6 +8,14 @@ import json
 from . import BENCHES
 
 
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already states its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (ratios against a reference in the same run)")
     p.add_argument("name", help="benchmark name or 'all'")
@@ -30,8 +38,7 @@ def cmd_bench(args) -> int:
         if name not in BENCHES:
             raise UsageError(f"unknown benchmark '{name}'; choose from {', '.join(BENCHES)} or 'all'")
         mod = importlib.import_module(BENCHES[name])
-        bp = argparse.ArgumentParser(prog=f"antibunch bench {name}",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        bp = argparse.ArgumentParser(prog=f"antibunch bench {name}", formatter_class=DefaultsOnce)
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(bp)
         res = mod.run(bp.parse_args(rest))

@@ -114,7 +114,30 @@ def test_pipeline_bench_quick(tmp_path):
             assert row["kernel_tags_per_s"] > 0 and row["node_tags_per_s"] > 0 and row["reader_tags_per_s"] > 0
             assert row["tags_correlated"] == row["tags"]
     text = B.format_table(r)
-    assert "imaging lm" in text and "tap-tags-slow" in text and "us/msg" in text
+    assert "imaging lm" in text and "tap-tags-slow" in text
+    # --quick says its timings are not measurements, and prints none of the derived figures
+    assert r["quick"] is True and "SMOKE TEST ONLY" in text
+    assert "us/msg" not in text and "2-core bound" not in text and "vs no-tap" not in text
+    full = B.format_table({**r, "quick": False})
+    assert "us/msg" in full and "2-core bound" in full and "vs no-tap" in full
+    # a negative engine overhead (timing noise) is never printed as a cost
+    rows = [dict(row, engine_overhead_us_per_message=-269.0) for row in r["hbt"]]
+    text = B.format_table({**r, "quick": False, "hbt": rows})
+    assert "-269" not in text and "below noise" in text
+
+
+def test_bench_help_states_each_default_once():
+    import subprocess
+    import sys
+
+    for name in ("pipeline", "correlation"):
+        p = subprocess.run([sys.executable, "-m", "engine", "bench", name, "--help"], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        text = " ".join(p.stdout.split())
+        assert "(default: 100000000.0)" not in text and "(default 10 M) (default" not in text, text
+        assert text.count("(default") >= 5, text  # every option still states its default
+        assert "one executor pass" not in text
 
 
 def test_pipeline_bench_refuses_unknown_tap_variant(tmp_path):
