@@ -30,6 +30,7 @@ def test_correlation_bench_quick():
         for k in ("pycorrelate", "tttrlib"):
             assert k in row or f"{k}_tags_per_s" in row
     assert "Correlation" in B.format_table(r)
+    assert "a smoke test" in B.format_table(r)  # --quick timings are flagged as not measurements
 
 
 def test_correlation_bench_external_choice_and_caps():
