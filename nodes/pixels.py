@@ -213,10 +213,11 @@ class PixelAccumulator(Node):
                     self._t0 = int(msg.t_begin_ps)
                 ncomp, maxq = K.assign_schedule(t, ch, t_end, self._t0, self._nx, self._ny, self._dwell_ps,
                                                 self._lp, self._fp, self.frames or 0, self._inc_ps, self._sst,
-                                                self._expo, pix, inc, visit, comp, self._dirty)
+                                                self._expo, pix, inc, visit, comp, self._dirty, self._singles)
             else:
                 ncomp, maxq = K.assign_markers(t, ch, t_end, self._nx, self._ny, self._dwell_ps, self._inc_ps,
-                                               self._ps, self._expo, pix, inc, visit, comp, self._dirty)
+                                               self._ps, self._expo, pix, inc, visit, comp, self._dirty,
+                                               self._singles)
             if maxq >= 0:
                 self._ensure_increments(int(maxq) + 1)
                 self._accumulate(msg, pix, inc, visit)
@@ -293,15 +294,14 @@ class PixelAccumulator(Node):
         if self.mode == "start_stop":
             sel = -1 if self.delay_channel is None else self.delay_channel
             K.accumulate_start_stop(pix, inc, msg.delay_ps, ch, sel, self.span_ps, self.n_bins,
-                                    self._counts, self._incs, self._singles)
+                                    self._counts, self._incs)
         else:
             i, n = 0, len(t)
-            if KT.fused_t2_exact(self.span_ps, self.n_bins):  # pairs and singles in one pass
+            # (the singles were counted by the assignment)
+            if KT.fused_t2_exact(self.span_ps, self.n_bins):
                 KT.pixel_t2_stream(t, ch, pix, inc, visit, self.channel_1, self.channel_2, self.span_ps,
-                                   self.n_bins, self._counts, self._incs, self._singles, self._t2pairs)
+                                   self.n_bins, self._counts, self._incs, self._t2pairs)
                 i = n  # the FIFO kernel below only serves 2*span*n_bins >= 2**49
-            else:
-                K.count_singles(pix, ch, self._singles)
             while i < n:
                 i = K.accumulate_t2(t, ch, pix, inc, visit, i, self.channel_1, self.channel_2, self.span_ps,
                                     self.n_bins, self._counts, self._incs, self._b1, self._b2, self._t2st)

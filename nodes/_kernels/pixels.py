@@ -128,7 +128,7 @@ def _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell):
 
 
 @njit(cache=True, nogil=True)
-def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pix, inc, visit, comp, dirty):
+def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pix, inc, visit, comp, dirty, singles):
     """Pixel assignment from in-band marker tags (see module doc).
 
     A FRAME marker starts a frame (row = -1), a LINE marker the next row, a
@@ -138,10 +138,14 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
     the mean pixel-marker spacing of that line). Tags outside an open pixel get
     ``pix = -1`` and ``visit = -1``. Lines beyond ``ny`` without a FRAME marker wrap to row 0 of a
     new frame. ``ps[S_RESYNC] == 1`` ignores markers until the next FRAME.
-    Sets ``dirty[p] = True`` for pixels that got tags. Returns
+    Sets ``dirty[p] = True`` for pixels that got tags and counts
+    ``singles[p, channel] += 1`` for ``channel < singles.shape[1]`` (here, not in
+    the accumulation pass: the T2 pair pass then reads a tag's pixel only
+    where it has a partner in reach). Returns
     ``(number of completed pixels written to comp, max increment index or -1)``.
     """
     n = time.shape[0]
+    n_det = singles.shape[1]
     ncomp = 0
     maxq = -1
     for i in range(n):
@@ -161,6 +165,8 @@ def assign_markers(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure, pi
             if q > maxq:
                 maxq = q
             dirty[p] = True
+            if c < n_det:
+                singles[p, c] += 1
         else:
             ps[S_UNASSIGNED] += 1
     if ps[S_PIX] >= 0 and ps[S_END] >= 0 and t_end >= ps[S_END]:
@@ -311,16 +317,18 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
 
 @njit(cache=True, nogil=True)
 def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_period, n_frames,
-                    inc_ps, sst, exposure, pix, inc, visit, comp, dirty):
+                    inc_ps, sst, exposure, pix, inc, visit, comp, dirty, singles):
     """Pixel assignment from a time schedule starting at ``t0``.
 
     Pixel (row, col) of frame f spans ``[t0 + f*frame_period + row*line_period
     + col*dwell, ... + dwell)``; the rest of each line/frame period is flyback.
     ``n_frames <= 0``: unlimited. ``sst = [next visit to complete, unassigned]``.
-    Tags outside a pixel get ``pix = -1`` and ``visit = -1``.
+    Tags outside a pixel get ``pix = -1`` and ``visit = -1``; ``singles`` as in
+    :func:`assign_markers`.
     Returns ``(number of completed pixels written to comp, max increment or -1)``.
     """
     n = time.shape[0]
+    n_det = singles.shape[1]
     npix = nx * ny
     maxq = -1
     for i in range(n):
@@ -355,6 +363,8 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
         if q > maxq:
             maxq = q
         dirty[p] = True
+        if c < n_det:
+            singles[p, c] += 1
     ncomp = 0
     while True:
         g = sst[0]
@@ -375,18 +385,15 @@ def assign_schedule(time, channel, t_end, t0, nx, ny, dwell, line_period, frame_
 
 
 @njit(cache=True, nogil=True)
-def accumulate_start_stop(pix, inc, delay, channel, sel, span, n_bins, counts, incs, singles):
-    """Per-pixel histogram of ``delay`` (rational bins) and per-detector singles."""
+def accumulate_start_stop(pix, inc, delay, channel, sel, span, n_bins, counts, incs):
+    """Per-pixel histogram of ``delay`` (rational bins; the singles are counted by the assignment)."""
     n = pix.shape[0]
-    n_det = singles.shape[1]
     inv = reciprocal(2 * span)
     for i in range(n):
         p = pix[i]
         if p < 0:
             continue
         c = channel[i]
-        if c < n_det:
-            singles[p, c] += 1
         if sel >= 0 and c != sel:
             continue
         b = start_stop_bin(delay[i], span, n_bins, inv)
@@ -394,15 +401,6 @@ def accumulate_start_stop(pix, inc, delay, channel, sel, span, n_bins, counts, i
             continue
         counts[p, b] += 1
         incs[p, inc[i], b] += 1
-
-
-@njit(cache=True, nogil=True)
-def count_singles(pix, channel, singles):
-    n_det = singles.shape[1]
-    for i in range(pix.shape[0]):
-        p = pix[i]
-        if p >= 0 and channel[i] < n_det:
-            singles[p, channel[i]] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -582,16 +580,15 @@ def warmup() -> None:
     comp = np.empty(n + 2, np.int64)
     expo = np.zeros(2, np.int64)
     dirty = np.zeros(2, np.bool_)
-    assign_markers(t, ch, 10, 2, 1, 0, 10, new_marker_state(), expo, pix, inc, visit, comp, dirty)
-    assign_schedule(t, ch, 10, 0, 2, 1, 3, 7, 7, 0, 10, np.zeros(2, np.int64), expo, pix, inc, visit, comp,
-                    dirty)
     counts = np.zeros((2, 4), np.int64)
     incs = np.zeros((2, 1, 4), np.int64)
     singles = np.zeros((2, 2), np.int64)
+    assign_markers(t, ch, 10, 2, 1, 0, 10, new_marker_state(), expo, pix, inc, visit, comp, dirty, singles)
+    assign_schedule(t, ch, 10, 0, 2, 1, 3, 7, 7, 0, 10, np.zeros(2, np.int64), expo, pix, inc, visit, comp,
+                    dirty, singles)
     markers_start_stop(t, ch, d, 0, 0, 10, 2, 1, 0, 10, new_marker_state(), expo, comp, dirty, -1, 8, 4,
                        counts, incs, singles)
-    accumulate_start_stop(pix, inc, d, ch, -1, 8, 4, counts, incs, singles)
-    count_singles(pix, ch, singles)
+    accumulate_start_stop(pix, inc, d, ch, -1, 8, 4, counts, incs)
     b = np.empty(1, np.int64)
     accumulate_t2(t, ch, pix, inc, visit, 0, 0, 1, 8, 4, counts, incs, b, np.empty(1, np.int64),
                   np.array([0, 0, 0, 0, -1], np.int64))

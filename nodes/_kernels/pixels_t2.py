@@ -5,7 +5,8 @@ increments, rational lag bins over ``span``); :func:`markers_t2` applies them
 in one pass over the merged stream (see its docstring for where the time
 went), :func:`markers_t2_stream` drives it over a batch and keeps the carry.
 :func:`pixel_t2_back` is the pair pass of the two-phase path (schedule and
-coincidence modes: the pixel, increment and visit of every tag are given),
+coincidence modes: the pixel, increment and visit of every tag are given, the
+singles counted by the assignment),
 :func:`pixel_t2_stream` drives it and keeps its carry.
 """
 from __future__ import annotations
@@ -311,41 +312,49 @@ def _t2_pairs_carried(time, channel, visit, i, ct, cc, cv, ncarry, c1, c2, span,
 
 
 @njit(cache=True, nogil=True)
-def _count_singles(pix, channel, a, b, singles):
-    """``singles[pix, channel] += 1`` for tags ``a..b-1`` in a pixel with ``0 <= channel < n_det``."""
-    n_det = singles.shape[1]
-    for r in range(a, b):
-        p = pix[r]
-        c = channel[r]
-        if p >= 0 and c >= 0 and c < n_det:
-            singles[p, c] += 1
+def _pairs_in_visit(time, channel, visit, r, v, c1, c2, span, nb, inv, counts, incs, p, q):
+    """Pairs of tag ``r`` (visit ``v``, pixel ``p``, increment ``q``) with the earlier tags of its visit in
+    reach, one at a time, straight into ``counts``/``incs`` (the first tags of a visit; few pairs)."""
+    t = time[r]
+    auto = c1 == c2
+    is2 = channel[r] == c2
+    other = c1 if is2 else c2
+    j = r - 1
+    while j >= 0:
+        if 2 * (t - time[j]) > span:
+            return
+        if channel[j] == other and visit[j] == v:
+            _add_pair(t, time[j], is2, auto, span, nb, inv, counts, incs, p, q)
+        j -= 1
 
 
 @njit(cache=True, nogil=True)
-def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles, ct, cc, cv, ncarry):
-    """Per-pixel T2 pairs and singles of one batch given each tag's ``pix``/``inc``/``visit`` (``visit = -1``:
-    no pixel).
+def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, ct, cc, cv, ncarry):
+    """Per-pixel T2 pairs of one batch given each tag's ``pix``/``inc``/``visit`` (``visit = -1``: no pixel);
+    the singles are counted by the assignment (:func:`~nodes._kernels.pixels.assign_markers`).
 
-    Same counts as :func:`~nodes._kernels.pixels.accumulate_t2` (pairs inside one
-    visit, in the increment of the later tag) with the loop shape of
-    :func:`markers_t2`: per tag a backward scan while within half the span,
-    skipped when the previous tag is already out of reach (tested before the
-    channel); every tag in reach adds ``channel == other`` and ``visit ==
-    this visit`` (0 or 1, no branch) to a per-(pixel, increment) histogram
-    ``local`` in L1 cache, added to ``counts``/``incs`` when the pixel or
-    increment changes (the FIFO kernel's per-tag branches and two FIFOs cost
-    0.7-0.85x the single pass). Tags within half a span of the carried tail
-    ``ct``/``cc``/``cv`` (``ncarry`` entries) are counted one at a time by
+    Same counts as :func:`~nodes._kernels.pixels.accumulate_t2` (pairs inside
+    one visit, in the increment of the later tag). Needs what the assignment
+    guarantees: the tags of one visit are contiguous in the stream (markers,
+    ``channel < 0``, may sit between them; they never pair). Per tag, first
+    the test whether the previous tag is in reach (time only), then the
+    channel; only such a tag reads its ``visit``/``pix``/``inc`` (sparse
+    reads of those arrays cost ~20 ns each at 1e5/s, measured). Its pairs:
+
+    - within half a span of the first tag seen of its visit (``tseen``): the
+      earlier tags of the same visit, one at a time, straight into the pixel
+      histograms (:func:`_pairs_in_visit`; at low rates nearly every pair;
+      a whole-row flush of an L1 histogram per pair-carrying tag cost more);
+    - later: every tag in reach is in the same visit (the visit started at or
+      before ``tseen``), so the backward scan tests only the time and adds
+      ``channel == other`` (0 or 1, no branch) to a per-(pixel, increment)
+      histogram ``local`` in L1 cache, added to ``counts``/``incs`` when the
+      pixel or increment changes -- the inner loop of :func:`markers_t2`.
+
+    Tags within half a span of the carried tail ``ct``/``cc``/``cv``
+    (``ncarry`` entries) are counted one at a time by
     :func:`_t2_pairs_carried`. Needs ``2*span*n_bins < 2**49``
-    (:func:`fused_t2_exact`). ``singles[pix, channel] += 1`` for every tag
-    in a pixel, in the same pass (a separate pass over ``pix``/``channel``
-    cost as much memory traffic as the pairs at low rates).
-
-    Blocks of 32 tags are first summed with vectorised loops (tags near
-    their predecessor; one pixel only; channels 0/1 only): a block with no
-    tag near its predecessor has no pairs, and a block of one pixel with
-    channels 0/1 only adds its singles at once -- a scalar test per tag cost
-    ~1.7 ns on this machine, the whole reference pass at 1e3/s ~2 ns/tag.
+    (:func:`fused_t2_exact`).
     """
     n = time.shape[0]
     nb = n_bins
@@ -370,100 +379,79 @@ def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, 
                 _t2_pairs_carried(time, channel, visit, i0, ct, cc, cv, ncarry, c1, c2, span, nb, inv, counts,
                                   incs, p, inc[i0])
             i0 += 1
-    n_det = singles.shape[1]
-    i = min(max(i0, 1), n)
-    _count_singles(pix, channel, 0, i, singles)
-    while i < n:
-        e = i + 32
-        if e <= n:
-            # a constant trip count: LLVM vectorises this loop (a variable one: 5x slower, measured)
-            p0 = pix[i]
-            k = 0
-            same = 0
-            s0 = 0
-            s1 = 0
-            for r in range(32):
-                c = np.int64(channel[i + r])
-                k += np.int64(2 * (time[i + r] - time[i + r - 1]) <= span)
-                same += np.int64(pix[i + r] == p0)
-                s0 += np.int64(c == 0)
-                s1 += np.int64(c == 1)
-            if np.int64(p0 >= 0) * np.int64(same == 32) * np.int64(s0 + s1 == 32) != 0:
-                singles[p0, 0] += s0
-                if n_det > 1:
-                    singles[p0, 1] += s1
-            else:
-                _count_singles(pix, channel, i, e, singles)
-            if k == 0:
-                i = e
+    vcur = -2
+    tseen = 0
+    p = -1
+    for r in range(max(i0, 1), n):
+        t = time[r]
+        if 2 * (t - time[r - 1]) > span:
+            continue  # no earlier tag in reach: tested before the channel
+        c = channel[r]
+        is2 = c == c2
+        if np.int64(c == c1) + np.int64(is2) == 0:  # a sum, not `or`: see markers_t2
+            continue
+        v = visit[r]
+        if v != vcur:
+            if v < 0:
                 continue
-        else:
-            e = n
-            _count_singles(pix, channel, i, e, singles)
-        for r in range(i, e):
-            t = time[r]
-            if 2 * (t - time[r - 1]) > span:
-                continue  # no earlier tag in reach: tested before the channel
+            vcur = v
+            tseen = t
             p = pix[r]
-            c = channel[r]
-            is2 = c == c2
-            if np.int64(p >= 0) * (np.int64(c == c1) + np.int64(is2)) == 0:  # no `and`/`or`: markers_t2
-                continue
-            q = inc[r]
-            if np.int64(p != cp) + np.int64(q != cq) != 0:
-                if bmax >= 0:
-                    _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
-                cp = p
-                cq = q
-                bmin = nb if track else 0
-                bmax = -1 if track else last
-            v = visit[r]
-            j = r - 1
-            if auto:
-                blo = mid
-                bhi = mid
-                while j >= 0:
-                    dt = t - time[j]
-                    if 2 * dt > span:
-                        break
-                    a = np.int64(channel[j] == c1) & np.int64(visit[j] == v)
-                    if track:
-                        blo = div_floor((span - 2 * dt) * nb, two_span, inv)
-                        bhi = min(div_floor((span + 2 * dt) * nb, two_span, inv), last)
-                        local[blo] += a
-                        local[bhi] += a & (2 * dt < span)
-                    else:  # the +dt lag at 2*dt == span (excluded) lands in the spare bin nb
-                        local[np.int64((span - 2 * dt) * nb * inv)] += a
-                        local[np.int64((span + 2 * dt) * nb * inv)] += a
-                    j -= 1
-                if track:
-                    bmin = min(bmin, blo)
-                    bmax = max(bmax, bhi)
-                continue
-            other = c1 if is2 else c2
-            sgn = 2 if is2 else -2
-            if not track:
-                while j >= 0:
-                    dt = t - time[j]
-                    if 2 * dt > span:
-                        break
-                    # the pair excluded for a c2 tag (2*dt == span) lands in the spare bin nb
-                    a = np.int64(channel[j] == other) & np.int64(visit[j] == v)
-                    local[np.int64((span + sgn * dt) * nb * inv)] += a
-                    j -= 1
-                continue
-            lim = span - 1 if is2 else span
-            b = mid
+        q = inc[r]
+        if 2 * (t - tseen) <= span:
+            _pairs_in_visit(time, channel, visit, r, v, c1, c2, span, nb, inv, counts, incs, p, q)
+            continue
+        if np.int64(p != cp) + np.int64(q != cq) != 0:
+            if bmax >= 0:
+                _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
+            cp = p
+            cq = q
+            bmin = nb if track else 0
+            bmax = -1 if track else last
+        j = r - 1
+        if auto:
+            blo = mid
+            bhi = mid
             while j >= 0:
                 dt = t - time[j]
                 if 2 * dt > span:
                     break
-                b = min(div_floor((span + sgn * dt) * nb, two_span, inv), last)
-                local[b] += np.int64(channel[j] == other) & np.int64(visit[j] == v) & np.int64(2 * dt <= lim)
+                a = np.int64(channel[j] == c1)
+                if track:
+                    blo = div_floor((span - 2 * dt) * nb, two_span, inv)
+                    bhi = min(div_floor((span + 2 * dt) * nb, two_span, inv), last)
+                    local[blo] += a
+                    local[bhi] += a & (2 * dt < span)
+                else:  # the +dt lag at 2*dt == span (excluded) lands in the spare bin nb
+                    local[np.int64((span - 2 * dt) * nb * inv)] += a
+                    local[np.int64((span + 2 * dt) * nb * inv)] += a
                 j -= 1
-            bmin = min(bmin, min(b, mid))
-            bmax = max(bmax, max(b, mid))
-        i = e
+            if track:
+                bmin = min(bmin, blo)
+                bmax = max(bmax, bhi)
+            continue
+        other = c1 if is2 else c2
+        sgn = 2 if is2 else -2
+        if not track:
+            while j >= 0:
+                dt = t - time[j]
+                if 2 * dt > span:
+                    break
+                # the pair excluded for a c2 tag (2*dt == span) lands in the spare bin nb
+                local[np.int64((span + sgn * dt) * nb * inv)] += channel[j] == other
+                j -= 1
+            continue
+        lim = span - 1 if is2 else span
+        b = mid
+        while j >= 0:
+            dt = t - time[j]
+            if 2 * dt > span:
+                break
+            b = min(div_floor((span + sgn * dt) * nb, two_span, inv), last)
+            local[b] += np.int64(channel[j] == other) & np.int64(2 * dt <= lim)
+            j -= 1
+        bmin = min(bmin, min(b, mid))
+        bmax = max(bmax, max(b, mid))
     if bmax >= 0:
         _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
 
@@ -473,12 +461,11 @@ def new_pixel_t2_state() -> dict:
     return {"ct": np.empty(16, np.int64), "cc": np.empty(16, np.int64), "cv": np.empty(16, np.int64), "n": 0}
 
 
-def pixel_t2_stream(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles, state):
-    """Pairs and singles of one batch (:func:`pixel_t2_back`) and the carry update (any chunking, same
-    counts)."""
+def pixel_t2_stream(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state):
+    """Pairs of one batch (:func:`pixel_t2_back`) and the carry update (any chunking, same counts)."""
     n = len(time)
-    pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles, state["ct"],
-                  state["cc"], state["cv"], state["n"])
+    pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state["ct"], state["cc"],
+                  state["cv"], state["n"])
     if n == 0:
         return
     lo = int(time[-1]) - span // 2
@@ -574,4 +561,4 @@ def warmup() -> None:
                           np.zeros((2, 2), np.int64), new_t2_state(), lambda k: np.zeros((2, k, nb), np.int64))
         pv = np.array([-1, -1, -1, 0, 0, -1, 1, 1, 1], np.int64)
         pixel_t2_stream(t, ch, pv, np.zeros(9, np.int64), pv, 0, c2, 8, nb, np.zeros((2, nb), np.int64),
-                        np.zeros((2, 1, nb), np.int64), np.zeros((2, 3), np.int64), new_pixel_t2_state())
+                        np.zeros((2, 1, nb), np.int64), new_pixel_t2_state())

@@ -48,7 +48,7 @@ def _run_kernel(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps)
         pix, inc, visit = np.empty(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
         end = int(t[b]) if b < len(t) else t_end
         K.assign_markers(tt, cc, end, nx, ny, dwell, inc_ps, ps, expo, pix, inc, visit,
-                         np.empty(n + 2, np.int64), dirty)
+                         np.empty(n + 2, np.int64), dirty, np.zeros((npix, 3), np.int64))
         i = 0
         while True:
             i = K.accumulate_t2(tt, cc, pix, inc, visit, i, c1, c2, span, n_bins, counts, incs, b1, b2, st)
@@ -163,7 +163,7 @@ def test_t2_span_times_bins_beyond_the_fused_pass_takes_the_two_phase_path():
 
 
 def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps, n_det):
-    """assign_markers + the two-phase pair pass (pixel_t2_stream) over the cuts."""
+    """assign_markers (which counts the singles) + the two-phase pair pass (pixel_t2_stream) over the cuts."""
     from nodes._kernels import pixels_t2 as KT
 
     npix = ny * nx
@@ -181,9 +181,9 @@ def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_
         pix, inc, visit = np.full(n, 7, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
         end = int(t[b]) if b < len(t) else t_end
         K.assign_markers(tt, cc, end, nx, ny, dwell, inc_ps, ps, expo, pix, inc, visit,
-                         np.empty(n + 2, np.int64), dirty)
+                         np.empty(n + 2, np.int64), dirty, singles)
         assert np.array_equal(visit < 0, pix < 0)
-        KT.pixel_t2_stream(tt, cc, pix, inc, visit, c1, c2, span, n_bins, counts, incs, singles, state)
+        KT.pixel_t2_stream(tt, cc, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state)
     return counts, incs, singles
 
 
