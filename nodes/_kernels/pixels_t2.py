@@ -66,6 +66,23 @@ def _t2_carry_tag(time, channel, i, lb, ct, cc, ncarry, c1, c2, span, nb, inv, c
 
 
 @njit(cache=True, nogil=True)
+def _flush_auto(counts, incs, p, q, local, exact, nb):
+    """Add an auto-correlation histogram of -dt lags to pixel ``p`` (increment ``q``) with both lags of
+    every pair, and clear it: ``local[k]`` pairs at -dt bin ``k``, ``exact[k]`` of them with
+    ``(span - 2*dt)*nb`` a multiple of ``2*span``. The two exact quotients of a pair sum to ``nb``, so its
+    +dt bin is ``nb - 1 - k``, or ``nb - k`` for the exact ones (``nb`` itself: ``2*dt == span``, excluded)."""
+    for b in range(nb):
+        x = local[b] + local[nb - 1 - b] - exact[nb - 1 - b]
+        if b >= 1:
+            x += exact[nb - b]
+        counts[p, b] += x
+        incs[p, q, b] += x
+    for b in range(nb + 1):
+        local[b] = 0
+        exact[b] = 0
+
+
+@njit(cache=True, nogil=True)
 def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, exposure, comp, dirty,
                c1, c2, span, n_bins, counts, incs, singles, ct, cc, cst):
     """Fused marker assignment + T2 accumulation (``mode='t2'`` with markers).
@@ -113,6 +130,8 @@ def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, ex
     auto = c1 == c2
     big = np.int64(1) << 62
     local = np.zeros(nb + 1, np.int64)  # + a spare bin (see the pair loop)
+    mirror = auto and not track
+    exact = np.zeros(nb + 1 if mirror else 0, np.int64)
     cp = -1
     cq = 0
     bmin = nb
@@ -196,7 +215,10 @@ def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, ex
             continue
         if np.int64(p != cp) + np.int64(q != cq) != 0:
             if bmax >= 0:
-                _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
+                if mirror:
+                    _flush_auto(counts, incs, cp, cq, local, exact, nb)
+                else:
+                    _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
             cp = p
             cq = q
             bmin = nb if track else 0
@@ -223,15 +245,18 @@ def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, ex
                 continue
             j = i - 2  # the tag before this one
             if auto and not track:
-                # as the cross loop below: exact without div_floor's guard; the +dt lag of a pair at
-                # 2*dt == span (excluded) lands in the spare bin nb
+                # one bin per pair (the -dt lag; exact without div_floor's guard, as the cross loop below):
+                # the +dt bin is its mirror, added at the flush (_flush_auto)
                 while j >= lb:
                     dt = t - time[j]
                     if 2 * dt > span:
                         break
                     a = channel[j] == c1
-                    local[np.int64((span - 2 * dt) * nb * inv)] += a
-                    local[np.int64((span + 2 * dt) * nb * inv)] += a
+                    u = (span - 2 * dt) * nb
+                    lo = np.int64(u * inv)
+                    local[lo] += a
+                    if lo * two_span == u:  # rare: the +dt bin is nb - lo, not nb - 1 - lo
+                        exact[lo] += a
                     j -= 1
             elif auto:
                 blo = mid
@@ -276,7 +301,10 @@ def markers_t2(time, channel, start, ncomp, t_end, nx, ny, dwell, inc_ps, ps, ex
                 bmax = max(bmax, max(b, mid))
         na += i - a0
     if bmax >= 0:
-        _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
+        if mirror:
+            _flush_auto(counts, incs, cp, cq, local, exact, nb)
+        else:
+            _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
     if p >= 0:
         _add_singles(singles, dirty, p, na, s0, s1)
     ps[S_UNASSIGNED] += unassigned

@@ -128,6 +128,37 @@ def test_fused_t2_matches_oracle_under_any_chunking(c1, c2, n_per_pixel):
     assert ref["counts"].sum() > 0
 
 
+@pytest.mark.parametrize("n_bins", [6, 12, 7])
+@pytest.mark.parametrize("two_phase", [False, True])
+def test_t2_auto_lags_on_bin_edges_match_oracle(n_bins, two_phase):
+    """Auto-correlation with photons on a 500 ps grid and 2*span/n_bins a multiple of it: many pair lags fall
+    exactly on bin edges (and on 2*dt == span, whose +dt lag is excluded), where the fused pass's +dt bin
+    is the mirror of the -dt bin shifted by one; any chunking."""
+    ny, nx, dwell, span, inc_ps = 2, 3, 20_000, 6_000, 5_000
+    t, ch, t_end = _scan(500 + n_bins, ny, nx, dwell, 60)
+    t = (t // 500) * 500
+    o = np.argsort(t, kind="stable")
+    t, ch = t[o], ch[o]
+    visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
+    ref = O.accumulate_pixels(t, ch, None, visits, ny * nx, n_bins, span, inc_ps, 3, mode="t2", c1=1, c2=1,
+                              t_end=t_end)
+    lag = np.abs(t[:, None] - t[None, :])
+    both = (ch[:, None] == 1) & (ch[None, :] == 1)
+    if n_bins % 2 == 0:  # (span - 2*lag) * n_bins a multiple of 2*span (for odd n_bins only at 2*lag == span)
+        assert (both & (lag * 2 * n_bins % (2 * span) == 0) & (lag > 0) & (2 * lag < span)).any()
+    assert (both & (2 * lag == span)).any()
+    rng = np.random.default_rng(n_bins)
+    for cuts in ([], sorted(rng.choice(np.arange(1, len(t)), 25, replace=False).tolist())):
+        if two_phase:
+            counts, incs, _ = _run_two_phase(t, ch, t_end, ny, nx, dwell, 1, 1, span, n_bins, cuts, inc_ps, 3)
+        else:
+            node = _node_counts(t, ch, t_end, ny, nx, dwell, 1, 1, span, n_bins, cuts, inc_ps)
+            counts, incs = node._counts, node._incs
+        assert np.array_equal(counts, ref["counts"]) and ref["counts"].sum() > 0
+        q = ref["increments"].shape[1]
+        assert np.array_equal(incs[:, :q], ref["increments"])
+
+
 @pytest.mark.parametrize("n_per_pixel", [4, 25])
 def test_fused_t2_long_histogram_tracks_bin_range(n_per_pixel):
     """More than 1024 bins: the fused path adds only the touched bin range; still equal to the oracle."""
