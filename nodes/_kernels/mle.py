@@ -266,6 +266,7 @@ def _fit_one(h, lo, hi, w, mult, p0, lb, ub, free, max_iter, tol, uni):
     lam = np.empty(nb)
     J = np.empty((nb, NP))
     lam_t = np.empty(nb)
+    J_t = np.empty((nb, NP))
     I = np.empty((NP, NP))
     A = np.empty((NP, NP))
     g = np.empty(NP)
@@ -309,7 +310,8 @@ def _fit_one(h, lo, hi, w, mult, p0, lb, ub, free, max_iter, tol, uni):
             for r in range(n):
                 i = idx[r]
                 pt[i] = min(max(p[i] + b[r], lb[i]), ub[i])
-            _model(lo, hi, w, pt, lam_t, uni, e1, e2, d1, d2)
+            # λ and J of the trial at once: on acceptance (most trials) nothing is recomputed
+            _model_jac(lo, hi, w, pt, lam_t, J_t, uni, e1, e2, d1, d2)
             ft = _nll(h, lam_t, mult)
             if ft <= f:
                 improved = True
@@ -323,7 +325,8 @@ def _fit_one(h, lo, hi, w, mult, p0, lb, ub, free, max_iter, tol, uni):
         df = f - ft
         for i in range(NP):
             p[i] = pt[i]
-        _model_jac(lo, hi, w, p, lam, J, uni, e1, e2, d1, d2)
+        lam, lam_t = lam_t, lam
+        J, J_t = J_t, J
         f = ft
         mu = max(mu / 3.0, 1e-9)
         if df <= tol * (abs(f) + 1.0):
