@@ -32,7 +32,10 @@ def cmd_node(args) -> int:
     if args.managed is not None:
         import signal
 
+        from ..executors.proctitle import set_comm
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides; it tells us via control
+        set_comm(f"ab:{args.step}")  # top / ps -o comm show the step (forked or not)
     import zmq
 
     ctx = zmq.Context()

@@ -225,6 +225,10 @@ def _child(ref: str, step: str, manifest: str, sock: socket.socket, out_fd: int 
             os.dup2(out_fd, 2)
             os.close(out_fd)
         argv = ["node", ref, step, "--manifest", manifest, "--managed", str(os.getppid())]
+        if not use_exec:  # else the new interpreter's command line names the step
+            from .proctitle import set_cmdline
+
+            set_cmdline(f"antibunch node {step} (forked) {ref}")
         if use_exec:
             os.execv(sys.executable, [sys.executable, "-m", "engine", *argv])
         sys.argv = ["antibunch", *argv]
@@ -264,6 +268,9 @@ def serve(ref: str, manifest: str, fd: int) -> int:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides; it tells the workers via control
+    from .proctitle import set_comm
+
+    set_comm("ab:forkserver")
     sock = socket.socket(fileno=fd)
     try:
         _preload(ref)

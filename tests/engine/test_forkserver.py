@@ -45,6 +45,19 @@ def test_a_warmup_import_stays_in_its_own_worker(tmp_path):
     assert notes["src"]["heavy"] is False and notes["sink"]["heavy"] is False
     assert len({n["pid"] for n in notes.values()}) == 3
     assert {n["ppid"] for n in notes.values()} == {runner.forkserver.proc.pid}
+    # each worker is named after its step in ps/top (not the fork server's command line)
+    for s, n in notes.items():
+        assert n["comm"] == f"ab:{s}", n
+        assert n["cmdline"].startswith(f"antibunch node {s} (forked) /") and "heavy.py:build(notes=" in n["cmdline"], n
+
+
+def test_fresh_interpreter_workers_are_named_too(tmp_path, monkeypatch):
+    monkeypatch.setenv(forkserver.ENV, "0")
+    runner, res = _run(f"{HEAVY}:build(notes={str(tmp_path)!r})")
+    assert res.exit_status == "success" and runner.forkserver is None
+    for s in ("src", "heavy", "sink"):
+        n = json.loads((tmp_path / f"{s}.json").read_text())
+        assert n["comm"] == f"ab:{s}" and "engine node /" in n["cmdline"] and f") {s} --manifest" in n["cmdline"], n
 
 
 def test_same_results_as_fresh_interpreters_and_inline(tmp_path, monkeypatch):

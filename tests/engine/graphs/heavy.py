@@ -17,7 +17,10 @@ HEAVY = "antibunch_test_heavy_module"
 def _note(path, step):
     if path:
         with open(os.path.join(path, f"{step}.json"), "w") as fh:
-            json.dump({"pid": os.getpid(), "ppid": os.getppid(), "heavy": HEAVY in sys.modules}, fh)
+            with open("/proc/self/comm") as c, open("/proc/self/cmdline", "rb") as a:
+                comm, cmdline = c.read().strip(), a.read().replace(b"\0", b" ").decode().strip()
+            json.dump({"pid": os.getpid(), "ppid": os.getppid(), "heavy": HEAVY in sys.modules,
+                       "comm": comm, "cmdline": cmdline}, fh)
 
 
 class Heavy(Node):
