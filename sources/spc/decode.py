@@ -60,26 +60,30 @@ EMIT, SKIP = 0, -1
 
 
 # ------------------------------------------------------------------ kernels
+_NO_TABLE = np.zeros(0, np.int64)  # "store the microtime bin, not a delay"
 @njit(cache=True, nogil=True, inline="always")
-def _marker_tag(t, chan, counter, out_ticks, out_chan, out_bin, n, counters):
+def _marker_tag(t, chan, counter, out_ticks, out_chan, out_bin, n, counters, marker_bin):
     out_ticks[n] = t
     out_chan[n] = chan
-    out_bin[n] = -1
+    out_bin[n] = marker_bin
     counters[counter] += 1
     return n + 1
 
 
 @njit(cache=True, nogil=True)
-def _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters):
-    """One tag per set bit of a marker record's ``mask``, in the order FRAME, LINE, PIXEL, USER."""
+def _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters, marker_bin=-1):
+    """One tag per set bit of a marker record's ``mask``, in the order FRAME, LINE, PIXEL, USER.
+
+    ``t`` is what is stored (ticks, or picoseconds in the fused decoder); ``marker_bin`` the value
+    stored in ``out_bin`` (-1 as a bin, NO_DELAY as a delay)."""
     if mask & M_FRAME:
-        n = _marker_tag(t, FRAME, C_M_FRAME, out_ticks, out_chan, out_bin, n, counters)
+        n = _marker_tag(t, FRAME, C_M_FRAME, out_ticks, out_chan, out_bin, n, counters, marker_bin)
     if mask & M_LINE:
-        n = _marker_tag(t, LINE, C_M_LINE, out_ticks, out_chan, out_bin, n, counters)
+        n = _marker_tag(t, LINE, C_M_LINE, out_ticks, out_chan, out_bin, n, counters, marker_bin)
     if mask & M_PIXEL:
-        n = _marker_tag(t, PIXEL, C_M_PIXEL, out_ticks, out_chan, out_bin, n, counters)
+        n = _marker_tag(t, PIXEL, C_M_PIXEL, out_ticks, out_chan, out_bin, n, counters, marker_bin)
     if mask & M_USER:
-        n = _marker_tag(t, USER, C_M_USER, out_ticks, out_chan, out_bin, n, counters)
+        n = _marker_tag(t, USER, C_M_USER, out_ticks, out_chan, out_bin, n, counters, marker_bin)
     return n
 
 
@@ -105,24 +109,19 @@ def _backwards(t, last, gp, ov, shift, strict, i, state, counters):
 
 
 @njit(cache=True, nogil=True)
-def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
-    """Decode 32-bit records ``words[start:]`` (layout 0 = SPC-1xx, 1 = SPC-600/630 256 ch).
-
-    ``state`` int64[4] = (overflows so far, last tag tick or -1, index of the first
-    record skipped for going backwards or -1, 1 if a GAP was seen and no tag since),
-    updated in place. After a GAP (FIFO overrun) overflows may have been lost, so the
-    first tag after it that would go back in time is moved forward by whole overflow
-    periods to the first consistent time (counted in ``counters[C_GAP_REPAIRS]``).
-    Returns ``(next_record, n_out, status)``; the kernel stops *before* a GAP record
-    that is not the first one of the call (ST_GAP), when fewer than 4 output slots
-    are left (ST_FULL), on a backwards time (ST_BACKWARDS, strict only) or when the
-    time exceeds ``max_ticks`` (ST_TIME_OVERFLOW).
-    """
+def _decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters,
+              n0, clk, table, marker_bin):
+    """:func:`decode32` writing from ``out[n0]`` on, each tag as its final values: ``ticks * clk``,
+    and ``table[bin]`` (a delay) in ``out_bin`` when ``table`` is not empty (markers: ``marker_bin``).
+    Returns ``(next_record, n_out_end, status, late)``, ``late`` = marker tags written right after a
+    photon of the same time (the assembler puts markers first)."""
     ov = state[0]
     last = state[1]
     gp = state[3]
     cap = out_ticks.shape[0]
-    n = 0
+    n = n0
+    late = 0
+    use_table = table.shape[0] > 0
     i = start
     nw = words.shape[0]
     status = ST_DONE
@@ -187,7 +186,9 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                         continue
                 last = t
                 gp = 0
-                n = _emit_marker(mask, t, out_ticks, out_chan, out_bin, n, counters)
+                if n > 0 and out_chan[n - 1] >= 0 and out_ticks[n - 1] == t * clk:
+                    late += 1  # a photon before a marker at equal time: the assembler reorders them
+                n = _emit_marker(mask, t * clk, out_ticks, out_chan, out_bin, n, counters, marker_bin)
                 i += 1
                 continue
             if mark == 1:
@@ -218,30 +219,50 @@ def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan
                 continue
         last = t
         gp = 0
-        out_ticks[n] = t
+        out_ticks[n] = t * clk
         out_chan[n] = rout
-        out_bin[n] = mbin
+        if use_table:
+            out_bin[n] = table[mbin]
+        else:
+            out_bin[n] = mbin
         n += 1
         counters[C_PHOTONS] += 1
         i += 1
     state[0] = ov
     state[1] = last
     state[3] = gp
+    return i, n, status, late
+
+
+@njit(cache=True, nogil=True)
+def decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
+    """Decode 32-bit records ``words[start:]`` (layout 0 = SPC-1xx, 1 = SPC-600/630 256 ch).
+
+    ``state`` int64[4] = (overflows so far, last tag tick or -1, index of the first
+    record skipped for going backwards or -1, 1 if a GAP was seen and no tag since),
+    updated in place. After a GAP (FIFO overrun) overflows may have been lost, so the
+    first tag after it that would go back in time is moved forward by whole overflow
+    periods to the first consistent time (counted in ``counters[C_GAP_REPAIRS]``).
+    Returns ``(next_record, n_out, status)``; the kernel stops *before* a GAP record
+    that is not the first one of the call (ST_GAP), when fewer than 4 output slots
+    are left (ST_FULL), on a backwards time (ST_BACKWARDS, strict only) or when the
+    time exceeds ``max_ticks`` (ST_TIME_OVERFLOW).
+    """
+    i, n, status, _late = _decode32(words, start, layout, strict, max_ticks, state, out_ticks, out_chan, out_bin,
+                                    counters, 0, 1, _NO_TABLE, -1)
     return i, n, status
 
 
 @njit(cache=True, nogil=True)
-def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
-    """Decode 48-bit SPC-600/630 records, ``words`` uint16 ``(n, 3)``; same contract as :func:`decode32`.
-
-    An INVALID record carrying MTOV adds one overflow (no count entries exist in
-    this format).
-    """
+def _decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters, n0, clk, table,
+              marker_bin):
+    """:func:`decode48` writing final values from ``out[n0]`` on (see :func:`_decode32`; no markers)."""
     ov = state[0]
     last = state[1]
     gp = state[3]
     cap = out_ticks.shape[0]
-    n = 0
+    n = n0
+    use_table = table.shape[0] > 0
     i = start
     nw = words.shape[0]
     status = ST_DONE
@@ -283,15 +304,31 @@ def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bi
                 continue
         last = t
         gp = 0
-        out_ticks[n] = t
+        out_ticks[n] = t * clk
         out_chan[n] = w1 >> 8
-        out_bin[n] = 4095 - (w0 & 0xFFF)
+        mbin = 4095 - (w0 & 0xFFF)
+        if use_table:
+            out_bin[n] = table[mbin]
+        else:
+            out_bin[n] = mbin
         n += 1
         counters[C_PHOTONS] += 1
         i += 1
     state[0] = ov
     state[1] = last
     state[3] = gp
+    return i, n, status, 0
+
+
+@njit(cache=True, nogil=True)
+def decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters):
+    """Decode 48-bit SPC-600/630 records, ``words`` uint16 ``(n, 3)``; same contract as :func:`decode32`.
+
+    An INVALID record carrying MTOV adds one overflow (no count entries exist in
+    this format).
+    """
+    i, n, status, _late = _decode48(words, start, strict, max_ticks, state, out_ticks, out_chan, out_bin, counters,
+                                    0, 1, _NO_TABLE, -1)
     return i, n, status
 
 
@@ -398,7 +435,6 @@ class StreamDecoder:
         pieces: list[Piece] = []
         start = 0
         base = self.records_done  # global index of recs[0]
-        lay = self.fmt.layout
         while start < n:
             cap = min(n - start, self.out_capacity) + 8
             out_t = np.empty(cap, np.int64)
@@ -406,37 +442,46 @@ class StreamDecoder:
             out_b = np.empty(cap, np.int16)
             gap = self._is_gap(recs, start)
             cover0 = self.cover_ticks()
-            if lay == 2:
-                i, k, st = decode48(recs, start, self.strict, self.max_ticks, self.state, out_t, out_c, out_b,
-                                    self.counters)
-            else:
-                i, k, st = decode32(recs, start, lay, self.strict, self.max_ticks, self.state, out_t, out_c,
-                                    out_b, self.counters)
-            if self.state[2] >= 0:
-                if self.first_backwards is None:
-                    self.first_backwards = base + int(self.state[2])
-                self.state[2] = -1
+            i, k, st, _late = self.decode_call(recs, start, base, out_t, out_c, out_b)
             if k or gap:
                 pieces.append(Piece(out_t[:k], out_c[:k], out_b[:k], gap, cover0,
                                     base + start))
-            if st == ST_BACKWARDS:
-                idx = base + i
-                raise SPCFormatError(
-                    f"macrotime goes backwards at record {idx} ({self._describe(recs, i)}); the file is "
-                    f"corrupt, truncated mid-record, or decoded with the wrong record format "
-                    f"(this is {self.fmt.name}; try format=...). Pass strict=False to skip and count "
-                    f"such records", self.byte_offset(idx), self.path)
-            if st == ST_TIME_OVERFLOW:
-                idx = base + i
-                raise SPCFormatError(
-                    f"macrotime exceeds the int64 picosecond range at record {idx} "
-                    f"({self._describe(recs, i)}); the stream is corrupt or not a B&H FIFO file",
-                    self.byte_offset(idx), self.path)
             if i == start and st == ST_DONE:  # pragma: no cover - defensive, cannot happen
                 break
             start = i
             self.records_done = base + start
         return pieces
+
+    def decode_call(self, recs, start, base, out_t, out_c, out_b, n0=0, clk=1, table=_NO_TABLE, marker_bin=-1):
+        """One kernel call on ``recs[start:]`` (``recs[0]`` = global record ``base``), writing from
+        ``out[n0]`` on: ticks, channels, bins -- or, with ``clk``/``table``, picoseconds and delays
+        (:func:`_decode32`). Returns ``(next_record, n_out_end, status, late)``; raises
+        :class:`SPCFormatError` (naming the byte offset) on a backwards or overflowing time."""
+        lay = self.fmt.layout
+        if lay == 2:
+            i, k, st, late = _decode48(recs, start, self.strict, self.max_ticks, self.state, out_t, out_c, out_b,
+                                       self.counters, n0, clk, table, marker_bin)
+        else:
+            i, k, st, late = _decode32(recs, start, lay, self.strict, self.max_ticks, self.state, out_t, out_c,
+                                       out_b, self.counters, n0, clk, table, marker_bin)
+        if self.state[2] >= 0:
+            if self.first_backwards is None:
+                self.first_backwards = base + int(self.state[2])
+            self.state[2] = -1
+        if st == ST_BACKWARDS:
+            idx = base + i
+            raise SPCFormatError(
+                f"macrotime goes backwards at record {idx} ({self._describe(recs, i)}); the file is "
+                f"corrupt, truncated mid-record, or decoded with the wrong record format "
+                f"(this is {self.fmt.name}; try format=...). Pass strict=False to skip and count "
+                f"such records", self.byte_offset(idx), self.path)
+        if st == ST_TIME_OVERFLOW:
+            idx = base + i
+            raise SPCFormatError(
+                f"macrotime exceeds the int64 picosecond range at record {idx} "
+                f"({self._describe(recs, i)}); the stream is corrupt or not a B&H FIFO file",
+                self.byte_offset(idx), self.path)
+        return i, k, st, late
 
     def _describe(self, recs, i) -> str:
         if i >= recs.shape[0]:

@@ -202,20 +202,39 @@ def zero_tail(path: str, lo: int, hi: int, rec: int, block: int = 1 << 16) -> in
     return lo
 
 
-def _read_records(fh, fmt: RecordFormat, pos: int, n: int) -> np.ndarray:
+def _read_records(fh, fmt: RecordFormat, pos: int, n: int, buf: list | None = None) -> np.ndarray:
+    """``n`` records at byte ``pos``; with ``buf`` (a one-element list) into an array kept there and
+    reused by the next call (the caller must be done with the previous records)."""
     fh.seek(pos)
-    if fmt.record_bytes == 4:
-        return np.fromfile(fh, "<u4", count=n)
-    return np.fromfile(fh, "<u2", count=3 * n).reshape(-1, 3)
+    if buf is None:
+        if fmt.record_bytes == 4:
+            return np.fromfile(fh, "<u4", count=n)
+        return np.fromfile(fh, "<u2", count=3 * n).reshape(-1, 3)
+    nbytes = n * fmt.record_bytes
+    if buf[0] is None or buf[0].shape[0] < nbytes:
+        buf[0] = np.empty(nbytes, np.uint8)
+    got = fh.readinto(memoryview(buf[0])[:nbytes])
+    raw = buf[0][:got - got % fmt.record_bytes]
+    return raw.view("<u4") if fmt.record_bytes == 4 else raw.view("<u2").reshape(-1, 3)
 
 
-def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder, *, batch_records: int = 1 << 20, follow: bool = False,
-                follow_timeout_s: float = 5.0, poll_s: float = 0.05, stop=lambda: False, on_warning=None):
+def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder | None, *, batch_records: int = 1 << 20,
+                follow: bool = False, follow_timeout_s: float = 5.0, poll_s: float = 0.05, stop=lambda: False,
+                on_warning=None):
     """Yield ``(pieces, final)`` for consecutive chunks of the file; the last has ``final=True``.
 
-    Trailing all-zero records (padding, see docs/formats.md) are dropped with a
+    ``decoder=None``: yield the chunks' raw record arrays instead of decoded pieces (the last
+    may be ``[]``), each read into the same array: use one before asking for the next. Trailing all-zero records (padding, see docs/formats.md) are dropped with a
     warning; in follow mode they are held back until non-zero data follows them.
     """
+    if decoder is None:  # the raw records, read into one array reused chunk after chunk
+        buf = [None]
+
+        def feed(recs):
+            return recs
+    else:
+        buf = None
+        feed = decoder.feed
     rec = info.fmt.record_bytes
     path = info.path
     pos = info.data_start
@@ -230,9 +249,9 @@ def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder, *, batch_records: int
                            f"record(s) (padding, not photons); ignored")
             while pos < end and not stop():
                 n = min(batch_records, (end - pos) // rec)
-                recs = _read_records(fh, info.fmt, pos, n)
+                recs = _read_records(fh, info.fmt, pos, n, buf)
                 pos += n * rec
-                yield decoder.feed(recs), pos >= end
+                yield feed(recs), pos >= end
             if pos >= end:
                 return
             yield [], True
@@ -247,9 +266,9 @@ def iter_pieces(info: SPCFileInfo, decoder: StreamDecoder, *, batch_records: int
             avail_end = zero_tail(path, pos, whole, rec) if whole > pos else pos
             if avail_end > pos:
                 n = min(batch_records, (avail_end - pos) // rec)
-                recs = _read_records(fh, info.fmt, pos, n)
+                recs = _read_records(fh, info.fmt, pos, n, buf)
                 pos += n * rec
-                yield decoder.feed(recs), False
+                yield feed(recs), False
                 continue
             if stop() or time.monotonic() - last_growth >= follow_timeout_s:
                 if whole > pos:
@@ -391,19 +410,15 @@ class SPCFile(Source):
             self.warnings.append(self._zero_note)
         asm = TagAssembler(dec, macro_clock_ps=fi.macro_clock_ps, tac_range_ps=fi.tac_range_ps,
                            zero_delay_ps=self._zero_delay)
-        gaps_seen = 0
-        for pieces, final in iter_pieces(fi, dec, batch_records=self.batch_records, follow=self.follow,
-                                         follow_timeout_s=self.follow_timeout_s, poll_s=self.poll_s,
-                                         stop=lambda: self.stop_requested, on_warning=self._warn):
-            for p in pieces:
-                if p.gap:
-                    gaps_seen += 1
-                    self._warn(f"{fi.path}: byte offset {dec.byte_offset(p.first_record)}: GAP flag: the card's "
-                               f"FIFO overflowed and data were lost before this record")
-            yield from asm.add(pieces)
-            b = asm.flush(dec.cover_ticks(final=final), force=final)
-            if b is not None:
-                yield b
+        # records are decoded straight into the batches' arrays (TagAssembler.feed: one numba pass)
+        for recs, final in iter_pieces(fi, None, batch_records=self.batch_records, follow=self.follow,
+                                       follow_timeout_s=self.follow_timeout_s, poll_s=self.poll_s,
+                                       stop=lambda: self.stop_requested, on_warning=self._warn):
+            batches, gaps = asm.feed(recs, final)
+            for rec in gaps:
+                self._warn(f"{fi.path}: byte offset {dec.byte_offset(rec)}: GAP flag: the card's "
+                           f"FIFO overflowed and data were lost before this record")
+            yield from batches
             self._update_counters(dec, asm)
             if final:
                 break

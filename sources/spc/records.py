@@ -40,3 +40,8 @@ def warmup() -> None:
         bins_to_delay(mbin, 50_000_000, fmt.n_bins, 0, np.empty(len(mbin), np.int64))
         table = np.zeros(4, np.int64)
         bins_to_delay_table(mbin, table, 50_000_000, fmt.n_bins, 0, np.empty(len(mbin), np.int64))
+        from .stream import TagAssembler  # the fused decode the file reader uses, with and without delays
+
+        for tac in (50_000, None):
+            TagAssembler(StreamDecoder(name, macro_clock_ps=1000), macro_clock_ps=1000,
+                         tac_range_ps=tac).feed(recs, True)
