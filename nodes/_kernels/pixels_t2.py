@@ -402,7 +402,8 @@ def _pairs_in_visit(time, channel, visit, r, v, c1, c2, span, nb, inv, counts, i
 
 
 @njit(cache=True, nogil=True)
-def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, ct, cc, cv, ncarry):
+def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, ct, cc, cv, ncarry,
+                  stream=False):
     """Per-pixel T2 pairs of one batch given each tag's ``pix``/``inc``/``visit`` (``visit = -1``: no pixel);
     the singles are counted by the assignment (:func:`~nodes._kernels.pixels.assign_markers`).
 
@@ -412,7 +413,13 @@ def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, 
     ``channel < 0``, may sit between them; they never pair). Per tag, first
     the test whether the previous tag is in reach (time only), then the
     channel; only such a tag reads its ``visit``/``pix``/``inc`` (sparse
-    reads of those arrays cost ~20 ns each at 1e5/s, measured). Its pairs:
+    reads of those arrays cost ~20 ns each at 1e5/s, measured). Where a few
+    percent of the tags are in reach of their predecessor (``stream``, set
+    by :func:`pixel_t2_stream`), the visits and increments of each block of
+    4096 tags are first read in order (the hardware streams them; the
+    sparse reads then hit the cache: 1.2-1.35x at 1e5/s, worse at 1e4 and
+    5e6/s). Returns a sum of the values read that way (so that they are). Its
+    pairs:
 
     - within half a span of the first tag seen of its visit (``tseen``): the
       earlier tags of the same visit, one at a time, straight into the pixel
@@ -455,78 +462,92 @@ def pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, 
     vcur = -2
     tseen = 0
     p = -1
-    for r in range(max(i0, 1), n):
-        t = time[r]
-        if 2 * (t - time[r - 1]) > span:
-            continue  # no earlier tag in reach: tested before the channel
-        c = channel[r]
-        is2 = c == c2
-        if np.int64(c == c1) + np.int64(is2) == 0:  # a sum, not `or`: see markers_t2
-            continue
-        v = visit[r]
-        if v != vcur:
-            if v < 0:
+    vsum = 0
+    r0 = max(i0, 1)
+    while r0 < n:
+        r1 = min(r0 + 4096, n)
+        if stream:  # the block's visits and increments read in order first (see the docstring)
+            for r in range(r0, r1):
+                vsum += visit[r] + inc[r]
+        for r in range(r0, r1):
+            t = time[r]
+            if 2 * (t - time[r - 1]) > span:
+                continue  # no earlier tag in reach: tested before the channel
+            c = channel[r]
+            is2 = c == c2
+            if np.int64(c == c1) + np.int64(is2) == 0:  # a sum, not `or`: see markers_t2
                 continue
-            vcur = v
-            tseen = t
-            p = pix[r]
-        q = inc[r]
-        if 2 * (t - tseen) <= span:
-            _pairs_in_visit(time, channel, visit, r, v, c1, c2, span, nb, inv, counts, incs, p, q)
-            continue
-        if np.int64(p != cp) + np.int64(q != cq) != 0:
-            if bmax >= 0:
-                _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
-            cp = p
-            cq = q
-            bmin = nb if track else 0
-            bmax = -1 if track else last
-        j = r - 1
-        if auto:
-            blo = mid
-            bhi = mid
-            while j >= 0:
-                dt = t - time[j]
-                if 2 * dt > span:
-                    break
-                a = np.int64(channel[j] == c1)
+            v = visit[r]
+            if v != vcur:
+                if v < 0:
+                    continue
+                vcur = v
+                tseen = t
+                p = pix[r]
+            q = inc[r]
+            if 2 * (t - tseen) <= span:
+                _pairs_in_visit(time, channel, visit, r, v, c1, c2, span, nb, inv, counts, incs, p, q)
+                continue
+            if np.int64(p != cp) + np.int64(q != cq) != 0:
+                if bmax >= 0:
+                    _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
+                cp = p
+                cq = q
+                bmin = nb if track else 0
+                bmax = -1 if track else last
+            j = r - 1
+            if auto:
+                blo = mid
+                bhi = mid
+                while j >= 0:
+                    dt = t - time[j]
+                    if 2 * dt > span:
+                        break
+                    a = np.int64(channel[j] == c1)
+                    if track:
+                        blo = div_floor((span - 2 * dt) * nb, two_span, inv)
+                        bhi = min(div_floor((span + 2 * dt) * nb, two_span, inv), last)
+                        local[blo] += a
+                        local[bhi] += a & (2 * dt < span)
+                    else:  # the +dt lag at 2*dt == span (excluded) lands in the spare bin nb
+                        local[np.int64((span - 2 * dt) * nb * inv)] += a
+                        local[np.int64((span + 2 * dt) * nb * inv)] += a
+                    j -= 1
                 if track:
-                    blo = div_floor((span - 2 * dt) * nb, two_span, inv)
-                    bhi = min(div_floor((span + 2 * dt) * nb, two_span, inv), last)
-                    local[blo] += a
-                    local[bhi] += a & (2 * dt < span)
-                else:  # the +dt lag at 2*dt == span (excluded) lands in the spare bin nb
-                    local[np.int64((span - 2 * dt) * nb * inv)] += a
-                    local[np.int64((span + 2 * dt) * nb * inv)] += a
-                j -= 1
-            if track:
-                bmin = min(bmin, blo)
-                bmax = max(bmax, bhi)
-            continue
-        other = c1 if is2 else c2
-        sgn = 2 if is2 else -2
-        if not track:
+                    bmin = min(bmin, blo)
+                    bmax = max(bmax, bhi)
+                continue
+            other = c1 if is2 else c2
+            sgn = 2 if is2 else -2
+            if not track:
+                while j >= 0:
+                    dt = t - time[j]
+                    if 2 * dt > span:
+                        break
+                    # the pair excluded for a c2 tag (2*dt == span) lands in the spare bin nb
+                    local[np.int64((span + sgn * dt) * nb * inv)] += channel[j] == other
+                    j -= 1
+                continue
+            lim = span - 1 if is2 else span
+            b = mid
             while j >= 0:
                 dt = t - time[j]
                 if 2 * dt > span:
                     break
-                # the pair excluded for a c2 tag (2*dt == span) lands in the spare bin nb
-                local[np.int64((span + sgn * dt) * nb * inv)] += channel[j] == other
+                b = min(div_floor((span + sgn * dt) * nb, two_span, inv), last)
+                local[b] += np.int64(channel[j] == other) & np.int64(2 * dt <= lim)
                 j -= 1
-            continue
-        lim = span - 1 if is2 else span
-        b = mid
-        while j >= 0:
-            dt = t - time[j]
-            if 2 * dt > span:
-                break
-            b = min(div_floor((span + sgn * dt) * nb, two_span, inv), last)
-            local[b] += np.int64(channel[j] == other) & np.int64(2 * dt <= lim)
-            j -= 1
-        bmin = min(bmin, min(b, mid))
-        bmax = max(bmax, max(b, mid))
+            bmin = min(bmin, min(b, mid))
+            bmax = max(bmax, max(b, mid))
+        r0 = r1
     if bmax >= 0:
         _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)
+    return vsum
+
+
+# pixel_t2_back reads every tag's visit (streamed) where this fraction of the tags is near a predecessor
+# (measured: 1e5/s per channel, 0.05, gains; 1e4/s (0.005) and 5e6/s (0.92) lose)
+STREAM_NEAR = (0.02, 0.2)
 
 
 def new_pixel_t2_state() -> dict:
@@ -537,8 +558,13 @@ def new_pixel_t2_state() -> dict:
 def pixel_t2_stream(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state):
     """Pairs of one batch (:func:`pixel_t2_back`) and the carry update (any chunking, same counts)."""
     n = len(time)
+    stream = False
+    if n > 1 and time[-1] > time[0]:
+        # the fraction of tags within half a span of their predecessor (Poisson estimate)
+        near = 1.0 - np.exp(-(n - 1) / float(time[-1] - time[0]) * (span / 2))
+        stream = STREAM_NEAR[0] <= near <= STREAM_NEAR[1]
     pixel_t2_back(time, channel, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state["ct"], state["cc"],
-                  state["cv"], state["n"])
+                  state["cv"], state["n"], stream)
     if n == 0:
         return
     lo = int(time[-1]) - span // 2

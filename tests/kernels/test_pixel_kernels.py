@@ -220,10 +220,16 @@ def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_
 
 @pytest.mark.parametrize("c1,c2,n_det", [(0, 1, 3), (1, 0, 3), (2, 2, 3), (0, 0, 3), (0, 1, 2), (1, 1, 2)])
 @pytest.mark.parametrize("n_per_pixel,n_bins", [(3, 7), (40, 7), (25, 3001), (300, 7)])
-def test_two_phase_t2_pass_matches_oracle_under_any_chunking(c1, c2, n_det, n_per_pixel, n_bins):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_two_phase_t2_pass_matches_oracle_under_any_chunking(c1, c2, n_det, n_per_pixel, n_bins, streamed,
+                                                              monkeypatch):
     """The pair pass of the schedule/coincidence modes: cuts inside correlation windows (pairs with the
     carried tail), right after markers, at every tag of a dense stretch; > 1024 bins tracks the bin range;
-    singles (with two detectors long runs of one pixel take the vectorised block path)."""
+    singles (counted by the assignment); ``streamed``: every tag's visit read (the pass's choice at a few
+    percent of tags near their predecessor), forced for every batch."""
+    from nodes._kernels import pixels_t2 as KT
+
+    monkeypatch.setattr(KT, "STREAM_NEAR", (0.0, 1.0) if streamed else (2.0, 2.0))
     ny, nx, dwell, span, inc_ps = 2, 3, 20_000, 6_000, 5_000
     if n_bins > 1024:
         dwell, span, inc_ps = 40_000, 30_000, 10_000
