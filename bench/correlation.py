@@ -401,7 +401,7 @@ def _pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R):
     increment and visit of every tag and counting pairs only (the node counts the singles in the
     assignment); the whole two-phase job (assignment with singles + pair pass) against the assignment +
     a single pass that also counts singles; and the schedule-mode node on the same frame."""
-    from nodes._kernels import pixels_t2 as KT
+    from nodes._kernels import pixels_t2_pairs as KTP
     from nodes.pixels import PixelAccumulator
 
     side, dwell, allt, allc, pix, inc, visit = _t2_scan(n, rate, n_bins)
@@ -418,7 +418,7 @@ def _pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R):
 
     def kernel():
         c, q = zeros()
-        KT.pixel_t2_stream(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q, KT.new_pixel_t2_state())
+        KTP.pixel_t2_stream(allt, allc, pix, inc, visit, 0, 1, span, n_bins, c, q, KTP.new_pixel_t2_state())
         return c
 
     p2, i2, v2 = np.empty(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64)
@@ -434,7 +434,7 @@ def _pixel_t2_two_phase(n, rate, n_bins, rep, chunk, R):
         c, q = zeros()
         s1 = np.zeros((npix, 2), np.int64)
         _assign(allt, allc, side, dwell, p2, i2, v2, s1)
-        KT.pixel_t2_stream(allt, allc, p2, i2, v2, 0, 1, span, n_bins, c, q, KT.new_pixel_t2_state())
+        KTP.pixel_t2_stream(allt, allc, p2, i2, v2, 0, 1, span, n_bins, c, q, KTP.new_pixel_t2_state())
         return c, s1
 
     (ds, hs), (dk, hk), (dss, (hss, ss)), (dj, (hj, sj)) = _race(rep, ref, kernel, ref_job, job)
@@ -507,6 +507,7 @@ def run(args) -> dict:
     from nodes._kernels import correlation as KK
     from nodes._kernels import pixels as KP
     from nodes._kernels import pixels_t2 as KT
+    from nodes._kernels import pixels_t2_pairs as KTP
 
     O = _oracles()
     quick = bool(getattr(args, "quick", False))
@@ -525,6 +526,7 @@ def run(args) -> dict:
     KC.warmup()
     KP.warmup()
     KT.warmup()
+    KTP.warmup()
     R.warmup()
     compile_s = time.perf_counter() - t0
     result = {"n_tags": n, "binwidth_ps": max(1, round(WINDOW_PS / bins[0])), "n_bins": bins[0],

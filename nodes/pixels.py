@@ -68,6 +68,7 @@ from engine.node import In, Node, Out, Param
 
 from ._kernels import pixels as K
 from ._kernels import pixels_t2 as KT
+from ._kernels import pixels_t2_pairs as KTP
 from .correlation import rational_index
 
 
@@ -148,7 +149,7 @@ class PixelAccumulator(Node):
         self._b2 = np.empty(256, np.int64)
         self._t2st = np.array([0, 0, 0, 0, -1], np.int64)
         self._t2carry = KT.new_t2_state()
-        self._t2pairs = KT.new_pixel_t2_state()  # carry of the two-phase pair pass (schedule, coincidences)
+        self._t2pairs = KTP.new_pixel_t2_state()  # carry of the two-phase pair pass (schedule, coincidences)
         if self._coinc is not None:
             self._det_of = np.arange(self.n_detectors, dtype=np.int64)
             self._bt = np.empty(256, np.int64)
@@ -169,8 +170,12 @@ class PixelAccumulator(Node):
         from .base import warmup_batch
 
         # warm-up by example: compiles only the kernels of this mode, for read-only input arrays
-        self.warm_on([warmup_batch(max(2, self.n_detectors, self.channel_1 + 1, self.channel_2 + 1))],
-                     shape=(2, 2), n_bins=min(self.n_bins, 64))
+        b = warmup_batch(max(2, self.n_detectors, self.channel_1 + 1, self.channel_2 + 1))
+        self.warm_on([b], shape=(2, 2), n_bins=min(self.n_bins, 64))
+        if self.mode == "t2":  # the fused pass has a kernel for dense and one for sparse streams: warm both
+            sparse = TagBatch(b.time_ps * 10**6, b.channel, t_begin_ps=0, t_end_ps=b.t_end_ps * 10**6,
+                              delay_ps=b.delay_ps)
+            self.warm_on([sparse], shape=(2, 2), n_bins=min(self.n_bins, 64))
 
     def process(self, msg, port):
         n = len(msg)
@@ -299,7 +304,7 @@ class PixelAccumulator(Node):
             i, n = 0, len(t)
             # (the singles were counted by the assignment)
             if KT.fused_t2_exact(self.span_ps, self.n_bins):
-                KT.pixel_t2_stream(t, ch, pix, inc, visit, self.channel_1, self.channel_2, self.span_ps,
+                KTP.pixel_t2_stream(t, ch, pix, inc, visit, self.channel_1, self.channel_2, self.span_ps,
                                    self.n_bins, self._counts, self._incs, self._t2pairs)
                 i = n  # the FIFO kernel below only serves 2*span*n_bins >= 2**49
             while i < n:

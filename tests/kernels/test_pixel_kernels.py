@@ -103,10 +103,16 @@ def _node_counts(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps
 
 @pytest.mark.parametrize("c1,c2", [(0, 1), (1, 0), (2, 2), (0, 0)])
 @pytest.mark.parametrize("n_per_pixel", [3, 40])
-def test_fused_t2_matches_oracle_under_any_chunking(c1, c2, n_per_pixel):
+@pytest.mark.parametrize("compact", [False, True])
+def test_fused_t2_matches_oracle_under_any_chunking(c1, c2, n_per_pixel, compact, monkeypatch):
     """The fused marker + T2 path (mode='t2' without coincidences): counts, increments (grown from 1),
     singles and exposure equal the oracle for cuts inside correlation windows, right after markers and
-    between every tag of a dense stretch (pairs with the carried tail of the previous batch)."""
+    between every tag of a dense stretch (pairs with the carried tail of the previous batch); ``compact``:
+    the compacted channel-1/2 buffers (the pass's choice for dense streams) forced for every batch, or
+    never taken."""
+    from nodes._kernels import pixels_t2 as KT
+
+    monkeypatch.setattr(KT, "COMPACT_NEAR", dict.fromkeys(("auto", "cross"), 0.0 if compact else 2.0))
     ny, nx, dwell, span, n_bins, inc_ps = 2, 3, 20_000, 6_000, 7, 5_000
     t, ch, t_end = _scan(100 + 10 * c1 + c2 + n_per_pixel, ny, nx, dwell, n_per_pixel)
     visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
@@ -129,11 +135,14 @@ def test_fused_t2_matches_oracle_under_any_chunking(c1, c2, n_per_pixel):
 
 
 @pytest.mark.parametrize("n_bins", [6, 12, 7])
-@pytest.mark.parametrize("two_phase", [False, True])
-def test_t2_auto_lags_on_bin_edges_match_oracle(n_bins, two_phase):
+@pytest.mark.parametrize("two_phase,compact", [(False, False), (False, True), (True, False)])
+def test_t2_auto_lags_on_bin_edges_match_oracle(n_bins, two_phase, compact, monkeypatch):
     """Auto-correlation with photons on a 500 ps grid and 2*span/n_bins a multiple of it: many pair lags fall
     exactly on bin edges (and on 2*dt == span, whose +dt lag is excluded), where the fused pass's +dt bin
     is the mirror of the -dt bin shifted by one; any chunking."""
+    from nodes._kernels import pixels_t2 as KT
+
+    monkeypatch.setattr(KT, "COMPACT_NEAR", dict.fromkeys(("auto", "cross"), 0.0 if compact else 2.0))
     ny, nx, dwell, span, inc_ps = 2, 3, 20_000, 6_000, 5_000
     t, ch, t_end = _scan(500 + n_bins, ny, nx, dwell, 60)
     t = (t // 500) * 500
@@ -195,14 +204,14 @@ def test_t2_span_times_bins_beyond_the_fused_pass_takes_the_two_phase_path():
 
 def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_ps, n_det):
     """assign_markers (which counts the singles) + the two-phase pair pass (pixel_t2_stream) over the cuts."""
-    from nodes._kernels import pixels_t2 as KT
+    from nodes._kernels import pixels_t2_pairs as KTP
 
     npix = ny * nx
     ps = K.new_marker_state()
     expo, dirty = np.zeros(npix, np.int64), np.zeros(npix, bool)
     counts = np.zeros((npix, n_bins), np.int64)
     incs = np.zeros((npix, 64, n_bins), np.int64)
-    state = KT.new_pixel_t2_state()
+    state = KTP.new_pixel_t2_state()
     singles = np.zeros((npix, n_det), np.int64)
     edges = [0] + sorted(cuts) + [len(t)]
     for a, b in zip(edges[:-1], edges[1:]):
@@ -214,7 +223,7 @@ def _run_two_phase(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, cuts, inc_
         K.assign_markers(tt, cc, end, nx, ny, dwell, inc_ps, ps, expo, pix, inc, visit,
                          np.empty(n + 2, np.int64), dirty, singles)
         assert np.array_equal(visit < 0, pix < 0)
-        KT.pixel_t2_stream(tt, cc, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state)
+        KTP.pixel_t2_stream(tt, cc, pix, inc, visit, c1, c2, span, n_bins, counts, incs, state)
     return counts, incs, singles
 
 
@@ -227,9 +236,9 @@ def test_two_phase_t2_pass_matches_oracle_under_any_chunking(c1, c2, n_det, n_pe
     carried tail), right after markers, at every tag of a dense stretch; > 1024 bins tracks the bin range;
     singles (counted by the assignment); ``streamed``: every tag's visit read (the pass's choice at a few
     percent of tags near their predecessor), forced for every batch."""
-    from nodes._kernels import pixels_t2 as KT
+    from nodes._kernels import pixels_t2_pairs as KTP
 
-    monkeypatch.setattr(KT, "STREAM_NEAR", (0.0, 1.0) if streamed else (2.0, 2.0))
+    monkeypatch.setattr(KTP, "STREAM_NEAR", (0.0, 1.0) if streamed else (2.0, 2.0))
     ny, nx, dwell, span, inc_ps = 2, 3, 20_000, 6_000, 5_000
     if n_bins > 1024:
         dwell, span, inc_ps = 40_000, 30_000, 10_000
