@@ -13,7 +13,8 @@ thread is the contention-free figure), the widths in ``--widths`` (random weight
 only) and ``torch.jit.trace`` of the shipped model. Times exclude model loading and kernel
 compilation. The three CNN variants are timed in turns, best of :data:`CNN_REPEAT` (they see the
 same load); the MLE and the LM fit one pass each. The output states the load average at the start
-and the end (``load_avg_start``/``load_avg_end``).
+and the end (``load_avg_start``/``load_avg_end``). ``--mle-ab`` times the refinement's fits with
+the MLE kernel's fast paths against its per-edge reference path (same optimum).
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def add_arguments(parser):
     parser.add_argument("--widths", default="16,32,64,260", help="with --sweep: widths to time (random weights)")
     parser.add_argument("--events-list", default="",
                         help="comma-separated event counts at which to repeat the CNN timings (hybrid vs plain)")
+    parser.add_argument("--mle-ab", action="store_true",
+                        help="at every event count: the refinement fits with the MLE kernel's fast paths (geometric "
+                             "basis, folded bins) against its per-edge reference path, in turns, and their agreement")
 
 
 def _data(n, events, seed):
@@ -108,6 +112,33 @@ def _sweep(args, H, lag, model, res):
                   "features_hist_per_s": 1024 / w_feat}
 
 
+def _mle_ab(H, lag, model, res, prefix="", repeat=3):
+    """The refinement's fits (histograms with a CNN error bar < REFINE_SIGMA) with the kernel's fast
+    paths and with its per-edge, unfolded reference path, in turns, best of ``repeat``."""
+    from nodes import cnn
+    from nodes.mle import refine_mle
+
+    r = cnn.estimate_cnn(H, lag, model=model, refine_sigma=0)
+    c = r["g2_0_err"] < cnn.REFINE_SIGMA
+    if not c.any():
+        return
+    Hc, g = H[c], r["g2_0"][c]
+    refine_mle(Hc[:2], lag, g[:2], fast=False)
+    best = {True: np.inf, False: np.inf}
+    out = {}
+    for _ in range(repeat):
+        for fast in (True, False):
+            t0 = time.perf_counter()
+            out[fast] = refine_mle(Hc, lag, g, fast=fast)
+            best[fast] = min(best[fast], time.perf_counter() - t0)
+    a, b = out[True], out[False]
+    ok = np.isfinite(b["g2_0_err"]) & (b["g2_0_err"] > 0)
+    dz = np.abs(a["g2_0"] - b["g2_0"])[ok] / b["g2_0_err"][ok]
+    res.update({prefix + "mle_fast_fits_per_s": len(Hc) / best[True], prefix + "mle_reference_fits_per_s": len(Hc) / best[False],
+                prefix + "mle_fast_over_reference": best[False] / best[True],
+                prefix + "mle_fast_max_dg_over_sigma": float(dz.max()) if dz.size else float("nan"), prefix + "mle_ab_fits": int(len(Hc))})
+
+
 #: CNN variants (hybrid on 1 and 2 refinement threads, plain) are timed in turns, best of this many
 CNN_REPEAT = 5
 
@@ -164,6 +195,8 @@ def run(args) -> dict:
     cnn.predict(net, H[:8], dev)
     rates = {}
     _cnn_rates(H, lag, model, args.batch, rates)
+    if getattr(args, "mle_ab", False):
+        _mle_ab(H, lag, model, rates)
     estimate_mle(H[:2], lag)
     t_mle, c_mle = _timed(lambda: estimate_mle(H, lag), repeat=1)
     n_lm = min(args.n_lm, len(H))
@@ -183,6 +216,8 @@ def run(args) -> dict:
         He, _ = _data(args.n, ev, args.seed)
         row = {"events": ev}
         _cnn_rates(He, lag, model, args.batch, row)
+        if getattr(args, "mle_ab", False):
+            _mle_ab(He, lag, model, row)
         res["by_events"].append(row)
     res["cnn_over_lm"] = res["cnn_hist_per_s"] / res["lm_hist_per_s"]
     res["cnn_over_mle"] = res["cnn_hist_per_s"] / res["mle_hist_per_s"]
@@ -234,6 +269,12 @@ def format_table(r: dict) -> str:
                      f"{row['cnn_plain_hist_per_cpu_s']:.0f}; "
                      f"refined {100 * row['refined_fraction']:.1f} % (fully {100 * row['fully_refined_fraction']:.1f} %, "
                      f"fitted {100 * row['candidate_fraction']:.1f} %)")
+    for row in [r] + r.get("by_events", []):
+        if "mle_fast_over_reference" in row:
+            lines.append(f"  MLE kernel, {row.get('events', r['events']):.0f} events, {row['mle_ab_fits']} refinement fits: "
+                         f"fast paths {row['mle_fast_fits_per_s']:.0f} fits/s, per-edge reference "
+                         f"{row['mle_reference_fits_per_s']:.0f} ({row['mle_fast_over_reference']:.1f}x, in turns, best of 3; "
+                         f"max |dg2(0)| {row['mle_fast_max_dg_over_sigma']:.1e} sigma)")
     if "paper_width_hist_per_s" in r:
         lines.append(f"  CNN width {r['paper_width']} (paper) {r['paper_width_hist_per_s']:.0f} hist/s")
     for row in r.get("cnn_sweep", []):

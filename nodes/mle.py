@@ -160,7 +160,7 @@ REFINE_STARTS = {"seeded": SEEDED_STARTS, "full": np.vstack([SEEDED_STARTS, STAR
 
 
 def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "seeded", t2_max_ns: float = 300.0,
-               max_iter: int = 200, tol: float = 1e-10, threads: int = 1) -> dict:
+               max_iter: int = 200, tol: float = 1e-10, threads: int = 1, fast: bool = True) -> dict:
     """Poisson MLE of every histogram ``counts (N, n_bins)`` started from ``g0_start (N,)`` (e.g. a CNN's
     estimate; clipped into the g0 bounds) — the likelihood refinement of :mod:`nodes.cnn`.
 
@@ -169,7 +169,8 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     result equals it wherever no better optimum is found). ``threads``: split the histograms over this
     many threads (the numba kernel releases the GIL; each row's result is independent of the split).
     Same model, bounds and outputs as :func:`estimate_mle` (no tilt, free normalisation) plus ``ok``:
-    converged, finite error and g0 not on a bound.
+    converged, finite error and g0 not on a bound. ``fast=False`` runs the kernel's per-edge,
+    unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -193,7 +194,7 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     def run(a, b):
         if b > a:
             K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
-                         f[a:b], it[a:b], conv[a:b])
+                         f[a:b], it[a:b], conv[a:b], fast)
 
     nt = max(1, min(int(threads), N // 8))
     if nt == 1:

@@ -448,13 +448,19 @@ def fit_many(H, lo, hi, w, starts, C0, lb, ub, free, max_iter, tol, out_p, out_e
 
 
 def fit_seeded(H, lo, hi, w, starts, C0, G0, lb, ub, free, max_iter, tol, out_p, out_err, out_nll, out_iter,
-               out_conv):
+               out_conv, fast=True):
     """:func:`fit_many` with a per-histogram g0 start ``G0[n]`` (used by the starts whose g0 is NaN),
     each row's result independent of the others (callers may split the rows across threads: the
-    compiled loop releases the GIL). Mirror-symmetric bins are folded (:func:`fold_plan`)."""
-    c, flo, fhi, fw, mult = fold_plan(lo, hi, w)
-    _fit_rows(H, c, flo, fhi, fw, mult, uniform_edges(flo, fhi), starts, C0, G0, lb, ub, free, max_iter, tol, out_p,
-              out_err, out_nll, out_iter, out_conv)
+    compiled loop releases the GIL). Mirror-symmetric bins are folded (:func:`fold_plan`).
+    ``fast=False``: neither folding nor the geometric basis (the per-edge reference, for benchmarks
+    and tests; same optimum)."""
+    if fast:
+        c, flo, fhi, fw, mult = fold_plan(lo, hi, w)
+        uni = uniform_edges(flo, fhi)
+    else:
+        c, flo, fhi, fw, mult, uni = -1, lo, hi, w, np.ones(lo.shape[0]), False
+    _fit_rows(H, c, flo, fhi, fw, mult, uni, starts, C0, G0, lb, ub, free, max_iter, tol, out_p, out_err, out_nll,
+              out_iter, out_conv)
 
 
 def warmup():

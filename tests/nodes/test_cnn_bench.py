@@ -22,3 +22,10 @@ def test_bench_estimators_states_conditions_and_aligns_rows():
     assert len(rows) == 4
     ends = {ln.index(" hist/s") for ln in rows}
     assert len(ends) == 1, rows  # the rate columns end in the same column
+
+
+def test_bench_estimators_mle_ab_reports_speed_and_agreement():
+    r = B.run(_args("--n", "24", "--n-lm", "2", "--paper-width", "0", "--threads", "1", "--events", "64000", "--mle-ab"))
+    assert r["mle_ab_fits"] >= 10 and r["mle_fast_fits_per_s"] > 0 and r["mle_reference_fits_per_s"] > 0
+    assert r["mle_fast_max_dg_over_sigma"] < 1e-3  # the same optimum
+    assert "per-edge reference" in B.format_table(r)
