@@ -5,6 +5,13 @@ Model and parameter order as :mod:`nodes.physics.g2model`: P = (C, g0, a, t1_ns,
 The fit is a projected Levenberg–Marquardt / Fisher-scoring iteration on the Poisson negative
 log-likelihood, per histogram (a loop over histograms, never over photons), from several
 starting points; the best likelihood wins.
+
+Fast paths (same optimum as the per-edge reference path, ``fit_seeded(..., fast=False)``; tests in
+tests/nodes/test_mle.py): on uniform bins the bin averages of exp(−|τ|/t) come from a geometric
+recurrence (:func:`_basis`, one ``expm1`` per lifetime instead of one per edge), and mirror-
+symmetric bins with symmetric weights are folded onto half the bins with multiplicity
+(:func:`fold_plan`; same likelihood). The entry points ``fit_many``/``fit_seeded`` are Python
+wrappers that plan this once per call and run the compiled loop ``_fit_rows`` (GIL released).
 """
 from __future__ import annotations
 
