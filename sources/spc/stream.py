@@ -189,7 +189,8 @@ class TagAssembler:
             if arrays[0].shape[0] >= cap and all(sys.getrefcount(a) <= 3 for a in arrays):
                 del self._pool[k]
                 break
-        else:
+        else:  # rounded up, so that the next chunk's need (its held-back tags vary) fits too
+            cap = (cap + 4096 + 0xFFFF) & ~0xFFFF
             arrays = (np.empty(cap, np.int64), np.empty(cap, np.int16), np.empty(cap, self._pd.dtype))
         self._pool.append(arrays)  # in use now; free again once its batches are gone
         if len(self._pool) > POOL_ARRAYS:
