@@ -83,14 +83,17 @@ def _basis(lo, hi, t, uni, e, d, want_d):
     s = t * omr / dx
     it = 1.0 / t
     itd = 1.0 / (t * dx)
-    # first bin entirely at τ >= 0, last bin entirely at τ <= 0
-    kp = n
-    for k in range(n):
-        if lo[k] >= 0.0:
-            kp = k
-            break
+    # first bin entirely at τ >= 0 (bisection: lo ascends), last bin entirely at τ <= 0 (just before)
+    a, b = 0, n
+    while a < b:
+        m = (a + b) // 2
+        if lo[m] >= 0.0:
+            b = m
+        else:
+            a = m + 1
+    kp = a
     kn = -1
-    for k in range(n - 1, -1, -1):
+    for k in range(kp - 1, -1, -1):
         if hi[k] <= 0.0:
             kn = k
             break
