@@ -413,8 +413,8 @@ def fold_plan(lo, hi, w):
     k ≥ c, ``mult`` 2 (1 for a bin containing zero); c = −1 when the bins are not symmetric."""
     lo, hi, w = (np.ascontiguousarray(x, dtype=np.float64) for x in (lo, hi, w))
     n = lo.shape[0]
-    dx = (hi[n - 1] - lo[0]) / n
-    if not (np.all(np.abs(lo + hi[::-1]) <= 1e-9 * dx) and np.array_equal(w, w[::-1])):
+    dx = (hi[n - 1] - lo[0]) / n if n else 0.0
+    if not (n and np.all(np.abs(lo + hi[::-1]) <= 1e-9 * dx) and np.array_equal(w, w[::-1])):
         return -1, lo, hi, w, np.ones(n)
     c = n // 2
     mult = np.full(n - c, 2.0)
