@@ -52,7 +52,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("estimate", help="g2(0) of histograms in an .npz (lm, mle or cnn)")
     p.add_argument("method", choices=("lm", "mle", "cnn"))
     p.add_argument("input", help="INPUT.npz with counts (N, n_bins) and lag_ps (n_bins,)")
-    p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags)")
+    p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags, method; "
+                                  "cnn also refined, g2_0_cnn, g2_0_err_cnn)")
     p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
     p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
