@@ -330,11 +330,13 @@ class Runner:
                 how = f"was killed by signal {-rc}"
         else:
             how = f"exited with code {rc}"
-        when = "during acquisition" if self.started_at is not None else "during start-up"
+        if self.started_at is not None:
+            what = "during acquisition: the run was stopped and its outputs are marked failed"
+        else:
+            what = "during start-up: the run was stopped before acquisition (no data acquired)"
         self.errors[FORKSERVER_ERROR] = ExecutorError(
             f"the processes executor's fork server (pid {fs.proc.pid})",
-            f"{how} {when}: the run was stopped and its outputs are marked failed "
-            f"(ANTIBUNCH_FORKSERVER=0 starts every step as its own interpreter instead)")
+            f"{how} {what} (ANTIBUNCH_FORKSERVER=0 starts every step as its own interpreter instead)")
         self.request_stop("the fork server died")
         self.request_abort()
 
