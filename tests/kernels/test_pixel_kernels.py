@@ -169,15 +169,21 @@ def test_t2_auto_lags_on_bin_edges_match_oracle(n_bins, two_phase, compact, monk
 
 
 @pytest.mark.parametrize("n_per_pixel", [4, 25])
-def test_fused_t2_long_histogram_tracks_bin_range(n_per_pixel):
-    """More than 1024 bins: the fused path adds only the touched bin range; still equal to the oracle."""
+@pytest.mark.parametrize("compact", [False, True])
+def test_fused_t2_long_histogram_tracks_bin_range(n_per_pixel, compact, monkeypatch):
+    """More than 1024 bins: the fused path adds only the touched bin range; still equal to the oracle
+    (``compact``: the dense-stream kernel, which the auto-correlation takes at any bin count, forced)."""
+    from nodes._kernels import pixels_t2 as KT
+
+    monkeypatch.setattr(KT, "COMPACT_NEAR", dict.fromkeys(("auto", "cross"), 0.0 if compact else 2.0))
     ny, nx, dwell, span, n_bins, inc_ps = 2, 2, 40_000, 30_000, 3001, 10_000
     t, ch, t_end = _scan(7 + n_per_pixel, ny, nx, dwell, n_per_pixel, n_det=2)
     visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
     for c1, c2 in ((0, 1), (1, 1)):
         ref = O.accumulate_pixels(t, ch, None, visits, ny * nx, n_bins, span, inc_ps, 2, mode="t2", c1=c1, c2=c2,
                                   t_end=t_end)
-        node = _node_counts(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, [len(t) // 3], inc_ps, n_det=2)
+        node = _node_counts(t, ch, t_end, ny, nx, dwell, c1, c2, span, n_bins, [len(t) // 3, len(t) // 2 + 1],
+                            inc_ps, n_det=2)
         assert np.array_equal(node._counts, ref["counts"])
         q = ref["increments"].shape[1]
         assert np.array_equal(node._incs[:, :q], ref["increments"])
