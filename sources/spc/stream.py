@@ -24,8 +24,10 @@ from .decode import ST_DONE, Piece, StreamDecoder, bins_to_delay, bins_to_delay_
 from .format import NO_DELAY, as_records, tac_range_fs
 
 
-#: arrays feed() keeps for reuse: enough for the batches queued downstream (8 per edge) and in flight
-POOL_ARRAYS = 12
+#: array sets feed() keeps for reuse (18 bytes per tag: ~20 MB each for 1 M-record chunks, so at most
+#: ~160 MB while the run lasts). Inline, 2 suffice; under threads the queued batches can hold more (then
+#: new arrays are made); 12 and 32 measured alike there (imaging bench graph, three pairs)
+POOL_ARRAYS = 8
 
 
 class TagAssembler:

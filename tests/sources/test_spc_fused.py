@@ -122,9 +122,11 @@ def test_fused_equals_two_step_on_damaged_records(seed, flips, strict, size):
     assert_same(_chunks(recs, size), "spc1xx", strict=strict)
 
 
-@pytest.mark.parametrize("size", [1, 10_007, 1 << 20])
+@pytest.mark.parametrize("size", [7, 997, 1 << 20])
 def test_fused_equals_two_step_on_real_files(spc_data_dir, size):
     for p in sorted(spc_data_dir.glob("*.spc")):
+        if size < 100 and p.stat().st_size > 200_000:
+            continue  # tiny chunks only on the small files (a Python call per 7 records)
         info = open_spc(str(p))
         rec = info.fmt.record_bytes
         raw = p.read_bytes()[info.data_start:info.data_end]
