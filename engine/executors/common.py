@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal as _signal
 import threading
 from dataclasses import dataclass, field
@@ -42,6 +43,23 @@ class ExecutorError(NodeError):
         self.step_id = what
         self.seq = None
         self.t_range = None
+
+
+#: glibc malloc settings for worker processes (``ANTIBUNCH_WORKER_MALLOC=0``: none; a variable the user
+#: set is kept). A tag batch is ~10-20 MB: above glibc's default threshold every one is a fresh mmap whose
+#: pages the kernel zeroes on first touch, in the sender (arrays) and the receiver (ZeroMQ's buffers);
+#: served from the heap instead they are reused. Measured on the imaging bench graph under processes
+#: (three interleaved pairs): the steps' CPU 2.75-2.92 -> 2.57-2.60 s, the SPC reader 0.79-0.87 -> 0.66-0.72 s.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
+
+
+def worker_env() -> dict:
+    """The environment of a worker process (or of the fork server, whose children inherit it)."""
+    env = dict(os.environ)
+    if env.get("ANTIBUNCH_WORKER_MALLOC", "1").strip().lower() not in ("0", "no", "off", "false"):
+        for k, v in WORKER_MALLOC.items():
+            env.setdefault(k, v)
+    return env
 
 
 def msg_range(msg):

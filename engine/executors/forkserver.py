@@ -36,6 +36,8 @@ import subprocess
 import sys
 import time
 
+from .common import worker_env
+
 ENV = "ANTIBUNCH_FORKSERVER"
 _MAX_PACKET = 65536
 
@@ -56,7 +58,8 @@ class ForkServer:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen([sys.executable, "-m", "engine.executors.forkserver", ref, manifest_path,
                                       str(theirs.fileno())],
-                                     pass_fds=(theirs.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL)
+                                     pass_fds=(theirs.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL,
+                                     env=worker_env())
         theirs.close()
         self.workers: dict[str, ForkedWorker] = {}
         self.by_pid: dict[int, ForkedWorker] = {}

@@ -26,7 +26,7 @@ import zmq
 from .. import transport as tp
 from ..messages import ABORT, FAIL, SUCCESS
 from . import forkserver
-from .common import ExecutorError, NodeError, RunResult, graph_info
+from .common import ExecutorError, NodeError, RunResult, graph_info, worker_env
 from .driver import COMPILING, check_steps
 from .worker import Worker
 
@@ -186,7 +186,7 @@ class Runner:
         else:
             cmd = [sys.executable, "-m", "engine", "node", self.graph.ref, s, "--manifest", self.manifest_path,
                    "--managed", str(os.getpid())]
-            self.procs[s] = subprocess.Popen(cmd, start_new_session=True,
+            self.procs[s] = subprocess.Popen(cmd, start_new_session=True, env=worker_env(),
                                              stdout=None if direct else subprocess.PIPE,
                                              stderr=None if direct else subprocess.STDOUT,
                                              stdin=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ import pytest
 
 from engine import load_graph
 from engine.executors import forkserver
+from engine.executors.common import WORKER_MALLOC, worker_env
 from engine.executors.runner import Runner
 from engine.testing import TestingSink
 
@@ -49,6 +50,7 @@ def test_a_warmup_import_stays_in_its_own_worker(tmp_path):
     for s, n in notes.items():
         assert n["comm"] == f"ab:{s}", n
         assert n["cmdline"].startswith(f"antibunch node {s} (forked) /") and "heavy.py:build(notes=" in n["cmdline"], n
+        assert n["malloc"] == WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"], n  # large buffers reused from the heap
 
 
 def test_fresh_interpreter_workers_are_named_too(tmp_path, monkeypatch):
@@ -58,6 +60,18 @@ def test_fresh_interpreter_workers_are_named_too(tmp_path, monkeypatch):
     for s in ("src", "heavy", "sink"):
         n = json.loads((tmp_path / f"{s}.json").read_text())
         assert n["comm"] == f"ab:{s}" and "engine node /" in n["cmdline"] and f") {s} --manifest" in n["cmdline"], n
+        assert n["malloc"] == WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"], n
+
+
+def test_worker_malloc_settings_respect_the_user(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("ANTIBUNCH_WORKER_MALLOC", "1")
+    assert worker_env()["MALLOC_MMAP_THRESHOLD_"] == WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
+    assert worker_env()["MALLOC_MMAP_THRESHOLD_"] == "4096"  # the user's setting wins
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("ANTIBUNCH_WORKER_MALLOC", "0")
+    assert "MALLOC_MMAP_THRESHOLD_" not in worker_env() and "MALLOC_TRIM_THRESHOLD_" not in worker_env()
 
 
 def test_same_results_as_fresh_interpreters_and_inline(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ def _note(path, step):
             with open("/proc/self/comm") as c, open("/proc/self/cmdline", "rb") as a:
                 comm, cmdline = c.read().strip(), a.read().replace(b"\0", b" ").decode().strip()
             json.dump({"pid": os.getpid(), "ppid": os.getppid(), "heavy": HEAVY in sys.modules,
-                       "comm": comm, "cmdline": cmdline}, fh)
+                       "comm": comm, "cmdline": cmdline, "malloc": os.environ.get("MALLOC_MMAP_THRESHOLD_")}, fh)
 
 
 class Heavy(Node):
