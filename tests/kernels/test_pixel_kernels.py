@@ -300,9 +300,9 @@ def test_schedule_t2_node_dense_chunking():
 @pytest.mark.parametrize("dwell", [2_000_000, 20_000_000])
 @pytest.mark.parametrize("c1,c2", [(0, 1), (1, 1)])
 def test_sparse_two_detector_blocks_match_oracle(dwell, c1, c2):
-    """Two detectors, long pixel visits with few tags near their predecessor: the fused and the two-phase
-    passes take their 32-tag block paths (singles summed per block, blocks without pairs skipped); cuts
-    anywhere (also one tag after a batch start, where the block test needs the previous batch's tag)."""
+    """Two detectors, long pixel visits with few tags near their predecessor (sparse streams: the fused
+    pass's sparse kernel, the two-phase pass's sparse reads); cuts anywhere (also one tag after a batch
+    start, where the near test needs the previous batch's tag)."""
     ny, nx, span, n_bins, inc_ps = 2, 2, 6_000, 9, dwell // 3
     t, ch, t_end = _scan(dwell // 1000 + c1 + c2, ny, nx, dwell, 300, n_det=2)
     visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
