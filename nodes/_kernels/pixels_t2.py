@@ -107,14 +107,14 @@ def _markers_t2_kernel(dense):
           -dt bin; the +dt bin is its mirror, added by :func:`_flush_auto`);
         - dense streams (``markers_t2_dense``, chosen by
           :func:`markers_t2_stream` from the fraction of tags near their
-          predecessor, ``COMPACT_NEAR``; the cross-correlation with <= 1024
-          bins, the auto-correlation with any): a segment's channel-1 (and channel-2)
+          predecessor, ``COMPACT_NEAR``; with > 1024 bins the guarded bins and
+          the range touched, as in the stream loop): a segment's channel-1 (and channel-2)
           times are first compacted into ``buf`` (``buf2``) -- a store and an
           add per tag, no branch on the random channel -- and then paired over
           the buffers only, every step of a scan a pair: auto 1.8-2.2x the scan
           of the stream at 1e6-1e7/s (0.8x at 1e3-1e4/s; 1.5-3x with 50000
-          bins, two bins per pair and the range tracked), cross 1.1-1.6x at
-          5e6-1e7/s (0.94x at 1e6/s).
+          bins), cross 1.1-1.6x at 5e6-1e7/s (0.94x at 1e6/s; 1.15-1.57x at
+          5e6-1e7/s with 50000 bins).
 
         ``cst = [n carry, vs (-1: the visit open at entry), time of the previous
         tag, has previous tag]``. Returns ``(i, ncomp)`` like
@@ -137,7 +137,7 @@ def _markers_t2_kernel(dense):
         mirror = auto and not track
         exact = np.zeros(nb + 1 if mirror else 0, np.int64)
         # dense streams, short histograms: the c1 (and c2) times of the open visit compacted (segment loop)
-        compact = dense and (auto or not track)
+        compact = dense
         cross = compact and not auto
         buf = np.empty(n + 1 if compact else 0, np.int64)  # c1 times
         buf2 = np.empty(n + 1 if cross else 0, np.int64)  # c2 times
@@ -281,6 +281,18 @@ def _markers_t2_kernel(dense):
                 for r in range(kd2, k2):
                     tr = buf2[r]
                     jj = n1b[r] - 1
+                    if track:  # guarded bins and the range touched (as in the stream loop below)
+                        b = mid
+                        while jj >= 0:
+                            dt = tr - buf[jj]
+                            if 2 * dt > span:
+                                break
+                            b = min(div_floor((span + 2 * dt) * nb, two_span, inv), last)
+                            local[b] += 2 * dt < span
+                            jj -= 1
+                        bmin = min(bmin, min(b, mid))
+                        bmax = max(bmax, max(b, mid))
+                        continue
                     while jj >= 0:
                         dt = tr - buf[jj]
                         if 2 * dt > span:
@@ -290,6 +302,18 @@ def _markers_t2_kernel(dense):
                 for r in range(kdone, k):
                     tr = buf[r]
                     jj = n2b[r] - 1
+                    if track:
+                        b = mid
+                        while jj >= 0:
+                            dt = tr - buf2[jj]
+                            if 2 * dt > span:
+                                break
+                            b = div_floor((span - 2 * dt) * nb, two_span, inv)
+                            local[b] += 1
+                            jj -= 1
+                        bmin = min(bmin, min(b, mid))
+                        bmax = max(bmax, max(b, mid))
+                        continue
                     while jj >= 0:
                         dt = tr - buf2[jj]
                         if 2 * dt > span:
@@ -486,7 +510,7 @@ def markers_t2_stream(time, channel, t_end, nx, ny, dwell, inc_ps, ps, exposure,
         # the fraction of tags within half a span of their predecessor (Poisson estimate)
         near = 1.0 - np.exp(-(n - 1) / float(time[-1] - time[0]) * (span / 2))
         dense = near >= COMPACT_NEAR["auto" if c1 == c2 else "cross"]
-    kernel = markers_t2_dense if dense and (n_bins <= 1024 or c1 == c2) else markers_t2
+    kernel = markers_t2_dense if dense else markers_t2
     i, ncomp = 0, 0
     while True:
         i, ncomp = kernel(time, channel, i, ncomp, t_end, nx, ny, dwell, inc_ps, ps, exposure, comp, dirty,
