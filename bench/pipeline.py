@@ -505,7 +505,7 @@ def format_table(r: dict) -> str:
         if row.get("repeats", 1) > 1 and not quick:
             s += (f" (paired median {row['vs_no_tap_median']:.2f}, {row['vs_no_tap_min']:.2f}-"
                   f"{row['vs_no_tap_max']:.2f} over {row['repeats']})")
-        s += ("; " if s else " ") + f"complete {row.get('data_path_complete')}"
+        s += f"; complete {row.get('data_path_complete')}"
         if row.get("tap_received") is not None:
             s += f"; tap got {row['tap_received']}, dropped {row['tap_dropped']}"
         return s
