@@ -269,8 +269,8 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
             while t >= nbnd:
                 q += 1
                 nbnd += inc_ps
-            if q >= n_inc:
-                break
+        if q >= n_inc:  # also at a new visit, which may start beyond the increments grown so far
+            break
         if np.int64(p != cp) + np.int64(q != cq) != 0:
             if bmax >= 0:
                 _flush_pairs(counts, incs, cp, cq, local, bmin, bmax)

@@ -226,8 +226,8 @@ def _markers_t2_kernel(dense):
                 while t >= nbnd:
                     q += 1
                     nbnd += inc_ps
-                if q >= n_inc:
-                    break
+            if q >= n_inc:  # also at a new visit, which may start beyond the increments grown so far
+                break
             if t < carry_end:
                 # within half a span of the carried tail: one tag at a time
                 na += 1

@@ -232,3 +232,25 @@ def test_last_pixel_of_a_recording_that_ends_inside_it_is_a_completed_visit():
     msgs = run_node(node, batches(t, ch, d, [len(t) // 2], int(t[-1])))["out"]
     assert node.counters["pixels_done"] == ny * nx and msgs[-1].n_done == ny * nx
     assert 0 < msgs[-1].exposure_s[list(msgs[-1].pixel).index(ny * nx - 1)] < dwell * 1e-12
+
+
+@pytest.mark.parametrize("mode", ["start_stop", "t2"])
+@pytest.mark.parametrize("increment_ps", [10_000, 4_000])
+@pytest.mark.parametrize("coincidence_window_ps", [None, 300])
+def test_fused_passes_grow_increments_at_a_new_visit(mode, increment_ps, coincidence_window_ps):
+    """A visit of a later frame starts in an increment beyond those grown so far (increment == dwell:
+    no tag ever crosses an increment boundary inside a visit): the fused passes must grow the
+    increments there too (they wrote past the end of the array, and frame k's counts landed in
+    another pixel's row)."""
+    ny, nx, frames, dwell = 3, 4, 3, 10_000
+    t, ch, d, t_end = scan(5, ny, nx, frames=frames, dwell=dwell, rate=5e-3)
+    kw = dict(shape=(ny, nx), mode=mode, span_ps=8_000, n_bins=9, n_detectors=3,
+              increment_s=increment_ps * 1e-12, dwell_s=dwell * 1e-12, coincidence_window_ps=coincidence_window_ps)
+    node = PixelAccumulator(**kw)
+    msgs = run_node(node, batches(t, ch, d, [70, 400], t_end))["out"]
+    visits = O.marker_visits(t, ch, nx, ny, dwell=dwell)
+    ref = O.accumulate_pixels(t, ch, d, visits, ny * nx, 9, 8_000, increment_ps, 3, mode=mode, c1=0, c2=1,
+                              coinc_channels=(0, 1, 2), coinc_window=coincidence_window_ps or 300, t_end=t_end)
+    ref["coinc"] = ref["coinc"] if coincidence_window_ps else None
+    check_against_oracle(node, msgs, ref, ny * nx)
+    assert node._incs.shape[1] >= frames * dwell // increment_ps
