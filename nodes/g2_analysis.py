@@ -41,7 +41,7 @@ class NoData(ValueError):
 
 
 def _survey(path, max_tags):
-    info, batches = open_recording(path)
+    info, batches = open_recording(path, zero_delay_ps=0)  # raw TAC microtimes: the survey needs no zero lag
     ts, cs, ds, n = [], [], [], 0
     try:
         for b in batches:
@@ -115,7 +115,7 @@ def analyse(paths, *, channels=None, mode="auto", zero_delay_ps="auto", period_p
     if len(t) == 0:
         raise NoData(f"{paths[0]}: no photons in the file")
     if info.get("start_stop"):
-        return _start_stop(paths, info, mode, notes)
+        return _start_stop(paths, mode, zero_delay_ps, notes)
     (a, b), syncs = choose_channels(paths[0], t, c, channels, notes, info.get("sync_channel"))
     period, src = _period(info, period_ps, syncs, t, c, a, b)
     span = max(2_000_000.0, 12 * period) if period else 2_000_000.0
@@ -244,9 +244,10 @@ def _pulsed(paths, a, b, period, zero_delay_ps, h, lag, n_peaks, side_peaks, win
     return out
 
 
-def _run(node, path):
-    """Stream one file through ``node``; returns the final snapshot."""
-    _, batches = open_recording(path)
+def _run(node, path, batches=None):
+    """Stream one file (or its opened ``batches``) through ``node``; returns the final snapshot."""
+    if batches is None:
+        _, batches = open_recording(path)
     node.check()
     node.reset()
     node.warmup()
@@ -343,7 +344,7 @@ def _cw(paths, a, b, zero_delay_ps, h, lag, bw, notes):
     return out
 
 
-def _start_stop(paths, info, mode, notes):
+def _start_stop(paths, mode, zero_delay_ps, notes):
     from .correlation import StartStopHistogram
     from .mle import estimate_mle
 
@@ -352,19 +353,27 @@ def _start_stop(paths, info, mode, notes):
                          "T2 tags or T3 records with absolute times")
     notes.append("mode: cw -- start-stop (TAC) recording: the paper's start-stop histogram (500 ns, 215 bins)")
     node = StartStopHistogram(snapshot_every_s=None)
-    counts, used, covered = None, 0, 0
+    counts, used, covered, zeros = None, 0, 0, []
     for path in paths:
-        snap = _run(node, path)
+        info, batches = open_recording(path, zero_delay_ps)
+        zeros.append(info["zero_delay_ps"])
+        snap = _run(node, path, batches)
         counts = snap.counts if counts is None else counts + snap.counts
         used += int(snap.singles[0])
         covered += int(snap.meta["covered_ps"])
     if counts.sum() == 0:
         raise NoData(f"{', '.join(paths)}: no start-stop events in the TAC range")
+    z = zeros[0]
+    if info["zero_delay_estimated"]:
+        notes.append(f"zero delay: TAC microtime {z} ps, the minimum of the antibunching dip (a guess: confirm it "
+                     f"with the cable delay and pass --zero-delay-ps)"
+                     + ("" if len(set(zeros)) == 1 else f"; per file {', '.join(str(v) for v in zeros)} ps"))
     lag = node.get_index()
     res = estimate_mle(counts[None, :], lag, node.span_ps / node.n_bins)
     out = {"mode": "cw", "g2_0": float(res["g2_0"][0]), "g2_0_err": float(res["g2_0_err"][0]), "channels": [],
            "n_photons": {"all": used}, "duration_s": covered * 1e-12, "estimator": "mle", "start_stop": True,
-           "zero_delay_ps": 0, "n_events": int(counts.sum()), "files": [os.path.basename(p) for p in paths]}
+           "zero_delay_ps": int(z), "zero_delay_auto": bool(info["zero_delay_estimated"]),
+           "n_events": int(counts.sum()), "files": [os.path.basename(p) for p in paths]}
     out["notes"] = notes
     out["figure"] = {"lag_ps": lag, "counts": counts, "binwidth_ps": node.span_ps / node.n_bins,
                      "params": [float(res["scale"][0]), out["g2_0"], float(res["a"][0]), float(res["t1_ps"][0]) / 1e3,

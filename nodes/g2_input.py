@@ -16,12 +16,18 @@ Example::
 from __future__ import annotations
 
 import os
+import warnings
 
 from engine.messages import TagBatch
 
 
-def open_recording(path: str):
-    """``(info, batches)`` of one recording (see the module docstring); one-line errors."""
+def open_recording(path: str, zero_delay_ps="auto"):
+    """``(info, batches)`` of one recording (see the module docstring); one-line errors.
+
+    ``zero_delay_ps`` matters for B&H start-stop files only (TAC microtime of zero lag, ps):
+    ``'auto'``/None estimates it from the antibunching dip (or refuses, saying how to find it);
+    ``info['zero_delay_ps']`` is the value used (None for other formats).
+    """
     from sources import formats
 
     if not os.path.exists(path):
@@ -30,12 +36,21 @@ def open_recording(path: str):
         raise IsADirectoryError(f"{path}: is a directory, not a recording")
     fi = formats.sniff(path)
     params = {}
+    start_stop = fi.format == "spc" and fi.mode != "T3"
     if fi.format == "spc" and fi.mode == "T3":
         params["mode"] = "t3"
+    if start_stop:
+        params["zero_delay_ps"] = None if zero_delay_ps in (None, "auto") else int(zero_delay_ps)
     src = formats.open_source(path, format=fi.format, **params)
     info = {"format": f"{fi.format} {fi.record_type or ''}".strip(), "sync_period_ps": fi.sync_period_ps,
-            "t3": fi.mode == "T3", "sync_channel": fi.sync_channel,
-            "start_stop": fi.format == "spc" and fi.mode != "T3"}
+            "t3": fi.mode == "T3", "sync_channel": fi.sync_channel, "start_stop": start_stop,
+            "zero_delay_ps": None}
+    if start_stop:
+        with warnings.catch_warnings():  # the estimate is reported in the result's notes instead
+            warnings.simplefilter("ignore")
+            src.check()  # estimates (or checks) the zero delay; a one-line ValueError without a clear dip
+        info["zero_delay_ps"] = int(src.zero_delay)
+        info["zero_delay_estimated"] = params["zero_delay_ps"] is None
     return info, _drain(src)
 
 

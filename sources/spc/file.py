@@ -340,6 +340,11 @@ class SPCFile(Source):
         if self._zero_note:
             warnings.warn(self._zero_note, SPCWarning, stacklevel=2)
 
+    @property
+    def zero_delay(self) -> int | None:
+        """The zero delay in use (ps): ``zero_delay_ps``, or after :meth:`check` its estimate."""
+        return self._zero_delay
+
     def _open(self) -> SPCFileInfo:
         return open_spc(self.path, format=self.format, tac_range_ps=self.tac_range_ps,
                         macro_clock_ps=self.macro_clock_ps, set_path=self.set_path)

@@ -238,3 +238,22 @@ def test_photon_hdf5_t3_copy_of_the_real_ptu_gives_the_same_g2(capsys, tmp_path)
     assert b["mode"] == "pulsed" and b["period_ps"] == pytest.approx(a["period_ps"], rel=1e-6)
     for k in ("center_counts", "side_mean", "g2_0", "g2_0_err", "n_photons"):
         assert b[k] == a[k], k
+
+
+def test_start_stop_spc_uses_the_zero_delay(capsys, tmp_path):
+    """A B&H start-stop recording whose zero lag sits mid-TAC: the zero delay is estimated from the
+    dip (reported as a guess) or taken from --zero-delay-ps; it used to be 0 whatever was asked (half
+    the histogram empty, g2(0) = 2 +- 51)."""
+    spc = tmp_path / "nv.spc"
+    assert main(["simulate", "single_nv", "--out", str(spc), "--shape", "1", "1", "--dwell-s", "30",
+                 "--zero-delay-ps", "250000"]) == 0
+    capsys.readouterr()
+    auto = run_json(capsys, spc)
+    assert auto["start_stop"] and auto["zero_delay_auto"]
+    assert abs(auto["zero_delay_ps"] - 250_000) < 2_000
+    given = run_json(capsys, spc, "--zero-delay-ps", 250000)
+    assert given["zero_delay_ps"] == 250_000 and not given["zero_delay_auto"]
+    for r in (auto, given):  # a single NV centre: antibunched, and most events inside the window
+        assert r["g2_0"] < 0.3 and r["g2_0_err"] < 0.1 and r["single_emitter"]
+    off = run_json(capsys, spc, "--zero-delay-ps", 0)
+    assert off["zero_delay_ps"] == 0 and off["n_events"] < 0.7 * given["n_events"]
