@@ -3,7 +3,8 @@
 ``path`` is a time-tag file recognised by its content: PicoQuant ``.ptu`` (T2/T3), Photon-HDF5,
 qutools quTAG, Swabian ``.ttbin`` (with Swabian's library) or B&H ``.spc``. T3 files are
 correlated on absolute photon times (sync × period + microtime). ``channel_1``/``channel_2``
-default to the two busiest detector channels of the file's first batch. Tags → ``Correlation``
+default to the two busiest detector channels of the file's first batch (a file with photons on one channel only
+is refused before the run: it has no coincidences). Tags → ``Correlation``
 (``binwidth_ps`` × ``n_bins`` centred on zero, lag = t(channel_2) − t(channel_1)) → ``LMFit``
 (three-level CW model) → ``LiveHistogram`` (``live=True``, the default: a live g2(τ) on a terminal,
 otherwise a line every 2 s, and the final g2(0) ± error at the end) and, with ``out``, the histogram to HDF5.
@@ -24,7 +25,7 @@ def build(path="recording.ptu", channel_1=None, channel_2=None, binwidth_ps=1000
     from sources.formats import TagFile, busiest_channels
 
     if channel_1 is None or channel_2 is None:
-        c1, c2 = busiest_channels(path) if Path(path).is_file() else (0, 1)
+        c1, c2 = busiest_channels(path, require=True) if Path(path).is_file() else (0, 1)
         channel_1 = c1 if channel_1 is None else channel_1
         channel_2 = c2 if channel_2 is None else channel_2
     g = Graph("file_hbt", derived=dict(channel_1=int(channel_1), channel_2=int(channel_2)))

@@ -314,10 +314,11 @@ def summarize(path, format: str | None = None, **params) -> dict:
     return out
 
 
-def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, **params) -> list[int]:
+def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, require: bool = False, **params) -> list[int]:
     """The ``n`` detector channels with the most photons in the first ~``sample_records`` tags.
 
-    Cheap (one batch); falls back to ``[0, 1, ...]`` when the sample has fewer channels.
+    Cheap (one batch); falls back to ``[0, 1, ...]`` when the sample has fewer channels, or with
+    ``require=True`` raises a one-line ValueError naming the file and the channels it has.
     """
     import warnings
 
@@ -341,6 +342,11 @@ def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, **params) 
         finally:
             node.close()
     best = sorted(counts, key=lambda c_: (-counts[c_], c_))[:n]
+    if require and len(best) < n:
+        have = ", ".join(f"channel {c_}: {counts[c_]} photons" for c_ in best) or "no photons"
+        raise ValueError(f"{path}: {len(best)} detector channel(s) with photons in its first {sum(counts.values())} "
+                         f"tags ({have}); {n} are needed -- a recording of one detector has no coincidences "
+                         f"(give the channels explicitly if the others start later in the file)")
     return best + [c_ for c_ in range(n + len(best)) if c_ not in best][: n - len(best)]
 
 

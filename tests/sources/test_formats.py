@@ -268,3 +268,12 @@ def test_file_hbt_by_default_shows_its_result(capsys):
     res.raise_for_errors()
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "events, g2 at zero lag" in last and "fit (lm): g2(0) = " in last, last
+
+
+def test_file_hbt_refuses_a_one_detector_recording(capsys):
+    """A recording with photons on one channel only has no coincidences: refused before the run (exit 2,
+    one line naming the file and its channel), not a 'success' with 0 events and g2(0) = nan."""
+    path = data_file("ptu", "hydraharp_v20_t2.ptu")
+    rc, out, err = _cli(capsys, "run", f"file_hbt:build(path={str(path)!r})", "--no-live")
+    assert rc == 2 and "1 detector channel(s) with photons" in err and "channel 0:" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
