@@ -127,9 +127,14 @@ def detect(path) -> str:
                 if "photon_data" in f or "photon_data0" in f:
                     return "photon_hdf5"
                 keys = sorted(f.keys())
+                results = _antibunch_results(f)
         except OSError as exc:
             raise UnsupportedFormat(f"{path}: byte offset 0: HDF5 signature but the file cannot be opened "
                                     f"({exc})") from None
+        if results:
+            raise UnsupportedFormat(f"{path}: an antibunch results file ({results}) without time tags: the run did "
+                                    f"not save them (HDF5Sink(save_tags=True) stores them as Photon-HDF5 "
+                                    f"/photon_data); read its results under /user/antibunch with h5py")
         raise UnsupportedFormat(f"{path}: HDF5 file without /photon_data (groups {keys[:8]}): not Photon-HDF5 "
                                 f"time tags; antibunch reads {_readable()}")
     if p.suffix.lower() == ".ttbin":
@@ -312,6 +317,20 @@ def summarize(path, format: str | None = None, **params) -> dict:
         "notes": list(info.details.get("notes", [])),
     }
     return out
+
+
+def _antibunch_results(f) -> str:
+    """'graph NAME, status S, N pixel visits' for a results file written by antibunch's HDF5Sink, else ''."""
+    if "user/antibunch" not in f:
+        return ""
+
+    def attr(obj, key, default="?"):
+        v = obj.attrs.get(key, default)
+        return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+    graph = attr(f["user/antibunch/graph"], "name") if "user/antibunch/graph" in f else "?"
+    return (f"graph {graph!r}, status {attr(f, 'antibunch_status')}, "
+            f"{attr(f, 'antibunch_pixel_visits_done', 0)} pixel visits")
 
 
 def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, require: bool = False, **params) -> list[int]:

@@ -63,6 +63,18 @@ def test_inspect_refuses_with_one_line_and_exit_2(tmp_path, capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "histogram" in err and str(p) in err
 
 
+def test_inspect_names_an_antibunch_results_file_without_tags(tmp_path, capsys):
+    p = tmp_path / "scan.h5"
+    with h5py.File(p, "w") as f:  # the layout HDF5Sink writes with save_tags=False
+        f.attrs["antibunch_status"] = np.bytes_(b"finished")
+        f.attrs["antibunch_pixel_visits_done"] = 448
+        f.create_group("user/antibunch/graph").attrs["name"] = "scan_cnn"
+    rc, out, err = _cli(capsys, "inspect", str(p))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "antibunch results file (graph 'scan_cnn', status finished, 448 pixel visits)" in err
+    assert "save_tags=True" in err
+
+
 def test_ttbin_without_swabian_library_says_so_in_one_line(tmp_path, capsys):
     try:
         import TimeTagger  # noqa: F401
