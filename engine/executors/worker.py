@@ -269,7 +269,8 @@ class Worker:
                 except zmq.Again:
                     continue
             self.edge_sent[eid] += 1
-        self.stats.sent += 1
+        if not isinstance(msg, (Descriptor, Stop)):  # data messages, as 'received' and the inline executor count
+            self.stats.sent += 1
         if port in self.taps:
             self._tap_send(port, frames)
 

@@ -110,3 +110,15 @@ def test_switched_off_by_environment(monkeypatch):
     assert not forkserver.available()
     monkeypatch.setenv(forkserver.ENV, "1")
     assert forkserver.available() == hasattr(os, "pidfd_open")
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads", "processes"])
+def test_summary_counts_data_messages_alike_under_every_executor(executor):
+    """'sent' counts data messages as 'received' does (the threads/processes workers also counted the
+    descriptor and the end-of-stream message: 'src sent 22, count received 20')."""
+    from engine.executors import run_graph
+
+    res = run_graph(load_graph(f"{SIMPLE}:build(n_batches=20)"), executor)
+    assert res.exit_status == "success"
+    st = {k.split(".")[-1]: v for k, v in res.stats.items()}
+    assert st["src"]["sent"] == st["count"]["received"] == st["count"]["sent"] == st["sink"]["received"] == 20
