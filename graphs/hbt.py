@@ -12,6 +12,8 @@ fitted g2(0); plain lines when not a terminal) and, with ``out``, the tags to Ph
 
 ``rate_hz`` is the detected rate per detector at the spot.
 """
+import numbers
+
 from engine import Graph
 
 
@@ -20,6 +22,9 @@ def build(rate_hz=1e5, duration_s=10.0, realtime=False, out=None, binwidth_ps=10
     from nodes.correlation import Correlation
     from sources.simulator import Simulator, single_nv
 
+    if not (isinstance(rate_hz, numbers.Real) and 0 < rate_hz < float("inf")):
+        raise ValueError(f"hbt: rate_hz is the count rate per detector and must be a finite number > 0 (counts/s); "
+                         f"got {rate_hz!r}")
     g = Graph("hbt")
     tags = g.add("tags", Simulator(scene=single_nv(brightness_cps=2.0 * rate_hz), duration_s=duration_s,
                                    output="t2", realtime=realtime, seed=seed,

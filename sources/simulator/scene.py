@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,11 @@ def two_nvs(separation_nm=600.0, angle_deg=0.0, brightness_ratio=1.0, **nv) -> S
     The second is ``brightness_ratio`` times as bright as the first.
     Separations between 186 and 263 nm test super-resolution at FWHM 310 nm.
     """
+    if not (isinstance(separation_nm, numbers.Real) and math.isfinite(separation_nm) and separation_nm >= 0):
+        raise ValueError(f"two_nvs: separation_nm is the distance between the two NVs and must be a finite number "
+                         f">= 0 nm; got {separation_nm!r}")
+    if not (isinstance(brightness_ratio, numbers.Real) and math.isfinite(brightness_ratio) and brightness_ratio > 0):
+        raise ValueError(f"two_nvs: brightness_ratio must be a finite number > 0; got {brightness_ratio!r}")
     c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
     h = separation_nm / 2.0
     b = nv.pop("brightness_cps", NV.brightness_cps)

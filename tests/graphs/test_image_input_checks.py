@@ -64,3 +64,17 @@ def test_fractional_shape_is_refused_naming_the_parameter(graph, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert "'shape'" in err and "integers" in err and "8.5" in err
+
+
+@pytest.mark.parametrize("ref, words", [
+    ("scan_cnn:build(separation_nm=-5)", ("separation_nm", ">= 0 nm", "-5")),
+    ("scan_mle:build(separation_nm=-5)", ("separation_nm", ">= 0 nm", "-5")),
+    ("hbt:build(rate_hz=-1)", ("rate_hz", "count rate per detector", "-1")),
+    ("hbt:build(rate_hz=0)", ("rate_hz", "> 0", "0")),
+])
+def test_unphysical_graph_arguments_are_refused_naming_the_parameter(ref, words, capsys):
+    """A negative separation ran a whole scan; a negative rate was reported as 'brightness_cps ... -2.0'."""
+    rc = main(["check", ref])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert all(w in err for w in words), err
