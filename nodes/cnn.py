@@ -28,7 +28,7 @@ Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
 ``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default),
-``refine_sigma`` (g2(0) units, default 0.1; 0 = off, inf = every histogram), ``refine_starts`` ('seeded' | 'full'),
+``refine_sigma`` (g2(0) units, default 0.1; 0 = off, inf = wherever both error bars are finite), ``refine_starts`` ('seeded' | 'full'),
 ``refine_threads`` (threads for the refinement fits). On a CPU the forward pass runs in chunks of
 :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn', extra per pixel:
@@ -147,8 +147,9 @@ def load_model(weights=None, device: str = "auto"):
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
-        raise FileNotFoundError(f"G2CNN weights file {str(path)!r} not found; train one with "
-                                f"'antibunch train' or pass --weights")
+        raise FileNotFoundError(f"G2CNN weights file {str(path)!r} not found; "
+                                + ("check the path (or train one with 'antibunch train')" if weights else
+                                   "train one with 'antibunch train' or pass --weights"))
     meta_path = path.with_suffix(".json")
     if not meta_path.exists():
         raise FileNotFoundError(f"G2CNN metadata {str(meta_path)!r} (architecture) not found next to the weights")
@@ -267,11 +268,13 @@ def check_refine_sigma(value) -> float:
     if value is None:
         return 0.0
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"refine_sigma expects a number (g2(0) units; 0 = off, inf = refine every histogram); "
+        raise ValueError(f"refine_sigma expects a number (g2(0) units; 0 = off, "
+                         f"inf = wherever both error bars are finite); "
                          f"got {type(value).__name__} {value!r}")
     v = float(value)
     if not v >= 0.0:
-        raise ValueError(f"refine_sigma must be >= 0 (g2(0) units; 0 = off, inf = refine every histogram); got {v!r}")
+        raise ValueError(f"refine_sigma must be >= 0 (g2(0) units; 0 = off, "
+                         f"inf = wherever both error bars are finite); got {v!r}")
     return v
 
 

@@ -273,6 +273,8 @@ class LiveView(Sink):
         """Plain-text thumbnails of intensity and G2_direct (or G2) side by side."""
         img = self._img
         names = [n for n in ("intensity", "G2_direct", "G2") if n in img.images][:2]
+        if not names:  # nothing to draw (a run stopped before its first image): no empty header
+            return
         cols = [ascii_lines(img.images[n]) for n in names]
         w = max(len(c[0]) for c in cols) if cols else 0
         print(f"[{self.title}] {label}:", flush=True)

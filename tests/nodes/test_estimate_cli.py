@@ -202,3 +202,11 @@ def test_evaluate_shifted_prior_runs():
     res = evaluate(10, seed=1, buckets=(4000,), methods=("mle",), priors={"t1_ns": (1.5, 2.0)})
     assert res["prior_override"] == {"t1_ns": [1.5, 2.0]}
     assert res["buckets"]["4000"]["mle"]["n"] == 10 and res["const_rmse"] > 0
+
+
+def test_missing_weights_given_by_the_user_say_check_the_path(tmp_path):
+    from nodes.cnn import load_model
+
+    with pytest.raises(FileNotFoundError) as e:
+        load_model(str(tmp_path / "nope.pt"))
+    assert "nope.pt" in str(e.value) and "check the path" in str(e.value) and "pass --weights" not in str(e.value)

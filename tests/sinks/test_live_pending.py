@@ -15,3 +15,17 @@ def test_after_frame_map_labels_pixels_whose_estimates_are_pending(capsys):
     lv.process(_hists((8, 8), 64, frame=1), "hist")
     out = capsys.readouterr().out
     assert "after frame 1 (estimates pending for 24 pixels, shown as '?'):" in out, out
+
+
+def test_no_thumbnail_header_without_an_image_to_draw(capsys):
+    """An interrupted run whose image holds none of the drawn maps printed an empty '[title] final:'."""
+    lv = LiveView(frames=2, plain_every_s=0.0, force_terminal=False, title="t")
+    lv.reset()
+    img = pair_image((4, 4), n_done=16)
+    img.images = {k: v for k, v in img.images.items() if k not in ("intensity", "G2_direct", "G2")}
+    lv._img = img
+    lv.print_ascii("final")
+    assert "final:" not in capsys.readouterr().out
+    lv._img = pair_image((4, 4), n_done=16)
+    lv.print_ascii("final")
+    assert "[t] final:" in capsys.readouterr().out
