@@ -485,6 +485,10 @@ class LiveHistogram(Sink):
             txt += f", t1 = {np.asarray(ex['t1_ps'])[0] / 1e3:.1f} ns"
         if "t2_ps" in ex:
             txt += f", t2 = {np.asarray(ex['t2_ps'])[0] / 1e3:.0f} ns"
+        n = int(np.asarray(f.n_events)[0]) if f.n_events is not None and len(f.n_events) else None
+        if self._h is not None and n is not None and n != int(np.sum(self._h.counts)):
+            # the fit of this histogram has not arrived yet: say which data the numbers belong to
+            txt += f" (fit of the earlier snapshot of {n} events)"
         return txt
 
     def plain_line(self):
