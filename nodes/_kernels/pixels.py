@@ -63,6 +63,14 @@ def _close(ps, end, exposure, comp, ncomp):
 
 
 @njit(cache=True, nogil=True)
+def _visit_increment(ps, inc_ps):
+    """``(q, next boundary)`` of the open visit: the increment it starts in (its pixel's exposure
+    before the visit // ``inc_ps``) and the time at which the next increment begins."""
+    q = ps[S_EXPO_BEFORE] // inc_ps
+    return q, ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+
+
+@njit(cache=True, nogil=True)
 def _marker_step(t, c, ps, exposure, comp, ncomp, nx, ny, dwell):
     """Advance the marker state machine by one tag (time t, channel c).
 
@@ -227,8 +235,7 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
     q = 0
     nbnd = big
     if p >= 0:
-        q = ps[S_EXPO_BEFORE] // inc_ps
-        nbnd = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+        q, nbnd = _visit_increment(ps, inc_ps)
     stop = end if p >= 0 and end >= 0 else big
     na = 0
     s0 = 0
@@ -257,8 +264,7 @@ def markers_start_stop(time, channel, delay, start, ncomp, t_end, nx, ny, dwell,
             stop = end if p >= 0 and end >= 0 else big
             if p >= 0 and ps[S_VISIT] != vis:
                 vis = ps[S_VISIT]
-                q = ps[S_EXPO_BEFORE] // inc_ps
-                nbnd = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+                q, nbnd = _visit_increment(ps, inc_ps)
             i += 1
             continue
         if p < 0:

@@ -13,8 +13,8 @@ import numpy as np
 from numba import njit
 
 from .common import DIV_EXACT_BELOW, div_floor, reciprocal
-from .pixels import (S_END, S_EXPO_BEFORE, S_PIX, S_START, S_UNASSIGNED, S_VISIT, _add_singles, _close,
-                     _flush_pairs, _marker_step)
+from .pixels import (S_END, S_PIX, S_UNASSIGNED, S_VISIT, _add_singles, _close,
+                     _flush_pairs, _marker_step, _visit_increment)
 from .pixels_t2_pairs import _add_pair
 
 
@@ -164,8 +164,7 @@ def _markers_t2_kernel(dense):
         q = 0
         nbnd = big
         if p >= 0:
-            q = ps[S_EXPO_BEFORE] // inc_ps
-            nbnd = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+            q, nbnd = _visit_increment(ps, inc_ps)
         # the open pixel closes at the first tag at or after stop (big: no end, or no open pixel)
         stop = end if p >= 0 and end >= 0 else big
         if compact and p >= 0 and 0 < start < n:
@@ -206,8 +205,7 @@ def _markers_t2_kernel(dense):
                 stop = end if p >= 0 and end >= 0 else big
                 if p >= 0 and ps[S_VISIT] != vis:
                     vis = ps[S_VISIT]
-                    q = ps[S_EXPO_BEFORE] // inc_ps
-                    nbnd = ps[S_START] + (q + 1) * inc_ps - ps[S_EXPO_BEFORE]
+                    q, nbnd = _visit_increment(ps, inc_ps)
                     vs = i + 1
                     carry_end = -big
                     k = 0
