@@ -321,16 +321,14 @@ def summarize(path, format: str | None = None, **params) -> dict:
 
 def _antibunch_results(f) -> str:
     """'graph NAME, status S, N pixel visits' for a results file written by antibunch's HDF5Sink, else ''."""
-    if "user/antibunch" not in f:
+    from sinks.hdf5 import layout
+
+    if layout.ROOT not in f:
         return ""
-
-    def attr(obj, key, default="?"):
-        v = obj.attrs.get(key, default)
-        return v.decode(errors="replace") if isinstance(v, bytes) else v
-
-    graph = attr(f["user/antibunch/graph"], "name") if "user/antibunch/graph" in f else "?"
-    return (f"graph {graph!r}, status {attr(f, 'antibunch_status')}, "
-            f"{attr(f, 'antibunch_pixel_visits_done', 0)} pixel visits")
+    graph = f[layout.GRAPH].attrs.get("name", "?") if layout.GRAPH in f else "?"
+    graph = graph.decode(errors="replace") if isinstance(graph, bytes) else graph
+    return (f"graph {graph!r}, status {layout.status(f) or '?'}, "
+            f"{f.attrs.get(layout.VISITS_DONE, 0)} pixel visits")
 
 
 def busiest_channels(path, n: int = 2, sample_records: int = 1 << 20, require: bool = False, **params) -> list[int]:
