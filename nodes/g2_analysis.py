@@ -363,8 +363,8 @@ def _start_stop(paths, mode, zero_delay_ps, notes):
         covered += int(snap.meta["covered_ps"])
     if counts.sum() == 0:
         raise NoData(f"{', '.join(paths)}: no start-stop events in the TAC range")
-    z = zeros[0]
-    if info["zero_delay_estimated"]:
+    z, estimated = zeros[0], zero_delay_ps in (None, "auto")
+    if estimated:
         notes.append(f"zero delay: TAC microtime {z} ps, the minimum of the antibunching dip (a guess: confirm it "
                      f"with the cable delay and pass --zero-delay-ps)"
                      + ("" if len(set(zeros)) == 1 else f"; per file {', '.join(str(v) for v in zeros)} ps"))
@@ -372,7 +372,7 @@ def _start_stop(paths, mode, zero_delay_ps, notes):
     res = estimate_mle(counts[None, :], lag, node.span_ps / node.n_bins)
     out = {"mode": "cw", "g2_0": float(res["g2_0"][0]), "g2_0_err": float(res["g2_0_err"][0]), "channels": [],
            "n_photons": {"all": used}, "duration_s": covered * 1e-12, "estimator": "mle", "start_stop": True,
-           "zero_delay_ps": int(z), "zero_delay_auto": bool(info["zero_delay_estimated"]),
+           "zero_delay_ps": int(z), "zero_delay_auto": estimated,
            "n_events": int(counts.sum()), "files": [os.path.basename(p) for p in paths]}
     out["notes"] = notes
     out["figure"] = {"lag_ps": lag, "counts": counts, "binwidth_ps": node.span_ps / node.n_bins,

@@ -50,7 +50,6 @@ def open_recording(path: str, zero_delay_ps="auto"):
             warnings.simplefilter("ignore")
             src.check()  # estimates (or checks) the zero delay; a one-line ValueError without a clear dip
         info["zero_delay_ps"] = int(src.zero_delay)
-        info["zero_delay_estimated"] = params["zero_delay_ps"] is None
     return info, _drain(src)
 
 
