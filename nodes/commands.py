@@ -72,6 +72,9 @@ def add_commands(sub) -> None:
     p.add_argument("--init", default="", help="start from this checkpoint (.pt, same architecture)")
     p.add_argument("--population", default="train",
                    help="simulated training population (nodes.physics.populations; '' = legacy priors)")
+    p.add_argument("--calib-population", default="heldout",
+                   help="law of the error-bar calibration emitters (default heldout: the training law on the "
+                        "physical g2(0) range 0-1.1; '' = the training population)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--samples-per-epoch", type=int, default=50_000)
     p.add_argument("--batch-size", type=int, default=256)
@@ -87,6 +90,16 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (.pt and its .json) (default: refuse, exit 2)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recalibrate", help="redo a CNN checkpoint's error-bar calibration (writes a new .pt + .json)")
+    p.add_argument("weights", help="checkpoint .pt with an error-bar head (its .json beside it)")
+    p.add_argument("--out", required=True, help="output .pt (a copy of the weights; the .json with the new calibration)")
+    p.add_argument("--population", default="heldout",
+                   help="law of the calibration emitters (nodes.physics.populations; default heldout)")
+    p.add_argument("--samples", type=int, default=200_000, help="calibration histograms (default 200000)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the calibration stream (default: the training seed)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (.pt and .json)")
+    p.set_defaults(func=cmd_recalibrate)
 
     p = sub.add_parser("evaluate", help="RMSE/bias/MAPE/r² of LM, MLE, CNN (and the CNN without refinement) vs the Cramér–Rao bound")
     p.add_argument("--n", type=int, default=300, help="held-out emitters (histograms) per event bucket")
@@ -227,7 +240,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(width=args.width, depth=args.depth, loss=args.loss, epochs=args.epochs,
                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, lr=args.lr,
                       patience=args.patience, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
-                      device=args.device, beta=args.beta, population=args.population, init=args.init)
+                      device=args.device, beta=args.beta, population=args.population, init=args.init,
+                      calib_population=args.calib_population)
     for name in ("width", "depth", "epochs", "samples_per_epoch", "batch_size", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"train: --{name.replace('_', '-')} must be >= 1")
@@ -249,6 +263,31 @@ def cmd_train(args) -> int:
     for b, r in m["val_buckets"].items():
         extra = f" RMSE/CRB {r['rmse_over_crb']:.2f}" if "rmse_over_crb" in r else ""
         print(f"  {b:>6} events: RMSE {r['rmse']:.4f} bias {r['bias']:+.4f}{extra}")
+    return 0
+
+
+def cmd_recalibrate(args) -> int:
+    from pathlib import Path
+
+    from .physics.populations import POPULATIONS
+    from .training import recalibrate
+
+    if args.population not in POPULATIONS:
+        raise ValueError(f"recalibrate: --population {args.population!r} unknown; choose from {', '.join(POPULATIONS)}")
+    if args.samples < 1000:
+        raise ValueError(f"recalibrate: --samples must be >= 1000 (about 100 per half-decade of events); got {args.samples}")
+    if not str(args.out).endswith(".pt"):
+        raise ValueError(f"recalibrate: --out {args.out!r} must end in .pt (a .json is written beside it)")
+    _refuse_existing(args.out, args, "--out")
+    _refuse_existing(Path(args.out).with_suffix(".json"), args, "--out's .json")
+    meta = recalibrate(args.weights, args.out, args.population, args.samples, args.seed)
+    cal, old = meta["calibration"], meta.get("calibration_previous") or {}
+    print(f"saved {args.out} (+ .json): error-bar scale per log10(events) bin on {args.samples} emitters of "
+          f"{args.population!r} (seed {cal['seed']})")
+    prev = dict(zip(old.get("log10_events", []), old.get("scale", [])))
+    for le, sc, n in zip(cal["log10_events"], cal["scale"], cal["n"]):
+        was = f" (was {prev[le]:.3f})" if le in prev else ""
+        print(f"  {10 ** le:>9,.0f} events: scale {sc:.3f}{was}  [{n} histograms]")
     return 0
 
 

@@ -18,7 +18,11 @@ log-variance output weighted by a stop-gradient σ^(2β); checkpoints ranked on 
 ``mse`` and ``mape`` (the paper's; mean only). After training, a variance head is
 recalibrated: per half-decade of events, σ is scaled by the robust width (1.4826·MAD) of the
 pulls of fresh calibration emitters (:func:`calibrate_errors`, stored as ``calibration`` in
-the checkpoint JSON and applied by :func:`nodes.cnn.estimate_cnn`). Optimiser adamax (as the
+the checkpoint JSON and applied by :func:`nodes.cnn.estimate_cnn`). The calibration emitters
+come from ``calib_population`` (default ``heldout``: the training law on the physical g2(0)
+range 0…1.1, where samples lie — the training law's margins beyond it are a device against the
+pull at the range's edges, not pixels to be calibrated for); :func:`recalibrate` redoes this for
+an existing checkpoint (``antibunch recalibrate``). Optimiser adamax (as the
 paper), early stopping on the validation loss, the best state saved as ``<out>.pt``
 (state_dict) + ``<out>.json`` (architecture, normalisation, population, seeds, loss,
 calibration, metrics per event bucket vs the bound). ``init`` starts from another checkpoint.
@@ -53,6 +57,7 @@ class TrainConfig:
     beta: float = 0.5  #: β of the β-NLL loss (0 = plain Gaussian NLL)
     population: str = "train"  #: population of nodes.physics.populations ('' = legacy EmitterSet priors)
     calib_samples: int = 40_000  #: held-out histograms for the post-hoc error-bar calibration
+    calib_population: str = "heldout"  #: law of the calibration emitters ('' = the training population)
     init: str = ""  #: start from this checkpoint (.pt, same architecture) instead of random weights
     lr: float = 2e-3  #: adamax learning rate
     batch_size: int = 256
@@ -133,11 +138,11 @@ class PopulationSampler:
 CALIB_LOG10_EDGES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5)
 
 
-def calibrate_errors(pred, err, truth, events, edges=CALIB_LOG10_EDGES) -> dict:
+def calibrate_errors(pred, err, truth, events, edges=CALIB_LOG10_EDGES, population: str = "") -> dict:
     """Post-hoc σ scale per log10(events) bin: s = robust width of (pred − truth)/err.
 
-    Returns dict(log10_events (bin centres), scale, n); the error bar reported is err·s(N),
-    s interpolated linearly in log10 N (held constant beyond the outer centres).
+    Returns dict(log10_events (bin centres), scale, n, population); the error bar reported is
+    err·s(N), s interpolated linearly in log10 N (held constant beyond the outer centres).
     """
     from .physics.evaluation import robust_width
 
@@ -151,9 +156,53 @@ def calibrate_errors(pred, err, truth, events, edges=CALIB_LOG10_EDGES) -> dict:
         cen.append(0.5 * (lo + hi))
         sc.append(robust_width(z[m]))
         nn.append(int(m.sum()))
-    return {"log10_events": cen, "scale": sc, "n": nn,
+    return {"log10_events": cen, "scale": sc, "n": nn, "population": population,
             "method": "sigma scale = 1.4826*MAD of (pred - truth)/sigma per log10(events) bin, "
-                      "held-out calibration emitters of the training population"}
+                      f"fresh calibration emitters (own seed stream) of the population {population!r}"}
+
+
+def calibration_sample(population, seed: int, n: int):
+    """(counts, truth, events) of ``n`` fresh calibration emitters of ``population`` (seed stream
+    'calib': never the training, validation or evaluation emitters); dark histograms (< 4 events) dropped."""
+    c, y, _, ev = PopulationSampler(population, seed).sample(n, "calib")
+    keep = ev >= 4
+    return c[keep], y[keep], ev[keep]
+
+
+def calibrate_model(net, dev, population, seed: int, n: int) -> dict:
+    """The post-hoc error-bar calibration of a variance-head network on ``n`` emitters of ``population``."""
+    from . import cnn
+
+    c, y, ev = calibration_sample(population, seed, n)
+    net.eval()
+    out = cnn.predict(net, c, dev)
+    return calibrate_errors(out[:, 0], cnn.sigma_from_output(out), y, ev, population=population)
+
+
+def recalibrate(weights, out_path, population: str = "heldout", n: int = 200_000, seed: int | None = None) -> dict:
+    """Redo the error-bar calibration of checkpoint ``weights`` on ``n`` fresh emitters of ``population``
+    (seed: the checkpoint's training seed unless given); writes ``out_path`` (.pt, a copy of the weights)
+    and its .json (the metadata with the new ``calibration``; the previous one kept as
+    ``calibration_previous``). Returns the new metadata."""
+    import shutil
+
+    from . import cnn
+
+    out_path = Path(out_path)
+    if out_path.suffix != ".pt":
+        raise ValueError(f"recalibrate: output {str(out_path)!r} must end in .pt (a .json is written beside it)")
+    net, meta, dev = cnn.load_model(weights, "cpu")
+    if meta["arch"].get("n_out", 1) < 2:
+        raise ValueError(f"recalibrate: {weights} has no error-bar head (mean only): nothing to calibrate")
+    seed = int(meta.get("training", {}).get("seed", 1) if seed is None else seed)
+    cal = calibrate_model(net, dev, population, seed, n)
+    cal["seed"] = seed
+    meta = {**meta, "calibration": cal, "calibration_previous": meta.get("calibration")}
+    src = Path(weights) if weights else cnn.DEFAULT_WEIGHTS
+    if src.resolve() != out_path.resolve():
+        shutil.copyfile(src, out_path)
+    out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return meta
 
 
 def augment_sums(one_second, n_per_emitter: int, rng, max_seconds: int | None = None):
@@ -415,10 +464,7 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
     _, vout = validate()
     calibration = None
     if arch["n_out"] == 2 and sampler is not None and cfg.calib_samples:
-        cc, cy, _, cev = sampler.sample(cfg.calib_samples, "calib")
-        net.eval()
-        cout = cnn.predict(net, cc, dev)
-        calibration = calibrate_errors(cout[:, 0], cnn.sigma_from_output(cout), cy, cev)
+        calibration = calibrate_model(net, dev, cfg.calib_population or cfg.population, cfg.seed, cfg.calib_samples)
     metrics = {"val_loss": best, "stopped": stopped, "epochs_run": len(history),
                "minutes": (time.monotonic() - t_start) / 60,
                "val_buckets": bucket_metrics(vout[:, 0], vy, vev,

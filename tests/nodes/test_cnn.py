@@ -201,10 +201,13 @@ def test_shipped_model_has_finite_calibrated_error_bars():
 
 
 @pytest.mark.parametrize("pop,events,lo", [("fast", 4000, 0.8), ("fast", 16000, 0.8), ("slow", 4000, 0.65),
-                                           ("slow", 16000, 0.65)])
+                                           ("slow", 16000, 0.65), ("heldout", 1000, 0.85), ("fast", 1000, 0.85),
+                                           ("slow", 1000, 0.75)])
 def test_shipped_model_calibrated_on_shifted_populations(pop, events, lo):
-    """Target 0.8–1.25. Met on `fast`; on `slow` the error bars are too large (width measured 0.71–0.78 on
-    800–3000 histograms, docs/estimators.md), so there the test only guards that they stay conservative."""
+    """Target 0.8–1.25. Met on `fast`; on `slow` at >= 4 k events the error bars are too large (width measured
+    0.69–0.78, docs/estimators.md), so there the test only guards that they stay conservative. At 1 k events
+    the calibration on the physical g2(0) range (not the training law's wider one) matters: widths were
+    0.81 / 0.78 / 0.67 (held-out / fast / slow) with the training-law calibration."""
     from nodes.physics.evaluation import robust_width
 
     H, truth = _pop_hists(pop, 600, events, seed=2)

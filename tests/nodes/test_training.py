@@ -81,6 +81,7 @@ def test_tiny_training_run_writes_loadable_checkpoint(tmp_path):
     assert j["metrics"]["epochs_run"] == 2 and "val_buckets" in j["metrics"]
     cal = j["calibration"]  # post-hoc σ scale per log10(events) bin, from held-out calibration emitters
     assert len(cal["scale"]) == len(cal["log10_events"]) >= 5 and all(0 < s < 10 for s in cal["scale"])
+    assert cal["population"] == "heldout" and j["training"]["calib_population"] == "heldout"
     model = load_model(out)
     H = np.random.default_rng(0).poisson(3.0, (4, 215))
     r = estimate_cnn(H, LAG, model=model)
@@ -147,3 +148,44 @@ def test_train_cli_errors(tmp_path, capsys):
     assert main(["train", "--labels", "x.npz"]) == 2
     assert main(["train", "--width", "0", "--out", str(tmp_path / "a.pt")]) == 2
     assert main(["train", "--out", str(tmp_path / "a.txt"), "--width", "2", "--epochs", "1"]) == 2
+
+
+def _pulls_width(model, pop, n, seed):
+    from nodes.physics.evaluation import robust_width
+    from nodes.training import calibration_sample
+
+    c, y, _ = calibration_sample(pop, seed, n)
+    r = estimate_cnn(c, LAG, model=model, refine_sigma=0)
+    return robust_width((r["g2_0"] - y) / r["g2_0_err"])
+
+
+def test_recalibrate_makes_pulls_unit_width_on_its_population(tmp_path):
+    """``antibunch recalibrate``: a checkpoint whose error bars are 3x too large (scale multiplied by 3)
+    comes back calibrated on fresh emitters of the chosen law (a seed stream the calibration did not
+    use), the weights unchanged and the previous calibration kept; existing output refused."""
+    from nodes.cnn import DEFAULT_WEIGHTS
+
+    meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    meta["calibration"] = {**meta["calibration"], "scale": [3 * s for s in meta["calibration"]["scale"]]}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    assert _pulls_width(load_model(bad), "heldout", 3000, seed=99) < 0.45
+    out = tmp_path / "fixed.pt"
+    assert main(["recalibrate", str(bad), "--out", str(out), "--samples", "20000"]) == 0
+    assert out.read_bytes() == DEFAULT_WEIGHTS.read_bytes()
+    j = json.loads(out.with_suffix(".json").read_text())
+    assert j["calibration"]["population"] == "heldout" and j["calibration_previous"]["scale"] == meta["calibration"]["scale"]
+    assert 0.9 <= _pulls_width(load_model(out), "heldout", 3000, seed=99) <= 1.1
+    assert main(["recalibrate", str(bad), "--out", str(out)]) == 2  # exists: refused
+
+
+@pytest.mark.parametrize("args", [["--population", "nope"], ["--samples", "10"], ["--out-suffix"]])
+def test_recalibrate_refuses_bad_arguments(tmp_path, args, capsys):
+    from nodes.cnn import DEFAULT_WEIGHTS
+
+    out = str(tmp_path / ("x.pth" if args == ["--out-suffix"] else "x.pt"))
+    extra = [] if args == ["--out-suffix"] else args
+    assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", out, *extra]) == 2
+    err = capsys.readouterr().err
+    assert "recalibrate" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
