@@ -85,6 +85,7 @@ def _basic(pred, err, truth, crb):
              r2=float(1 - np.sum(e ** 2) / ss) if ss > 0 else float("nan"))
     c = np.minimum(crb[ok], CRB_CAP) if crb is not None else None
     r["crb_all"] = float(np.sqrt(np.nanmean(c ** 2))) if c is not None and np.isfinite(c).any() else float("nan")
+    r["crb_median"] = float(np.nanmedian(c)) if c is not None and np.isfinite(c).any() else float("nan")
     r["rmse_over_crb"] = rmse / r["crb_all"] if r["crb_all"] > 0 else float("nan")
     if err is not None:
         z = e / np.asarray(err, dtype=np.float64)[ok]
@@ -94,6 +95,9 @@ def _basic(pred, err, truth, crb):
         r["z_rms"] = float(np.sqrt(np.mean(zf ** 2))) if zf.size else float("nan")
         r["coverage_1sigma"] = float(np.mean(np.abs(zf) < 1)) if zf.size else float("nan")
         r["n_err_nan"] = int(ok.sum() - zf.size)
+        ef = np.asarray(err, dtype=np.float64)[ok]
+        ef = ef[np.isfinite(ef)]
+        r["err_median"] = float(np.median(ef)) if ef.size else float("nan")
     else:
         r.update(calib_width=float("nan"), calib_width_se=float("nan"), z_rms=float("nan"),
                  coverage_1sigma=float("nan"), n_err_nan=n)
@@ -127,12 +131,26 @@ def score(pred, err, truth, crb=None, bands=BANDS) -> dict:
     return r
 
 
+def _regime(band: dict) -> dict:
+    """What a band's bias check means: whether the histograms themselves decide g2(0) (their median
+    all-free CRB ≤ :data:`DECIDED_CRB`) or the estimate is prior-dominated; the bias in units of the
+    band's median reported error bar; the band's RMSE/CRB (< 1 is only possible for a biased estimator)."""
+    crb, err = band.get("crb_median", float("nan")), band.get("err_median", float("nan"))
+    out = {"crb_median": crb, "rmse_over_crb": band.get("rmse_over_crb", float("nan")),
+           "bias_over_err": band["bias"] / err if np.isfinite(err) and err > 0 else float("nan")}
+    if np.isfinite(crb):
+        out["regime"] = "data decide" if crb <= DECIDED_CRB else "prior-dominated"
+    return out
+
+
 def verdicts(res: dict, method: str = "cnn") -> list[dict]:
     """Check ``method`` against the targets (bias per band, calibration from 1 k events) per population.
 
     Returns rows dict(population, events, check, value, limit, ok). A bias or a calibration width
     counts as failing only when it is outside its limits by more than 2 standard errors (and is
-    flagged 'marginal' when within them; the width's s.e. is the bootstrap one).
+    flagged 'marginal' when within them; the width's s.e. is the bootstrap one). Bias rows also carry
+    ``regime`` ('data decide' / 'prior-dominated', :func:`_regime`), ``crb_median``, ``rmse_over_crb``
+    and ``bias_over_err`` (bias / median error bar of the band).
     """
     rows = []
     for pop, pres in res.get("populations", {}).items():
@@ -149,13 +167,14 @@ def verdicts(res: dict, method: str = "cnn") -> list[dict]:
                     a = abs(br["bias"])
                     ok = "yes" if a <= lim else ("marginal" if a - 2 * br["bias_se"] <= lim else "no")
                     rows.append({"population": pop, "events": ev, "check": f"bias {band}", "value": br["bias"],
-                                 "se": br["bias_se"], "limit": lim, "ok": ok})
+                                 "se": br["bias_se"], "limit": lim, "ok": ok, **_regime(br)})
                     dd = br.get("decided", {})
                     if dd.get("n", 0) >= 20:
                         a = abs(dd["bias"])
                         ok = "yes" if a <= lim else ("marginal" if a - 2 * dd["bias_se"] <= lim else "no")
                         rows.append({"population": pop, "events": ev, "check": f"bias {band} where CRB <= {DECIDED_CRB:g}",
-                                     "value": dd["bias"], "se": dd["bias_se"], "limit": lim, "ok": ok, "n": dd["n"]})
+                                     "value": dd["bias"], "se": dd["bias_se"], "limit": lim, "ok": ok, "n": dd["n"],
+                                     "regime": "data decide"})
             if ev >= 1000 and np.isfinite(r.get("calib_width", np.nan)):
                 w, se = r["calib_width"], r.get("calib_width_se", float("nan"))
                 lo, hi = CALIB_RANGE
@@ -164,6 +183,37 @@ def verdicts(res: dict, method: str = "cnn") -> list[dict]:
                 rows.append({"population": pop, "events": ev, "check": "calibration width", "value": w,
                              "se": se if np.isfinite(se) else None, "limit": list(CALIB_RANGE), "ok": ok})
     return rows
+
+
+def format_verdicts(res: dict, keys=(("verdicts", "CNN"), ("verdicts_cnn_plain", "CNN (no refinement)"))) -> str:
+    """Markdown: the targets checked (:func:`verdicts`), counts per kind and every check not met."""
+    out = []
+    for key, name in keys:
+        rows = res.get(key)
+        if not rows:
+            continue
+        kinds = {"bias per band": [r for r in rows if r["check"].startswith("bias") and "CRB" not in r["check"]],
+                 "bias where the data decide": [r for r in rows if "CRB" in r["check"]],
+                 "calibration width": [r for r in rows if r["check"] == "calibration width"]}
+        counts = "; ".join(f"{k}: " + " / ".join(f"{sum(r['ok'] == v for r in rs)} {v}"
+                                                   for v in ("yes", "marginal", "no")) for k, rs in kinds.items())
+        out += [f"**Targets, {name}** (|bias| ≤ 0.03 at 4 k, ≤ 0.02 from 16 k events per g2(0) band; "
+                f"calibration width {CALIB_RANGE[0]:g}–{CALIB_RANGE[1]:g} from 1 k events; 'marginal' = within "
+                f"2 standard errors): {counts}.", ""]
+        bad = [r for r in rows if r["ok"] != "yes"]
+        if bad:
+            out += ["| population | events | check | value ± s.e. | limit | verdict | band: median own CRB "
+                    "| regime | bias / median error bar | RMSE/CRB |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in bad:
+                se = r.get("se")
+                val = f"{r['value']:+.3f}" + (f" ± {se:.3f}" if se is not None and np.isfinite(se) else "")
+                lim = r["limit"] if not isinstance(r["limit"], list) else "–".join(f"{x:g}" for x in r["limit"])
+                f = (lambda k, fmt: format(r[k], fmt) if np.isfinite(r.get(k, np.nan)) else "–")
+                out.append(f"| {r['population']} | {r['events']} | {r['check']} | {val} | {lim} | {r['ok']} | "
+                           f"{f('crb_median', '.3f')} | {r.get('regime', '–')} | {f('bias_over_err', '+.2f')} | "
+                           f"{f('rmse_over_crb', '.2f')} |")
+            out.append("")
+    return "\n".join(out)
 
 
 def format_tables(res: dict) -> str:
@@ -224,4 +274,7 @@ def format_tables(res: dict) -> str:
     out += ["| method | histograms/s |", "|---|---|"]
     for m in ms:
         out.append(f"| {label(m)} | {res['throughput'][m]['hist_per_s']:.0f} |")
+    verdict_text = format_verdicts(res)
+    if verdict_text:
+        out += ["", verdict_text]
     return "\n".join(out)

@@ -172,3 +172,31 @@ def test_evaluate_tables_show_n_per_method_and_band_calibration_se(tmp_path):
     row["cnn"]["bands"][k]["bias"] = 0.31
     assert list(beyond([0.0, 0.31, -0.2, np.nan, 0.15])) == [1, 2]
     assert plot(res, tmp_path / "e.png") == 1 and (tmp_path / "e.png").stat().st_size > 0
+
+
+def test_verdicts_say_whether_the_data_decide_and_the_bias_in_error_bars():
+    """Each band's bias check carries the band's median own CRB, the regime it implies ('data decide'
+    when <= DECIDED_CRB, else 'prior-dominated'), the bias in units of the band's median error bar and
+    its RMSE/CRB; the printed tables list every check not met with them."""
+    rng = np.random.default_rng(8)
+    truth = rng.uniform(0, 0.6, 8000)
+    crb = np.where(truth < 0.3, 0.05, 0.4)  # band 0-0.3 decided by the data, 0.3-0.6 not
+    pred = truth + np.where(truth < 0.3, 0.0, 0.06) + rng.normal(0, 0.02, truth.size)
+    err = np.full(truth.size, 0.12)
+    r = pe.score(pred, err, truth, crb)
+    assert r["bands"]["0-0.3"]["crb_median"] == pytest.approx(0.05)
+    assert r["bands"]["0.3-0.6"]["err_median"] == pytest.approx(0.12)
+    res = {"methods": ["cnn"], "throughput": {"cnn": {"hist_per_s": 1.0}},
+           "populations": {"x": {"buckets": {"4000": {"events": 4000, "crb_all": 0.3, "cnn": r}}}}}
+    rows = {v["check"]: v for v in pe.verdicts(res)}
+    lo, hi = rows["bias 0-0.3"], rows["bias 0.3-0.6"]
+    assert lo["ok"] == "yes" and lo["regime"] == "data decide"
+    assert hi["ok"] == "no" and hi["regime"] == "prior-dominated" and hi["crb_median"] == pytest.approx(0.4)
+    assert hi["bias_over_err"] == pytest.approx(0.06 / 0.12, abs=0.02)
+    assert hi["rmse_over_crb"] == pytest.approx(np.hypot(0.06, 0.02) / 0.4, rel=0.05)
+    res["verdicts"] = pe.verdicts(res)
+    text = pe.format_tables(res)
+    assert "**Targets, CNN**" in text and "bias per band: 1 yes / 0 marginal / 1 no" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| x | 4000 | bias 0.3-0.6"))
+    assert "prior-dominated" in line and "0.400" in line and "| no |" in line
+    assert not any(ln.startswith("| x | 4000 | bias 0-0.3 |") for ln in text.splitlines())
