@@ -206,7 +206,8 @@ def format_verdicts(res: dict, keys=(("verdicts", "CNN"), ("verdicts_cnn_plain",
                     "| regime | bias / median error bar | RMSE/CRB |", "|---|---|---|---|---|---|---|---|---|---|"]
             for r in bad:
                 se = r.get("se")
-                val = f"{r['value']:+.3f}" + (f" ± {se:.3f}" if se is not None and np.isfinite(se) else "")
+                sign = "+" if r["check"].startswith("bias") else ""
+                val = f"{r['value']:{sign}.3f}" + (f" ± {se:.3f}" if se is not None and np.isfinite(se) else "")
                 lim = r["limit"] if not isinstance(r["limit"], list) else "–".join(f"{x:g}" for x in r["limit"])
                 f = (lambda k, fmt: format(r[k], fmt) if np.isfinite(r.get(k, np.nan)) else "–")
                 out.append(f"| {r['population']} | {r['events']} | {r['check']} | {val} | {lim} | {r['ok']} | "
