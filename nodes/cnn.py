@@ -20,9 +20,9 @@ change the noise statistics the network was trained on).
 Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``EST_DARK``.
 
 Likelihood refinement (default on; docs/estimators.md): where the network's own error bar is below
-1.2·``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
-where the MLE's Fisher error is below ``refine_sigma``, the reported g2(0) and error bar move
-continuously to the MLE's (:func:`refine`). ``refine_sigma=0`` gives the network alone.
+``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
+where the MLE's Fisher error is small too, the reported g2(0) and error bar move continuously to the
+MLE's (:func:`refine`). ``refine_sigma=0`` gives the network alone.
 
 Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
@@ -60,13 +60,10 @@ NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
 CPU_FORWARD_BATCH = 256
 GPU_FORWARD_BATCH = 4096
-#: likelihood refinement (docs/estimators.md): histograms whose CNN error bar is below
-#: REFINE_CANDIDATE·REFINE_SIGMA are fitted by the Poisson MLE; the MLE's value counts in full where its
-#: Fisher error is ≤ REFINE_FULL·REFINE_SIGMA (and the CNN's ≤ REFINE_SIGMA), not at all where it is
-#: ≥ REFINE_SIGMA (or the CNN's ≥ REFINE_CANDIDATE·REFINE_SIGMA), linearly in between
+#: likelihood refinement (docs/estimators.md): histograms whose CNN error bar and Poisson-MLE (Fisher)
+#: error bar are both below REFINE_SIGMA are (partly) refined; fully below REFINE_FULL·REFINE_SIGMA
 REFINE_SIGMA = 0.1
 REFINE_FULL = 0.7
-REFINE_CANDIDATE = 1.2
 
 
 def forward_batch(device, batch_size=None) -> int:
@@ -282,30 +279,26 @@ def check_refine_sigma(value) -> float:
 
 
 def refine_weight(sigma_cnn, sigma_mle, refine_sigma: float = REFINE_SIGMA) -> np.ndarray:
-    """Weight of the likelihood estimate, the product of two ramps: the MLE's (Fisher) error bar decides
-    (1 at ≤ ``REFINE_FULL``·``refine_sigma``, 0 at ≥ ``refine_sigma``), the CNN's only gates (1 at ≤
-    ``refine_sigma``, 0 at ≥ ``REFINE_CANDIDATE``·``refine_sigma``, where the fit is not even tried); linear
-    in between, so the weight is continuous in both (NaN counts as ∞). ``refine_sigma`` = ∞ is the limit:
-    1 wherever both error bars are finite."""
-    sc = np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf, posinf=np.inf)
-    sm = np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf, posinf=np.inf)
+    """Weight of the likelihood estimate: 1 where both error bars are ≤ ``REFINE_FULL``·``refine_sigma``,
+    0 where either is ≥ ``refine_sigma``, linear in the larger of the two in between (NaN counts as ∞).
+    ``refine_sigma`` = ∞ is the limit: 1 wherever both error bars are finite."""
+    u = np.fmax(np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf, posinf=np.inf),
+                np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf, posinf=np.inf))
     if np.isinf(refine_sigma):
-        return np.where(np.isfinite(sc) & np.isfinite(sm), 1.0, 0.0)
+        return np.where(np.isfinite(u), 1.0, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        w_mle = np.clip((refine_sigma - sm) / ((1.0 - REFINE_FULL) * refine_sigma), 0.0, 1.0)
-        w_cnn = np.clip((REFINE_CANDIDATE * refine_sigma - sc) / ((REFINE_CANDIDATE - 1.0) * refine_sigma), 0.0, 1.0)
-    return w_mle * w_cnn
+        return np.clip((refine_sigma - u) / ((1.0 - REFINE_FULL) * refine_sigma), 0.0, 1.0)
 
 
 def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float = REFINE_SIGMA,
            starts: str = "seeded", threads: int = 1) -> dict:
     """Likelihood refinement of CNN estimates where the data decide.
 
-    Candidates: the CNN's own error bar below ``REFINE_CANDIDATE``·``refine_sigma``. Each is fitted by the
-    Poisson MLE (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit counts only when it
+    Candidates: the CNN's own error bar below ``refine_sigma``. Each is fitted by the Poisson MLE
+    (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit counts only when it
     converged with g2(0) off its bounds. The reported value is the blend
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
-    estimate is a continuous function of the histogram: no jump at the thresholds), and the error
+    estimate is a continuous function of the histogram: no jump at the threshold), and the error
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
     correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
     """
@@ -314,7 +307,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
     w = np.zeros(len(g))
-    cand = np.flatnonzero(np.isfinite(g) & np.isfinite(err) & (err < REFINE_CANDIDATE * refine_sigma))
+    cand = np.flatnonzero(np.isfinite(g) & np.isfinite(err) & (err < refine_sigma))
     if cand.size:
         r = refine_mle(np.asarray(counts)[cand], lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
         sm = np.where(r["ok"], r["g2_0_err"], np.inf)

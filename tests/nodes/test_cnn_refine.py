@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from engine.messages import PixelHistograms
 from engine.testing import run_node
-from nodes.cnn import REFINE_CANDIDATE, REFINE_FULL, REFINE_SIGMA, G2CNN, estimate_cnn, refine_weight
+from nodes.cnn import REFINE_FULL, REFINE_SIGMA, G2CNN, estimate_cnn, refine_weight
 from nodes.mle import estimate_mle, refine_mle
 from nodes.physics import g2model as m
 from nodes.physics import populations as P
@@ -25,21 +25,16 @@ def _pop(pop, n, events, seed):
 
 def test_refine_weight_is_continuous_ramp():
     s = REFINE_SIGMA
-    # the MLE's error bar decides: 1 at <= REFINE_FULL·s, 0 at >= s
     u = np.array([0.0, REFINE_FULL * s, 0.85 * s, s, 2 * s, np.nan])
-    w = refine_weight(np.zeros_like(u), u, s)
+    w = refine_weight(u, np.zeros_like(u), s)
     np.testing.assert_allclose(w[:5], [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-12)
     assert w[5] == 0.0  # no error bar: never refined
-    # the CNN's only gates: full weight up to s (was: the larger of the two decided), 0 from REFINE_CANDIDATE·s
-    c = np.array([0.0, 0.95 * s, s, (1 + REFINE_CANDIDATE) / 2 * s, REFINE_CANDIDATE * s, 2 * s, np.nan])
-    np.testing.assert_allclose(refine_weight(c, np.zeros_like(c), s), [1, 1, 1, 0.5, 0, 0, 0], atol=1e-12)
-    assert refine_weight([0.095], [0.01], s)[0] == 1.0
-    assert refine_weight([0.11], [0.085], s)[0] == pytest.approx(0.5 * 0.5)
+    # the larger of the two error bars decides
+    assert refine_weight([0.01], [0.095], s)[0] == pytest.approx((s - 0.095) / ((1 - REFINE_FULL) * s))
     assert refine_weight([0.01], [np.inf], s)[0] == 0.0
-    # continuity: a tiny change of an error bar changes the weight by at most the sum of the two slopes × change
+    # continuity: a tiny change of an error bar changes the weight by at most slope × change
     x = np.linspace(0, 2 * s, 2001)
-    slope = 1 / ((1 - REFINE_FULL) * s) + 1 / ((REFINE_CANDIDATE - 1) * s)
-    assert np.max(np.abs(np.diff(refine_weight(x, x, s)))) <= (x[1] - x[0]) * slope + 1e-12
+    assert np.max(np.abs(np.diff(refine_weight(x, x, s)))) <= (x[1] - x[0]) / ((1 - REFINE_FULL) * s) + 1e-12
 
 
 def test_refined_estimates_equal_the_mle():
@@ -81,8 +76,8 @@ def test_below_the_threshold_the_cnn_result_is_unchanged():
     assert 0 < off.sum() < len(H) and np.any(r["refined"] == 1.0)
     np.testing.assert_array_equal(r["g2_0"][off], plain["g2_0"][off])
     np.testing.assert_array_equal(r["g2_0_err"][off], plain["g2_0_err"][off])
-    # every histogram with the CNN's own error bar at or above the candidate threshold keeps the CNN's value
-    assert np.all(off[plain["g2_0_err"] >= REFINE_CANDIDATE * REFINE_SIGMA])
+    # every histogram with the CNN's own error bar at or above the threshold keeps the CNN's value
+    assert np.all(off[plain["g2_0_err"] >= REFINE_SIGMA])
     # in the ramp: the blend of the two estimates and error bars
     part = (r["refined"] > 0) & (r["refined"] < 1)
     if part.any():
