@@ -45,9 +45,9 @@ Output: one :class:`PixelHistograms` message per input batch that completed
 pixels (the full cumulative state of those pixels), and in ``finish()`` one
 message with every pixel that got data since it was last sent (including the
 open one). ``increments`` has the shape ``(k, n_inc, n_bins)`` with the number
-of increments allocated so far (it grows; memory is
-``npix * n_inc * n_bins * 8`` bytes, independent of the stream length for a
-fixed scan).
+of increments the scan has reached so far (it grows; with dwell = increment,
+one per frame; memory is ``npix * n_inc * n_bins * 8`` bytes, up to twice that
+while growing, independent of the stream length for a fixed scan).
 
 Gaps (``FLAG_GAP``): the pair/coincidence carry is emptied; with markers, the
 open pixel is closed at the end of the last covered batch and markers are
@@ -135,7 +135,7 @@ class PixelAccumulator(Node):
         npix = self._ny * self._nx
         nb = self.n_bins
         self._counts = np.zeros((npix, nb), np.int64)
-        self._incs = np.zeros((npix, 1, nb), np.int64)
+        self._incs = np.zeros((npix, 1, nb), np.int64)  # capacity (doubles); _used_increments() are in use
         self._singles = np.zeros((npix, self.n_detectors), np.int64)
         self._expo = np.zeros(npix, np.int64)
         self._coinc = np.zeros((npix, 3), np.int64) if self.coincidence_window_ps is not None else None
@@ -286,6 +286,16 @@ class PixelAccumulator(Node):
         self._ensure_increments(n_inc)
         return self._incs
 
+    def _used_increments(self) -> int:
+        """Increments the scan has reached: those the exposure covers in full, plus any later one holding
+        counts (the open visit); never the spare, empty capacity of the doubling growth."""
+        n = int(self._expo.max() // self._inc_ps) if self._expo.size else 0
+        if n < self._incs.shape[1]:
+            busy = np.flatnonzero(self._incs[:, n:].any(axis=(0, 2)))
+            if busy.size:
+                n += int(busy[-1]) + 1
+        return max(1, min(n, self._incs.shape[1]))
+
     def _ensure_increments(self, n_inc):
         cur = self._incs.shape[1]
         if n_inc <= cur:
@@ -358,7 +368,7 @@ class PixelAccumulator(Node):
         msg = PixelHistograms(
             pixel=pixels, counts=self._counts[pixels].copy(), singles=self._singles[pixels].copy(),
             exposure_s=self._expo[pixels] * 1e-12, lag_ps=self.get_index(),
-            increments=self._incs[pixels].copy(),
+            increments=self._incs[pixels, :self._used_increments()].copy(),
             coincidences=None if self._coinc is None else self._coinc[pixels].copy(),
             coincidence_window_ps=float(self.coincidence_window_ps or 0),
             shape=[self._ny, self._nx], binwidth_ps=self.span_ps / self.n_bins, increment_s=self.increment_s,
@@ -380,7 +390,7 @@ class PixelAccumulator(Node):
 
     def get_increments(self) -> np.ndarray:
         """Per-increment histograms, int64 ``(ny, nx, n_inc, n_bins)``."""
-        return self._incs.reshape(self._ny, self._nx, -1, self.n_bins).copy()
+        return self._incs[:, :self._used_increments()].reshape(self._ny, self._nx, -1, self.n_bins).copy()
 
     def get_singles(self) -> np.ndarray:
         return self._singles.reshape(self._ny, self._nx, -1).copy()

@@ -254,3 +254,25 @@ def test_fused_passes_grow_increments_at_a_new_visit(mode, increment_ps, coincid
     ref["coinc"] = ref["coinc"] if coincidence_window_ps else None
     check_against_oracle(node, msgs, ref, ny * nx)
     assert node._incs.shape[1] >= frames * dwell // increment_ps
+
+
+@pytest.mark.parametrize("mode", ["start_stop", "t2"])
+@pytest.mark.parametrize("frames", [3, 7])
+@pytest.mark.parametrize("increment_ps", [10_000, 5_000])
+def test_increments_are_those_the_scan_reached_not_the_spare_capacity(mode, frames, increment_ps):
+    """The increments grow by doubling; messages and get_increments() carry only the increments the scan
+    reached (frames·dwell/increment), not the empty spare capacity (the main job, 7 frames of 1 s, had an
+    eighth, all-zero 1-s histogram per pixel); their sum is still the counts, and the cut-off does not
+    drop a reached increment that is empty."""
+    ny, nx, dwell = 2, 3, 10_000
+    t, ch, d, t_end = scan(6, ny, nx, frames=frames, dwell=dwell, rate=5e-3)
+    node = PixelAccumulator(shape=(ny, nx), mode=mode, span_ps=8_000, n_bins=9, n_detectors=3,
+                            increment_s=increment_ps * 1e-12, dwell_s=dwell * 1e-12)
+    msgs = run_node(node, batches(t, ch, d, [50, 300], t_end))["out"]
+    want = frames * dwell // increment_ps
+    inc = node.get_increments()
+    assert inc.shape[2] == want and msgs[-1].increments.shape[1] == want
+    assert np.array_equal(inc.sum(axis=2), node.get_data())
+    # a reached increment without a single count is kept (the exposure covers it)
+    node._incs[:, want - 1] = 0
+    assert node.get_increments().shape[2] == want
