@@ -66,6 +66,7 @@ REFINE_SIGMA = 0.1
 REFINE_FULL = 0.7
 
 
+
 def forward_batch(device, batch_size=None) -> int:
     """Forward-pass chunk: ``batch_size`` when given, else 256 on a CPU and 4096 on a GPU."""
     if batch_size:
@@ -302,18 +303,27 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
     correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
     """
-    from .mle import refine_mle
+    from .mle import refine_mle, ridge_alternative
 
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
     w = np.zeros(len(g))
     cand = np.flatnonzero(np.isfinite(g) & np.isfinite(err) & (err < refine_sigma))
     if cand.size:
-        r = refine_mle(np.asarray(counts)[cand], lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
+        hc = np.asarray(counts)[cand]
+        r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
         sm = np.where(r["ok"], r["g2_0_err"], np.inf)
         wc = refine_weight(err[cand], sm, refine_sigma)
-        on = wc > 0
-        gm, em = np.where(on, r["g2_0"], 0.0), np.where(on, r["g2_0_err"], 0.0)
+        on = np.flatnonzero(wc > 0)
+        if on.size:  # the ridge check, only where the fit would count
+            alt = ridge_alternative(hc[on], lag_ps, r["g2_0"][on], r["scale"][on], binwidth_ps, threads=threads)
+            dnll = np.where(alt["ok"], alt["nll"] - r["nll"][on], np.inf)
+            # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): the rival point gives σ ≥ |Δg|/√(2ΔNLL)
+            # (at least |Δg| when it is within the 1σ region, ΔNLL ≤ 1/2)
+            sm[on] = np.maximum(sm[on], np.abs(alt["g2_0"] - r["g2_0"][on]) / np.sqrt(np.maximum(2 * dnll, 1.0)))
+            wc = refine_weight(err[cand], sm, refine_sigma)
+        use = wc > 0
+        gm, em = np.where(use, r["g2_0"], 0.0), np.where(use, sm, 0.0)
         g[cand] = wc * gm + (1 - wc) * g[cand]
         err[cand] = wc * em + (1 - wc) * err[cand]
         w[cand] = wc

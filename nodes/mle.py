@@ -172,8 +172,6 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     converged, finite error and g0 not on a bound. ``fast=False`` runs the kernel's per-edge,
     unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from ._kernels import mle as K
     if starts not in REFINE_STARTS:
         raise ValueError(f"refine starts must be one of {', '.join(REFINE_STARTS)}; got {starts!r}")
@@ -192,22 +190,63 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     w, free = np.ones(lag.size), np.ones(5, np.bool_)
 
     def run(a, b):
-        if b > a:
-            K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
-                         f[a:b], it[a:b], conv[a:b], fast)
+        K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
+                     f[a:b], it[a:b], conv[a:b], fast)
 
-    nt = max(1, min(int(threads), N // 8))
-    if nt == 1:
-        run(0, N)
-    else:
-        cuts = np.linspace(0, N, nt + 1).astype(int)
-        with ThreadPoolExecutor(nt) as ex:
-            list(ex.map(run, cuts[:-1], cuts[1:]))
+    _split_rows(run, N, threads)
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
     return {"g2_0": g, "g2_0_err": err, "ok": ok, "t1_ps": P[:, 3] * 1e3, "t2_ps": P[:, 4] * 1e3, "a": P[:, 2],
             "scale": P[:, 0], "n_iter": it, "nll": f, "compute_s": time.perf_counter() - t0}
+
+
+def _split_rows(run, n: int, threads: int) -> None:
+    """``run(a, b)`` over rows [0, n) in ``threads`` contiguous parts (the numba kernel releases the GIL;
+    each row's result does not depend on the split)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nt = max(1, min(int(threads), n // 8))
+    cuts = np.linspace(0, n, nt + 1).astype(int)
+    if nt == 1:
+        if n:
+            run(0, n)
+        return
+    with ThreadPoolExecutor(nt) as ex:
+        list(ex.map(run, cuts[:-1], cuts[1:]))
+
+
+#: t2 of the ridge check: the longest bunching time of the CNN's training prior (docs/estimators.md)
+RIDGE_T2_NS = 500.0
+
+
+def ridge_alternative(counts, lag_ps, g0_start, scale, binwidth_ps=None, *, t2_ns: float = RIDGE_T2_NS,
+                      max_iter: int = 200, tol: float = 1e-10, threads: int = 1) -> dict:
+    """The best fit with the bunching time held at ``t2_ns`` (C, g0, a, t1 free), started from ``g0_start``
+    and ``scale`` per histogram (e.g. a free fit's): ``g2_0`` and ``nll`` per histogram, ``ok`` where it
+    converged. Compared with the free fit it says whether the data can tell a long bunching time from
+    the baseline (the (C, a, t2) ridge): a likelihood only slightly worse with a different g2(0) means
+    that the free fit's Fisher error understates the uncertainty of g2(0) (:func:`nodes.cnn.refine`)."""
+    from ._kernels import mle as K
+    c, lag = g2model.check_counts(counts, lag_ps)
+    lo, hi = g2model.edges_ns(lag, binwidth_ps)
+    lb, ub = _bounds(max(300.0, float(t2_ns)))
+    st = SEEDED_STARTS[:1].copy()
+    st[:, 4] = float(t2_ns)
+    H = np.ascontiguousarray(c, dtype=np.float64)
+    N = len(H)
+    G0 = np.clip(np.nan_to_num(np.asarray(g0_start, dtype=np.float64), nan=0.5), lb[1], ub[1])
+    C0 = np.where(np.asarray(scale, dtype=np.float64) > 0, scale, initial_scale(H, lag) if N else 0.0)
+    P, err, f = np.zeros((N, 5)), np.full(N, np.nan), np.full(N, np.nan)
+    it, conv = np.zeros(N, np.int64), np.zeros(N, np.bool_)
+    w, free = np.ones(lag.size), np.array([True, True, True, True, False])
+
+    def run(a, b):
+        K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
+                     f[a:b], it[a:b], conv[a:b])
+
+    _split_rows(run, N, threads)
+    return {"g2_0": P[:, 1].copy(), "nll": f, "ok": conv}
 
 
 class PoissonMLE(Node):

@@ -94,13 +94,14 @@ def _basic(pred, err, truth, crb):
         r["calib_width_se"] = robust_width_se(zf)
         r["z_rms"] = float(np.sqrt(np.mean(zf ** 2))) if zf.size else float("nan")
         r["coverage_1sigma"] = float(np.mean(np.abs(zf) < 1)) if zf.size else float("nan")
+        r["beyond_3sigma"] = float(np.mean(np.abs(zf) > 3)) if zf.size else float("nan")
         r["n_err_nan"] = int(ok.sum() - zf.size)
         ef = np.asarray(err, dtype=np.float64)[ok]
         ef = ef[np.isfinite(ef)]
         r["err_median"] = float(np.median(ef)) if ef.size else float("nan")
     else:
         r.update(calib_width=float("nan"), calib_width_se=float("nan"), z_rms=float("nan"),
-                 coverage_1sigma=float("nan"), n_err_nan=n)
+                 coverage_1sigma=float("nan"), beyond_3sigma=float("nan"), n_err_nan=n)
     return r
 
 
@@ -236,6 +237,14 @@ def format_tables(res: dict) -> str:
                 cal = f"{r['calib_width']:.2f}" + (f" ± {se:.2f}" if np.isfinite(se) else "")
                 cells += [f"{r['rmse']:.3f}", f"{r['bias']:+.3f}", f"{r['rmse_over_crb']:.2f}", cal]
             out.append("| " + " | ".join(cells) + " |")
+        out += ["", "Error-bar tails (the robust width above ignores them): RMS of the pulls / fraction beyond "
+                "3 error bars (Gaussian: 1 / 0.27 %)", "",
+                "| events | " + " | ".join(label(m) for m in ms) + " |", "|---|" + "---|" * len(ms)]
+        for b, row in pres["buckets"].items():
+            cells = [("> 100" if row[m]["z_rms"] > 100 else f"{row[m]['z_rms']:.2f}")
+                     + f" / {100 * row[m].get('beyond_3sigma', float('nan')):.1f} %"
+                     if np.isfinite(row[m].get("z_rms", float("nan"))) else "–" for m in ms]
+            out.append(f"| {b} | " + " | ".join(cells) + " |")
         band_names = [band_key(lo, hi) for lo, hi in BANDS]
         if any("refined_fraction" in row.get("cnn", {}) for row in pres["buckets"].values()):
             out += ["", "CNN likelihood refinement, fraction of histograms refined (weight > 0 / = 1): " + ", ".join(

@@ -51,7 +51,10 @@ def test_refined_estimates_equal_the_mle():
     assert same.mean() >= 0.9
     # equal within the MLE's own convergence tolerance (relative 1e-10 on the likelihood: ≲ 2 % of σ here)
     assert np.all(np.abs(r["g2_0"][full][same] - mle["g2_0"][same]) <= 0.02 * mle["g2_0_err"][same])
-    np.testing.assert_allclose(r["g2_0_err"][full][same], mle["g2_0_err"][same], rtol=1e-2)
+    # the error bar is the MLE's Fisher error, or larger where the ridge check finds a rival fit with a long
+    # bunching time (the profile likelihood between the two): equal for most of these histograms (30 of 42)
+    e, f = r["g2_0_err"][full][same], mle["g2_0_err"][same]
+    assert np.all(e >= f * (1 - 1e-2)) and np.mean(np.abs(e / f - 1) <= 1e-2) >= 0.6
     np.testing.assert_array_equal(r["g2_0"][full], ref["g2_0"])
 
 
@@ -179,3 +182,42 @@ def test_estimate_cnn_validates_refine_sigma(bad, words):
     with pytest.raises(ValueError, match="refine_starts"):
         estimate_cnn(H, LAG, refine_starts="bogus")
     assert np.all(estimate_cnn(H, LAG, refine_sigma=None)["refined"] == 0)
+
+
+def _long_t2(n, events, seed):
+    from nodes.physics import populations as P
+
+    rng = np.random.default_rng([seed, 0x7215])
+    d = P.draw({**P.resolve("heldout"), "t2_ns": (300.0, 500.0, "log")}, n, rng, events=events)
+    return rng.poisson(P.expected(d, LAG, BW)).astype(np.int64), P.scaled_params(d, LAG, BW)
+
+
+def test_ridge_alternative_tells_a_long_bunching_time_from_a_resolved_one():
+    """The fit with t2 held at 500 ns is nearly as likely as the free fit when the bunching is weak and slow
+    (the (C, a, t2) ridge: g2(0) is then not fixed by the data), and far worse when a short t2 is resolved."""
+    from nodes.mle import refine_mle, ridge_alternative
+    from nodes.physics import g2model
+
+    rng = np.random.default_rng(3)
+    out = {}
+    for name, a, t2 in (("ridge", 0.3, 450.0), ("resolved", 2.0, 40.0)):
+        p = np.array([[1.0, 0.3, a, 10.0, t2]] * 40)
+        p[:, 0] = g2model.scale_for_events(LAG, BW, p, np.full(40, 64000.0))
+        H = rng.poisson(g2model.expected_counts(LAG, BW, p)).astype(np.int64)
+        r = refine_mle(H, LAG, np.full(40, 0.3))
+        alt = ridge_alternative(H, LAG, r["g2_0"], r["scale"])
+        assert alt["ok"].all()
+        out[name] = np.median(alt["nll"] - r["nll"])
+    assert out["ridge"] < 2.0 and out["resolved"] > 50.0, out
+
+
+def test_refined_error_bars_are_not_overconfident_on_long_bunching_times():
+    """Emitters with t2 of 300–500 ns (beyond the MLE's 300-ns ceiling; the likelihood's (C, a, t2) ridge) at
+    64 k events: the refined error bars were too small (RMS pull 1.70, 5.5 % beyond 3σ on 800 histograms,
+    plain network 1.25 / 1.1 %); the ridge check (a fit with t2 at 500 ns) bounds σ_MLE by the profile
+    likelihood between the two fits: measured 1.31 / 1.5 %."""
+    H, p = _long_t2(600, 64000, seed=21)
+    r = estimate_cnn(H, LAG)
+    z = (r["g2_0"] - p[:, 1]) / r["g2_0_err"]
+    assert (r["refined"] > 0).mean() > 0.1  # still refined where the data decide
+    assert np.sqrt(np.mean(z ** 2)) < 1.45 and np.mean(np.abs(z) > 3) < 0.035
