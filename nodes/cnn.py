@@ -157,6 +157,13 @@ def load_model(weights=None, device: str = "auto"):
     meta = json.loads(meta_path.read_text())
     if "arch" not in meta:
         raise ValueError(f"G2CNN metadata {str(meta_path)!r} has no 'arch' entry")
+    if meta.get("training") is not None and meta.get("metrics") is None:
+        import warnings
+
+        warnings.warn(f"G2CNN weights {str(path)!r} come from a training run that did not finish (interrupted "
+                      "or failed: no validation metrics" + (", error bars not calibrated" if meta["arch"].get(
+                          "n_out", 1) > 1 else "") + "); finish it, or calibrate it with 'antibunch recalibrate "
+                      f"{path} --out NEW.pt'", UserWarning, stacklevel=2)
     dev = pick_device(device)
     net = build_network(meta["arch"])
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -196,7 +196,7 @@ def recalibrate(weights, out_path, population: str = "heldout", n: int = 200_000
         raise ValueError(f"recalibrate: {weights} has no error-bar head (mean only): nothing to calibrate")
     seed = int(meta.get("training", {}).get("seed", 1) if seed is None else seed)
     cal = calibrate_model(net, dev, population, seed, n)
-    cal["seed"] = seed
+    cal["seed"], cal["samples"] = seed, int(n)
     meta = {**meta, "calibration": cal, "calibration_previous": meta.get("calibration")}
     src = Path(weights) if weights else cnn.DEFAULT_WEIGHTS
     if src.resolve() != out_path.resolve():
@@ -322,6 +322,12 @@ def train(cfg: TrainConfig, out_path, progress: bool = True, log=print, data=Non
 
     if cfg.loss not in LOSSES:
         raise ValueError(f"train: unknown loss {cfg.loss!r}; choose {', '.join(LOSSES)}")
+    if data is None and cfg.population:
+        from .physics import populations
+
+        for opt, name in (("population", cfg.population), ("calib_population", cfg.calib_population)):
+            if name and not (isinstance(name, dict) or name in populations.POPULATIONS):
+                raise ValueError(f"train: {opt} {name!r} unknown; choose from {', '.join(populations.POPULATIONS)}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out_path = Path(out_path)
@@ -487,7 +493,10 @@ def _save(out_path, state, arch, cfg, source, history, metrics, lag, calibration
                     "paper": bool(g2model.is_paper_binning(lag))},
         "output": "g2_0" + (", log_var" if arch["n_out"] == 2 else ""),
         "training": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
-                     "source": source, "priors": {k: list(v) for k, v in {**g2model.PRIORS, **cfg.priors}.items()},
+                     "source": source,
+                     # the legacy generator's priors apply only to population='' (else population_ranges)
+                     "priors": ({k: list(v) for k, v in {**g2model.PRIORS, **cfg.priors}.items()}
+                                if not cfg.population or source != "simulated" else None),
                      "population_ranges": _population_ranges(cfg.population) if source == "simulated" else None,
                      "split": "by emitter (separate seed streams)" if source == "simulated" else
                      "by emitter id (20 % validation)"},

@@ -189,3 +189,26 @@ def test_recalibrate_refuses_bad_arguments(tmp_path, args, capsys):
     assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", out, *extra]) == 2
     err = capsys.readouterr().err
     assert "recalibrate" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_calibration_population_is_refused_before_training(tmp_path):
+    cfg = TrainConfig(width=4, dense=(8, 8), epochs=1, samples_per_epoch=512, val_samples=100, batch_size=128,
+                      calib_population="nope")
+    with pytest.raises(ValueError, match="calib_population 'nope' unknown"):
+        train(cfg, tmp_path / "x.pt", progress=False, log=None)
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "x.json").exists()
+
+
+def test_checkpoint_of_an_unfinished_training_warns_when_loaded(tmp_path):
+    """An interrupted training leaves the best state so far, without metrics or error-bar calibration:
+    loading it says so (it was used without a word) and names the way out."""
+    cfg = TrainConfig(width=4, dense=(8, 8), epochs=1, samples_per_epoch=512, val_samples=100, batch_size=128,
+                      calib_samples=1000)
+    out = tmp_path / "t.pt"
+    train(cfg, out, progress=False, log=None)
+    j = json.loads(out.with_suffix(".json").read_text())
+    assert j["training"]["priors"] is None and j["training"]["population_ranges"]  # no legacy priors
+    j["metrics"], j["calibration"] = None, None  # what an interrupted run leaves
+    out.with_suffix(".json").write_text(json.dumps(j))
+    with pytest.warns(UserWarning, match="did not finish.*not calibrated.*antibunch recalibrate"):
+        load_model(out)
