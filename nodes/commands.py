@@ -59,6 +59,9 @@ def add_commands(sub) -> None:
     p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
                    help="cnn only: likelihood refinement where the CNN and MLE error bars are below S "
                         "(g2(0) units; default 0.1; 0 = the plain network; inf = wherever both are finite)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="cnn only: torch CPU threads (default 1, like the G2CNN node: more threads than free "
+                        "cores slow it down; 0 = torch's default, one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)
 
@@ -98,6 +101,7 @@ def add_commands(sub) -> None:
                    help="law of the calibration emitters (nodes.physics.populations; default heldout)")
     p.add_argument("--samples", type=int, default=200_000, help="calibration histograms (default 200000)")
     p.add_argument("--seed", type=int, default=None, help="seed of the calibration stream (default: the training seed)")
+    _add_threads(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (.pt and .json)")
     p.set_defaults(func=cmd_recalibrate)
 
@@ -117,9 +121,40 @@ def add_commands(sub) -> None:
                         "t2_ns, tilt_cps), e.g. --prior t1_ns=2,4")
     p.add_argument("--populations", default="heldout,fast,slow",
                    help="populations to evaluate on (heldout = training law, new emitters; fast, slow = shifted)")
+    _add_threads(p, "the CNN methods' ")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing --plot/--json files (default: refuse, exit 2)")
     p.set_defaults(func=cmd_evaluate)
+
+
+#: torch CPU threads of estimate/evaluate/recalibrate: 1 like the G2CNN node (torch's default, one per
+#: core, oversubscribes a machine that other jobs keep busy)
+DEFAULT_THREADS = 1
+
+
+def _add_threads(p, what: str = "") -> None:
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                   help=f"{what}torch CPU threads (default {DEFAULT_THREADS}, like the G2CNN node: more threads "
+                        "than free cores slow it down; 0 = torch's default, one per core)")
+
+
+def _check_threads(command: str, threads) -> int:
+    """``--threads`` as an int >= 0 (0 = torch's default), else a one-line ValueError naming it."""
+    if threads is None:
+        return DEFAULT_THREADS
+    if threads < 0:
+        raise ValueError(f"{command}: --threads must be >= 0 (torch CPU threads; 0 = torch's default); got {threads}")
+    return int(threads)
+
+
+def set_torch_threads(threads: int) -> int:
+    """Apply ``threads`` (0: leave torch's default) before any torch work; returns the threads torch uses.
+    Imports torch: call it only for the methods that need it."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 
 _EXPECTED = "expected an .npz archive (numpy.savez) with counts (N, n_bins) and lag_ps (n_bins,)"
@@ -189,6 +224,10 @@ def cmd_estimate(args) -> int:
     refine_sigma = getattr(args, "refine_sigma", None)
     if refine_sigma is not None and args.method != "cnn":
         raise ValueError(f"--refine-sigma applies to the cnn method only (got method {args.method!r})")
+    threads = getattr(args, "threads", None)
+    if threads is not None and args.method != "cnn":
+        raise ValueError(f"--threads applies to the cnn method only (torch; got method {args.method!r})")
+    threads = _check_threads("estimate", threads)
     if args.method == "cnn":
         from .cnn import REFINE_SIGMA, check_refine_sigma
 
@@ -209,6 +248,7 @@ def cmd_estimate(args) -> int:
         from .cnn import estimate_cnn, load_model, predict, require_paper_binning
 
         require_paper_binning(lag, bw)  # refuse before loading torch
+        set_torch_threads(threads)
         model = load_model(args.weights, "auto")
         from .mle import refine_mle
 
@@ -278,8 +318,10 @@ def cmd_recalibrate(args) -> int:
         raise ValueError(f"recalibrate: --samples must be >= 1000 (about 100 per half-decade of events); got {args.samples}")
     if not str(args.out).endswith(".pt"):
         raise ValueError(f"recalibrate: --out {args.out!r} must end in .pt (a .json is written beside it)")
+    threads = _check_threads("recalibrate", getattr(args, "threads", None))
     _refuse_existing(args.out, args, "--out")
     _refuse_existing(Path(args.out).with_suffix(".json"), args, "--out's .json")
+    set_torch_threads(threads)
     meta = recalibrate(args.weights, args.out, args.population, args.samples, args.seed)
     cal, old = meta["calibration"], meta.get("calibration_previous") or {}
     print(f"saved {args.out} (+ .json): error-bar scale per log10(events) bin on {args.samples} emitters of "
@@ -306,6 +348,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
     if args.n < 5:
         raise ValueError("evaluate: --n must be >= 5")
+    threads = _check_threads("evaluate", getattr(args, "threads", None))
     for option in ("plot", "json"):
         if getattr(args, option):
             _refuse_existing(getattr(args, option), args, f"--{option}")
@@ -333,7 +376,8 @@ def cmd_evaluate(args) -> int:
         kind = populations.TRAIN[key][2:]
         priors[key] = (lo, hi, *kind)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
-                   log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops)
+                   log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops,
+                   threads=threads)
     print(format_table(res))
     if args.plot:
         plot(res, args.plot)

@@ -25,6 +25,8 @@ Example::
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .physics import evaluation as pe
@@ -77,21 +79,33 @@ def _population(name, priors):
 
 
 def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=METHODS, weights=None,
-             lm_max: int | None = None, log=None, priors: dict | None = None, pops=POPULATIONS) -> dict:
+             lm_max: int | None = None, log=None, priors: dict | None = None, pops=POPULATIONS,
+             threads: int | None = None) -> dict:
     """Evaluate ``methods`` on the populations ``pops``; returns a JSON-able dict.
 
     ``priors`` overrides ranges of every evaluated population (e.g. ``{"t1_ns": (2.0, 4.0)}``).
     ``lm_max`` caps the LM fits per bucket (LM is slow); its metrics use the first ``lm_max``
     histograms of the bucket. The top-level ``buckets``/``priors``/``const_rmse`` keys are those
     of the first population (older readers); ``populations`` holds them all.
+    ``threads``: torch CPU threads of the CNN methods (None: leave torch's setting; 0: torch's
+    default). ``conditions`` records them (None without a CNN method: torch is not imported) and
+    the load average (1, 5, 15 min) at the start and the end.
     """
+    load_start = _loadavg()
     lag = g2model.paper_lags_ps()
     bw = g2model.PAPER_BINWIDTH_PS
     model = None
     if {"cnn", "cnn_plain"} & set(methods):
+        import torch
+
         from .cnn import load_model
 
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch_threads = torch.get_num_threads()
         model = load_model(weights, "auto")
+    else:
+        torch_threads = None
     res = {"n_per_bucket": n_per_bucket, "seed": seed, "methods": list(methods), "populations": {},
            "prior_override": {k: list(v) for k, v in (priors or {}).items()}, "throughput": {}}
     timing = {m: [0.0, 0] for m in methods}
@@ -136,6 +150,7 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     res["priors"] = first["ranges"]
     for m, (s, n) in timing.items():
         res["throughput"][m] = {"histograms": n, "seconds": s, "hist_per_s": n / s if s > 0 else float("nan")}
+    res["conditions"] = {"torch_threads": torch_threads, "loadavg_start": load_start, "loadavg_end": _loadavg()}
     if "cnn" in methods:
         res["verdicts"] = pe.verdicts(res, "cnn")
     if "cnn_plain" in methods:
@@ -143,9 +158,45 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     return res
 
 
+def _loadavg():
+    """``os.getloadavg()`` as a list (None where the system has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def format_conditions(res: dict) -> str:
+    """One line: the torch threads and the load average at the start and end of the run."""
+    c = res.get("conditions")
+    if not c:
+        return ""
+    t = c.get("torch_threads")
+    threads = f"torch threads {t}" if t is not None else "torch threads: none (no CNN method)"
+
+    def la(v):
+        return " / ".join(f"{x:.2f}" for x in v) if v else "unknown"
+
+    return (f"Throughput conditions: {threads}; load average (1/5/15 min) {la(c.get('loadavg_start'))} at the "
+            f"start, {la(c.get('loadavg_end'))} at the end.")
+
+
 def format_table(res: dict) -> str:
-    """Markdown tables of an :func:`evaluate` result (per population, bucket and band)."""
-    return pe.format_tables(res)
+    """Markdown tables of an :func:`evaluate` result (per population, bucket and band); the
+    throughput table is followed by its conditions (:func:`format_conditions`)."""
+    text = pe.format_tables(res)
+    cond = format_conditions(res)
+    if not cond:
+        return text
+    lines = text.split("\n")
+    try:
+        i = lines.index("| method | histograms/s |")
+    except ValueError:
+        return text + "\n\n" + cond
+    j = i + 1
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    return "\n".join(lines[:j] + ["", cond] + lines[j:])
 
 
 #: y range of the bias panels; values beyond it are drawn at the edge as open triangles with their value

@@ -210,3 +210,91 @@ def test_missing_weights_given_by_the_user_say_check_the_path(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         load_model(str(tmp_path / "nope.pt"))
     assert "nope.pt" in str(e.value) and "check the path" in str(e.value) and "pass --weights" not in str(e.value)
+
+
+@pytest.fixture
+def torch_threads_calls(monkeypatch):
+    """Record torch.set_num_threads calls (and when the model was loaded) without changing torch."""
+    import torch
+
+    import nodes.cnn as cnn_mod
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
+    real_load = cnn_mod.load_model
+
+    def load(*a, **k):
+        calls.append(("load", None))
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(cnn_mod, "load_model", load)
+    return calls
+
+
+@pytest.mark.parametrize("extra,want", [([], 1), (["--threads", "3"], 3), (["--threads", "0"], None)])
+def test_estimate_cnn_threads_set_before_the_model(extra, want, data, tmp_path, torch_threads_calls):
+    """`estimate cnn` runs torch on 1 thread by default, like the G2CNN node (torch's default
+    oversubscribes a busy machine); --threads N sets N, 0 leaves torch's default."""
+    path, _ = data
+    assert main(["estimate", "cnn", str(path), str(tmp_path / "o.npz"), *extra]) == 0
+    if want is None:
+        assert ("threads", 0) not in torch_threads_calls and not any(c[0] == "threads" for c in torch_threads_calls)
+    else:
+        assert torch_threads_calls[0] == ("threads", want) and ("load", None) in torch_threads_calls
+
+
+@pytest.mark.parametrize("args,words", [(["cnn", "--threads", "-1"], "--threads must be >= 0"),
+                                        (["mle", "--threads", "2"], "--threads applies to the cnn method only"),
+                                        (["lm", "--threads", "1"], "--threads applies to the cnn method only")])
+def test_estimate_threads_bad_exit_2(args, words, data, tmp_path, capsys, torch_threads_calls):
+    path, _ = data
+    assert main(["estimate", args[0], str(path), str(tmp_path / "o.npz"), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not (tmp_path / "o.npz").exists() and not torch_threads_calls
+
+
+def test_estimate_mle_leaves_torch_alone(data, tmp_path, torch_threads_calls):
+    path, _ = data
+    assert main(["estimate", "mle", str(path), str(tmp_path / "o.npz")]) == 0
+    assert not torch_threads_calls
+
+
+def test_evaluate_threads_and_conditions(tmp_path, capsys, torch_threads_calls):
+    """evaluate sets torch's threads (default 1) before loading the model, and prints them with the
+    load average at the start and the end under the throughput table (also in the JSON)."""
+    import json
+
+    js = tmp_path / "e.json"
+    assert main(["evaluate", "--n", "8", "--buckets", "4000", "--methods", "mle,cnn_plain", "--populations",
+                 "heldout", "--json", str(js)]) == 0
+    assert torch_threads_calls[0] == ("threads", 1) and ("load", None) in torch_threads_calls
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    i = lines.index("| method | histograms/s |")
+    cond = [ln for ln in lines[i:] if ln.startswith("Throughput conditions")]
+    assert cond and "torch threads" in cond[0] and "load average" in cond[0] and "at the end" in cond[0]
+    c = json.loads(js.read_text())["conditions"]
+    assert isinstance(c["torch_threads"], int) and len(c["loadavg_start"]) == 3 and len(c["loadavg_end"]) == 3
+    torch_threads_calls.clear()
+    assert main(["evaluate", "--n", "8", "--buckets", "4000", "--methods", "mle", "--populations", "heldout",
+                 "--threads", "2"]) == 0
+    assert not torch_threads_calls  # no CNN method: torch untouched
+    assert "torch threads: none (no CNN method)" in capsys.readouterr().out
+    assert main(["evaluate", "--threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads must be >= 0" in err
+
+
+def test_recalibrate_threads(tmp_path, capsys, monkeypatch, torch_threads_calls):
+    import nodes.training as tr
+
+    seen = []
+    monkeypatch.setattr(tr, "recalibrate", lambda *a, **k: seen.append(list(torch_threads_calls)) or (_ for _ in ()).throw(
+        RuntimeError("stop here")))
+    assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", str(tmp_path / "r.pt")]) == 1
+    assert seen == [[("threads", 1)]]
+    torch_threads_calls.clear()
+    assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", str(tmp_path / "r.pt"), "--threads", "-2"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads must be >= 0" in err and not torch_threads_calls
