@@ -210,6 +210,29 @@ def load_input(path):
     return counts, lag, dur
 
 
+#: relative tolerance of --binwidth-ps against the lag spacing (an integer-picosecond 2325 or 2326 ps
+#: passes for the paper's 2325.58 ps, as in g2model.is_paper_binning)
+BINWIDTH_RTOL = 1e-3
+
+
+def check_binwidth(bw: float, lag, path) -> None:
+    """Refuse a ``--binwidth-ps`` the lags contradict, with one line naming it: on uniformly spaced
+    lags the bin width is their spacing (anything else would make the bins overlap or leave gaps);
+    on non-uniform lags it must not exceed the smallest spacing (overlapping bins)."""
+    d = np.diff(np.asarray(lag, dtype=np.float64))
+    if d.size == 0:
+        return
+    step = float(d.mean())
+    if np.max(np.abs(d - step)) <= 1e-6 * step + 1e-6:  # uniform (g2model.binwidth_from_lags' test)
+        if abs(bw - step) > BINWIDTH_RTOL * step:
+            how = "overlap" if bw > step else "leave gaps between them"
+            raise ValueError(f"--binwidth-ps {bw:g} disagrees with lag_ps of {path}: its bins are {step:.4f} ps "
+                             f"apart, so bins {bw:g} ps wide would {how}; omit --binwidth-ps to use the spacing")
+    elif bw > float(d.min()) * (1 + BINWIDTH_RTOL):
+        raise ValueError(f"--binwidth-ps {bw:g} disagrees with lag_ps of {path}: its closest bins are "
+                         f"{float(d.min()):.4f} ps apart, so bins {bw:g} ps wide would overlap")
+
+
 def _refuse_existing(path, args, option):
     """The overwrite policy of every output (checked before any work): see sinks.output."""
     from sinks.output import refuse_existing
@@ -228,12 +251,17 @@ def cmd_estimate(args) -> int:
     if threads is not None and args.method != "cnn":
         raise ValueError(f"--threads applies to the cnn method only (torch; got method {args.method!r})")
     threads = _check_threads("estimate", threads)
+    bw = args.binwidth_ps
+    if bw is not None and not (np.isfinite(bw) and bw > 0):
+        raise ValueError(f"--binwidth-ps must be a finite bin width > 0 in ps (omit it to use the spacing of "
+                         f"lag_ps); got {bw!r}")
     if args.method == "cnn":
         from .cnn import REFINE_SIGMA, check_refine_sigma
 
         refine_sigma = check_refine_sigma(REFINE_SIGMA if refine_sigma is None else refine_sigma)
     counts, lag, dur = load_input(args.input)
-    bw = args.binwidth_ps
+    if bw is not None:
+        check_binwidth(bw, lag, args.input)
     if args.method == "mle":
         from ._kernels import mle as K
         from .mle import estimate_mle

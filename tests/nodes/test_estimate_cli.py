@@ -298,3 +298,37 @@ def test_recalibrate_threads(tmp_path, capsys, monkeypatch, torch_threads_calls)
     assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", str(tmp_path / "r.pt"), "--threads", "-2"]) == 2
     err = capsys.readouterr().err
     assert "--threads must be >= 0" in err and not torch_threads_calls
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "0", "inf", "-inf"])
+@pytest.mark.parametrize("method", ["lm", "mle", "cnn"])
+def test_estimate_binwidth_not_positive_finite_exit_2(value, method, data, tmp_path, capsys):
+    """A bin width that is not a finite number > 0 is refused up front (it used to be ignored: exit 0)."""
+    path, _ = data
+    assert main(["estimate", method, str(path), str(tmp_path / "o.npz"), f"--binwidth-ps={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--binwidth-ps" in err and "finite bin width > 0" in err and "\n" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("value,words", [("2000", "leave gaps"), ("4651.2", "overlap")])
+@pytest.mark.parametrize("method", ["lm", "mle", "cnn"])
+def test_estimate_binwidth_against_the_lags_names_the_option(value, words, method, data, tmp_path, capsys):
+    """A bin width the lags contradict names --binwidth-ps (the CNN said only 'lag_ps: paper's binning')."""
+    path, _ = data
+    assert main(["estimate", method, str(path), str(tmp_path / "o.npz"), "--binwidth-ps", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--binwidth-ps" in err and "disagrees with lag_ps" in err and words in err and "\n" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_estimate_binwidth_matching_or_on_uneven_lags(data, tmp_path, capsys):
+    path, _ = data
+    # the spacing itself, to integer picoseconds, passes (also for the CNN)
+    assert main(["estimate", "cnn", str(path), str(tmp_path / "a.npz"), "--binwidth-ps", "2326"]) == 0
+    # non-uniform lags need it; it may not exceed the closest spacing
+    lag = np.concatenate([np.arange(50) * 1000.0, 50_000 + np.arange(50) * 2000.0])
+    uneven = _bad(tmp_path, counts=np.ones((2, 100), np.int64) * 20, lag_ps=lag)
+    assert main(["estimate", "mle", str(uneven), str(tmp_path / "b.npz"), "--binwidth-ps", "1000"]) == 0
+    assert main(["estimate", "mle", str(uneven), str(tmp_path / "c.npz"), "--binwidth-ps", "1500"]) == 2
+    assert "closest bins are 1000.0000 ps apart" in capsys.readouterr().err
