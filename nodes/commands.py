@@ -361,6 +361,33 @@ def cmd_recalibrate(args) -> int:
     return 0
 
 
+#: smallest evaluation bucket (expected events per histogram): with fewer, most histograms are dark
+#: (below the estimators' dark threshold of 4 events) and the rest carry no information on g2(0)
+MIN_BUCKET_EVENTS = 10
+
+
+def parse_buckets(text: str) -> list[int]:
+    """``--buckets`` as a list of distinct whole event counts >= :data:`MIN_BUCKET_EVENTS`, else a
+    one-line ValueError naming the option."""
+    buckets = []
+    for item in str(text).split(","):
+        try:
+            v = float(item)
+        except ValueError:
+            raise ValueError(f"evaluate: --buckets must be comma-separated event counts, e.g. 250,4000; "
+                             f"cannot read {item.strip()!r}") from None
+        if not (np.isfinite(v) and v == int(v)):
+            raise ValueError(f"evaluate: --buckets takes whole event counts; got {item.strip()!r}")
+        if v < MIN_BUCKET_EVENTS:
+            raise ValueError(f"evaluate: every --buckets value must be >= {MIN_BUCKET_EVENTS} events (fewer: most "
+                             f"histograms are below the dark threshold of 4 events and say nothing about g2(0)); "
+                             f"got {item.strip()}")
+        if int(v) in buckets:
+            raise ValueError(f"evaluate: --buckets lists {int(v)} twice")
+        buckets.append(int(v))
+    return buckets
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -370,12 +397,13 @@ def cmd_evaluate(args) -> int:
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"evaluate: unknown method {m!r} in --methods; choose from {', '.join(METHODS)}")
-    try:
-        buckets = [int(float(b)) for b in args.buckets.split(",")]
-    except ValueError as exc:
-        raise ValueError(f"evaluate: --buckets must be comma-separated event counts: {exc}") from exc
-    if args.n < 5:
-        raise ValueError("evaluate: --n must be >= 5")
+    if not methods:
+        raise ValueError(f"evaluate: --methods is empty; give at least one of {', '.join(METHODS)}")
+    buckets = parse_buckets(args.buckets)
+    if args.n < 1:
+        raise ValueError(f"evaluate: --n must be >= 1 (histograms per event bucket and population); got {args.n}")
+    if args.lm_max is not None and args.lm_max < 1:
+        raise ValueError(f"evaluate: --lm-max must be >= 1 (LM fits per bucket; omit it to fit all); got {args.lm_max}")
     threads = _check_threads("evaluate", getattr(args, "threads", None))
     for option in ("plot", "json"):
         if getattr(args, option):

@@ -267,6 +267,10 @@ def plot(res: dict, path) -> int:
                     for (lo, hi), ls in zip(BANDS, band_ls)]
         ax[1].legend(handles=proxies, ncol=4, **below)
         ax[2].legend(ncol=2, **below)
+        # explicit event range: a panel with no finite value (e.g. no band bias from a few histograms)
+        # has no data limits, and a log axis without them cannot place its ticks
+        for a in ax:
+            a.set_xlim(ev.min() / 1.5, ev.max() * 1.5)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

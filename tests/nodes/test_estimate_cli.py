@@ -332,3 +332,41 @@ def test_estimate_binwidth_matching_or_on_uneven_lags(data, tmp_path, capsys):
     assert main(["estimate", "mle", str(uneven), str(tmp_path / "b.npz"), "--binwidth-ps", "1000"]) == 0
     assert main(["estimate", "mle", str(uneven), str(tmp_path / "c.npz"), "--binwidth-ps", "1500"]) == 2
     assert "closest bins are 1000.0000 ps apart" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--n", "0"], "--n must be >= 1"),
+    (["--n", "-3"], "--n must be >= 1"),
+    (["--lm-max", "-1"], "--lm-max must be >= 1"),
+    (["--lm-max", "0"], "--lm-max must be >= 1"),
+    (["--buckets", "0"], "must be >= 10 events"),
+    (["--buckets", "250,-100"], "must be >= 10 events"),
+    (["--buckets", "9"], "below the dark threshold"),
+    (["--buckets", "250,abc"], "cannot read 'abc'"),
+    (["--buckets", "250,"], "cannot read ''"),
+    (["--buckets", "inf"], "whole event counts"),
+    (["--buckets", "nan"], "whole event counts"),
+    (["--buckets", "250.5"], "whole event counts"),
+    (["--buckets", "250,250"], "lists 250 twice"),
+    (["--methods", ""], "--methods is empty"),
+    (["--methods", " , "], "--methods is empty"),
+])
+def test_evaluate_bad_values_exit_2_one_line(args, words, capsys, monkeypatch):
+    """Refused up front, before any histogram is drawn (they used to run, or fail with a NumPy message)."""
+    import nodes.evaluation as ev
+
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluate() ran"))
+    assert main(["evaluate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    opt = args[0]
+    assert words in err and opt in err and "\n" not in err, err
+
+
+def test_evaluate_smallest_values_run(tmp_path, capsys):
+    """--n 1, --lm-max 1 and a 10-event bucket are valid; the plot copes with panels that have no value."""
+    png = tmp_path / "e.png"
+    assert main(["evaluate", "--n", "1", "--lm-max", "1", "--buckets", "10,4000", "--populations", "heldout",
+                 "--plot", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "| LM |" in out
