@@ -147,6 +147,11 @@ def _check_threads(command: str, threads) -> int:
     return int(threads)
 
 
+def _check_seed(command: str, seed) -> None:
+    if seed < 0:
+        raise ValueError(f"{command}: --seed must be an integer >= 0; got {seed}")
+
+
 def set_torch_threads(threads: int) -> int:
     """Apply ``threads`` (0: leave torch's default) before any torch work; returns the threads torch uses.
     Imports torch: call it only for the methods that need it."""
@@ -313,6 +318,13 @@ def cmd_train(args) -> int:
     for name in ("width", "depth", "epochs", "samples_per_epoch", "batch_size", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"train: --{name.replace('_', '-')} must be >= 1")
+    if not (np.isfinite(args.max_minutes) and args.max_minutes > 0):
+        raise ValueError(f"train: --max-minutes must be a finite number > 0 (wall-clock budget); got {args.max_minutes!r}")
+    if not (np.isfinite(args.beta) and args.beta >= 0):
+        raise ValueError(f"train: --beta must be a finite number >= 0 (0: plain Gaussian NLL); got {args.beta!r}")
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"train: --lr must be a finite number > 0 (learning rate); got {args.lr!r}")
+    _check_seed("train", args.seed)
     data = None
     if args.hdf5:
         data = load_hdf5(args.hdf5, args.labels)
@@ -347,6 +359,8 @@ def cmd_recalibrate(args) -> int:
     if not str(args.out).endswith(".pt"):
         raise ValueError(f"recalibrate: --out {args.out!r} must end in .pt (a .json is written beside it)")
     threads = _check_threads("recalibrate", getattr(args, "threads", None))
+    if args.seed is not None:
+        _check_seed("recalibrate", args.seed)
     _refuse_existing(args.out, args, "--out")
     _refuse_existing(Path(args.out).with_suffix(".json"), args, "--out's .json")
     set_torch_threads(threads)

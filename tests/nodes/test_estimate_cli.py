@@ -370,3 +370,36 @@ def test_evaluate_smallest_values_run(tmp_path, capsys):
     assert png.stat().st_size > 1000
     out = capsys.readouterr().out
     assert "| LM |" in out
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--max-minutes", "-1"], "--max-minutes must be a finite number > 0"),
+    (["--max-minutes", "0"], "--max-minutes must be a finite number > 0"),
+    (["--max-minutes", "nan"], "--max-minutes must be a finite number > 0"),
+    (["--max-minutes", "inf"], "--max-minutes must be a finite number > 0"),
+    (["--beta", "nan"], "--beta must be a finite number >= 0"),
+    (["--beta", "-0.5"], "--beta must be a finite number >= 0"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--lr=-1e-3"], "--lr must be a finite number > 0"),
+    (["--seed", "-1"], "--seed must be an integer >= 0"),
+])
+def test_train_bad_values_exit_2_one_line(args, words, tmp_path, capsys, monkeypatch):
+    """Refused before training starts (--beta nan ended in 'Expected state_dict to be dict-like',
+    --max-minutes -1/nan were accepted)."""
+    import nodes.training as tr
+
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("train() ran"))
+    assert main(["train", "--out", str(tmp_path / "m.pt"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_recalibrate_negative_seed_names_the_option(tmp_path, capsys, monkeypatch):
+    import nodes.training as tr
+
+    monkeypatch.setattr(tr, "recalibrate", lambda *a, **k: pytest.fail("recalibrate() ran"))
+    assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", str(tmp_path / "r.pt"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--seed must be an integer >= 0" in err and "\n" not in err
