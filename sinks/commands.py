@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from .hdf5 import layout
 from .hdf5.layout import open_results
@@ -123,8 +124,15 @@ def cmd_image(args) -> int:
     elif params.get("separation_nm") is not None:
         d = float(params["separation_nm"]) / 2
         em = [(-d, 0.0), (d, 0.0)]
-    from .figures import FigureSink, emitters_to_px
+    from .figures import FigureSink, emitters_to_px, headline
 
+    frames = params.get("frames")
+    frames = int(frames) if isinstance(frames, (int, float)) and frames >= 1 else None
+    status = {"running": "unfinished", "": "unfinished"}.get(meta["status"], meta["status"])
+    _, partial = headline(meta["n_done"], (ny, nx), frames, status)
+    if partial:  # an interrupted (or unfinished) run: say so before any number
+        print(f"{partial} (file status '{meta['status'] or 'none'}'): the results "
+              f"{'' if args.json else 'below '}are from the partial images", file=sys.stderr if args.json else sys.stdout)
     res = analyze(images, pixel_nm, emitters_px=emitters_to_px(em, (ny, nx), pixel_nm) if em else None)
     if args.png:
         import os
@@ -132,13 +140,11 @@ def cmd_image(args) -> int:
         name = params.get("name") or os.path.basename(args.file)
         sep = params.get("separation_nm")
         title = f"{os.path.basename(args.file)}" + (f": two NVs {float(sep):g} nm apart" if sep is not None else "")
-        frames = params.get("frames")
         sink = FigureSink(args.png, pixel_nm=pixel_nm, emitters_nm=tuple(em) if em else None, print_summary=False,
-                          title=title, overwrite=args.overwrite,
-                          frames=int(frames) if isinstance(frames, (int, float)) and frames >= 1 else None)
+                          title=title, overwrite=args.overwrite, frames=frames)
         sink.check()
         sink.reset()
-        sink.status = {"running": "unfinished", "": "unfinished"}.get(meta["status"], meta["status"])
+        sink.status = status  # a partial scan's figure is marked PARTIAL with the visits
         hist = load_pixels(args.file)
         if hist is not None:
             sink.process(hist, "hist")
@@ -158,7 +164,8 @@ def cmd_image(args) -> int:
                 return None
             return o
 
-        print_json(strip(res))
+        print_json({**strip(res), "status": meta["status"], "pixel_visits_done": meta["n_done"],
+                    "pixel_visits_expected": ny * nx * frames if frames else None, "partial": partial})
     else:
         print(summary_table(res, title=args.file))
     return 0

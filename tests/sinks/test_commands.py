@@ -44,3 +44,48 @@ def test_image_png_and_errors(tmp_path, capsys):
     assert main(["image", str(text)]) == 2  # one line naming the file, not an h5py OSError (exit 1)
     assert "is not an HDF5 file" in capsys.readouterr().err
     assert main(["image", path, "--emitters-nm", "1;2"]) == 2
+
+
+def _interrupted_file(tmp_path, frames=7, done=2344):
+    """An image file as an interrupted run leaves it: status 'interrupted', ``done`` of 32·32·frames visits."""
+    import h5py
+
+    from sinks.hdf5 import layout
+
+    path = str(tmp_path / "int.h5")
+    sink = HDF5Sink(path)
+    sink.graph_info = {"name": "t", "params": {"field_nm": 24.2 * 32, "separation_nm": 250.0, "frames": frames}}
+    run_node(sink, [("image", pair_image(n_done=done))])
+    with h5py.File(path, "r+") as f:
+        f.attrs[layout.STATUS] = "interrupted"
+    return path
+
+
+def test_image_of_an_interrupted_run_says_partial(tmp_path, capsys):
+    """The table of an interrupted run's file starts with one line: the status and the visits done of expected
+    (it printed the full table as if complete); --json carries them; the figure is marked PARTIAL."""
+    path = _interrupted_file(tmp_path)
+    assert main(["image", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("PARTIAL") and "interrupted" in out[0] and "2344 of 7168 pixel visits" in out[0]
+    assert main(["image", path, "--json"]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert res["status"] == "interrupted" and res["pixel_visits_done"] == 2344
+    assert res["pixel_visits_expected"] == 7168 and "PARTIAL" in res["partial"]
+    assert "PARTIAL" in cap.err and "2344 of 7168" in cap.err
+    png = tmp_path / "p.png"
+    assert main(["image", path, "--png", str(png)]) == 0
+    from PIL import Image as PILImage
+
+    with PILImage.open(png) as im:
+        assert "PARTIAL" in im.info.get("Description", "") and im.info.get("antibunch_status") == "interrupted"
+
+
+def test_image_of_a_finished_run_has_no_partial_line(tmp_path, capsys):
+    path = _file(tmp_path)
+    assert main(["image", path]) == 0
+    assert "PARTIAL" not in capsys.readouterr().out
+    assert main(["image", path, "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["partial"] is None and "PARTIAL" not in cap.err
