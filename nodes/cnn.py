@@ -271,8 +271,14 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
 
 
 def check_refine_sigma(value) -> float:
-    """``refine_sigma`` as a float ≥ 0 (None → 0 = off; ``inf`` = refine every histogram with an error
-    bar, the limit of large values); anything else a one-line ValueError naming the parameter."""
+    """``refine_sigma`` as a float ≥ 0 (``inf`` = refine every histogram with an error bar, the limit
+    of large values); anything else a one-line ValueError naming the parameter.
+
+    ``None`` is accepted and means **off** (→ 0, the plain network), not the default
+    :data:`REFINE_SIGMA`: ``estimate_cnn(..., refine_sigma=None)`` is the Python API's "no refinement",
+    as its docstring says. Only these functions take None: the ``G2CNN`` node's ``refine_sigma``
+    parameter refuses it (a number ≥ 0, default :data:`REFINE_SIGMA`), and ``antibunch estimate cnn``
+    without ``--refine-sigma`` uses the default."""
     if value is None:
         return 0.0
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):

@@ -403,3 +403,16 @@ def test_recalibrate_negative_seed_names_the_option(tmp_path, capsys, monkeypatc
     assert main(["recalibrate", str(DEFAULT_WEIGHTS), "--out", str(tmp_path / "r.pt"), "--seed", "-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--seed must be an integer >= 0" in err and "\n" not in err
+
+
+def test_refine_sigma_none_is_off_in_the_functions_only():
+    """The decided contract (documented in check_refine_sigma): the functions take None as off (not the
+    default), the G2CNN node refuses None, and the CLI without --refine-sigma uses the default."""
+    from engine.node import ParamError
+    from nodes.cnn import REFINE_SIGMA, G2CNN, check_refine_sigma
+
+    assert check_refine_sigma(None) == 0.0 and REFINE_SIGMA > 0
+    doc = check_refine_sigma.__doc__
+    assert "None" in doc and "off" in doc and "not the default" in doc and "refuses" in doc
+    with pytest.raises(ParamError, match="refine_sigma"):
+        G2CNN(refine_sigma=None)
