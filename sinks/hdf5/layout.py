@@ -10,7 +10,8 @@ file root (h5py accepts them with or without the leading ``/``)::
     /user/antibunch/pixels/    counts (ny, nx, n_bins), lag_ps, singles, exposure_s, increments,
                                coincidences; attributes n_done, frame, binwidth_ps, ...
     /user/antibunch/image/     one (ny, nx) float64 dataset per image (units attribute) + mask
-    /user/antibunch/estimates/ g2_0, g2_0_err, n_events, flags (ny, nx)
+    /user/antibunch/estimates/ g2_0, g2_0_err, n_events, flags (ny, nx), plus the estimator's numeric
+                               per-pixel extras (CNN: refined, g2_0_cnn, g2_0_err_cnn; fits: t1_ps, ...)
     /user/antibunch/graph      graph name, reference, parameters (params_json), source_text
     /user/antibunch/software   versions;  /user/antibunch/inputs/<port>: producer provenance
     /user/antibunch/sink       the sink's own parameters

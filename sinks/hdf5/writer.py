@@ -408,6 +408,12 @@ class HDF5Sink(Sink):
         for name in ("g2_0", "g2_0_err", "n_events", "flags"):
             self._est[name].flat[pix] = np.asarray(getattr(m, name))
             g[name][...] = self._est[name]
+        for name, values in _per_pixel_extras(m.extra, len(pix)).items():
+            if name not in self._est:  # e.g. the CNN's refined, g2_0_cnn, g2_0_err_cnn; the fits' t1_ps, t2_ps
+                g.create_dataset(name, shape=(ny, nx), dtype=np.float64, fillvalue=np.nan)
+                self._est[name] = np.full((ny, nx), np.nan)
+            self._est[name].flat[pix] = values
+            g[name][...] = self._est[name]
         self._touch(force=False)
 
     # -- end
@@ -485,3 +491,18 @@ class HDF5Sink(Sink):
                 f.close()
             finally:
                 self._f = None
+
+
+#: names an estimator's extra may not take in the estimates group (the core datasets)
+_CORE_ESTIMATES = ("g2_0", "g2_0_err", "n_events", "flags")
+
+
+def _per_pixel_extras(extra: dict, n: int) -> dict:
+    """The numeric per-pixel entries of an Estimates ``extra`` (1-D, one value per pixel) as float64."""
+    out = {}
+    for name, v in (extra or {}).items():
+        a = np.asarray(v)
+        if name in _CORE_ESTIMATES or a.ndim != 1 or a.shape[0] != n or a.dtype.kind not in "biuf":
+            continue
+        out[str(name)] = a.astype(np.float64)
+    return out

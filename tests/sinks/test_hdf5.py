@@ -207,3 +207,26 @@ def test_increments_grow_with_frames(tmp_path):
     run_node(HDF5Sink(path2), msgs)  # an older, shorter message in between is padded, not an error
     with h5py.File(path2, "r") as f:
         assert f["user/antibunch/pixels/increments"].shape == (3, 4, 3, 7)
+
+
+def test_estimates_keep_the_estimators_per_pixel_extras(tmp_path):
+    """Which pixels carry the likelihood's value and error bar (CNN `refined`, `g2_0_cnn`, `g2_0_err_cnn`)
+    was not recorded: the numeric per-pixel extras are written beside g2_0, NaN where no estimate arrived;
+    anything else in `extra` (scalars, other lengths, strings) is left out."""
+    from engine.messages import Estimates
+
+    path = str(tmp_path / "e.h5")
+    msgs = []
+    for pix in (np.array([0, 5]), np.array([7])):
+        n = len(pix)
+        msgs.append(("g2", Estimates(pixel=pix, g2_0=np.full(n, 0.3), g2_0_err=np.full(n, 0.05),
+                                     n_events=np.full(n, 1e4), flags=np.zeros(n, np.uint8), method="cnn",
+                                     shape=[3, 4], extra={"refined": pix / 10.0, "g2_0_cnn": np.full(n, 0.31),
+                                                          "note": "x", "pooled": 3.0, "g2_0": np.zeros(n)})))
+    run_node(HDF5Sink(path), msgs)
+    with h5py.File(path, "r") as f:
+        g = f["user/antibunch/estimates"]
+        assert {"refined", "g2_0_cnn"} <= set(g) and not {"note", "pooled"} & set(g)
+        r = g["refined"][()]
+        assert r.shape == (3, 4) and r.flat[5] == 0.5 and r.flat[7] == 0.7 and np.isnan(r.flat[1])
+        np.testing.assert_array_equal(g["g2_0"][()].flat[[0, 5, 7]], 0.3)  # the core dataset is not overwritten
