@@ -40,6 +40,7 @@ FLAG_FIFO_FULL = 4  #: the hardware FIFO was full while this batch was read
 EST_DARK = 1  #: too few events: g2_0 is NaN, the pixel is dark
 EST_FAILED = 2  #: the estimator did not converge
 EST_AT_BOUND = 4  #: a parameter ended on its bound
+EST_NO_ERROR = 8  #: g2_0 without a finite error bar (singular information at the estimate, or no error head)
 
 _REGISTRY: dict[str, type] = {}
 
@@ -206,7 +207,7 @@ class Estimates(Message):
 
     ``g2_0`` and ``g2_0_err`` float64 ``(k,)`` (1-sigma, NaN where none);
     ``n_events`` float64 ``(k,)`` coincidences used; ``flags`` uint8 ``(k,)``
-    (:data:`EST_DARK`, :data:`EST_FAILED`, :data:`EST_AT_BOUND`);
+    (:data:`EST_DARK`, :data:`EST_FAILED`, :data:`EST_AT_BOUND`, :data:`EST_NO_ERROR`);
     ``method`` 'lm' | 'mle' | 'cnn'. ``extra`` holds optional per-pixel
     float64 arrays by name (e.g. fitted t1_ps).
     """

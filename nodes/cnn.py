@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.messages import EST_DARK, Estimates, Histogram, PixelHistograms
+from engine.messages import EST_DARK, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .physics import g2model
@@ -266,6 +266,7 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
            "g2_0_err_cnn": err.copy(), "refined": np.zeros(len(c))}
     if refine_sigma:
         res.update(refine(c, lag, g, err, binwidth_ps, refine_sigma, refine_starts, refine_threads))
+    res["flags"][np.isfinite(res["g2_0"]) & ~np.isfinite(res["g2_0_err"])] |= EST_NO_ERROR
     res["compute_s"] = time.perf_counter() - t0
     return res
 

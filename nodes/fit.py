@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, Estimates, Histogram, PixelHistograms
+from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .estimators import unpack_message
@@ -130,6 +130,8 @@ def estimate_lm(counts, lag_ps, binwidth_ps=None, *, t2_max_ns: float = 300.0, d
             flags[i] |= EST_FAILED
         if p[1] <= lo_g + 1e-3 or p[1] >= hi_g - 1e-3:
             flags[i] |= EST_AT_BOUND
+        if np.isfinite(p[1]) and not np.isfinite(e):
+            flags[i] |= EST_NO_ERROR
     return {"g2_0": P[:, 1].copy(), "g2_0_err": err, "n_events": tot, "flags": flags, "t1_ps": P[:, 3] * 1e3,
             "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "compute_s": time.perf_counter() - t0}
 

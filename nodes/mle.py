@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 
-from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, Estimates, Histogram, PixelHistograms
+from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .estimators import unpack_message
@@ -142,6 +142,7 @@ def estimate_mle(counts, lag_ps, binwidth_ps=None, *, scale=None, shape=None, po
     flags[bright & ~conv] |= EST_FAILED
     at_b = bright & ((P[:, 1] <= lb[1] + 1e-9) | (P[:, 1] >= ub[1] - 1e-9))
     flags[at_b] |= EST_AT_BOUND
+    flags[bright & np.isfinite(P[:, 1]) & ~np.isfinite(err)] |= EST_NO_ERROR
     g = P[:, 1].copy()
     err[~bright] = np.nan
     out = {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags, "t1_ps": P[:, 3] * 1e3,
