@@ -64,6 +64,10 @@ GPU_FORWARD_BATCH = 4096
 #: error bar are both below REFINE_SIGMA are (partly) refined; fully below REFINE_FULL·REFINE_SIGMA
 REFINE_SIGMA = 0.1
 REFINE_FULL = 0.7
+#: ridge check of the refinement (:func:`refine`): a rival fit counts fully when its likelihood is within
+#: RIDGE_NLL_IN (Δχ² = 4, 2σ) of the free fit's, not at all beyond RIDGE_NLL_OUT (Δχ² = 9, 3σ)
+RIDGE_NLL_IN = 2.0
+RIDGE_NLL_OUT = 4.5
 
 
 
@@ -157,13 +161,14 @@ def load_model(weights=None, device: str = "auto"):
     meta = json.loads(meta_path.read_text())
     if "arch" not in meta:
         raise ValueError(f"G2CNN metadata {str(meta_path)!r} has no 'arch' entry")
-    if meta.get("training") is not None and meta.get("metrics") is None:
+    unfinished = meta.get("training") is not None and meta.get("metrics") is None
+    if unfinished and not (meta["arch"].get("n_out", 1) > 1 and meta.get("calibration")):
         import warnings
 
         warnings.warn(f"G2CNN weights {str(path)!r} come from a training run that did not finish (interrupted "
-                      "or failed: no validation metrics" + (", error bars not calibrated" if meta["arch"].get(
-                          "n_out", 1) > 1 else "") + "); finish it, or calibrate it with 'antibunch recalibrate "
-                      f"{path} --out NEW.pt'", UserWarning, stacklevel=2)
+                      "or failed: no validation metrics" + (", error bars not calibrated); finish it, or "
+                      f"calibrate it with 'antibunch recalibrate {path} --out NEW.pt'" if meta["arch"].get(
+                          "n_out", 1) > 1 else "); finish the training"), UserWarning, stacklevel=2)
     dev = pick_device(device)
     net = build_network(meta["arch"])
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -332,9 +337,12 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
         if on.size:  # the ridge check, only where the fit would count
             alt = ridge_alternative(hc[on], lag_ps, r["g2_0"][on], r["scale"][on], binwidth_ps, threads=threads)
             dnll = np.where(alt["ok"], alt["nll"] - r["nll"][on], np.inf)
-            # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): the rival point gives σ ≥ |Δg|/√(2ΔNLL)
-            # (at least |Δg| when it is within the 1σ region, ΔNLL ≤ 1/2)
-            sm[on] = np.maximum(sm[on], np.abs(alt["g2_0"] - r["g2_0"][on]) / np.sqrt(np.maximum(2 * dnll, 1.0)))
+            # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): a rival gives σ ≥ |Δg|/√(2ΔNLL) (at least
+            # |Δg| inside the 1σ region, ΔNLL ≤ 1/2); one the data reject beyond 2σ counts less, beyond 3σ not
+            # at all (far out the profile is not quadratic: the bound would then inflate a correct error bar)
+            rival = np.clip((RIDGE_NLL_OUT - dnll) / (RIDGE_NLL_OUT - RIDGE_NLL_IN), 0.0, 1.0)
+            bound = rival * np.abs(alt["g2_0"] - r["g2_0"][on]) / np.sqrt(np.maximum(2 * dnll, 1.0))
+            sm[on] = np.maximum(sm[on], bound)
             wc = refine_weight(err[cand], sm, refine_sigma)
         use = wc > 0
         gm, em = np.where(use, r["g2_0"], 0.0), np.where(use, sm, 0.0)

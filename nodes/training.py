@@ -191,7 +191,11 @@ def recalibrate(weights, out_path, population: str = "heldout", n: int = 200_000
     out_path = Path(out_path)
     if out_path.suffix != ".pt":
         raise ValueError(f"recalibrate: output {str(out_path)!r} must end in .pt (a .json is written beside it)")
-    net, meta, dev = cnn.load_model(weights, "cpu")
+    import warnings
+
+    with warnings.catch_warnings():  # an unfinished training's checkpoint: recalibrating is the remedy
+        warnings.simplefilter("ignore", UserWarning)
+        net, meta, dev = cnn.load_model(weights, "cpu")
     if meta["arch"].get("n_out", 1) < 2:
         raise ValueError(f"recalibrate: {weights} has no error-bar head (mean only): nothing to calibrate")
     seed = int(meta.get("training", {}).get("seed", 1) if seed is None else seed)

@@ -276,6 +276,10 @@ def test_evaluate_threads_and_conditions(tmp_path, capsys, torch_threads_calls):
     assert cond and "torch threads" in cond[0] and "load average" in cond[0] and "at the end" in cond[0]
     c = json.loads(js.read_text())["conditions"]
     assert isinstance(c["torch_threads"], int) and len(c["loadavg_start"]) == 3 and len(c["loadavg_end"]) == 3
+    # which checkpoint and calibration made the CNN numbers (the calibration changed between releases)
+    mdl = json.loads(js.read_text())["model"]
+    assert mdl["weights"].endswith("g2cnn_w32_corners.pt") and len(mdl["weights_sha256"]) == 64
+    assert mdl["calibration_population"] == "heldout" and mdl["calibration_samples"] == 200000
     torch_threads_calls.clear()
     assert main(["evaluate", "--n", "8", "--buckets", "4000", "--methods", "mle", "--populations", "heldout",
                  "--threads", "2"]) == 0

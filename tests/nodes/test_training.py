@@ -212,3 +212,11 @@ def test_checkpoint_of_an_unfinished_training_warns_when_loaded(tmp_path):
     out.with_suffix(".json").write_text(json.dumps(j))
     with pytest.warns(UserWarning, match="did not finish.*not calibrated.*antibunch recalibrate"):
         load_model(out)
+    # following the advice ends the warning (it repeated itself after a recalibration)
+    import warnings
+
+    from nodes.training import recalibrate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        recalibrate(out, tmp_path / "r.pt", n=5000)  # no warning from recalibrate itself either
+        load_model(tmp_path / "r.pt")
