@@ -177,6 +177,19 @@ def load_model(weights=None, device: str = "auto"):
     return net, meta, dev
 
 
+def model_provenance(weights, meta: dict) -> dict:
+    """Which checkpoint and error-bar calibration produced the CNN numbers: path, SHA-256 of the weights,
+    the calibration's population, samples and seed (files written before and after a recalibration
+    differ there)."""
+    import hashlib
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    cal = meta.get("calibration") or {}
+    return {"weights": str(path), "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "calibration_population": cal.get("population"), "calibration_samples": cal.get("samples"),
+            "calibration_seed": cal.get("seed"), "calibration_scale": cal.get("scale")}
+
+
 def predict(net, counts, device=None, batch_size: int | None = None):
     """Raw network outputs for counts ``(N, n_bins)`` -> ``(N, n_out)`` float64 (inference mode).
 
@@ -382,6 +395,7 @@ class G2CNN(Node):
 
     def reset(self):
         self._model = None
+        self._provenance = None
         self._pending: dict[int, np.ndarray] = {}
         self._lag = None
         self._bw = None
@@ -396,6 +410,7 @@ class G2CNN(Node):
 
                 torch.set_num_threads(self.threads)
             self._model = load_model(self.weights, self.device)
+            self._provenance = model_provenance(self.weights, self._model[1])
         return self._model
 
     def warmup(self):
@@ -452,7 +467,8 @@ class G2CNN(Node):
             yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],
                             n_events=res["n_events"], flags=res["flags"], method="cnn", shape=self._shape,
                             seq=self._seq, compute_s=res["compute_s"],
-                            extra={k: res[k] for k in ("refined", "g2_0_cnn", "g2_0_err_cnn")})
+                            extra={k: res[k] for k in ("refined", "g2_0_cnn", "g2_0_err_cnn")},
+                            meta={"model": self._provenance})
             if force and self._pending and self.stop_requested():
                 self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(self._pending)
                 self._pending.clear()

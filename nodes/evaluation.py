@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import os
 
-from pathlib import Path
-
 import numpy as np
 
 from .physics import evaluation as pe
@@ -71,21 +69,6 @@ def run_method(method, counts, lag, weights=None, model=None):
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def model_provenance(weights, meta: dict) -> dict:
-    """Which checkpoint and error-bar calibration produced the CNN numbers: path, SHA-256 of the weights,
-    the calibration's population, samples and seed (files written before and after a recalibration
-    differ there)."""
-    import hashlib
-
-    from .cnn import DEFAULT_WEIGHTS
-
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
-    cal = meta.get("calibration") or {}
-    return {"weights": str(path), "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "calibration_population": cal.get("population"), "calibration_samples": cal.get("samples"),
-            "calibration_seed": cal.get("seed"), "calibration_scale": cal.get("scale")}
-
-
 def _population(name, priors):
     pop = populations.resolve(name)
     for k, v in (priors or {}).items():
@@ -126,6 +109,8 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     res = {"n_per_bucket": n_per_bucket, "seed": seed, "methods": list(methods), "populations": {},
            "prior_override": {k: list(v) for k, v in (priors or {}).items()}, "throughput": {}}
     if model is not None:
+        from .cnn import model_provenance
+
         res["model"] = model_provenance(weights, model[1])
     timing = {m: [0.0, 0] for m in methods}
     for ip, name in enumerate(pops):

@@ -408,6 +408,8 @@ class HDF5Sink(Sink):
         for name in ("g2_0", "g2_0_err", "n_events", "flags"):
             self._est[name].flat[pix] = np.asarray(getattr(m, name))
             g[name][...] = self._est[name]
+        if (m.meta or {}).get("model") and "model_json" not in g.attrs:  # which checkpoint and calibration
+            g.attrs["model_json"] = json.dumps(plain(m.meta["model"]))
         for name, values in _per_pixel_extras(m.extra, len(pix)).items():
             if name not in self._est:  # e.g. the CNN's refined, g2_0_cnn, g2_0_err_cnn; the fits' t1_ps, t2_ps
                 g.create_dataset(name, shape=(ny, nx), dtype=np.float64, fillvalue=np.nan)

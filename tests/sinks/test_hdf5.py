@@ -230,3 +230,19 @@ def test_estimates_keep_the_estimators_per_pixel_extras(tmp_path):
         r = g["refined"][()]
         assert r.shape == (3, 4) and r.flat[5] == 0.5 and r.flat[7] == 0.7 and np.isnan(r.flat[1])
         np.testing.assert_array_equal(g["g2_0"][()].flat[[0, 5, 7]], 0.3)  # the core dataset is not overwritten
+
+
+def test_scan_results_name_the_cnn_checkpoint_and_its_calibration(tmp_path):
+    """Files written before and after a recalibration could not be told apart (inputs/g2 said weights: null):
+    the estimates group records the checkpoint's path, SHA-256 and calibration."""
+    import json
+
+    from engine.cli import main
+
+    out = tmp_path / "s.h5"
+    assert main(["run", f"scan_cnn:build(shape=(4, 4), frames=2, out={str(out)!r}, png=None, live=False)",
+                 "--executor", "inline"]) == 0
+    with h5py.File(out, "r") as f:
+        mdl = json.loads(f["user/antibunch/estimates"].attrs["model_json"])
+    assert mdl["weights"].endswith("g2cnn_w32_corners.pt") and len(mdl["weights_sha256"]) == 64
+    assert mdl["calibration_population"] == "heldout" and len(mdl["calibration_scale"]) == 9
