@@ -200,3 +200,12 @@ def test_verdicts_say_whether_the_data_decide_and_the_bias_in_error_bars():
     line = next(ln for ln in text.splitlines() if ln.startswith("| x | 4000 | bias 0.3-0.6"))
     assert "prior-dominated" in line and "0.400" in line and "| no |" in line
     assert not any(ln.startswith("| x | 4000 | bias 0-0.3 |") for ln in text.splitlines())
+
+
+def test_bias_panel_shades_each_buckets_own_target():
+    """The figure shaded ±0.02 everywhere; the target is ±0.03 at 4 k and ±0.02 from 16 k events, none below."""
+    from nodes.evaluation import _bias_target_spans
+
+    spans = _bias_target_spans([65, 250, 1000, 4000, 16000, 64000])
+    assert [s[2] for s in spans] == [0.03, 0.02, 0.02]
+    assert spans[0][0] < 4000 < spans[0][1] <= spans[1][0] < 16000 < spans[1][1]
