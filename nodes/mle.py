@@ -173,33 +173,45 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     converged, finite error and g0 not on a bound. ``fast=False`` runs the kernel's per-edge,
     unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
-    from ._kernels import mle as K
     if starts not in REFINE_STARTS:
         raise ValueError(f"refine starts must be one of {', '.join(REFINE_STARTS)}; got {starts!r}")
-    c, lag = g2model.check_counts(counts, lag_ps)
     t0 = time.perf_counter()
-    lo, hi = g2model.edges_ns(lag, binwidth_ps)
     lb, ub = _bounds(t2_max_ns)
     st = REFINE_STARTS[starts].copy()
     st[:, 4] = np.minimum(st[:, 4], ub[4])
-    H = np.ascontiguousarray(c, dtype=np.float64)
-    N = len(H)
-    G0 = np.clip(np.nan_to_num(np.asarray(g0_start, dtype=np.float64), nan=0.5), lb[1], ub[1])
-    C0 = initial_scale(H, lag) if N else np.zeros(0)
-    P, err, f = np.zeros((N, 5)), np.full(N, np.nan), np.full(N, np.nan)
-    it, conv = np.zeros(N, np.int64), np.zeros(N, np.bool_)
-    w, free = np.ones(lag.size), np.ones(5, np.bool_)
-
-    def run(a, b):
-        K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
-                     f[a:b], it[a:b], conv[a:b], fast)
-
-    _split_rows(run, N, threads)
+    P, err, f, it, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, None, lb, ub, np.ones(5, np.bool_),
+                                       max_iter, tol, threads, fast)
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
     return {"g2_0": g, "g2_0_err": err, "ok": ok, "t1_ps": P[:, 3] * 1e3, "t2_ps": P[:, 4] * 1e3, "a": P[:, 2],
             "scale": P[:, 0], "n_iter": it, "nll": f, "compute_s": time.perf_counter() - t0}
+
+
+def _seeded_fits(counts, lag_ps, binwidth_ps, starts, g0_start, scale, lb, ub, free, max_iter, tol, threads,
+                 fast=True):
+    """Every histogram fitted from ``starts`` (S, 5) whose NaN g0 takes ``g0_start`` (clipped into the g0
+    bounds) and whose C ≤ 0 takes ``scale`` where > 0, else the data's rough scale; rows split over
+    ``threads``. Returns (P (N, 5), g0 error, nll, iterations, converged)."""
+    from ._kernels import mle as K
+    c, lag = g2model.check_counts(counts, lag_ps)
+    lo, hi = g2model.edges_ns(lag, binwidth_ps)
+    H = np.ascontiguousarray(c, dtype=np.float64)
+    N = len(H)
+    G0 = np.clip(np.nan_to_num(np.asarray(g0_start, dtype=np.float64), nan=0.5), lb[1], ub[1])
+    C0 = initial_scale(H, lag) if N else np.zeros(0)
+    if scale is not None:
+        C0 = np.where(np.asarray(scale, dtype=np.float64) > 0, scale, C0)
+    P, err, f = np.zeros((N, 5)), np.full(N, np.nan), np.full(N, np.nan)
+    it, conv = np.zeros(N, np.int64), np.zeros(N, np.bool_)
+    w = np.ones(lag.size)
+
+    def run(a, b):
+        K.fit_seeded(H[a:b], lo, hi, w, starts, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
+                     f[a:b], it[a:b], conv[a:b], fast)
+
+    _split_rows(run, N, threads)
+    return P, err, f, it, conv
 
 
 def _split_rows(run, n: int, threads: int) -> None:
@@ -228,25 +240,11 @@ def ridge_alternative(counts, lag_ps, g0_start, scale, binwidth_ps=None, *, t2_n
     converged. Compared with the free fit it says whether the data can tell a long bunching time from
     the baseline (the (C, a, t2) ridge): a likelihood only slightly worse with a different g2(0) means
     that the free fit's Fisher error understates the uncertainty of g2(0) (:func:`nodes.cnn.refine`)."""
-    from ._kernels import mle as K
-    c, lag = g2model.check_counts(counts, lag_ps)
-    lo, hi = g2model.edges_ns(lag, binwidth_ps)
     lb, ub = _bounds(max(300.0, float(t2_ns)))
     st = SEEDED_STARTS[:1].copy()
     st[:, 4] = float(t2_ns)
-    H = np.ascontiguousarray(c, dtype=np.float64)
-    N = len(H)
-    G0 = np.clip(np.nan_to_num(np.asarray(g0_start, dtype=np.float64), nan=0.5), lb[1], ub[1])
-    C0 = np.where(np.asarray(scale, dtype=np.float64) > 0, scale, initial_scale(H, lag) if N else 0.0)
-    P, err, f = np.zeros((N, 5)), np.full(N, np.nan), np.full(N, np.nan)
-    it, conv = np.zeros(N, np.int64), np.zeros(N, np.bool_)
-    w, free = np.ones(lag.size), np.array([True, True, True, True, False])
-
-    def run(a, b):
-        K.fit_seeded(H[a:b], lo, hi, w, st, C0[a:b], G0[a:b], lb, ub, free, max_iter, tol, P[a:b], err[a:b],
-                     f[a:b], it[a:b], conv[a:b])
-
-    _split_rows(run, N, threads)
+    P, _, f, _, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, scale, lb, ub,
+                                    np.array([True, True, True, True, False]), max_iter, tol, threads)
     return {"g2_0": P[:, 1].copy(), "nll": f, "ok": conv}
 
 
