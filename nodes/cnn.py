@@ -177,6 +177,16 @@ def load_model(weights=None, device: str = "auto"):
     return net, meta, dev
 
 
+def set_torch_threads(threads) -> int:
+    """Apply ``threads`` torch CPU threads (0 or None: leave torch's setting) before any torch work;
+    returns the threads torch uses. Imports torch: call it only where the network runs."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def model_provenance(weights, meta: dict) -> dict:
     """Which checkpoint and error-bar calibration produced the CNN numbers: path, SHA-256 of the weights,
     the calibration's population, samples and seed (files written before and after a recalibration
@@ -405,10 +415,7 @@ class G2CNN(Node):
 
     def _load(self):
         if self._model is None:
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
+            set_torch_threads(self.threads)
             self._model = load_model(self.weights, self.device)
             self._provenance = model_provenance(self.weights, self._model[1])
         return self._model

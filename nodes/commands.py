@@ -59,9 +59,7 @@ def add_commands(sub) -> None:
     p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
                    help="cnn only: likelihood refinement where the CNN and MLE error bars are below S "
                         "(g2(0) units; default 0.1; 0 = the plain network; inf = wherever both are finite)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="cnn only: torch CPU threads (default 1, like the G2CNN node: more threads than free "
-                        "cores slow it down; 0 = torch's default, one per core)")
+    _add_threads(p, "cnn only: ", default=None)  # None: not given (refused for lm/mle when given)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)
 
@@ -132,8 +130,8 @@ def add_commands(sub) -> None:
 DEFAULT_THREADS = 1
 
 
-def _add_threads(p, what: str = "") -> None:
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+def _add_threads(p, what: str = "", default: int | None = DEFAULT_THREADS) -> None:
+    p.add_argument("--threads", type=int, default=default, metavar="N",
                    help=f"{what}torch CPU threads (default {DEFAULT_THREADS}, like the G2CNN node: more threads "
                         "than free cores slow it down; 0 = torch's default, one per core)")
 
@@ -150,16 +148,6 @@ def _check_threads(command: str, threads) -> int:
 def _check_seed(command: str, seed) -> None:
     if seed < 0:
         raise ValueError(f"{command}: --seed must be an integer >= 0; got {seed}")
-
-
-def set_torch_threads(threads: int) -> int:
-    """Apply ``threads`` (0: leave torch's default) before any torch work; returns the threads torch uses.
-    Imports torch: call it only for the methods that need it."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
 
 
 _EXPECTED = "expected an .npz archive (numpy.savez) with counts (N, n_bins) and lag_ps (n_bins,)"
@@ -281,6 +269,8 @@ def cmd_estimate(args) -> int:
         from .cnn import estimate_cnn, load_model, predict, require_paper_binning
 
         require_paper_binning(lag, bw)  # refuse before loading torch
+        from .cnn import set_torch_threads
+
         set_torch_threads(threads)
         model = load_model(args.weights, "auto")
         from .mle import refine_mle
@@ -363,6 +353,8 @@ def cmd_recalibrate(args) -> int:
         _check_seed("recalibrate", args.seed)
     _refuse_existing(args.out, args, "--out")
     _refuse_existing(Path(args.out).with_suffix(".json"), args, "--out's .json")
+    from .cnn import set_torch_threads
+
     set_torch_threads(threads)
     meta = recalibrate(args.weights, args.out, args.population, args.samples, args.seed)
     cal, old = meta["calibration"], meta.get("calibration_previous") or {}

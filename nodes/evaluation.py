@@ -96,13 +96,9 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     bw = g2model.PAPER_BINWIDTH_PS
     model = None
     if {"cnn", "cnn_plain"} & set(methods):
-        import torch
+        from .cnn import load_model, set_torch_threads
 
-        from .cnn import load_model
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        torch_threads = torch.get_num_threads()
+        torch_threads = set_torch_threads(threads)
         model = load_model(weights, "auto")
     else:
         torch_threads = None
