@@ -405,7 +405,7 @@ class HDF5Sink(Sink):
             self._est = {k: np.full((ny, nx), np.nan) for k in ("g2_0", "g2_0_err", "n_events")}
             self._est["flags"] = np.zeros((ny, nx), np.uint8)
         pix = np.asarray(m.pixel, np.int64)
-        for name in ("g2_0", "g2_0_err", "n_events", "flags"):
+        for name in _CORE_ESTIMATES:
             self._est[name].flat[pix] = np.asarray(getattr(m, name))
             g[name][...] = self._est[name]
         if (m.meta or {}).get("model") and "model_json" not in g.attrs:  # which checkpoint and calibration
