@@ -212,11 +212,13 @@ def check_binwidth(bw: float, lag, path) -> None:
     """Refuse a ``--binwidth-ps`` the lags contradict, with one line naming it: on uniformly spaced
     lags the bin width is their spacing (anything else would make the bins overlap or leave gaps);
     on non-uniform lags it must not exceed the smallest spacing (overlapping bins)."""
+    from .physics.g2model import uniform_spacing
+
     d = np.diff(np.asarray(lag, dtype=np.float64))
     if d.size == 0:
         return
-    step = float(d.mean())
-    if np.max(np.abs(d - step)) <= 1e-6 * step + 1e-6:  # uniform (g2model.binwidth_from_lags' test)
+    step = uniform_spacing(d)
+    if step is not None:
         if abs(bw - step) > BINWIDTH_RTOL * step:
             how = "overlap" if bw > step else "leave gaps between them"
             raise ValueError(f"--binwidth-ps {bw:g} disagrees with lag_ps of {path}: its bins are {step:.4f} ps "

@@ -66,9 +66,18 @@ def binwidth_from_lags(lag_ps, binwidth_ps=None) -> float:
         raise ValueError("lag_ps must be strictly increasing (bin-centre lags)")
     if binwidth_ps is not None and binwidth_ps > 0:
         return float(binwidth_ps)
-    if np.max(np.abs(d - d.mean())) > 1e-6 * d.mean() + 1e-6:
+    step = uniform_spacing(d)
+    if step is None:
         raise ValueError("lag_ps is not uniformly spaced; pass binwidth_ps explicitly")
-    return float(d.mean())
+    return step
+
+
+def uniform_spacing(d) -> float | None:
+    """The common spacing of lag differences ``d`` when they are equal within 1e-6 (relative, + 1e-6 ps);
+    None otherwise."""
+    d = np.asarray(d, dtype=np.float64)
+    step = float(d.mean())
+    return step if np.max(np.abs(d - step)) <= 1e-6 * step + 1e-6 else None
 
 
 def is_paper_binning(lag_ps, binwidth_ps=None, bw_rtol=1e-3, lag_tol_bins=0.05) -> bool:
