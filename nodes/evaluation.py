@@ -166,37 +166,10 @@ def _loadavg():
         return None
 
 
-def format_conditions(res: dict) -> str:
-    """One line: the torch threads and the load average at the start and end of the run."""
-    c = res.get("conditions")
-    if not c:
-        return ""
-    t = c.get("torch_threads")
-    threads = f"torch threads {t}" if t is not None else "torch threads: none (no CNN method)"
-
-    def la(v):
-        return " / ".join(f"{x:.2f}" for x in v) if v else "unknown"
-
-    return (f"Throughput conditions: {threads}; load average (1/5/15 min) {la(c.get('loadavg_start'))} at the "
-            f"start, {la(c.get('loadavg_end'))} at the end.")
-
-
 def format_table(res: dict) -> str:
-    """Markdown tables of an :func:`evaluate` result (per population, bucket and band); the
-    throughput table is followed by its conditions (:func:`format_conditions`)."""
-    text = pe.format_tables(res)
-    cond = format_conditions(res)
-    if not cond:
-        return text
-    lines = text.split("\n")
-    try:
-        i = lines.index("| method | histograms/s |")
-    except ValueError:
-        return text + "\n\n" + cond
-    j = i + 1
-    while j < len(lines) and lines[j].startswith("|"):
-        j += 1
-    return "\n".join(lines[:j] + ["", cond] + lines[j:])
+    """Markdown tables of an :func:`evaluate` result (per population, bucket and band; the throughput
+    table with its conditions)."""
+    return pe.format_tables(res)
 
 
 #: y range of the bias panels; values beyond it are drawn at the edge as open triangles with their value

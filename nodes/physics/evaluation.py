@@ -218,6 +218,21 @@ def format_verdicts(res: dict, keys=(("verdicts", "CNN"), ("verdicts_cnn_plain",
     return "\n".join(out)
 
 
+def format_conditions(res: dict) -> str:
+    """One line: the torch threads and the load average at the start and end of the run."""
+    c = res.get("conditions")
+    if not c:
+        return ""
+    t = c.get("torch_threads")
+    threads = f"torch threads {t}" if t is not None else "torch threads: none (no CNN method)"
+
+    def la(v):
+        return " / ".join(f"{x:.2f}" for x in v) if v else "unknown"
+
+    return (f"Throughput conditions: {threads}; load average (1/5/15 min) {la(c.get('loadavg_start'))} at the "
+            f"start, {la(c.get('loadavg_end'))} at the end.")
+
+
 def format_tables(res: dict) -> str:
     """Markdown tables of a ``nodes.evaluation.evaluate`` result: per population, per bucket and band."""
     ms = res["methods"]
@@ -284,6 +299,9 @@ def format_tables(res: dict) -> str:
     out += ["| method | histograms/s |", "|---|---|"]
     for m in ms:
         out.append(f"| {label(m)} | {res['throughput'][m]['hist_per_s']:.0f} |")
+    conditions = format_conditions(res)
+    if conditions:
+        out += ["", conditions]
     verdict_text = format_verdicts(res)
     if verdict_text:
         out += ["", verdict_text]
