@@ -162,13 +162,14 @@ def load_model(weights=None, device: str = "auto"):
     if "arch" not in meta:
         raise ValueError(f"G2CNN metadata {str(meta_path)!r} has no 'arch' entry")
     unfinished = meta.get("training") is not None and meta.get("metrics") is None
-    if unfinished and not (meta["arch"].get("n_out", 1) > 1 and meta.get("calibration")):
+    has_error_head = meta["arch"].get("n_out", 1) > 1
+    if unfinished and not (has_error_head and meta.get("calibration")):
         import warnings
 
+        remedy = (f", error bars not calibrated); finish it, or calibrate it with 'antibunch recalibrate {path} "
+                  "--out NEW.pt'" if has_error_head else "); finish the training")
         warnings.warn(f"G2CNN weights {str(path)!r} come from a training run that did not finish (interrupted "
-                      "or failed: no validation metrics" + (", error bars not calibrated); finish it, or "
-                      f"calibrate it with 'antibunch recalibrate {path} --out NEW.pt'" if meta["arch"].get(
-                          "n_out", 1) > 1 else "); finish the training"), UserWarning, stacklevel=2)
+                      f"or failed: no validation metrics{remedy}", UserWarning, stacklevel=2)
     dev = pick_device(device)
     net = build_network(meta["arch"])
     state = torch.load(path, map_location="cpu", weights_only=True)
