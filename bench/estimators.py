@@ -171,12 +171,9 @@ def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=CNN_REPEAT):
 
 
 def _load() -> list:
-    import os
+    from nodes.evaluation import loadavg
 
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
+    return loadavg() or []
 
 
 def run(args) -> dict:

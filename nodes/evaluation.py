@@ -91,7 +91,7 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     default). ``conditions`` records them (None without a CNN method: torch is not imported) and
     the load average (1, 5, 15 min) at the start and the end.
     """
-    load_start = _loadavg()
+    load_start = loadavg()
     lag = g2model.paper_lags_ps()
     bw = g2model.PAPER_BINWIDTH_PS
     model = None
@@ -150,7 +150,7 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     res["priors"] = first["ranges"]
     for m, (s, n) in timing.items():
         res["throughput"][m] = {"histograms": n, "seconds": s, "hist_per_s": n / s if s > 0 else float("nan")}
-    res["conditions"] = {"torch_threads": torch_threads, "loadavg_start": load_start, "loadavg_end": _loadavg()}
+    res["conditions"] = {"torch_threads": torch_threads, "loadavg_start": load_start, "loadavg_end": loadavg()}
     if "cnn" in methods:
         res["verdicts"] = pe.verdicts(res, "cnn")
     if "cnn_plain" in methods:
@@ -158,7 +158,7 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     return res
 
 
-def _loadavg():
+def loadavg():
     """``os.getloadavg()`` as a list (None where the system has none)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
