@@ -113,13 +113,13 @@ def _sweep(args, H, lag, model, res):
 
 
 def _mle_ab(H, lag, model, res, prefix="", repeat=3):
-    """The refinement's fits (histograms with a CNN error bar < REFINE_SIGMA) with the kernel's fast
+    """The refinement's fits (its candidates, :func:`nodes.cnn.refine_candidates`) with the kernel's fast
     paths and with its per-edge, unfolded reference path, in turns, best of ``repeat``."""
     from nodes import cnn
     from nodes.mle import refine_mle
 
     r = cnn.estimate_cnn(H, lag, model=model, refine_sigma=0)
-    c = r["g2_0_err"] < cnn.REFINE_SIGMA
+    c = cnn.refine_candidates(r["g2_0_err"])
     if not c.any():
         return
     Hc, g = H[c], r["g2_0"][c]
@@ -167,7 +167,7 @@ def _cnn_rates(H, lag, model, batch, res, prefix="", repeat=CNN_REPEAT):
                 prefix + "cnn_plain_hist_per_s": len(H) / t_p, prefix + "cnn_plain_hist_per_cpu_s": len(H) / c_p,
                 prefix + "refined_fraction": float(np.mean(r["refined"] > 0)),
                 prefix + "fully_refined_fraction": float(np.mean(r["refined"] == 1.0)),
-                prefix + "candidate_fraction": float(np.mean(r["g2_0_err_cnn"] < cnn.REFINE_SIGMA))})
+                prefix + "candidate_fraction": float(np.mean(cnn.refine_candidates(r["g2_0_err_cnn"])))})
 
 
 def _load() -> list:

@@ -20,15 +20,17 @@ change the noise statistics the network was trained on).
 Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``EST_DARK``.
 
 Likelihood refinement (default on; docs/estimators.md): where the network's own error bar is below
-``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
-where the MLE's Fisher error is small too, the reported g2(0) and error bar move continuously to the
-MLE's (:func:`refine`). ``refine_sigma=0`` gives the network alone.
+1.3·``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
+where the MLE's own error bar (Fisher, ridge-checked) is at most ``refine_sigma`` — the data decide — the
+MLE's g2(0) and error bar are reported, with a continuous fade up to 1.3·``refine_sigma`` (:func:`refine`).
+``refine_sigma=0`` gives the network alone.
 
 Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
 default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
 ``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default),
-``refine_sigma`` (g2(0) units, default 0.1; 0 = off, inf = wherever both error bars are finite), ``refine_starts`` ('seeded' | 'full'),
+``refine_sigma`` (g2(0) units, default 0.1: the MLE's error bar up to which the MLE is reported; 0 = off,
+inf = wherever both error bars are finite), ``refine_starts`` ('seeded' | 'full'),
 ``refine_threads`` (threads for the refinement fits). On a CPU the forward pass runs in chunks of
 :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn', extra per pixel:
@@ -60,10 +62,14 @@ NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
 CPU_FORWARD_BATCH = 256
 GPU_FORWARD_BATCH = 4096
-#: likelihood refinement (docs/estimators.md): histograms whose CNN error bar and Poisson-MLE (Fisher)
-#: error bar are both below REFINE_SIGMA are (partly) refined; fully below REFINE_FULL·REFINE_SIGMA
+#: likelihood refinement (docs/estimators.md): where the data decide — the Poisson MLE's own (ridge-checked)
+#: Fisher error at most REFINE_SIGMA — the MLE's value is reported; its weight fades to 0 at
+#: REFINE_FADE·REFINE_SIGMA. Only histograms whose CNN error bar is below REFINE_GATE[1]·REFINE_SIGMA are
+#: fitted (the cost bound: the network's posterior error is rarely larger than the likelihood's), fully
+#: below REFINE_GATE[0]·REFINE_SIGMA, so the weight stays a continuous function of both error bars.
 REFINE_SIGMA = 0.1
-REFINE_FULL = 0.7
+REFINE_FADE = 1.3
+REFINE_GATE = (1.1, 1.3)
 #: ridge check of the refinement (:func:`refine`): a rival fit counts fully when its likelihood is within
 #: RIDGE_NLL_IN (Δχ² = 4, 2σ) of the free fit's, not at all beyond RIDGE_NLL_OUT (Δχ² = 9, 3σ)
 RIDGE_NLL_IN = 2.0
@@ -323,24 +329,37 @@ def check_refine_sigma(value) -> float:
 
 
 def refine_weight(sigma_cnn, sigma_mle, refine_sigma: float = REFINE_SIGMA) -> np.ndarray:
-    """Weight of the likelihood estimate: 1 where both error bars are ≤ ``REFINE_FULL``·``refine_sigma``,
-    0 where either is ≥ ``refine_sigma``, linear in the larger of the two in between (NaN counts as ∞).
-    ``refine_sigma`` = ∞ is the limit: 1 wherever both error bars are finite."""
-    u = np.fmax(np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf, posinf=np.inf),
-                np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf, posinf=np.inf))
+    """Weight of the likelihood estimate: 1 where the MLE's error bar is ≤ ``refine_sigma``, 0 where it is
+    ≥ ``REFINE_FADE``·``refine_sigma``, linear in between; times the candidate gate of the CNN's error bar
+    (1 up to ``REFINE_GATE[0]``·``refine_sigma``, 0 from ``REFINE_GATE[1]``·``refine_sigma``, linear in between).
+    NaN counts as ∞. ``refine_sigma`` = ∞ is the limit: 1 wherever both error bars are finite."""
+    sc = np.nan_to_num(np.asarray(sigma_cnn, dtype=np.float64), nan=np.inf, posinf=np.inf)
+    sm = np.nan_to_num(np.asarray(sigma_mle, dtype=np.float64), nan=np.inf, posinf=np.inf)
     if np.isinf(refine_sigma):
-        return np.where(np.isfinite(u), 1.0, 0.0)
+        return np.where(np.isfinite(sc) & np.isfinite(sm), 1.0, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.clip((refine_sigma - u) / ((1.0 - REFINE_FULL) * refine_sigma), 0.0, 1.0)
+        return _ramp(sm, refine_sigma, REFINE_FADE * refine_sigma) * _ramp(sc, *(g * refine_sigma for g in REFINE_GATE))
+
+
+def _ramp(u, full, zero) -> np.ndarray:
+    """1 for u ≤ ``full``, 0 for u ≥ ``zero``, linear in between (∞ → 0)."""
+    return np.clip((zero - u) / (zero - full), 0.0, 1.0)
+
+
+def refine_candidates(err_cnn, refine_sigma: float = REFINE_SIGMA) -> np.ndarray:
+    """Which histograms the refinement fits: a finite CNN error bar below ``REFINE_GATE[1]``·``refine_sigma``."""
+    e = np.asarray(err_cnn, dtype=np.float64)
+    return np.isfinite(e) & (e < REFINE_GATE[1] * refine_sigma)
 
 
 def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float = REFINE_SIGMA,
            starts: str = "seeded", threads: int = 1) -> dict:
     """Likelihood refinement of CNN estimates where the data decide.
 
-    Candidates: the CNN's own error bar below ``refine_sigma``. Each is fitted by the Poisson MLE
-    (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit counts only when it
-    converged with g2(0) off its bounds. The reported value is the blend
+    Candidates (:func:`refine_candidates`): the CNN's own error bar below ``REFINE_GATE[1]``·``refine_sigma``.
+    Each is fitted by the Poisson MLE (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit
+    counts only when it converged with g2(0) off its bounds. Where the MLE's own (ridge-checked) error bar is
+    at most ``refine_sigma`` the data decide and the MLE's value is reported. In general the value is the blend
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
@@ -351,7 +370,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
     w = np.zeros(len(g))
-    cand = np.flatnonzero(np.isfinite(g) & np.isfinite(err) & (err < refine_sigma))
+    cand = np.flatnonzero(np.isfinite(g) & refine_candidates(err, refine_sigma))
     if cand.size:
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
@@ -393,8 +412,8 @@ class G2CNN(Node):
     threads = Param(int, default=1, min=0,
                     doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
     refine_sigma = Param(float, default=REFINE_SIGMA, min=0.0, unit="g2(0)",
-                         doc="refine by the Poisson MLE where the CNN and MLE error bars are below this "
-                         "(0: off; inf: wherever both are finite)")
+                         doc="report the Poisson MLE where its own error bar is below this (fading out by 1.3×; "
+                         "fitted where the CNN's error bar is below 1.3×; 0: off; inf: wherever both are finite)")
     refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
                           doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")
