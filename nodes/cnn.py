@@ -22,7 +22,8 @@ Dark pixels: N_events < ``dark_threshold`` (paper: 4) get g2_0 = NaN and flag ``
 Likelihood refinement (default on; docs/estimators.md): where the network's own error bar is below
 1.3·``refine_sigma`` the histogram is also fitted by the Poisson MLE started from the network's g2(0);
 where the MLE's own error bar (Fisher, ridge-checked) is at most ``refine_sigma`` — the data decide — the
-MLE's g2(0) and error bar are reported, with a continuous fade up to 1.3·``refine_sigma`` (:func:`refine`).
+MLE's g2(0) and error bar are reported, with a continuous fade up to 1.3·``refine_sigma`` and a gate on the
+network's error bar from 1.1 to 1.3·``refine_sigma`` (:func:`refine`).
 ``refine_sigma=0`` gives the network alone.
 
 Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
@@ -412,8 +413,9 @@ class G2CNN(Node):
     threads = Param(int, default=1, min=0,
                     doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
     refine_sigma = Param(float, default=REFINE_SIGMA, min=0.0, unit="g2(0)",
-                         doc="report the Poisson MLE where its own error bar is below this (fading out by 1.3×; "
-                         "fitted where the CNN's error bar is below 1.3×; 0: off; inf: wherever both are finite)")
+                         doc="report the Poisson MLE where its own error bar is <= this (weight fading to 0 at 1.3×), "
+                         "for histograms whose CNN error bar is <= 1.1× (gated out by 1.3×, where fitting stops; "
+                         "0: off; inf: wherever both are finite)")
     refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
                           doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")

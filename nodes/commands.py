@@ -57,9 +57,9 @@ def add_commands(sub) -> None:
     p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
     p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
-                   help="cnn only: report the Poisson MLE where its own error bar is below S, fading out by 1.3·S "
-                        "(fitted where the CNN's error bar is below 1.3·S; g2(0) units; default 0.1; "
-                        "0 = the plain network; inf = wherever both are finite)")
+                   help="cnn only: report the Poisson MLE where its own error bar is <= S (weight fading to 0 at 1.3·S), "
+                        "for histograms whose CNN error bar is <= 1.1·S (gated out by 1.3·S, where fitting stops); "
+                        "g2(0) units; default 0.1; 0 = the plain network; inf = wherever both error bars are finite")
     _add_threads(p, "cnn only: ", default=None)  # None: not given (refused for lm/mle when given)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)
