@@ -359,14 +359,16 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
 
     Candidates (:func:`refine_candidates`): the CNN's own error bar below ``REFINE_GATE[1]``·``refine_sigma``.
     Each is fitted by the Poisson MLE (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit
-    counts only when it converged with g2(0) off its bounds. Where the MLE's own (ridge-checked) error bar is
+    counts only when it converged with g2(0) off its bounds and its bunching time t2 strictly inside its
+    bounds (20–300 ns: on a bound the data ask for a t2 the model cannot represent, and the fit's g2(0) and
+    Fisher error describe the wrong model). Where the MLE's own (ridge-checked) error bar is
     at most ``refine_sigma`` the data decide and the MLE's value is reported. In general the value is the blend
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
     correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
     """
-    from .mle import refine_mle, ridge_alternative
+    from .mle import refine_mle, ridge_alternative, t2_inside
 
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
@@ -375,7 +377,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     if cand.size:
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
-        sm = np.where(r["ok"], r["g2_0_err"], np.inf)
+        sm = np.where(r["ok"] & t2_inside(r["t2_ps"]), r["g2_0_err"], np.inf)
         wc = refine_weight(err[cand], sm, refine_sigma)
         on = np.flatnonzero(wc > 0)
         if on.size:  # the ridge check, only where the fit would count

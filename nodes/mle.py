@@ -229,6 +229,15 @@ def _split_rows(run, n: int, threads: int) -> None:
         list(ex.map(run, cuts[:-1], cuts[1:]))
 
 
+def t2_inside(t2_ps, t2_max_ns: float = 300.0, rtol: float = 1e-6) -> np.ndarray:
+    """True where a fitted bunching time lies strictly inside its bounds [20 ns, ``t2_max_ns``]. A fit that
+    ends on a bound asks for a bunching time the model cannot represent (faster than 20 ns, or slower than
+    the ceiling): its g2(0) and Fisher error then describe the wrong model (:func:`nodes.cnn.refine`)."""
+    lb, ub = _bounds(t2_max_ns)
+    t2 = np.asarray(t2_ps, dtype=np.float64) / 1e3
+    return (t2 > lb[4] * (1 + rtol)) & (t2 < ub[4] * (1 - rtol))
+
+
 #: t2 of the ridge check: the longest bunching time of the CNN's training prior (docs/estimators.md)
 RIDGE_T2_NS = 500.0
 
