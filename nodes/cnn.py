@@ -75,6 +75,9 @@ REFINE_GATE = (1.1, 1.3)
 #: RIDGE_NLL_IN (Δχ² = 4, 2σ) of the free fit's, not at all beyond RIDGE_NLL_OUT (Δχ² = 9, 3σ)
 RIDGE_NLL_IN = 2.0
 RIDGE_NLL_OUT = 4.5
+#: a refinement fit whose bunching time t2 ends on a bound does not count (:func:`refine`) unless its bunching
+#: amplitude a is at most this: with a ≈ 0 the bunching term is absent, t2 is not determined and its bound harmless
+T2_BOUND_MIN_A = 0.05
 
 
 
@@ -361,7 +364,8 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     Each is fitted by the Poisson MLE (:func:`nodes.mle.refine_mle`, started from the CNN's g2(0)); the fit
     counts only when it converged with g2(0) off its bounds and its bunching time t2 strictly inside its
     bounds (20–300 ns: on a bound the data ask for a t2 the model cannot represent, and the fit's g2(0) and
-    Fisher error describe the wrong model). Where the MLE's own (ridge-checked) error bar is
+    Fisher error describe the wrong model) unless its bunching amplitude is ≤ :data:`T2_BOUND_MIN_A` (no
+    bunching term, t2 undetermined). Where the MLE's own (ridge-checked) error bar is
     at most ``refine_sigma`` the data decide and the MLE's value is reported. In general the value is the blend
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
@@ -377,7 +381,8 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     if cand.size:
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
-        sm = np.where(r["ok"] & t2_inside(r["t2_ps"]), r["g2_0_err"], np.inf)
+        t2_ok = t2_inside(r["t2_ps"]) | (r["a"] <= T2_BOUND_MIN_A)
+        sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
         wc = refine_weight(err[cand], sm, refine_sigma)
         on = np.flatnonzero(wc > 0)
         if on.size:  # the ridge check, only where the fit would count
