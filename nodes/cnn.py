@@ -372,7 +372,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
     correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
     """
-    from .mle import refine_mle, ridge_alternative, t2_inside
+    from .mle import refine_mle, ridge_alternative
 
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
@@ -381,7 +381,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     if cand.size:
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads)
-        t2_ok = t2_inside(r["t2_ps"]) | (r["a"] <= T2_BOUND_MIN_A)
+        t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A)
         sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
         wc = refine_weight(err[cand], sm, refine_sigma)
         on = np.flatnonzero(wc > 0)
@@ -420,9 +420,9 @@ class G2CNN(Node):
     threads = Param(int, default=1, min=0,
                     doc="CPU torch threads (0: torch default, one per core; 1 measured robust on busy machines)")
     refine_sigma = Param(float, default=REFINE_SIGMA, min=0.0, unit="g2(0)",
-                         doc="report the Poisson MLE where its own error bar is <= this (weight fading to 0 at 1.3×), "
-                         "for histograms whose CNN error bar is <= 1.1× (gated out by 1.3×, where fitting stops; "
-                         "0: off; inf: wherever both are finite)")
+                         doc=f"report the Poisson MLE where its own error bar is <= this (weight fading to 0 at "
+                         f"{REFINE_FADE:g}×), for histograms whose CNN error bar is <= {REFINE_GATE[0]:g}× (gated out "
+                         f"by {REFINE_GATE[1]:g}×, where fitting stops; 0: off; inf: wherever both are finite)")
     refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
                           doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")

@@ -56,10 +56,13 @@ def add_commands(sub) -> None:
                                   "cnn also refined, g2_0_cnn, g2_0_err_cnn)")
     p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
+    from .cnn import REFINE_FADE, REFINE_GATE, REFINE_SIGMA  # constants only: torch stays unimported
+
     p.add_argument("--refine-sigma", type=float, default=None, metavar="S",
-                   help="cnn only: report the Poisson MLE where its own error bar is <= S (weight fading to 0 at 1.3·S), "
-                        "for histograms whose CNN error bar is <= 1.1·S (gated out by 1.3·S, where fitting stops); "
-                        "g2(0) units; default 0.1; 0 = the plain network; inf = wherever both error bars are finite")
+                   help=f"cnn only: report the Poisson MLE where its own error bar is <= S (weight fading to 0 at "
+                        f"{REFINE_FADE:g}·S), for histograms whose CNN error bar is <= {REFINE_GATE[0]:g}·S (gated out "
+                        f"by {REFINE_GATE[1]:g}·S, where fitting stops); g2(0) units; default {REFINE_SIGMA:g}; "
+                        "0 = the plain network; inf = wherever both error bars are finite")
     _add_threads(p, "cnn only: ", default=None)  # None: not given (refused for lm/mle when given)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse, exit 2)")
     p.set_defaults(func=cmd_estimate)

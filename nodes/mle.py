@@ -170,7 +170,9 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     result equals it wherever no better optimum is found). ``threads``: split the histograms over this
     many threads (the numba kernel releases the GIL; each row's result is independent of the split).
     Same model, bounds and outputs as :func:`estimate_mle` (no tilt, free normalisation) plus ``ok``:
-    converged, finite error and g0 not on a bound. ``fast=False`` runs the kernel's per-edge,
+    converged, finite error and g0 not on a bound, and ``t2_on_bound``: the bunching time ended on its
+    bound (20 ns or ``t2_max_ns``), i.e. the data ask for a t2 the model cannot represent (then g2(0) and
+    its Fisher error describe the wrong model unless the bunching amplitude ``a`` is ≈ 0; :func:`nodes.cnn.refine`). ``fast=False`` runs the kernel's per-edge,
     unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
     if starts not in REFINE_STARTS:
@@ -184,8 +186,10 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
-    return {"g2_0": g, "g2_0_err": err, "ok": ok, "t1_ps": P[:, 3] * 1e3, "t2_ps": P[:, 4] * 1e3, "a": P[:, 2],
-            "scale": P[:, 0], "n_iter": it, "nll": f, "compute_s": time.perf_counter() - t0}
+    t2_on_bound = (P[:, 4] <= lb[4] * (1 + 1e-6)) | (P[:, 4] >= ub[4] * (1 - 1e-6))
+    return {"g2_0": g, "g2_0_err": err, "ok": ok, "t2_on_bound": t2_on_bound, "t1_ps": P[:, 3] * 1e3,
+            "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "n_iter": it, "nll": f,
+            "compute_s": time.perf_counter() - t0}
 
 
 def _seeded_fits(counts, lag_ps, binwidth_ps, starts, g0_start, scale, lb, ub, free, max_iter, tol, threads,
@@ -227,15 +231,6 @@ def _split_rows(run, n: int, threads: int) -> None:
         return
     with ThreadPoolExecutor(nt) as ex:
         list(ex.map(run, cuts[:-1], cuts[1:]))
-
-
-def t2_inside(t2_ps, t2_max_ns: float = 300.0, rtol: float = 1e-6) -> np.ndarray:
-    """True where a fitted bunching time lies strictly inside its bounds [20 ns, ``t2_max_ns``]. A fit that
-    ends on a bound asks for a bunching time the model cannot represent (faster than 20 ns, or slower than
-    the ceiling): its g2(0) and Fisher error then describe the wrong model (:func:`nodes.cnn.refine`)."""
-    lb, ub = _bounds(t2_max_ns)
-    t2 = np.asarray(t2_ps, dtype=np.float64) / 1e3
-    return (t2 > lb[4] * (1 + rtol)) & (t2 < ub[4] * (1 - rtol))
 
 
 #: t2 of the ridge check: the longest bunching time of the CNN's training prior (docs/estimators.md)
