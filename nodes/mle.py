@@ -197,10 +197,16 @@ def _seeded_fits(counts, lag_ps, binwidth_ps, starts, g0_start, scale, lb, ub, f
     """Every histogram fitted from ``starts`` (S, 5) whose NaN g0 takes ``g0_start`` (clipped into the g0
     bounds) and whose C ≤ 0 takes ``scale`` where > 0, else the data's rough scale; rows split over
     ``threads``. Returns (P (N, 5), g0 error, nll, iterations, converged)."""
-    from ._kernels import mle as K
     c, lag = g2model.check_counts(counts, lag_ps)
+    return _fits_of(np.ascontiguousarray(c, dtype=np.float64), lag, binwidth_ps, starts, g0_start, scale, lb, ub,
+                    free, max_iter, tol, threads, fast)
+
+
+def _fits_of(H, lag, binwidth_ps, starts, g0_start, scale, lb, ub, free, max_iter, tol, threads, fast=True):
+    """:func:`_seeded_fits` of float64 ``H (N, n_bins)`` — counts, or expected counts (the Poisson
+    likelihood takes any non-negative values; :func:`ridge_hcr` fits a model to a model)."""
+    from ._kernels import mle as K
     lo, hi = g2model.edges_ns(lag, binwidth_ps)
-    H = np.ascontiguousarray(c, dtype=np.float64)
     N = len(H)
     G0 = np.clip(np.nan_to_num(np.asarray(g0_start, dtype=np.float64), nan=0.5), lb[1], ub[1])
     C0 = initial_scale(H, lag) if N else np.zeros(0)
@@ -250,6 +256,37 @@ def ridge_alternative(counts, lag_ps, g0_start, scale, binwidth_ps=None, *, t2_n
     P, _, f, _, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, scale, lb, ub,
                                     np.array([True, True, True, True, False]), max_iter, tol, threads)
     return {"g2_0": P[:, 1].copy(), "nll": f, "ok": conv}
+
+
+def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: int = 1) -> dict:
+    """Hammersley–Chapman–Robbins bound on σ(g2(0)) of any unbiased estimator, from the (C, a, t2) ridge.
+
+    The Cramér–Rao bound is local: it sees the likelihood's curvature at the truth, not a distant
+    parameter point whose histograms look almost the same. The HCR bound (Hammersley 1950; Chapman &
+    Robbins 1951) takes any second point θ′: Var(ĝ) ≥ (g′ − g)² / (E_θ[(p_θ′/p_θ)²] − 1), and for
+    independent Poisson bins E_θ[(p_θ′/p_θ)²] = exp(Σ_k (λ′_k − λ_k)²/λ_k). The second point here is the
+    model with the bunching time held at ``t2_ns`` (the longest of the CNN's prior, :data:`RIDGE_T2_NS`;
+    C, g0, a, t1 free) fitted to the expected histogram λ of each row of ``params (N, 5)`` (the truth,
+    tilt-free, with its scale C): the ridge alternative of :func:`ridge_alternative`, evaluated without
+    noise. Any θ′ gives a valid bound; this one is the known near-degeneracy of the model in a ±250-ns
+    window (a long bunching term looks like the baseline).
+
+    Returns dict ``bound`` (N,) (0 where the alternative fit did not converge: no information),
+    ``chi2`` (Σ (λ′ − λ)²/λ), ``g2_0_alt`` and ``params_alt`` (N, 5)."""
+    p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+    lag = np.asarray(lag_ps, dtype=np.float64)
+    lam = g2model.expected_counts(lag, binwidth_ps, p)
+    lb, ub = _bounds(max(300.0, float(t2_ns)))
+    st = SEEDED_STARTS.copy()
+    st[:, 4] = float(t2_ns)
+    P, _, _, _, conv = _fits_of(np.ascontiguousarray(lam), lag, binwidth_ps, st, p[:, 1], p[:, 0], lb, ub,
+                                np.array([True, True, True, True, False]), 200, 1e-10, threads)
+    lam_alt = g2model.expected_counts(lag, binwidth_ps, P)
+    chi2 = np.sum((lam_alt - lam) ** 2 / np.maximum(lam, 1e-300), axis=1)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        bound = np.abs(P[:, 1] - p[:, 1]) / np.sqrt(np.expm1(chi2))
+    bound = np.where(conv & np.isfinite(bound), bound, 0.0)
+    return {"bound": bound, "chi2": chi2, "g2_0_alt": P[:, 1].copy(), "params_alt": P}
 
 
 class PoissonMLE(Node):

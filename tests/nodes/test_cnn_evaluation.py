@@ -124,7 +124,46 @@ def test_bias_where_the_data_decide():
     assert band["decided"]["bias"] == pytest.approx(0.0, abs=4 * band["decided"]["bias_se"])
     res = {"populations": {"x": {"buckets": {"16000": {"cnn": {"bands": {"0-0.3": band}, "calib_width": 1.0}}}}}}
     by = {r["check"]: r["ok"] for r in pe.verdicts(res)}
-    assert by["bias 0-0.3"] == "no" and by[f"bias 0-0.3 where CRB <= {pe.DECIDED_CRB:g}"] == "yes"
+    assert by["bias 0-0.3"] == "no" and by[f"bias 0-0.3 where bound <= {pe.DECIDED_CRB:g}"] == "yes"
+
+
+def test_the_decided_subset_and_regime_follow_the_bound_not_the_crb():
+    """With a separate ``bound`` (evaluate: the larger of the CRB and the ridge HCR bound), "the data
+    decide" and the regime follow it; RMSE/CRB still uses the CRB."""
+    rng = np.random.default_rng(6)
+    truth = rng.uniform(0, 0.3, 4000)
+    crb = np.full(truth.size, 0.05)
+    ridge = np.arange(truth.size) % 4 == 0  # a quarter sit on the ridge: CRB small, HCR large
+    bound = np.where(ridge, 0.4, 0.05)
+    pred = truth + np.where(ridge, 0.1, 0.0) + rng.normal(0, 0.02, truth.size)
+    b_crb = pe.score(pred, None, truth, crb)["bands"]["0-0.3"]
+    b = pe.score(pred, None, truth, crb, bound=bound)["bands"]["0-0.3"]
+    assert b_crb["decided"]["n"] == truth.size and b["decided"]["n"] == truth.size * 3 // 4
+    assert b["decided"]["bias"] == pytest.approx(0.0, abs=4 * b["decided"]["bias_se"])
+    # what the bound took out is reported beside it: the histograms on the ridge and their bias
+    assert b["ridge"]["n"] == truth.size // 4 and b["ridge"]["bias"] == pytest.approx(0.1, abs=0.005)
+    assert "ridge" not in b_crb
+    assert b["rmse_over_crb"] == b_crb["rmse_over_crb"]
+    assert b["bound_median"] == pytest.approx(0.05) and b["crb_median"] == pytest.approx(0.05)
+    high = pe.score(pred, None, truth, crb, bound=np.full(truth.size, 0.4))["bands"]["0-0.3"]
+    res = {"populations": {"x": {"buckets": {"16000": {"cnn": {"bands": {"0-0.3": high}}}}}}}
+    row = next(r for r in pe.verdicts(res) if r["check"] == "bias 0-0.3")
+    assert row["regime"] == "prior-dominated" and row["bound_median"] == pytest.approx(0.4)
+    assert row["crb_median"] == pytest.approx(0.05)
+
+
+def test_evaluate_decides_by_the_larger_bound():
+    """evaluate reports the fraction of histograms the data decide by the CRB alone and by the CRB and
+    the ridge HCR bound together (never more: the bound is the larger of the two), and the bias on the
+    histograms in between (on the ridge)."""
+    from nodes.evaluation import evaluate, format_table
+
+    res = evaluate(60, seed=3, buckets=(16000,), methods=("cnn_plain",), pops=("heldout",))
+    row = res["populations"]["heldout"]["buckets"]["16000"]
+    assert 0 < row["decided_fraction"] < row["decided_fraction_crb"] <= 1
+    n_ridge = sum(b.get("ridge", {}).get("n", 0) for b in row["cnn_plain"]["bands"].values())
+    assert n_ridge == round(60 * (row["decided_fraction_crb"] - row["decided_fraction"]))
+    assert "On the ridge" in format_table(res)
 
 
 def test_calibration_width_standard_error():
