@@ -272,7 +272,7 @@ def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: 
     window (a long bunching term looks like the baseline).
 
     Returns dict ``bound`` (N,) (0 where the alternative fit did not converge: no information),
-    ``chi2`` (Σ (λ′ − λ)²/λ), ``g2_0_alt`` and ``params_alt`` (N, 5)."""
+    ``converged`` (N,), ``chi2`` (Σ (λ′ − λ)²/λ), ``g2_0_alt`` and ``params_alt`` (N, 5)."""
     p = np.atleast_2d(np.asarray(params, dtype=np.float64))
     lag = np.asarray(lag_ps, dtype=np.float64)
     lam = g2model.expected_counts(lag, binwidth_ps, p)
@@ -286,7 +286,7 @@ def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: 
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         bound = np.abs(P[:, 1] - p[:, 1]) / np.sqrt(np.expm1(chi2))
     bound = np.where(conv & np.isfinite(bound), bound, 0.0)
-    return {"bound": bound, "chi2": chi2, "g2_0_alt": P[:, 1].copy(), "params_alt": P}
+    return {"bound": bound, "converged": conv, "chi2": chi2, "g2_0_alt": P[:, 1].copy(), "params_alt": P}
 
 
 class PoissonMLE(Node):

@@ -145,11 +145,32 @@ def test_the_decided_subset_and_regime_follow_the_bound_not_the_crb():
     assert "ridge" not in b_crb
     assert b["rmse_over_crb"] == b_crb["rmse_over_crb"]
     assert b["bound_median"] == pytest.approx(0.05) and b["crb_median"] == pytest.approx(0.05)
+    # the subsets are checked against the targets too: by the CRB alone, and on the ridge (all 1000: +0.1)
+    res = {"populations": {"x": {"buckets": {"16000": {"cnn": {"bands": {"0-0.3": b}}}}}}}
+    by = {r["check"]: r for r in pe.verdicts(res)}
+    assert by["bias 0-0.3 where bound <= 0.1"]["ok"] == "yes"
+    assert by["bias 0-0.3 where CRB <= 0.1"]["ok"] == "no" and by["bias 0-0.3 on the ridge"]["ok"] == "no"
+    assert by["bias 0-0.3 on the ridge"]["n"] == 1000
+    res["verdicts"] = pe.verdicts(res)
+    head = pe.format_verdicts(res)
+    assert "bias where the data decide: 1 yes / 0 marginal / 0 no" in head
+    assert "(CRB alone): 0 yes / 0 marginal / 1 no" in head and "(on the ridge): 0 yes / 0 marginal / 1 no" in head
+    # a NaN bound is not "decided": with a CRB <= 0.1 it counts on the ridge, not nowhere
+    nb = pe.score(pred, None, truth, crb, bound=np.where(ridge, np.nan, 0.05))["bands"]["0-0.3"]
+    assert nb["decided"]["n"] + nb["ridge"]["n"] == truth.size and nb["ridge"]["n"] == 1000
     high = pe.score(pred, None, truth, crb, bound=np.full(truth.size, 0.4))["bands"]["0-0.3"]
     res = {"populations": {"x": {"buckets": {"16000": {"cnn": {"bands": {"0-0.3": high}}}}}}}
     row = next(r for r in pe.verdicts(res) if r["check"] == "bias 0-0.3")
     assert row["regime"] == "prior-dominated" and row["bound_median"] == pytest.approx(0.4)
     assert row["crb_median"] == pytest.approx(0.05)
+
+
+def test_verdict_tables_of_older_results_show_the_crb_median():
+    """Rows written before the bound existed have only crb_median: the printed table falls back to it."""
+    row = {"population": "x", "events": 4000, "check": "bias 0-0.3", "value": 0.05, "se": 0.01, "limit": 0.03,
+           "ok": "no", "crb_median": 0.293, "regime": "prior-dominated", "bias_over_err": 0.4, "rmse_over_crb": 0.5}
+    text = pe.format_verdicts({"verdicts": [row]})
+    assert "| x | 4000 | bias 0-0.3 | +0.050 ± 0.010 | 0.03 | no | 0.293 | prior-dominated |" in text
 
 
 def test_evaluate_decides_by_the_larger_bound():
@@ -163,7 +184,7 @@ def test_evaluate_decides_by_the_larger_bound():
     assert 0 < row["decided_fraction"] < row["decided_fraction_crb"] <= 1
     n_ridge = sum(b.get("ridge", {}).get("n", 0) for b in row["cnn_plain"]["bands"].values())
     assert n_ridge == round(60 * (row["decided_fraction_crb"] - row["decided_fraction"]))
-    assert "On the ridge" in format_table(res)
+    assert "On the ridge" in format_table(res) and row["hcr_alt_failed"] == 0
 
 
 def test_calibration_width_standard_error():
