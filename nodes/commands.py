@@ -119,8 +119,9 @@ def add_commands(sub) -> None:
     p.add_argument("--plot", default=None, help="write a PNG (error vs events with the bound)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file")
     p.add_argument("--prior", action="append", default=[], metavar="KEY=LO,HI",
-                   help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns, "
-                        "t2_ns, tilt_cps), e.g. --prior t1_ns=2,4")
+                   help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns and "
+                        "t2_ns in ns, tilt_cps in counts/s; t1, t2 and tilt drawn log-uniformly), e.g. --prior "
+                        "t1_ns=2,4; a range beyond the CNN's training prior runs with a warning")
     p.add_argument("--populations", default="heldout,fast,slow",
                    help="populations to evaluate on (heldout = training law, new emitters; fast, slow = shifted)")
     _add_threads(p, "the CNN methods' ")
@@ -414,6 +415,8 @@ def cmd_evaluate(args) -> int:
     buckets = parse_buckets(args.buckets)
     if args.n < 1:
         raise ValueError(f"evaluate: --n must be >= 1 (histograms per event bucket and population); got {args.n}")
+    if args.seed < 0:
+        raise ValueError(f"evaluate: --seed must be >= 0; got {args.seed}")
     if args.lm_max is not None and args.lm_max < 1:
         raise ValueError(f"evaluate: --lm-max must be >= 1 (LM fits per bucket; omit it to fit all); got {args.lm_max}")
     threads = _check_threads("evaluate", getattr(args, "threads", None))
@@ -429,27 +432,47 @@ def cmd_evaluate(args) -> int:
                              f"{', '.join(populations.POPULATIONS)}")
     if not pops:
         raise ValueError("evaluate: --populations is empty")
-    keys = [k for k, v in populations.TRAIN.items() if isinstance(v, tuple) and k != "events"]
-    priors = {}
-    for item in args.prior:
-        key, _, val = item.partition("=")
-        if key not in keys:
-            raise ValueError(f"evaluate: --prior key {key!r} unknown; choose from {', '.join(keys)}")
-        try:
-            lo, hi = (float(v) for v in val.split(","))
-        except ValueError as exc:
-            raise ValueError(f"evaluate: --prior {item!r} must look like KEY=LO,HI") from exc
-        if not lo <= hi:
-            raise ValueError(f"evaluate: --prior {item!r}: LO must be <= HI")
-        kind = populations.TRAIN[key][2:]
-        priors[key] = (lo, hi, *kind)
+    priors = dict(parse_prior(item) for item in args.prior)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
                    log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops,
                    threads=threads)
     print(format_table(res))
+    from sinks.output import atomic_write
+
     if args.plot:
-        plot(res, args.plot)
+        with atomic_write(args.plot) as tmp:
+            plot(res, tmp)
     if args.json:
-        with open(args.json, "w") as fh:
+        with atomic_write(args.json) as tmp, open(tmp, "w") as fh:
             json.dump(res, fh, indent=1)
     return 0
+
+
+def parse_prior(item: str) -> tuple[str, tuple]:
+    """One ``--prior KEY=LO,HI`` as (key, (lo, hi[, 'log'])) in the scale of the training prior's range
+    for that key; a one-line ValueError naming ``--prior`` for an unknown key, a malformed, non-finite or
+    reversed range, or a non-positive bound of a log-uniform key. A range beyond the training prior's is
+    accepted with a warning on stderr: the estimators promise nothing there (docs/estimators.md)."""
+    from .physics import populations
+
+    keys = [k for k, v in populations.TRAIN.items() if isinstance(v, tuple) and k != "events"]
+    key, _, val = item.partition("=")
+    if key not in keys:
+        raise ValueError(f"evaluate: --prior key {key!r} unknown; choose from {', '.join(keys)} "
+                         "(units: t1_ns, t2_ns in ns, tilt_cps in counts/s)")
+    try:
+        lo, hi = (float(v) for v in val.split(","))
+    except ValueError as exc:
+        raise ValueError(f"evaluate: --prior {item!r} must look like KEY=LO,HI") from exc
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"evaluate: --prior {item!r}: LO and HI must be finite numbers")
+    if not lo <= hi:
+        raise ValueError(f"evaluate: --prior {item!r}: LO must be <= HI")
+    spec = populations.TRAIN[key]
+    kind = spec[2:]
+    if "log" in kind and lo <= 0:
+        raise ValueError(f"evaluate: --prior {item!r}: {key} is drawn log-uniformly, so LO must be > 0")
+    if lo < spec[0] or hi > spec[1]:
+        print(f"evaluate: warning: --prior {key}={lo:g},{hi:g} reaches beyond the CNN's training range "
+              f"{spec[0]:g}–{spec[1]:g}; nothing is promised there (docs/estimators.md)", file=sys.stderr)
+    return key, (lo, hi, *kind)

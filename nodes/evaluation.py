@@ -74,11 +74,15 @@ def run_method(method, counts, lag, weights=None, model=None):
 
 
 def _population(name, priors):
+    """The population ``name`` with the ranges of ``priors`` replaced; a range given as (lo, hi) keeps the
+    scale of the one it replaces (log-uniform t1, t2, tilt), as ``--prior`` does."""
     pop = populations.resolve(name)
     for k, v in (priors or {}).items():
         if k not in pop:
             raise ValueError(f"evaluate: prior {k!r} unknown; choose from {', '.join(populations.TRAIN)}")
-        pop[k] = tuple(v)
+        v = tuple(v)
+        old = populations.TRAIN.get(k)
+        pop[k] = v if len(v) > 2 or not isinstance(old, tuple) else (*v, *old[2:])
     return pop
 
 
@@ -87,7 +91,8 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
              threads: int | None = None) -> dict:
     """Evaluate ``methods`` on the populations ``pops``; returns a JSON-able dict.
 
-    ``priors`` overrides ranges of every evaluated population (e.g. ``{"t1_ns": (2.0, 4.0)}``).
+    ``priors`` overrides ranges of every evaluated population (e.g. ``{"t1_ns": (2.0, 4.0)}``, drawn in
+    the scale of the training prior's range: log-uniform for t1_ns, t2_ns, tilt_cps).
     ``lm_max`` caps the LM fits per bucket (LM is slow); its metrics use the first ``lm_max``
     histograms of the bucket. The top-level ``buckets``/``priors``/``const_rmse`` keys are those
     of the first population (older readers); ``populations`` holds them all.

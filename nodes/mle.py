@@ -271,6 +271,15 @@ def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: 
     noise. Any θ′ gives a valid bound; this one is the known near-degeneracy of the model in a ±250-ns
     window (a long bunching term looks like the baseline).
 
+    ``params`` rows are (C, g0, a, t1_ns, t2_ns) in the order of :data:`g2model.PARAMS` (lifetimes in
+    ns), C the scale of the expected counts per bin — for a histogram of N expected events
+    ``g2model.scale_for_events(lag_ps, binwidth_ps, params, N)``; the bound depends on it (χ² grows with
+    the events). Example::
+
+        p = np.array([[1.0, 0.30, 2.8, 48.8, 80.0]])
+        p[:, 0] = g2model.scale_for_events(lag, bw, p, 16000)
+        ridge_hcr(lag, bw, p)["bound"]      # ≈ 0.21, while g2model.crb(lag, bw, p, "all") ≈ 0.063
+
     Returns dict ``bound`` (N,) (0 where the alternative fit did not converge: no information),
     ``converged`` (N,), ``chi2`` (Σ (λ′ − λ)²/λ), ``g2_0_alt`` and ``params_alt`` (N, 5)."""
     p = np.atleast_2d(np.asarray(params, dtype=np.float64))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 
 FINISHED, INTERRUPTED, FAILED = "finished", "interrupted", "failed"
 
@@ -90,3 +91,9 @@ def refuse_existing(path: str, *, overwrite: bool, option: str) -> None:
     if os.path.exists(full) and not overwrite:
         raise FileExistsError(f"{option} '{path}' exists (an earlier result is never replaced silently); "
                               "choose another name, move the file away, or add --overwrite")
+    try:  # a file must be creatable there: found now, not after the work is done
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"{option}: cannot write in directory '{d}' ({exc.strerror or exc}); "
+                              "choose another path") from None

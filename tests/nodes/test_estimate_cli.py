@@ -1,4 +1,6 @@
 """``antibunch estimate {lm,mle,cnn} INPUT.npz OUTPUT.npz [--weights PATH]`` and ``evaluate``."""
+import os
+
 import numpy as np
 import pytest
 
@@ -204,6 +206,31 @@ def test_evaluate_shifted_prior_runs():
     assert res["buckets"]["4000"]["mle"]["n"] == 10 and res["const_rmse"] > 0
 
 
+def test_evaluate_prior_keeps_the_log_scale_warns_beyond_the_training_range_and_is_printed(capsys):
+    """A (lo, hi) override is drawn in the training prior's scale (log-uniform t1), from the API as from the
+    CLI; a range beyond the training prior runs with a warning; the printed tables say what was overridden."""
+    from nodes.evaluation import evaluate
+
+    res = evaluate(4, seed=1, buckets=(4000,), methods=("mle",), pops=("heldout",), priors={"t1_ns": (2.0, 4.0)})
+    assert res["populations"]["heldout"]["ranges"]["t1_ns"] == [2.0, 4.0, "log"]
+    assert main(["evaluate", "--n", "4", "--buckets", "4000", "--methods", "mle", "--populations", "heldout",
+                 "--prior", "t1_ns=0.5,2"]) == 0
+    cap = capsys.readouterr()
+    assert "warning: --prior t1_ns=0.5,2 reaches beyond the CNN's training range 1.5–100" in cap.err
+    assert "Ranges overridden in every population (`--prior`): t1_ns 0.5–2 (log-uniform)." in cap.out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a directory where no file can be created")
+def test_evaluate_refuses_an_unwritable_output_before_the_work(capsys, monkeypatch):
+    """Found only after the whole run before: now refused up front, naming the option."""
+    import nodes.evaluation as ev
+
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluate() ran"))
+    assert main(["evaluate", "--plot", "/proc/antibunch-e.png"]) == 2
+    err = capsys.readouterr().err
+    assert "--plot" in err and "cannot write in directory '/proc'" in err
+
+
 def test_missing_weights_given_by_the_user_say_check_the_path(tmp_path):
     from nodes.cnn import load_model
 
@@ -354,6 +381,10 @@ def test_estimate_binwidth_matching_or_on_uneven_lags(data, tmp_path, capsys):
     (["--buckets", "250,250"], "lists 250 twice"),
     (["--methods", ""], "--methods is empty"),
     (["--methods", " , "], "--methods is empty"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--prior", "tilt_cps=0,10"], "LO must be > 0"),
+    (["--prior", "t1_ns=nan,5"], "must be finite"),
+    (["--prior", "t2_ns=inf,inf"], "must be finite"),
 ])
 def test_evaluate_bad_values_exit_2_one_line(args, words, capsys, monkeypatch):
     """Refused up front, before any histogram is drawn (they used to run, or fail with a NumPy message)."""
