@@ -250,12 +250,22 @@ def ridge_alternative(counts, lag_ps, g0_start, scale, binwidth_ps=None, *, t2_n
     converged. Compared with the free fit it says whether the data can tell a long bunching time from
     the baseline (the (C, a, t2) ridge): a likelihood only slightly worse with a different g2(0) means
     that the free fit's Fisher error understates the uncertainty of g2(0) (:func:`nodes.cnn.refine`)."""
-    lb, ub = _bounds(max(300.0, float(t2_ns)))
-    st = SEEDED_STARTS[:1].copy()
-    st[:, 4] = float(t2_ns)
-    P, _, f, _, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, scale, lb, ub,
-                                    np.array([True, True, True, True, False]), max_iter, tol, threads)
+    c, lag = g2model.check_counts(counts, lag_ps)
+    P, f, conv = _fit_t2_held(np.ascontiguousarray(c, dtype=np.float64), lag, binwidth_ps, g0_start, scale, t2_ns,
+                              1, max_iter, tol, threads)
     return {"g2_0": P[:, 1].copy(), "nll": f, "ok": conv}
+
+
+def _fit_t2_held(H, lag, binwidth_ps, g0_start, scale, t2_ns, n_starts, max_iter, tol, threads):
+    """The ridge fit of :func:`ridge_alternative` and :func:`ridge_hcr`: float64 ``H`` fitted with t2 held at
+    ``t2_ns`` (C, g0, a, t1 free) from the first ``n_starts`` of :data:`SEEDED_STARTS`, g0 from ``g0_start``
+    and C from ``scale``. Returns (P (N, 5), nll, converged)."""
+    lb, ub = _bounds(max(300.0, float(t2_ns)))
+    st = SEEDED_STARTS[:n_starts].copy()
+    st[:, 4] = float(t2_ns)
+    P, _, f, _, conv = _fits_of(H, lag, binwidth_ps, st, g0_start, scale, lb, ub,
+                                np.array([True, True, True, True, False]), max_iter, tol, threads)
+    return P, f, conv
 
 
 def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: int = 1) -> dict:
@@ -285,11 +295,8 @@ def ridge_hcr(lag_ps, binwidth_ps, params, t2_ns: float = RIDGE_T2_NS, threads: 
     p = np.atleast_2d(np.asarray(params, dtype=np.float64))
     lag = np.asarray(lag_ps, dtype=np.float64)
     lam = g2model.expected_counts(lag, binwidth_ps, p)
-    lb, ub = _bounds(max(300.0, float(t2_ns)))
-    st = SEEDED_STARTS.copy()
-    st[:, 4] = float(t2_ns)
-    P, _, _, _, conv = _fits_of(np.ascontiguousarray(lam), lag, binwidth_ps, st, p[:, 1], p[:, 0], lb, ub,
-                                np.array([True, True, True, True, False]), 200, 1e-10, threads)
+    P, _, conv = _fit_t2_held(np.ascontiguousarray(lam), lag, binwidth_ps, p[:, 1], p[:, 0], t2_ns,
+                              len(SEEDED_STARTS), 200, 1e-10, threads)
     lam_alt = g2model.expected_counts(lag, binwidth_ps, P)
     chi2 = np.sum((lam_alt - lam) ** 2 / np.maximum(lam, 1e-300), axis=1)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

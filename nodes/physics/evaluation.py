@@ -126,6 +126,7 @@ def score(pred, err, truth, crb=None, bands=BANDS, bound=None) -> dict:
     truth = np.asarray(truth, dtype=np.float64)
     crb = None if crb is None else np.asarray(crb, dtype=np.float64)
     err = None if err is None else np.asarray(err, dtype=np.float64)
+    own_bound = bound is not None  # a bound beside the CRB: also report the CRB-only subset and the ridge
     bound = crb if bound is None else np.asarray(bound, dtype=np.float64)
     r = _basic(pred, err, truth, crb, bound)
     r["bands"] = {}
@@ -137,7 +138,7 @@ def score(pred, err, truth, crb=None, bands=BANDS, bound=None) -> dict:
                                                        None if bound is None else bound[m])
             if bound is not None:
                 br["decided"] = _subset_bias(pred, truth, m & (bound <= DECIDED_BOUND))
-                if crb is not None and bound is not crb:
+                if crb is not None and own_bound:
                     # by the CRB alone (the earlier yardstick), and what the larger bound took out of it
                     br["decided_crb"] = _subset_bias(pred, truth, m & (crb <= DECIDED_BOUND))
                     br["ridge"] = _subset_bias(pred, truth, m & (crb <= DECIDED_BOUND) & ~(bound <= DECIDED_BOUND))
@@ -169,18 +170,29 @@ def _regime(band: dict) -> dict:
 
 #: the per-band bias checks on subsets: (key in a band's metrics, check suffix, regime, kind in the summary)
 SUBSET_CHECKS = (
-    ("decided", f"where bound <= {DECIDED_BOUND:g}", "data decide"),
-    ("decided_crb", f"where CRB <= {DECIDED_BOUND:g}", f"CRB <= {DECIDED_BOUND:g} (HCR not checked)"),
-    ("ridge", "on the ridge", f"CRB <= {DECIDED_BOUND:g} < HCR"),
+    ("decided", f"where bound <= {DECIDED_BOUND:g}", "data decide", "bias where the data decide"),
+    ("decided_crb", f"where CRB <= {DECIDED_BOUND:g}", f"CRB <= {DECIDED_BOUND:g} (HCR not checked)", "(CRB alone)"),
+    ("ridge", "on the ridge", f"CRB <= {DECIDED_BOUND:g} < HCR", "(on the ridge)"),
 )
+
+
+def _subset_of(check: str):
+    """The :data:`SUBSET_CHECKS` row whose suffix a check string carries, else None."""
+    return next((row for row in SUBSET_CHECKS if check.endswith(" " + row[1])), None)
+
+
 #: summary kinds of :func:`format_verdicts`: name → predicate on a check string
 VERDICT_KINDS = (
-    ("bias per band", lambda c: c.startswith("bias") and " where " not in c and " on the ridge" not in c),
-    ("bias where the data decide", lambda c: " where bound" in c),
-    ("(CRB alone)", lambda c: " where CRB" in c),
-    ("(on the ridge)", lambda c: c.endswith(" on the ridge")),
+    ("bias per band", lambda c: c.startswith("bias") and _subset_of(c) is None),
+    *((kind, lambda c, suffix=what: c.endswith(" " + suffix)) for _, what, _, kind in SUBSET_CHECKS),
     ("calibration width", lambda c: c == "calibration width"),
 )
+
+
+def _bias_verdict(bias: float, se: float, limit: float) -> str:
+    """'yes' within ``limit``, 'marginal' within it by 2 standard errors, else 'no'."""
+    a = abs(bias)
+    return "yes" if a <= limit else ("marginal" if a - 2 * se <= limit else "no")
 
 
 def verdicts(res: dict, method: str = "cnn") -> list[dict]:
@@ -206,15 +218,13 @@ def verdicts(res: dict, method: str = "cnn") -> list[dict]:
                 for band, br in r["bands"].items():
                     if br["n"] < 20:
                         continue
-                    a = abs(br["bias"])
-                    ok = "yes" if a <= lim else ("marginal" if a - 2 * br["bias_se"] <= lim else "no")
+                    ok = _bias_verdict(br["bias"], br["bias_se"], lim)
                     rows.append({"population": pop, "events": ev, "check": f"bias {band}", "value": br["bias"],
                                  "se": br["bias_se"], "limit": lim, "ok": ok, **_regime(br)})
-                    for key, what, regime in SUBSET_CHECKS:
+                    for key, what, regime, _ in SUBSET_CHECKS:
                         dd = br.get(key, {})
                         if dd.get("n", 0) >= 20:
-                            a = abs(dd["bias"])
-                            ok = "yes" if a <= lim else ("marginal" if a - 2 * dd["bias_se"] <= lim else "no")
+                            ok = _bias_verdict(dd["bias"], dd["bias_se"], lim)
                             rows.append({"population": pop, "events": ev, "check": f"bias {band} {what}",
                                          "value": dd["bias"], "se": dd["bias_se"], "limit": lim, "ok": ok,
                                          "n": dd["n"], "regime": regime})
