@@ -161,7 +161,8 @@ REFINE_STARTS = {"seeded": SEEDED_STARTS, "full": np.vstack([SEEDED_STARTS, STAR
 
 
 def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "seeded", t2_max_ns: float = 300.0,
-               max_iter: int = 200, tol: float = 1e-10, threads: int = 1, fast: bool = True) -> dict:
+               t2_refit_min_ns: float | None = None, max_iter: int = 200, tol: float = 1e-10, threads: int = 1,
+               fast: bool = True) -> dict:
     """Poisson MLE of every histogram ``counts (N, n_bins)`` started from ``g0_start (N,)`` (e.g. a CNN's
     estimate; clipped into the g0 bounds) — the likelihood refinement of :mod:`nodes.cnn`.
 
@@ -172,24 +173,55 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     Same model, bounds and outputs as :func:`estimate_mle` (no tilt, free normalisation) plus ``ok``:
     converged, finite error and g0 not on a bound, and ``t2_on_bound``: the bunching time ended on its
     bound (20 ns or ``t2_max_ns``), i.e. the data ask for a t2 the model cannot represent (then g2(0) and
-    its Fisher error describe the wrong model unless the bunching amplitude ``a`` is ≈ 0; :func:`nodes.cnn.refine`). ``fast=False`` runs the kernel's per-edge,
+    its Fisher error describe the wrong model unless the bunching amplitude ``a`` is ≈ 0; :func:`nodes.cnn.refine`).
+    ``t2_refit_min_ns`` (ns, optional, below 20): fits whose t2 ended on the 20-ns floor are fitted again with the
+    floor at this value, and the refit is kept where it converged to a likelihood at least as good (its
+    ``t2_on_bound`` then refers to the lowered floor): a bunching faster than 20 ns becomes representable
+    instead of being squeezed onto the bound. ``fast=False`` runs the kernel's per-edge,
     unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
     if starts not in REFINE_STARTS:
         raise ValueError(f"refine starts must be one of {', '.join(REFINE_STARTS)}; got {starts!r}")
     t0 = time.perf_counter()
     lb, ub = _bounds(t2_max_ns)
+    if t2_refit_min_ns is not None and not 0.0 < float(t2_refit_min_ns) < lb[4]:
+        raise ValueError(f"t2_refit_min_ns must be > 0 and < the fit's floor {lb[4]:g} ns; got {t2_refit_min_ns}")
     st = REFINE_STARTS[starts].copy()
     st[:, 4] = np.minimum(st[:, 4], ub[4])
-    P, err, f, it, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, None, lb, ub, np.ones(5, np.bool_),
+    free = np.ones(5, np.bool_)
+    P, err, f, it, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, None, lb, ub, free,
                                        max_iter, tol, threads, fast)
+    t2_lo = np.full(len(P), lb[4])
+    if t2_refit_min_ns is not None:
+        _refit_below_floor(counts, lag_ps, binwidth_ps, st, g0_start, lb, ub, float(t2_refit_min_ns), max_iter, tol,
+                           fast, P, err, f, it, conv, t2_lo)
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
-    t2_on_bound = (P[:, 4] <= lb[4] * (1 + 1e-6)) | (P[:, 4] >= ub[4] * (1 - 1e-6))
+    t2_on_bound = (P[:, 4] <= t2_lo * (1 + 1e-6)) | (P[:, 4] >= ub[4] * (1 - 1e-6))
     return {"g2_0": g, "g2_0_err": err, "ok": ok, "t2_on_bound": t2_on_bound, "t1_ps": P[:, 3] * 1e3,
             "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "n_iter": it, "nll": f,
             "compute_s": time.perf_counter() - t0}
+
+
+def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, t2_floor_ns, max_iter, tol, fast,
+                       P, err, f, it, conv, t2_lo) -> None:
+    """Fit again, with the bunching time's floor lowered to ``t2_floor_ns``, the rows of ``P`` whose t2 ended on
+    the floor ``lb[4]``; a refit replaces its row (in place, ``t2_lo`` then holds the new floor) where it converged
+    to a likelihood at least as good — the data asked for a faster bunching than the floor allowed."""
+    low = np.flatnonzero(P[:, 4] <= lb[4] * (1 + 1e-6))
+    if not low.size:
+        return
+    lb2 = lb.copy()
+    lb2[4] = t2_floor_ns
+    st = starts.copy()
+    st[:, 4] = np.maximum(st[:, 4], t2_floor_ns)
+    g0 = np.broadcast_to(np.asarray(g0_start, dtype=np.float64), (len(P),))[low]
+    P2, err2, f2, it2, conv2 = _seeded_fits(np.asarray(counts)[low], lag_ps, binwidth_ps, st, g0, None, lb2, ub,
+                                            np.ones(5, np.bool_), max_iter, tol, 1, fast)
+    take = conv2 & (f2 <= f[low] + 1e-9)
+    i = low[take]
+    P[i], err[i], f[i], it[i], conv[i], t2_lo[i] = P2[take], err2[take], f2[take], it2[take], True, t2_floor_ns
 
 
 def _seeded_fits(counts, lag_ps, binwidth_ps, starts, g0_start, scale, lb, ub, free, max_iter, tol, threads,
