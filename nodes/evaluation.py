@@ -18,8 +18,8 @@ events, each histogram's bound capped at 1.1 (the width of the physical range: a
 means the histogram holds no information on g2(0)) before the RMS. A network (or a bounded fit) can go below it by shrinking towards its prior — which
 is what the shifted populations expose. "Where the data decide" uses a tighter bound per histogram: the
 larger of the all-free CRB and the ridge Hammersley–Chapman–Robbins bound (:func:`nodes.mle.ridge_hcr`:
-a distant parameter point — the bunching time at 500 ns — whose histograms are nearly the same as the
-truth's; the CRB, a local bound, does not see it).
+a second parameter point — the bunching time at 500 ns, g2(0) mostly close to the truth's, sometimes
+0.2–0.5 away — whose histograms are nearly the same as the truth's; the CRB, a local bound, does not see it).
 
 Example::
 

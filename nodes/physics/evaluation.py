@@ -361,9 +361,9 @@ def format_tables(res: dict) -> str:
         out += _subset_table(pres, ms, band_names, "decided")
         if any(x.get("ridge", {}).get("n", 0) for row in pres["buckets"].values() for m in ms
                for x in row[m]["bands"].values()):
-            out += ["", f"On the ridge (all-free CRB ≤ {DECIDED_BOUND:g} but the ridge HCR bound above it: a distant "
-                    "parameter point with a different g2(0) gives nearly the same histogram, so the data do not decide "
-                    "there although the CRB says so): bias ± s.e. [number of histograms]", "",
+            out += ["", f"On the ridge (all-free CRB ≤ {DECIDED_BOUND:g} but the ridge HCR bound above it: a second "
+                    "parameter point, with the bunching time at 500 ns and another g2(0), gives nearly the same histogram, "
+                    "so the data do not decide there although the CRB says so): bias ± s.e. [number of histograms]", "",
                     "| events | method | " + " | ".join(f"g2(0) {k}" for k in band_names) + " |",
                     "|---|---|" + "---|" * len(band_names)]
             out += _subset_table(pres, ms, band_names, "ridge")
