@@ -82,6 +82,8 @@ T2_BOUND_MIN_A = 0.05
 #: half a paper bin): the data asked for a faster bunching than the floor allows, and a refit that can represent
 #: it counts like any other fit (:func:`nodes.mle.refine_mle`)
 T2_REFIT_MIN_NS = 1.0
+#: ... and replaces the fit only where the data prefer it: its NLL lower by at least this (Δχ² = 4, 2σ)
+T2_REFIT_MIN_GAIN = 2.0
 
 
 
@@ -370,7 +372,8 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     bounds (20–300 ns: on a bound the data ask for a t2 the model cannot represent, and the fit's g2(0) and
     Fisher error describe the wrong model) unless its bunching amplitude is ≤ :data:`T2_BOUND_MIN_A` (no
     bunching term, t2 undetermined). A fit on the 20-ns floor is first fitted again with the floor at
-    :data:`T2_REFIT_MIN_NS`; the refit counts if its t2 is off that floor. Where the MLE's own (ridge-checked)
+    :data:`T2_REFIT_MIN_NS`; the refit replaces it where the data prefer it (NLL lower by at least
+    :data:`T2_REFIT_MIN_GAIN`), and then counts if its t2 is off the lowered floor. Where the MLE's own (ridge-checked)
     error bar is at most ``refine_sigma`` the data decide and the MLE's value is reported. In general the value is the blend
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
@@ -386,7 +389,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     if cand.size:
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads,
-                       t2_refit_min_ns=T2_REFIT_MIN_NS)
+                       t2_refit_min_ns=T2_REFIT_MIN_NS, t2_refit_min_gain=T2_REFIT_MIN_GAIN)
         t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A)
         sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
         wc = refine_weight(err[cand], sm, refine_sigma)

@@ -161,8 +161,8 @@ REFINE_STARTS = {"seeded": SEEDED_STARTS, "full": np.vstack([SEEDED_STARTS, STAR
 
 
 def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "seeded", t2_max_ns: float = 300.0,
-               t2_refit_min_ns: float | None = None, max_iter: int = 200, tol: float = 1e-10, threads: int = 1,
-               fast: bool = True) -> dict:
+               t2_refit_min_ns: float | None = None, t2_refit_min_gain: float = 0.0, max_iter: int = 200,
+               tol: float = 1e-10, threads: int = 1, fast: bool = True) -> dict:
     """Poisson MLE of every histogram ``counts (N, n_bins)`` started from ``g0_start (N,)`` (e.g. a CNN's
     estimate; clipped into the g0 bounds) — the likelihood refinement of :mod:`nodes.cnn`.
 
@@ -170,14 +170,17 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     :func:`estimate_mle`, so the likelihood reached is never worse than :func:`estimate_mle`'s and the
     result equals it wherever no better optimum is found). ``threads``: split the histograms over this
     many threads (the numba kernel releases the GIL; each row's result is independent of the split).
-    Same model, bounds and outputs as :func:`estimate_mle` (no tilt, free normalisation) plus ``ok``:
+    Same model, bounds (but see ``t2_refit_min_ns``) and outputs as :func:`estimate_mle` (no tilt, free
+    normalisation) plus ``ok``:
     converged, finite error and g0 not on a bound, and ``t2_on_bound``: the bunching time ended on its
     bound (20 ns or ``t2_max_ns``), i.e. the data ask for a t2 the model cannot represent (then g2(0) and
     its Fisher error describe the wrong model unless the bunching amplitude ``a`` is ≈ 0; :func:`nodes.cnn.refine`).
     ``t2_refit_min_ns`` (ns, optional, below 20): fits whose t2 ended on the 20-ns floor are fitted again with the
-    floor at this value, and the refit is kept where it converged to a likelihood at least as good (its
-    ``t2_on_bound`` then refers to the lowered floor): a bunching faster than 20 ns becomes representable
-    instead of being squeezed onto the bound. ``fast=False`` runs the kernel's per-edge,
+    floor at this value, and the refit is kept where it converged to a negative log-likelihood lower by at
+    least ``t2_refit_min_gain`` (its ``t2_on_bound`` then refers to the lowered floor; ``n_iter`` counts both
+    fits): a bunching faster than 20 ns that the data ask for becomes representable instead of being squeezed
+    onto the bound. So
+    the bounds are :func:`estimate_mle`'s except for the rows refitted below the floor. ``fast=False`` runs the kernel's per-edge,
     unfolded reference path (benchmarks, tests: same optimum, several times slower).
     """
     if starts not in REFINE_STARTS:
@@ -186,6 +189,8 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     lb, ub = _bounds(t2_max_ns)
     if t2_refit_min_ns is not None and not 0.0 < float(t2_refit_min_ns) < lb[4]:
         raise ValueError(f"t2_refit_min_ns must be > 0 and < the fit's floor {lb[4]:g} ns; got {t2_refit_min_ns}")
+    if not 0.0 <= float(t2_refit_min_gain) < np.inf:
+        raise ValueError(f"t2_refit_min_gain must be a finite number >= 0; got {t2_refit_min_gain}")
     st = REFINE_STARTS[starts].copy()
     st[:, 4] = np.minimum(st[:, 4], ub[4])
     free = np.ones(5, np.bool_)
@@ -193,8 +198,8 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
                                        max_iter, tol, threads, fast)
     t2_lo = np.full(len(P), lb[4])
     if t2_refit_min_ns is not None:
-        _refit_below_floor(counts, lag_ps, binwidth_ps, st, g0_start, lb, ub, float(t2_refit_min_ns), max_iter, tol,
-                           fast, P, err, f, it, conv, t2_lo)
+        _refit_below_floor(counts, lag_ps, binwidth_ps, st, g0_start, lb, ub, float(t2_refit_min_ns),
+                           t2_refit_min_gain, (max_iter, tol, threads, fast), (P, err, f, it, conv, t2_lo))
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
@@ -204,24 +209,28 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
             "compute_s": time.perf_counter() - t0}
 
 
-def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, t2_floor_ns, max_iter, tol, fast,
-                       P, err, f, it, conv, t2_lo) -> None:
-    """Fit again, with the bunching time's floor lowered to ``t2_floor_ns``, the rows of ``P`` whose t2 ended on
-    the floor ``lb[4]``; a refit replaces its row (in place, ``t2_lo`` then holds the new floor) where it converged
-    to a likelihood at least as good — the data asked for a faster bunching than the floor allowed."""
+def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, floor_ns, min_gain, opts,
+                       fit) -> None:
+    """Fit again, with the bunching time's floor lowered to ``floor_ns``, the rows whose t2 ended on the floor
+    ``lb[4]``. ``fit`` = (P, err, nll, iterations, converged, t2 floor) is updated in place where the refit
+    converged to a negative log-likelihood lower by at least ``min_gain``; ``opts`` = (max_iter, tol, threads,
+    fast). Iterations add up over both fits."""
+    P, err, f, it, conv, t2_lo = fit
     low = np.flatnonzero(P[:, 4] <= lb[4] * (1 + 1e-6))
     if not low.size:
         return
     lb2 = lb.copy()
-    lb2[4] = t2_floor_ns
+    lb2[4] = floor_ns
     st = starts.copy()
-    st[:, 4] = np.maximum(st[:, 4], t2_floor_ns)
-    g0 = np.broadcast_to(np.asarray(g0_start, dtype=np.float64), (len(P),))[low]
+    st[:, 4] = np.maximum(st[:, 4], floor_ns)
+    g0 = np.asarray(g0_start, dtype=np.float64)[low]
+    max_iter, tol, threads, fast = opts
     P2, err2, f2, it2, conv2 = _seeded_fits(np.asarray(counts)[low], lag_ps, binwidth_ps, st, g0, None, lb2, ub,
-                                            np.ones(5, np.bool_), max_iter, tol, 1, fast)
-    take = conv2 & (f2 <= f[low] + 1e-9)
+                                            np.ones(5, np.bool_), max_iter, tol, threads, fast)
+    take = conv2 & (f2 <= f[low] - min_gain + 1e-9)
     i = low[take]
-    P[i], err[i], f[i], it[i], conv[i], t2_lo[i] = P2[take], err2[take], f2[take], it2[take], True, t2_floor_ns
+    P[i], err[i], f[i], conv[i], t2_lo[i] = P2[take], err2[take], f2[take], True, floor_ns
+    it[i] += it2[take]
 
 
 def _seeded_fits(counts, lag_ps, binwidth_ps, starts, g0_start, scale, lb, ub, free, max_iter, tol, threads,
