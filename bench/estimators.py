@@ -14,7 +14,9 @@ only) and ``torch.jit.trace`` of the shipped model. Times exclude model loading 
 compilation. The three CNN variants are timed in turns, best of :data:`CNN_REPEAT` (they see the
 same load); the MLE and the LM fit one pass each. The output states the load average at the start
 and the end (``load_avg_start``/``load_avg_end``). ``--mle-ab`` times the refinement's fits with
-the MLE kernel's fast paths against its per-edge reference path (same optimum).
+the MLE kernel's fast paths against its per-edge reference path (same optimum). ``--refit-ab`` times the
+default estimator with and without the refinement's refit below the MLE's 20-ns floor
+(:data:`nodes.cnn.T2_REFIT_MIN_NS`), in turns.
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ def add_arguments(parser):
     parser.add_argument("--mle-ab", action="store_true",
                         help="at every event count: the refinement fits with the MLE kernel's fast paths (geometric "
                              "basis, folded bins) against its per-edge reference path, in turns, and their agreement")
+    parser.add_argument("--refit-ab", action="store_true",
+                        help="at every event count: the default CNN with and without the refit below the MLE's 20-ns "
+                             "t2 floor, in turns")
 
 
 def _data(n, events, seed):
@@ -139,6 +144,24 @@ def _mle_ab(H, lag, model, res, prefix="", repeat=3):
                 prefix + "mle_fast_max_dg_over_sigma": float(dz.max()) if dz.size else float("nan"), prefix + "mle_ab_fits": int(len(Hc))})
 
 
+def _refit_ab(H, lag, model, res, prefix="", repeat=5):
+    """The default estimator with and without the refit below the 20-ns floor, in turns, best of ``repeat``."""
+    from nodes import cnn
+
+    keep = cnn.T2_REFIT_MIN_NS
+    best = {keep: np.inf, None: np.inf}
+    try:
+        for _ in range(repeat):
+            for floor in best:
+                cnn.T2_REFIT_MIN_NS = floor
+                best[floor] = min(best[floor], _best_of(lambda: cnn.estimate_cnn(H, lag, model=model), repeat=1))
+    finally:
+        cnn.T2_REFIT_MIN_NS = keep
+    res.update({prefix + "cnn_with_refit_hist_per_s": len(H) / best[keep],
+                prefix + "cnn_without_refit_hist_per_s": len(H) / best[None],
+                prefix + "refit_cost_ratio": best[keep] / best[None]})
+
+
 #: CNN variants (hybrid on 1 and 2 refinement threads, plain) are timed in turns, best of this many
 CNN_REPEAT = 5
 
@@ -194,6 +217,8 @@ def run(args) -> dict:
     _cnn_rates(H, lag, model, args.batch, rates)
     if getattr(args, "mle_ab", False):
         _mle_ab(H, lag, model, rates)
+    if getattr(args, "refit_ab", False):
+        _refit_ab(H, lag, model, rates)
     estimate_mle(H[:2], lag)
     t_mle, c_mle = _timed(lambda: estimate_mle(H, lag), repeat=1)
     n_lm = min(args.n_lm, len(H))
@@ -215,6 +240,8 @@ def run(args) -> dict:
         _cnn_rates(He, lag, model, args.batch, row)
         if getattr(args, "mle_ab", False):
             _mle_ab(He, lag, model, row)
+        if getattr(args, "refit_ab", False):
+            _refit_ab(He, lag, model, row)
         res["by_events"].append(row)
     res["cnn_over_lm"] = res["cnn_hist_per_s"] / res["lm_hist_per_s"]
     res["cnn_over_mle"] = res["cnn_hist_per_s"] / res["mle_hist_per_s"]
@@ -272,6 +299,11 @@ def format_table(r: dict) -> str:
                          f"fast paths {row['mle_fast_fits_per_s']:.0f} fits/s, per-edge reference "
                          f"{row['mle_reference_fits_per_s']:.0f} ({row['mle_fast_over_reference']:.1f}x, in turns, best of 3; "
                          f"max |dg2(0)| {row['mle_fast_max_dg_over_sigma']:.1e} sigma)")
+    for row in [r] + r.get("by_events", []):
+        if "refit_cost_ratio" in row:
+            lines.append(f"  refit below the 20-ns floor, {row.get('events', r['events']):.0f} events: CNN "
+                         f"{row['cnn_with_refit_hist_per_s']:.0f} hist/s with, {row['cnn_without_refit_hist_per_s']:.0f} "
+                         f"without (time ratio {row['refit_cost_ratio']:.2f}, in turns, best of 5)")
     if "paper_width_hist_per_s" in r:
         lines.append(f"  CNN width {r['paper_width']} (paper) {r['paper_width_hist_per_s']:.0f} hist/s")
     for row in r.get("cnn_sweep", []):

@@ -29,3 +29,13 @@ def test_bench_estimators_mle_ab_reports_speed_and_agreement():
     assert r["mle_ab_fits"] >= 10 and r["mle_fast_fits_per_s"] > 0 and r["mle_reference_fits_per_s"] > 0
     assert r["mle_fast_max_dg_over_sigma"] < 1e-3  # the same optimum
     assert "per-edge reference" in B.format_table(r)
+
+
+def test_bench_estimators_refit_ab_times_with_and_without_the_refit():
+    from nodes import cnn
+
+    r = B.run(_args("--n", "24", "--n-lm", "2", "--paper-width", "0", "--threads", "1", "--events", "64000",
+                    "--refit-ab"))
+    assert r["cnn_with_refit_hist_per_s"] > 0 and r["cnn_without_refit_hist_per_s"] > 0 and r["refit_cost_ratio"] > 0
+    assert cnn.T2_REFIT_MIN_NS is not None  # restored after the A/B
+    assert "refit below the 20-ns floor" in B.format_table(r)
