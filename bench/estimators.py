@@ -42,8 +42,8 @@ def add_arguments(parser):
                         help="at every event count: the refinement fits with the MLE kernel's fast paths (geometric "
                              "basis, folded bins) against its per-edge reference path, in turns, and their agreement")
     parser.add_argument("--refit-ab", action="store_true",
-                        help="at every event count: the default CNN with and without the refit below the MLE's 20-ns "
-                             "t2 floor, in turns")
+                        help="at every event count: the shipped CNN estimator with and without the refit below the "
+                             "MLE's 20-ns t2 floor, in turns")
 
 
 def _data(n, events, seed):

@@ -77,7 +77,12 @@ RIDGE_NLL_IN = 2.0
 RIDGE_NLL_OUT = 4.5
 #: a refinement fit whose bunching time t2 ends on a bound does not count (:func:`refine`) unless its bunching
 #: amplitude a is at most this: with a ≈ 0 the bunching term is absent, t2 is not determined and its bound harmless
-T2_BOUND_MIN_A = 0.05
+T2_BOUND_MIN_A = g2model.T2_BOUND_MIN_A
+#: where the MLE's value lies more than DISAGREE_Z of its own (ridge-checked) error bars from the network's, the
+#: profile likelihood tests the network's value: excluded with ΔNLL ≥ DISAGREE_NLL[0] (Δχ² = 9, 3σ) the likelihood
+#: starts to take over, fully from DISAGREE_NLL[1] (Δχ² = 16, 4σ), whatever the MLE's error bar
+DISAGREE_Z = 3.0
+DISAGREE_NLL = (4.5, 8.0)
 #: a refinement fit whose t2 ends on the fit's 20-ns floor is fitted again with the floor lowered to this (ns;
 #: half a paper bin): the data asked for a faster bunching than the floor allows, and a refit that can represent
 #: it counts like any other fit (:func:`nodes.mle.refine_mle`)
@@ -378,9 +383,12 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
-    correlation of the two estimates). Returns ``g2_0``, ``g2_0_err``, ``refined`` (w).
+    correlation of the two estimates). Where the data exclude the network's value (the fit more than
+    :data:`DISAGREE_Z` of its error bars away and the profile likelihood at the network's value
+    :data:`DISAGREE_NLL` worse), the likelihood takes over whatever its error bar. Returns ``g2_0``,
+    ``g2_0_err``, ``refined`` (w).
     """
-    from .mle import refine_mle, ridge_alternative
+    from .mle import refine_mle
 
     g = np.array(g_cnn, dtype=np.float64)
     err = np.array(err_cnn, dtype=np.float64)
@@ -392,24 +400,51 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
                        t2_refit_min_ns=T2_REFIT_MIN_NS, t2_refit_min_gain=T2_REFIT_MIN_GAIN)
         t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A)
         sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
+        gap = np.abs(r["g2_0"] - g[cand])
         wc = refine_weight(err[cand], sm, refine_sigma)
-        on = np.flatnonzero(wc > 0)
-        if on.size:  # the ridge check, only where the fit would count
-            alt = ridge_alternative(hc[on], lag_ps, r["g2_0"][on], r["scale"][on], binwidth_ps, threads=threads)
-            dnll = np.where(alt["ok"], alt["nll"] - r["nll"][on], np.inf)
-            # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): a rival gives σ ≥ |Δg|/√(2ΔNLL) (at least
-            # |Δg| inside the 1σ region, ΔNLL ≤ 1/2); one the data reject beyond 2σ counts less, beyond 3σ not
-            # at all (far out the profile is not quadratic: the bound would then inflate a correct error bar)
-            rival = np.clip((RIDGE_NLL_OUT - dnll) / (RIDGE_NLL_OUT - RIDGE_NLL_IN), 0.0, 1.0)
-            bound = rival * np.abs(alt["g2_0"] - r["g2_0"][on]) / np.sqrt(np.maximum(2 * dnll, 1.0))
-            sm[on] = np.maximum(sm[on], bound)
+        on = np.flatnonzero((wc > 0) | (gap > DISAGREE_Z * sm))
+        if on.size:  # the ridge check, only where the fit would count or disagrees with the network
+            sm[on] = np.maximum(sm[on], _ridge_bound(hc, lag_ps, r, on, binwidth_ps, threads))
             wc = refine_weight(err[cand], sm, refine_sigma)
+        wd = _disagreement_weight(hc, lag_ps, g[cand], r, gap, sm, binwidth_ps, threads)
+        wc = np.maximum(wc, wd)
+        err_net = np.where(wd > 0, np.maximum(err[cand], gap), err[cand])
         use = wc > 0
         gm, em = np.where(use, r["g2_0"], 0.0), np.where(use, sm, 0.0)
         g[cand] = wc * gm + (1 - wc) * g[cand]
-        err[cand] = wc * em + (1 - wc) * err[cand]
+        err[cand] = wc * em + (1 - wc) * err_net
         w[cand] = wc
     return {"g2_0": g, "g2_0_err": err, "refined": w}
+
+
+def _disagreement_weight(hc, lag_ps, g_net, fits, gap, sm, binwidth_ps, threads) -> np.ndarray:
+    """Weight of the likelihood where it excludes the network's value: the network then answers for other data
+    than these (outside its training prior). Checked where the fit lies more than ``DISAGREE_Z`` of its own
+    (ridge-checked) error bars away, by the profile likelihood: the best fit with g2(0) held at the network's
+    value (:func:`nodes.mle.g0_held_fit`) against the free fit, ΔNLL from DISAGREE_NLL[0] (0) to [1] (1)."""
+    from .mle import g0_held_fit
+
+    wd = np.zeros(len(gap))
+    rows = np.flatnonzero(np.isfinite(sm) & (gap > DISAGREE_Z * sm))
+    if rows.size:
+        held = g0_held_fit(hc[rows], lag_ps, g_net[rows], binwidth_ps, t2_min_ns=T2_REFIT_MIN_NS, threads=threads)
+        dnll = np.where(held["ok"], held["nll"] - fits["nll"][rows], 0.0)
+        wd[rows] = np.clip((dnll - DISAGREE_NLL[0]) / (DISAGREE_NLL[1] - DISAGREE_NLL[0]), 0.0, 1.0)
+    return wd
+
+
+def _ridge_bound(hc, lag_ps, fits, rows, binwidth_ps, threads) -> np.ndarray:
+    """The ridge check's lower bound on the error bar of the fits ``fits`` at ``rows``: the rival fit with t2 held
+    at 500 ns (:func:`nodes.mle.ridge_alternative`) and its likelihood deficit ΔNLL give |Δg|/√max(2·ΔNLL, 1)."""
+    from .mle import ridge_alternative
+
+    alt = ridge_alternative(hc[rows], lag_ps, fits["g2_0"][rows], fits["scale"][rows], binwidth_ps, threads=threads)
+    dnll = np.where(alt["ok"], alt["nll"] - fits["nll"][rows], np.inf)
+    # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): a rival gives σ ≥ |Δg|/√(2ΔNLL) (at least
+    # |Δg| inside the 1σ region, ΔNLL ≤ 1/2); one the data reject beyond 2σ counts less, beyond 3σ not
+    # at all (far out the profile is not quadratic: the bound would then inflate a correct error bar)
+    rival = np.clip((RIDGE_NLL_OUT - dnll) / (RIDGE_NLL_OUT - RIDGE_NLL_IN), 0.0, 1.0)
+    return rival * np.abs(alt["g2_0"] - fits["g2_0"][rows]) / np.sqrt(np.maximum(2 * dnll, 1.0))
 
 
 # ------------------------------------------------------------------ node

@@ -5,8 +5,8 @@
     ``duration_s`` float (N,) (checked, recorded, not needed by the estimators).
     OUTPUT: ``g2_0`` (N,), ``g2_0_err`` (N,) (NaN where none), ``compute_s`` (seconds spent
     estimating, excluding imports, model loading, kernel warm-up and file I/O), plus
-    ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound); for
-    ``cnn`` also ``refined`` (weight of the likelihood refinement), ``g2_0_cnn`` and
+    ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound, 8 no error bar,
+    16 bunching time t2 on its bound); for ``cnn`` also ``refined`` (weight of the likelihood refinement), ``g2_0_cnn`` and
     ``g2_0_err_cnn`` (the network's own). ``--refine-sigma`` (cnn; 0 = the plain network).
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 import zipfile
 
 import numpy as np
+
+from engine.messages import EST_DARK, EST_T2_BOUND
 
 from .physics import g2model
 
@@ -298,9 +300,12 @@ def cmd_estimate(args) -> int:
     with atomic_write(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **out)
     n = len(counts)
-    nd = int(np.sum(np.asarray(res["flags"]) & 1))
+    fl = np.asarray(res["flags"])
+    nd, nt2 = int(np.sum((fl & EST_DARK) > 0)), int(np.sum((fl & EST_T2_BOUND) > 0))
+    t2_note = (f", {nt2} with the bunching time on its bound (flag 16: g2(0) may be biased; the cnn estimator "
+               "refits below the 20-ns floor where the data ask for it)") if nt2 else ""
     print(f"{args.method}: {n} histograms in {res['compute_s']:.3f} s ({n / max(res['compute_s'], 1e-12):.0f}/s), "
-          f"{nd} dark -> {args.output}", file=sys.stderr)
+          f"{nd} dark{t2_note} -> {args.output}", file=sys.stderr)
     return 0
 
 

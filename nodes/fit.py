@@ -13,7 +13,8 @@ PoissonMLE) are kept inside their range by a logistic reparametrisation (LM itse
 bounds; without them g0 runs off to ±100 at a few hundred events); C is unconstrained.
 g2_0 = g0; ``g2_0_err`` from the covariance (JᵀJ)⁻¹ of the weighted residuals (absolute σ)
 in the physical parameters; a g0 within 1e-3 of a bound is flagged EST_AT_BOUND (its error bar is
-then meaningless).
+then meaningless), a t2 within 0.1 % of a bound with bunching present (a above
+:data:`nodes.physics.g2model.T2_BOUND_MIN_A`) EST_T2_BOUND (g2_0 may be biased).
 
 Parameters (node ``LMFit``): ``t2_max_ns`` (ns), ``dark_threshold`` (events; fewer →
 EST_DARK, NaN), ``bin_average`` (bool), ``max_nfev`` (function evaluations per pass).
@@ -31,7 +32,8 @@ import time
 
 import numpy as np
 
-from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
+from engine.messages import (EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, EST_T2_BOUND, Estimates, Histogram,
+                             PixelHistograms)
 from engine.node import In, Node, Out, Param
 
 from .estimators import unpack_message
@@ -130,6 +132,8 @@ def estimate_lm(counts, lag_ps, binwidth_ps=None, *, t2_max_ns: float = 300.0, d
             flags[i] |= EST_FAILED
         if p[1] <= lo_g + 1e-3 or p[1] >= hi_g - 1e-3:
             flags[i] |= EST_AT_BOUND
+        if g2model.t2_on_bound(p[4], p[2], g2model.BOUNDS["t2_ns"][0], t2_max_ns, rtol=1e-3):
+            flags[i] |= EST_T2_BOUND
         if np.isfinite(p[1]) and not np.isfinite(e):
             flags[i] |= EST_NO_ERROR
     return {"g2_0": P[:, 1].copy(), "g2_0_err": err, "n_events": tot, "flags": flags, "t1_ps": P[:, 3] * 1e3,

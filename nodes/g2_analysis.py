@@ -336,7 +336,8 @@ def _cw(paths, a, b, zero_delay_ps, h, lag, bw, notes):
                 "flags": int(res["flags"][0])})
     if res["flags"][0]:
         notes.append(f"the fit flagged this histogram (flags {int(res['flags'][0])}: 1 dark, 2 not converged, "
-                     "4 g2(0) at its bound, 8 no error bar): the error bar is not reliable")
+                     "4 g2(0) at its bound, 8 no error bar, 16 bunching time on its bound — the data ask for a "
+                     "bunching the model cannot represent): g2(0) or its error bar is not reliable")
     out["notes"] = notes
     out["figure"] = {"lag_ps": lg, "counts": cts, "binwidth_ps": bw, "scale": float(res["scale"][0]),
                      "params": [float(res["scale"][0]), out["g2_0"], out["bunching_a"], out["t1_ps"] / 1e3,

@@ -14,7 +14,10 @@ t2 ∈ [20, ``t2_max_ns``] ns with ``t2_max_ns`` = 300 ns (the NV metastable lif
 temperature) by default: in the ±250 ns window a long-t2 bunching term is degenerate with the
 baseline (the (C, a, t2) "banana" ridge); the physical ceiling removes it. No prior is used.
 A pixel whose g0 ended on its bound is flagged ``EST_AT_BOUND`` (its error bar is then not
-meaningful); a fit that did not converge ``EST_FAILED``; fewer than ``dark_threshold`` events
+meaningful); a fitted t2 on its bound (20 ns or ``t2_max_ns``) with a bunching amplitude above
+:data:`nodes.physics.g2model.T2_BOUND_MIN_A` ``EST_T2_BOUND`` (the data ask for a bunching time the fit
+cannot represent: g2_0 and its error bar may be biased, by ≈ 0.1–0.15 for a bunching time of 6–12 ns at
+10⁶ events); a fit that did not converge ``EST_FAILED``; fewer than ``dark_threshold`` events
 ``EST_DARK`` (g2_0 NaN).
 
 Parameters (node ``PoissonMLE``):
@@ -46,7 +49,8 @@ import time
 
 import numpy as np
 
-from engine.messages import EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
+from engine.messages import (EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, EST_T2_BOUND, Estimates, Histogram,
+                             PixelHistograms)
 from engine.node import In, Node, Out, Param
 
 from .estimators import unpack_message
@@ -143,6 +147,8 @@ def estimate_mle(counts, lag_ps, binwidth_ps=None, *, scale=None, shape=None, po
     at_b = bright & ((P[:, 1] <= lb[1] + 1e-9) | (P[:, 1] >= ub[1] - 1e-9))
     flags[at_b] |= EST_AT_BOUND
     flags[bright & np.isfinite(P[:, 1]) & ~np.isfinite(err)] |= EST_NO_ERROR
+    if free[4]:
+        flags[bright & g2model.t2_on_bound(P[:, 4], P[:, 2], lb[4], ub[4])] |= EST_T2_BOUND
     g = P[:, 1].copy()
     err[~bright] = np.nan
     out = {"g2_0": g, "g2_0_err": err, "n_events": tot, "flags": flags, "t1_ps": P[:, 3] * 1e3,
@@ -187,10 +193,10 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
         raise ValueError(f"refine starts must be one of {', '.join(REFINE_STARTS)}; got {starts!r}")
     t0 = time.perf_counter()
     lb, ub = _bounds(t2_max_ns)
-    if t2_refit_min_ns is not None and not 0.0 < float(t2_refit_min_ns) < lb[4]:
-        raise ValueError(f"t2_refit_min_ns must be > 0 and < the fit's floor {lb[4]:g} ns; got {t2_refit_min_ns}")
-    if not 0.0 <= float(t2_refit_min_gain) < np.inf:
-        raise ValueError(f"t2_refit_min_gain must be a finite number >= 0; got {t2_refit_min_gain}")
+    if t2_refit_min_ns is not None and not 0.0 < _real("t2_refit_min_ns", t2_refit_min_ns) < lb[4]:
+        raise ValueError(f"t2_refit_min_ns must be > 0 and < the fit's floor {lb[4]:g} ns; got {t2_refit_min_ns!r}")
+    if not 0.0 <= _real("t2_refit_min_gain", t2_refit_min_gain) < np.inf:
+        raise ValueError(f"t2_refit_min_gain must be a finite number >= 0; got {t2_refit_min_gain!r}")
     st = REFINE_STARTS[starts].copy()
     st[:, 4] = np.minimum(st[:, 4], ub[4])
     free = np.ones(5, np.bool_)
@@ -207,6 +213,13 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     return {"g2_0": g, "g2_0_err": err, "ok": ok, "t2_on_bound": t2_on_bound, "t1_ps": P[:, 3] * 1e3,
             "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "n_iter": it, "nll": f,
             "compute_s": time.perf_counter() - t0}
+
+
+def _real(name: str, value) -> float:
+    """``value`` as a float, refusing what is not a real number (strings, booleans, None) with ``name`` in the error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    return float(value)
 
 
 def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, floor_ns, min_gain, opts,
@@ -295,6 +308,23 @@ def ridge_alternative(counts, lag_ps, g0_start, scale, binwidth_ps=None, *, t2_n
     P, f, conv = _fit_t2_held(np.ascontiguousarray(c, dtype=np.float64), lag, binwidth_ps, g0_start, scale, t2_ns,
                               1, max_iter, tol, threads)
     return {"g2_0": P[:, 1].copy(), "nll": f, "ok": conv}
+
+
+def g0_held_fit(counts, lag_ps, g0, binwidth_ps=None, *, t2_min_ns: float = 1.0, t2_max_ns: float = 300.0,
+                max_iter: int = 200, tol: float = 1e-10, threads: int = 1) -> dict:
+    """The best fit with g2(0) held at ``g0`` per histogram (C, a, t1, t2 free, t2 in [``t2_min_ns``,
+    ``t2_max_ns``], the six refinement starts): ``nll`` and ``ok`` (converged). Its likelihood deficit
+    against a free fit is the profile-likelihood test of the value ``g0`` (ΔNLL ≥ 4.5: excluded at 3σ)."""
+    c, lag = g2model.check_counts(counts, lag_ps)
+    lb, ub = _bounds(t2_max_ns)
+    lb[4] = float(t2_min_ns)
+    st = REFINE_STARTS["full"].copy()
+    st[:, 1] = np.nan
+    st[:, 4] = np.clip(st[:, 4], lb[4], ub[4])
+    g = np.clip(np.asarray(g0, dtype=np.float64), lb[1], ub[1])
+    _, _, f, _, conv = _fits_of(np.ascontiguousarray(c, dtype=np.float64), lag, binwidth_ps, st, g, None, lb, ub,
+                                np.array([True, False, True, True, True]), max_iter, tol, threads)
+    return {"nll": f, "ok": conv}
 
 
 def _fit_t2_held(H, lag, binwidth_ps, g0_start, scale, t2_ns, n_starts, max_iter, tol, threads):

@@ -33,6 +33,19 @@ PAPER_SPAN_PS = 500_000
 PAPER_BINWIDTH_PS = PAPER_SPAN_PS / PAPER_N_BINS
 PAPER_ZERO_BIN = 107
 
+#: bunching amplitude a at or below which a fit has no bunching term to speak of: its t2 is then undetermined
+#: and may drift onto a bound harmlessly; above it, t2 on a bound means the data ask for a bunching time the
+#: fit cannot represent (``EST_T2_BOUND``; the CNN's refinement does not use such a fit)
+T2_BOUND_MIN_A = 0.05
+
+def t2_on_bound(t2_ns, a, t2_min_ns: float, t2_max_ns: float, rtol: float = 1e-6) -> np.ndarray:
+    """Where a fit's bunching time ``t2_ns`` ended on its bound (within ``rtol``, relative) while its bunching
+    amplitude ``a`` exceeds :data:`T2_BOUND_MIN_A`: the data ask for a bunching the fit cannot represent."""
+    t2, a = np.asarray(t2_ns, dtype=np.float64), np.asarray(a, dtype=np.float64)
+    on = (t2 <= t2_min_ns * (1 + rtol)) | (t2 >= t2_max_ns * (1 - rtol))
+    return on & (a > T2_BOUND_MIN_A)
+
+
 #: physical bounds used by the fits (docs/physics.md: t2 ≤ 300 ns, the NV metastable
 #: lifetime at room temperature, removes the (C, a, t2) banana ridge of the all-free fit)
 BOUNDS = {
