@@ -9,8 +9,8 @@ import importlib
 _LAZY = {
     **{n: "messages" for n in (
         "ABORT", "EST_AT_BOUND", "EST_DARK", "EST_FAILED", "EST_NO_ERROR", "EST_T2_BOUND", "FAIL", "FLAG_FIFO_FULL",
-        "FLAG_GAP", "FLAG_OVERFLOW", "FRAME", "LINE", "MARKER_CHANNELS", "NO_DELAY", "PIXEL", "SUCCESS", "USER", "Descriptor", "Estimates",
-        "Histogram", "Image", "Message", "PixelHistograms", "Stop", "TagBatch", "register")},
+        "FLAG_GAP", "FLAG_OVERFLOW", "FRAME", "LINE", "MARKER_CHANNELS", "NO_DELAY", "PIXEL", "SUCCESS", "USER",
+        "Descriptor", "Estimates", "Histogram", "Image", "Message", "PixelHistograms", "Stop", "TagBatch", "register")},
     **{n: "node" for n in ("In", "Node", "Out", "Param", "ParamError", "Sink", "Source")},
     **{n: "graph" for n in ("Graph", "GraphError", "StreamRef", "load_graph")},
 }

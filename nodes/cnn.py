@@ -54,6 +54,7 @@ import numpy as np
 from engine.messages import EST_DARK, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
+from .estimators import is_real_number
 from .physics import g2model
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -78,9 +79,9 @@ RIDGE_NLL_OUT = 4.5
 #: a refinement fit whose bunching time t2 ends on a bound does not count (:func:`refine`) unless its bunching
 #: amplitude a is at most this: with a ≈ 0 the bunching term is absent, t2 is not determined and its bound harmless
 T2_BOUND_MIN_A = g2model.T2_BOUND_MIN_A
-#: where the MLE's value lies more than DISAGREE_Z of its own (ridge-checked) error bars from the network's, the
-#: profile likelihood tests the network's value: excluded with ΔNLL ≥ DISAGREE_NLL[0] (Δχ² = 9, 3σ) the likelihood
-#: starts to take over, fully from DISAGREE_NLL[1] (Δχ² = 16, 4σ), whatever the MLE's error bar
+#: where the MLE's value lies more than DISAGREE_Z of its own (ridge-checked) error bars from the network's,
+#: the profile likelihood tests the network's value: excluded with ΔNLL ≥ DISAGREE_NLL[0] (Δχ² = 9, 3σ) the
+#: likelihood starts to take over, fully from DISAGREE_NLL[1] (Δχ² = 16, 4σ), whatever the MLE's error bar
 DISAGREE_Z = 3.0
 DISAGREE_NLL = (4.5, 8.0)
 #: a refinement fit whose t2 ends on the fit's 20-ns floor is fitted again with the floor lowered to this (ns;
@@ -332,7 +333,7 @@ def check_refine_sigma(value) -> float:
     without ``--refine-sigma`` uses the default."""
     if value is None:
         return 0.0
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real_number(value):
         raise ValueError(f"refine_sigma expects a number (g2(0) units; 0 = off, "
                          f"inf = wherever both error bars are finite); "
                          f"got {type(value).__name__} {value!r}")
@@ -378,9 +379,9 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
     Fisher error describe the wrong model) unless its bunching amplitude is ≤ :data:`T2_BOUND_MIN_A` (no
     bunching term, t2 undetermined). A fit on the 20-ns floor is first fitted again with the floor at
     :data:`T2_REFIT_MIN_NS`; the refit replaces it where the data prefer it (NLL lower by at least
-    :data:`T2_REFIT_MIN_GAIN`), and then counts if its t2 is off the lowered floor. Where the MLE's own (ridge-checked)
-    error bar is at most ``refine_sigma`` the data decide and the MLE's value is reported. In general the value is the blend
-    ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
+    :data:`T2_REFIT_MIN_GAIN`), and then counts if its t2 is off the lowered floor. Where the MLE's own
+    (ridge-checked) error bar is at most ``refine_sigma`` the data decide and the MLE's value is reported. In
+    general the value is the blend ``w·g_MLE + (1 − w)·g_CNN`` with ``w`` = :func:`refine_weight` of the two error bars (so the
     estimate is a continuous function of the histogram: no jump at the threshold), and the error
     bar the same blend of the two error bars (an upper bound of the blend's spread whatever the
     correlation of the two estimates). Where the data exclude the network's value (the fit more than

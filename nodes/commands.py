@@ -6,8 +6,8 @@
     OUTPUT: ``g2_0`` (N,), ``g2_0_err`` (N,) (NaN where none), ``compute_s`` (seconds spent
     estimating, excluding imports, model loading, kernel warm-up and file I/O), plus
     ``n_events`` (N,) and ``flags`` (N,) uint8 (1 dark, 2 failed, 4 g2(0) at its bound, 8 no error bar,
-    16 bunching time t2 on its bound); for ``cnn`` also ``refined`` (weight of the likelihood refinement), ``g2_0_cnn`` and
-    ``g2_0_err_cnn`` (the network's own). ``--refine-sigma`` (cnn; 0 = the plain network).
+    16 bunching time t2 on its bound); for ``cnn`` also ``refined`` (weight of the likelihood refinement),
+    ``g2_0_cnn`` and ``g2_0_err_cnn`` (the network's own). ``--refine-sigma`` (cnn; 0 = the plain network).
 """
 from __future__ import annotations
 

@@ -15,6 +15,12 @@ import numpy as np
 
 from engine.messages import Histogram
 
+def is_real_number(value) -> bool:
+    """Whether ``value`` is a real number for a numeric parameter: a Python or NumPy int or float, not a bool
+    (which is an int to Python), a string or None — the estimators' argument checks refuse the rest."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
 #: estimator names accepted by :func:`make_estimator`
 ESTIMATORS = ("cnn", "mle", "lm")
 

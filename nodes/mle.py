@@ -53,7 +53,7 @@ from engine.messages import (EST_AT_BOUND, EST_DARK, EST_FAILED, EST_NO_ERROR, E
                              PixelHistograms)
 from engine.node import In, Node, Out, Param
 
-from .estimators import unpack_message
+from .estimators import is_real_number, unpack_message
 from .physics import g2model
 
 #: starting points (C ≤ 0 means "from the data"); g0, a, t1_ns, t2_ns
@@ -185,9 +185,9 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     floor at this value, and the refit is kept where it converged to a negative log-likelihood lower by at
     least ``t2_refit_min_gain`` (its ``t2_on_bound`` then refers to the lowered floor; ``n_iter`` counts both
     fits): a bunching faster than 20 ns that the data ask for becomes representable instead of being squeezed
-    onto the bound. So
-    the bounds are :func:`estimate_mle`'s except for the rows refitted below the floor. ``fast=False`` runs the kernel's per-edge,
-    unfolded reference path (benchmarks, tests: same optimum, several times slower).
+    onto the bound. So the bounds are :func:`estimate_mle`'s except for the rows refitted below the floor.
+    ``fast=False`` runs the kernel's per-edge, unfolded reference path (benchmarks, tests: same optimum,
+    several times slower).
     """
     if starts not in REFINE_STARTS:
         raise ValueError(f"refine starts must be one of {', '.join(REFINE_STARTS)}; got {starts!r}")
@@ -216,8 +216,8 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
 
 
 def _real(name: str, value) -> float:
-    """``value`` as a float, refusing what is not a real number (strings, booleans, None) with ``name`` in the error."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """``value`` as a float; a ValueError naming ``name`` for anything that is not a real number."""
+    if not is_real_number(value):
         raise ValueError(f"{name} must be a number; got {value!r}")
     return float(value)
 

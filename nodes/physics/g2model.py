@@ -38,6 +38,7 @@ PAPER_ZERO_BIN = 107
 #: fit cannot represent (``EST_T2_BOUND``; the CNN's refinement does not use such a fit)
 T2_BOUND_MIN_A = 0.05
 
+
 def t2_on_bound(t2_ns, a, t2_min_ns: float, t2_max_ns: float, rtol: float = 1e-6) -> np.ndarray:
     """Where a fit's bunching time ``t2_ns`` ended on its bound (within ``rtol``, relative) while its bunching
     amplitude ``a`` exceeds :data:`T2_BOUND_MIN_A`: the data ask for a bunching the fit cannot represent."""
