@@ -59,6 +59,12 @@ from .physics import g2model
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32_corners.pt"
+#: shipped networks by name (``weights='wide'``; docs/estimators.md, *Two shipped priors*): 'default' was
+#: trained on antibunching times t1 1.5–100 ns and bunching times t2 30–500 ns (NV centres and other
+#: emitters whose dip spans a bin or more at 2.3-ns bins); 'wide' on t1 0.5–100 ns, t2 5–500 ns (also
+#: quantum dots, SiV and other emitters whose dip is narrower than a bin), at some cost in prior-dominated
+#: bands of the narrower range
+SHIPPED_MODELS = {"default": DEFAULT_WEIGHTS, "wide": MODELS_DIR / "g2cnn_w32_wide.pt"}
 NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events)"
 #: forward-pass chunk on a CPU: batch 256 measured fastest at 1 and 2 threads (idle 2-core
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
@@ -172,7 +178,7 @@ def load_model(weights=None, device: str = "auto"):
     """
     import torch
 
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    path = weights_path(weights)
     if not path.exists():
         raise FileNotFoundError(f"G2CNN weights file {str(path)!r} not found; "
                                 + ("check the path (or train one with 'antibunch train')" if weights else
@@ -200,6 +206,27 @@ def load_model(weights=None, device: str = "auto"):
     return net, meta, dev
 
 
+def weights_path(weights) -> Path:
+    """The checkpoint file of ``weights``: None or '' → the default network; a name of
+    :data:`SHIPPED_MODELS` ('default', 'wide') → that shipped network; anything else a path."""
+    if not weights:
+        return DEFAULT_WEIGHTS
+    return SHIPPED_MODELS.get(str(weights), Path(weights))
+
+
+def training_ranges(weights=None) -> dict:
+    """The population ranges the network ``weights`` was trained on (from its .json; no torch), e.g.
+    ``{'t1_ns': [1.5, 100.0, 'log'], ...}``; the default training population's where the file records none."""
+    from .physics.populations import TRAIN
+
+    meta_path = weights_path(weights).with_suffix(".json")
+    try:
+        rec = json.loads(meta_path.read_text()).get("training", {}).get("population_ranges")
+    except (OSError, ValueError):
+        rec = None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (rec or TRAIN).items()}
+
+
 def set_torch_threads(threads) -> int:
     """Apply ``threads`` torch CPU threads (0 or None: leave torch's setting) before any torch work;
     returns the threads torch uses. Imports torch: call it only where the network runs."""
@@ -216,7 +243,7 @@ def model_provenance(weights, meta: dict) -> dict:
     differ there)."""
     import hashlib
 
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    path = weights_path(weights)
     cal = meta.get("calibration") or {}
     return {"weights": str(path), "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "calibration_population": cal.get("population"), "calibration_samples": cal.get("samples"),
@@ -274,7 +301,7 @@ _MODEL_CACHE: dict = {}
 
 
 def _cached_model(weights, device):
-    key = (str(weights or DEFAULT_WEIGHTS), str(device))
+    key = (str(weights_path(weights)), str(device))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_model(weights, device)
     return _MODEL_CACHE[key]
@@ -454,7 +481,9 @@ class G2CNN(Node):
 
     hist = In((PixelHistograms, Histogram), doc="per-pixel cumulative histograms or one histogram")
     out = Out(Estimates)
-    weights = Param(str, default=None, optional=True, doc="state_dict .pt (with .json); default: shipped model")
+    weights = Param(str, default=None, optional=True,
+                    doc="state_dict .pt (with .json), or a shipped network's name: 'default' (t1 1.5-100 ns) or "
+                        "'wide' (t1 0.5-100 ns: quantum dots, sub-bin dips); default: 'default'")
     batch_size = Param(int, default=1024, min=1,
                        doc="histograms per Estimates message (forward passes in chunks of at most 256 on a CPU)")
     max_latency_ms = Param(float, default=200.0, min=0.0, unit="ms",
@@ -473,7 +502,7 @@ class G2CNN(Node):
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")
 
     def check(self):
-        path = Path(self.weights) if self.weights else DEFAULT_WEIGHTS
+        path = weights_path(self.weights)
         if not path.exists():
             raise FileNotFoundError(f"step '{self.step_id}': G2CNN weights {str(path)!r} not found")
 

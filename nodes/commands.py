@@ -56,7 +56,9 @@ def add_commands(sub) -> None:
     p.add_argument("input", help="INPUT.npz with counts (N, n_bins) and lag_ps (n_bins,)")
     p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags, method; "
                                   "cnn also refined, g2_0_cnn, g2_0_err_cnn)")
-    p.add_argument("--weights", default=None, help="CNN weights .pt (default: the shipped model)")
+    p.add_argument("--weights", default=None,
+                   help="CNN weights .pt, or a shipped network: 'default' (t1 1.5-100 ns) or 'wide' (t1 0.5-100 ns, "
+                        "for quantum dots and other dips narrower than a bin) (default: the default network)")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
     from .cnn import REFINE_FADE, REFINE_GATE, REFINE_SIGMA  # constants only: torch stays unimported
 
@@ -116,7 +118,8 @@ def add_commands(sub) -> None:
                    help="cnn = the default CNN estimator (likelihood refinement where the data decide); "
                         "cnn_plain = the network alone")
     p.add_argument("--buckets", default="65,250,1000,4000,16000,64000")
-    p.add_argument("--weights", default=None)
+    p.add_argument("--weights", default=None,
+                   help="CNN weights .pt, or a shipped network's name: 'default' or 'wide' (default: the default network)")
     p.add_argument("--lm-max", type=int, default=None, help="cap LM fits per bucket (slow)")
     p.add_argument("--plot", default=None, help="write a PNG (error vs events with the bound)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file")
@@ -124,8 +127,10 @@ def add_commands(sub) -> None:
                    help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns and "
                         "t2_ns in ns, tilt_cps in counts/s; t1, t2 and tilt drawn log-uniformly), e.g. --prior "
                         "t1_ns=2,4; a range beyond the CNN's training prior runs with a warning")
-    p.add_argument("--populations", default="heldout,fast,slow",
-                   help="populations to evaluate on (heldout = training law, new emitters; fast, slow = shifted)")
+    p.add_argument("--populations", default="heldout,fast,slow,qd",
+                   help="populations to evaluate on (heldout = the default network's training law, new emitters; "
+                        "fast, slow = shifted; qd = t1 0.5-1.5 ns, outside the default network's range; "
+                        "heldout_wide = the 'wide' network's training law)")
     _add_threads(p, "the CNN methods' ")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing --plot/--json files (default: refuse, exit 2)")
@@ -437,7 +442,10 @@ def cmd_evaluate(args) -> int:
                              f"{', '.join(populations.POPULATIONS)}")
     if not pops:
         raise ValueError("evaluate: --populations is empty")
-    priors = dict(parse_prior(item) for item in args.prior)
+    from .cnn import training_ranges
+
+    train = training_ranges(args.weights) if {"cnn", "cnn_plain"} & set(methods) else None
+    priors = dict(parse_prior(item, train) for item in args.prior)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
                    log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops,
                    threads=threads)
@@ -453,11 +461,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def parse_prior(item: str) -> tuple[str, tuple]:
+def parse_prior(item: str, train: dict | None = None) -> tuple[str, tuple]:
     """One ``--prior KEY=LO,HI`` as (key, (lo, hi[, 'log'])) in the scale of the training prior's range
     for that key; a one-line ValueError naming ``--prior`` for an unknown key, a malformed, non-finite or
-    reversed range, or a non-positive bound of a log-uniform key. A range beyond the training prior's is
-    accepted with a warning on stderr: the estimators promise nothing there (docs/estimators.md)."""
+    reversed range, or a non-positive bound of a log-uniform key. A range beyond the evaluated network's
+    training range (``train``: its ranges, default ``populations.TRAIN``) is accepted with a warning on
+    stderr: the estimators promise nothing there (docs/estimators.md)."""
     from .physics import populations
 
     keys = [k for k, v in populations.TRAIN.items() if isinstance(v, tuple) and k != "events"]
@@ -477,7 +486,8 @@ def parse_prior(item: str) -> tuple[str, tuple]:
     kind = spec[2:]
     if "log" in kind and lo <= 0:
         raise ValueError(f"evaluate: --prior {item!r}: {key} is drawn log-uniformly, so LO must be > 0")
-    if lo < spec[0] or hi > spec[1]:
+    lim = (train or populations.TRAIN).get(key, spec)
+    if lo < lim[0] or hi > lim[1]:
         print(f"evaluate: warning: --prior {key}={lo:g},{hi:g} reaches beyond the CNN's training range "
-              f"{spec[0]:g}–{spec[1]:g}; nothing is promised there (docs/estimators.md)", file=sys.stderr)
+              f"{lim[0]:g}–{lim[1]:g}; nothing is promised there (docs/estimators.md)", file=sys.stderr)
     return key, (lo, hi, *kind)

@@ -2,9 +2,11 @@
 
 Populations (:data:`nodes.physics.populations.POPULATIONS`, documented in docs/estimators.md):
 ``heldout`` (the training law on g2(0) 0…1.1, new emitters from a seed stream training never
-uses: the split is by emitter) and two shifted populations the network was not trained on,
+uses: the split is by emitter), two shifted populations the network was not trained on,
 ``fast`` (short t1/t2, strong bunching, start–stop tilt on every histogram) and ``slow`` (long
-t1/t2, weak bunching, g2(0) 0.3…1.1). For each population and total-event bucket (≈65 — the
+t1/t2, weak bunching, g2(0) 0.3…1.1), and ``qd``: antibunching faster than a bin (t1 0.5–1.5 ns,
+quantum dots), outside the default network's training range and inside the 'wide' network's
+(``heldout_wide``: that network's own training law). For each population and total-event bucket (≈65 — the
 paper's 5-s regime —, 250, 1k, 4k, 16k, 64k coincidences in the 500-ns window) every emitter
 gives one Poisson histogram with exactly that expected number of events. Per method, bucket
 and true-g2(0) band: RMSE, bias (± standard error), RMSE/CRB and the error calibration (with its
@@ -41,7 +43,7 @@ from .training import BUCKETS
 #: 'cnn_plain' the network alone (``refine_sigma=0``), kept for comparison
 METHODS = ("lm", "mle", "cnn", "cnn_plain")
 BANDS = pe.BANDS
-POPULATIONS = ("heldout", "fast", "slow")
+POPULATIONS = ("heldout", "fast", "slow", "qd")
 _EVAL_STREAM = 0xE7A1  # training uses 0x7A1..0x7A3: never the same emitters
 
 

@@ -202,7 +202,7 @@ def recalibrate(weights, out_path, population: str = "heldout", n: int = 200_000
     cal = calibrate_model(net, dev, population, seed, n)
     cal["seed"], cal["samples"] = seed, int(n)
     meta = {**meta, "calibration": cal, "calibration_previous": meta.get("calibration")}
-    src = Path(weights) if weights else cnn.DEFAULT_WEIGHTS
+    src = cnn.weights_path(weights)
     if src.resolve() != out_path.resolve():
         shutil.copyfile(src, out_path)
     out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))

@@ -55,11 +55,20 @@ CORNER_KEYS = ("g0_emitter", "a_emitter", "t1_ns", "t2_ns", "tilt_cps")
 #: ranges are used; the evaluation populations are not.
 TRAIN_CORNERS = {**TRAIN, "corner_fraction": 0.5, "corner_width": 0.25}
 
+#: wide-lifetime training prior: TRAIN with antibunching times down to 0.5 ns (quantum dots,
+#: SiV and other sub-bin emitters at 2.3-ns bins) and bunching times down to 5 ns
+TRAIN_WIDE = {**TRAIN, "t1_ns": (0.5, 100.0, "log"), "t2_ns": (5.0, 500.0, "log")}
+TRAIN_WIDE_CORNERS = {**TRAIN_WIDE, "corner_fraction": 0.5, "corner_width": 0.25}
+
 POPULATIONS = {
     "train": TRAIN,
     "train_corners": TRAIN_CORNERS,
     # held-out emitters: the training law on the physical g2(0) range (new emitters, new seeds)
     "heldout": {**TRAIN, "g0": (0.0, 1.1)},
+    "train_wide": TRAIN_WIDE,
+    "train_wide_corners": TRAIN_WIDE_CORNERS,
+    # held-out emitters of the wide-lifetime law (calibration of a network trained on it)
+    "heldout_wide": {**TRAIN_WIDE, "g0": (0.0, 1.1)},
     # shifted 1: pumped above saturation / fast emitters — short t1 (1–2 bins), short t2,
     # strong bunching, every histogram from a start–stop converter at high rate
     "fast": {**TRAIN, "g0": (0.0, 1.0), "g0_emitter": (0.0, 0.15), "a_emitter": (1.0, 3.0),
@@ -69,6 +78,10 @@ POPULATIONS = {
     # emitters or strong background): long t1 and t2, g2(0) 0.3…1.1, time-tagged (no tilt)
     "slow": {**TRAIN, "g0": (0.3, 1.1), "a_emitter": (0.0, 0.5), "t1_ns": (20.0, 100.0, "log"),
              "t2_ns": (200.0, 500.0, "log"), "tilt_fraction": 0.0},
+    # shifted 3: sub-bin antibunching (quantum dots, SiV: t1 0.5-1.5 ns against 2.3-ns bins, the dip
+    # mostly inside one bin), bunching from none to moderate at 5-500 ns, time-tagged
+    "qd": {**TRAIN, "g0": (0.0, 1.0), "g0_emitter": (0.0, 0.1), "a_emitter": (0.0, 1.0),
+           "t1_ns": (0.5, 1.5, "log"), "t2_ns": (5.0, 500.0, "log"), "tilt_fraction": 0.0},
 }
 
 

@@ -1,4 +1,6 @@
 """Populations of simulated emitters and the pure scoring functions of the estimator evaluation."""
+import json
+
 import numpy as np
 import pytest
 
@@ -29,13 +31,35 @@ def test_population_ranges_and_physical_shapes(name):
     np.testing.assert_allclose(lam.sum(axis=1), d["events"], rtol=1e-9)
 
 
+def _inside(pop, train) -> list:
+    """The keys of ``pop`` whose range is not inside ``train``'s."""
+    return [k for k, v in pop.items() if isinstance(v, tuple) and not (train[k][0] <= v[0] and v[1] <= train[k][1])]
+
+
 def test_training_population_contains_the_shifted_ones():
-    """Shifted populations differ in law, not in support: every range lies inside the training range."""
-    tr = P.TRAIN
+    """Shifted populations differ in law, not in support: every range lies inside the training range; ``qd``
+    (t1 0.5-1.5 ns) lies outside the default network's t1 range and inside the wide network's."""
     for name in ("heldout", "fast", "slow"):
-        for key, v in P.POPULATIONS[name].items():
-            if isinstance(v, tuple):
-                assert tr[key][0] <= v[0] and v[1] <= tr[key][1], (name, key)
+        assert _inside(P.POPULATIONS[name], P.TRAIN) == [], name
+    assert _inside(P.POPULATIONS["qd"], P.TRAIN) == ["t1_ns", "t2_ns"]
+    for name in ("heldout", "fast", "slow", "qd", "heldout_wide"):
+        assert _inside(P.POPULATIONS[name], P.TRAIN_WIDE) == [], name
+    assert P.TRAIN_WIDE["t1_ns"][:2] == (0.5, 100.0) and P.POPULATIONS["train_wide_corners"]["corner_fraction"] == 0.5
+
+
+def test_shipped_networks_record_their_training_ranges():
+    """'default' and 'wide' resolve to the shipped files; each .json records the law it was trained on, which
+    is the law its error bars were calibrated on (the held-out one on g2(0) 0-1.1)."""
+    from nodes.cnn import DEFAULT_WEIGHTS, SHIPPED_MODELS, training_ranges, weights_path
+
+    assert weights_path(None) == weights_path("default") == DEFAULT_WEIGHTS
+    assert weights_path("wide").name == "g2cnn_w32_wide.pt" and weights_path("wide").exists()
+    assert weights_path("my.pt").name == "my.pt" and set(SHIPPED_MODELS) == {"default", "wide"}
+    assert training_ranges(None)["t1_ns"][:2] == (1.5, 100.0) and training_ranges("wide")["t1_ns"][:2] == (0.5, 100.0)
+    assert training_ranges("wide")["t2_ns"][:2] == (5.0, 500.0)
+    meta = json.loads(weights_path("wide").with_suffix(".json").read_text())
+    assert meta["training"]["population"] == "train_wide_corners"
+    assert meta["calibration"]["population"] == "heldout_wide" and meta["calibration"]["samples"] == 200000
 
 
 def test_corner_enriched_training_prior():

@@ -220,6 +220,17 @@ def test_evaluate_prior_keeps_the_log_scale_warns_beyond_the_training_range_and_
     assert "Ranges overridden in every population (`--prior`): t1_ns 0.5–2 (log-uniform)." in cap.out
 
 
+def test_evaluate_prior_warning_follows_the_evaluated_network(capsys):
+    """The 'wide' network was trained on t1 0.5-100 ns: a t1 range of 0.5-2 ns is inside it (no warning),
+    0.3-2 ns is not (the warning names the wide network's range)."""
+    args = ["evaluate", "--n", "4", "--buckets", "4000", "--methods", "cnn_plain", "--populations", "qd",
+            "--weights", "wide"]
+    assert main(args + ["--prior", "t1_ns=0.5,2"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(args + ["--prior", "t1_ns=0.3,2"]) == 0
+    assert "warning: --prior t1_ns=0.3,2 reaches beyond the CNN's training range 0.5–100" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a directory where no file can be created")
 def test_evaluate_refuses_an_unwritable_output_before_the_work(capsys, monkeypatch):
     """Found only after the whole run before: now refused up front, naming the option."""
