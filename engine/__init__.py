@@ -8,7 +8,7 @@ import importlib
 # ``python -m engine`` or the ``antibunch`` script reach their Ctrl-C guard -- takes no time.
 _LAZY = {
     **{n: "messages" for n in (
-        "ABORT", "EST_AT_BOUND", "EST_DARK", "EST_FAILED", "EST_NO_ERROR", "EST_T2_BOUND", "FAIL", "FLAG_FIFO_FULL",
+        "ABORT", "EST_AT_BOUND", "EST_DARK", "EST_FAILED", "EST_NO_ERROR", "EST_OUTSIDE_PRIOR", "EST_T2_BOUND", "FAIL", "FLAG_FIFO_FULL",
         "FLAG_GAP", "FLAG_OVERFLOW", "FRAME", "LINE", "MARKER_CHANNELS", "NO_DELAY", "PIXEL", "SUCCESS", "USER",
         "Descriptor", "Estimates", "Histogram", "Image", "Message", "PixelHistograms", "Stop", "TagBatch", "register")},
     **{n: "node" for n in ("In", "Node", "Out", "Param", "ParamError", "Sink", "Source")},
@@ -32,7 +32,7 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABORT", "EST_AT_BOUND", "EST_DARK", "EST_FAILED", "EST_NO_ERROR", "EST_T2_BOUND", "FAIL", "FLAG_FIFO_FULL",
+    "ABORT", "EST_AT_BOUND", "EST_DARK", "EST_FAILED", "EST_NO_ERROR", "EST_OUTSIDE_PRIOR", "EST_T2_BOUND", "FAIL", "FLAG_FIFO_FULL",
     "FLAG_GAP", "FLAG_OVERFLOW", "FRAME", "LINE", "MARKER_CHANNELS", "NO_DELAY", "PIXEL", "SUCCESS", "USER",
     "Descriptor", "Estimates", "Histogram", "Image", "Message", "PixelHistograms", "Stop", "TagBatch",
     "register", "In", "Node", "Out", "Param", "ParamError", "Sink", "Source", "Graph", "GraphError",

@@ -42,6 +42,9 @@ EST_FAILED = 2  #: the estimator did not converge
 EST_AT_BOUND = 4  #: a parameter ended on its bound
 EST_NO_ERROR = 8  #: g2_0 without a finite error bar (singular information at the estimate, or no error head)
 EST_T2_BOUND = 16  #: a fit's bunching time ended on its bound with bunching present: g2_0 may be biased
+#: the scan's pooled histogram puts the emitter's antibunching time below the CNN's training range: its g2_0
+#: is not valid there (use the 'wide' network or the MLE; nodes.cnn.prior_check)
+EST_OUTSIDE_PRIOR = 32
 
 _REGISTRY: dict[str, type] = {}
 
@@ -208,7 +211,7 @@ class Estimates(Message):
 
     ``g2_0`` and ``g2_0_err`` float64 ``(k,)`` (1-sigma, NaN where none);
     ``n_events`` float64 ``(k,)`` coincidences used; ``flags`` uint8 ``(k,)``
-    (:data:`EST_DARK`, :data:`EST_FAILED`, :data:`EST_AT_BOUND`, :data:`EST_NO_ERROR`, :data:`EST_T2_BOUND`);
+    (:data:`EST_DARK`, :data:`EST_FAILED`, :data:`EST_AT_BOUND`, :data:`EST_NO_ERROR`, :data:`EST_T2_BOUND`, :data:`EST_OUTSIDE_PRIOR`);
     ``method`` 'lm' | 'mle' | 'cnn'. ``extra`` holds optional per-pixel
     float64 arrays by name (e.g. fitted t1_ps).
     """

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.messages import EST_DARK, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
+from engine.messages import EST_DARK, EST_NO_ERROR, EST_OUTSIDE_PRIOR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
 from .estimators import is_real_number
@@ -96,6 +96,12 @@ DISAGREE_NLL = (4.5, 8.0)
 T2_REFIT_MIN_NS = 1.0
 #: ... and replaces the fit only where the data prefer it: its NLL lower by at least this (Δχ² = 4, 2σ)
 T2_REFIT_MIN_GAIN = 2.0
+#: the prior check (:func:`prior_check`): the pooled histogram of a scan (its pixels summed: one kind of
+#: emitter) says the antibunching time lies below the network's training range when the best fit with t1 held at
+#: the range's floor is worse than the free fit by PRIOR_CHECK_NLL (Δχ² = 25, 5σ: repeated as the scan grows,
+#: so strict); below PRIOR_CHECK_MIN_EVENTS pooled events it does not decide
+PRIOR_CHECK_NLL = 12.5
+PRIOR_CHECK_MIN_EVENTS = 20_000
 
 
 
@@ -221,10 +227,45 @@ def training_ranges(weights=None) -> dict:
 
     meta_path = weights_path(weights).with_suffix(".json")
     try:
-        rec = json.loads(meta_path.read_text()).get("training", {}).get("population_ranges")
+        return ranges_of(json.loads(meta_path.read_text()))
     except (OSError, ValueError):
-        rec = None
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (rec or TRAIN).items()}
+        return dict(TRAIN)
+
+
+def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
+    """Is the emitter of these histograms inside the network's training range of antibunching times?
+
+    ``counts (N, n_bins)`` are summed into one pooled histogram (the pixels of a scan: one kind of emitter, so
+    the scan decides what no single pixel can) and fitted twice by Poisson ML (:func:`nodes.mle.t1_floor_fits`):
+    t1 free and t1 held at or above the floor of ``ranges['t1_ns']`` (:func:`training_ranges`). ``outside``
+    is True when the free fit's t1 lies below the floor and the held fit is worse by at least
+    :data:`PRIOR_CHECK_NLL`; False when the pooled data agree with the range; None (undecided) below
+    :data:`PRIOR_CHECK_MIN_EVENTS` pooled events or when a fit failed. Returns ``outside``, ``events``,
+    ``t1_ns`` (free fit), ``t1_floor_ns``, ``dnll``. A scan of several kinds of emitter is one pooled shape:
+    the check then speaks for the mixture."""
+    from .mle import t1_floor_fits
+
+    c = np.asarray(counts)
+    pooled = c.reshape(-1, c.shape[-1]).sum(axis=0)
+    floor = float(ranges["t1_ns"][0])
+    out = {"outside": None, "events": int(pooled.sum()), "t1_ns": float("nan"), "t1_floor_ns": floor,
+           "dnll": float("nan")}
+    if out["events"] < PRIOR_CHECK_MIN_EVENTS or floor <= g2model.BOUNDS["t1_ns"][0]:
+        return out
+    r = t1_floor_fits(pooled[None], lag_ps, floor, binwidth_ps)
+    if r["ok"][0]:
+        dnll = max(float(r["nll_floor"][0] - r["nll_free"][0]), 0.0)
+        t1 = float(r["t1_ns"][0])
+        out.update(t1_ns=t1, dnll=dnll, outside=bool(t1 < floor and dnll >= PRIOR_CHECK_NLL))
+    return out
+
+
+def ranges_of(meta: dict) -> dict:
+    """The training ranges recorded in a network's metadata (those of the default population where none are)."""
+    from .physics.populations import TRAIN
+
+    rec = (meta.get("training") or {}).get("population_ranges") or TRAIN
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()}
 
 
 def set_torch_threads(threads) -> int:
@@ -310,10 +351,14 @@ def _cached_model(weights, device):
 def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold: float = 4,
                  batch_size: int | None = None, device: str = "auto", model=None,
                  refine_sigma: float | None = REFINE_SIGMA, refine_starts: str = "seeded",
-                 refine_threads: int = 1) -> dict:
+                 refine_threads: int = 1, check_prior: bool = False) -> dict:
     """CNN estimates of g2(0) for histograms ``counts (N, n_bins)`` with bin-centre ``lag_ps``,
     refined by the Poisson likelihood where the data decide (:func:`refine`; ``refine_sigma``
     0 or None: the plain network).
+
+    ``check_prior``: the histograms are pixels of one scan (one kind of emitter): their sum is tested
+    against the network's t1 training range (:func:`prior_check`, result in ``prior_check``); where it lies
+    below, every bright estimate is flagged ``EST_OUTSIDE_PRIOR`` (the network's values are not valid there).
 
     Returns dict ``g2_0`` (N,) (NaN for dark pixels), ``g2_0_err`` (N,) (NaN unless the model
     has a variance head), ``n_events``, ``flags`` (uint8, EST_DARK), ``refined`` (weight 0…1 of
@@ -345,6 +390,10 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     if refine_sigma:
         res.update(refine(c, lag, g, err, binwidth_ps, refine_sigma, refine_starts, refine_threads))
     res["flags"][np.isfinite(res["g2_0"]) & ~np.isfinite(res["g2_0_err"])] |= EST_NO_ERROR
+    if check_prior:
+        res["prior_check"] = prior_check(c, lag, ranges_of(meta), binwidth_ps)
+        if res["prior_check"]["outside"]:
+            res["flags"][bright] |= EST_OUTSIDE_PRIOR
     res["compute_s"] = time.perf_counter() - t0
     return res
 
@@ -500,6 +549,9 @@ class G2CNN(Node):
     refine_starts = Param(str, default="seeded", choices=("seeded", "full"),
                           doc="MLE starts of the refinement: 2 from the CNN's g2(0), or those + the MLE's 4")
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")
+    check_prior = Param(bool, default=True,
+                        doc="test the scan's pooled histogram against the network's t1 training range as it grows "
+                            "(prior_check); once it lies below, every estimate carries EST_OUTSIDE_PRIOR (32)")
 
     def check(self):
         path = weights_path(self.weights)
@@ -515,6 +567,9 @@ class G2CNN(Node):
         self._shape = [1, 1]
         self._since = None
         self._seq = 0
+        self._latest: dict[int, np.ndarray] = {}  # every pixel's latest (cumulative) histogram: the pooled scan
+        self._prior = None  # the latest prior_check result
+        self._prior_events = 0
 
     def _load(self):
         if self._model is None:
@@ -552,6 +607,8 @@ class G2CNN(Node):
         self._shape = shape
         for p, c in zip(pix.tolist(), counts):
             self._pending[int(p)] = c
+            if self.check_prior:
+                self._latest[int(p)] = c
         if self._since is None and self._pending:
             self._since = time.monotonic()
         yield from self._flush(force=False)
@@ -572,16 +629,43 @@ class G2CNN(Node):
             res = estimate_cnn(counts, self._lag, binwidth_ps=self._bw, dark_threshold=self.dark_threshold,
                                model=self._load(), refine_sigma=self.refine_sigma, refine_starts=self.refine_starts,
                                refine_threads=self.refine_threads)
+            meta = {"model": self._provenance}
+            if self.check_prior:
+                meta["prior_check"] = self._check_prior()
+                if meta["prior_check"]["outside"]:
+                    flagged = (res["flags"] & EST_DARK) == 0
+                    res["flags"][flagged] |= EST_OUTSIDE_PRIOR
+                    self.counters["outside_prior"] = self.counters.get("outside_prior", 0) + int(flagged.sum())
             self._seq += 1
             self._since = time.monotonic() if self._pending else None
             yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],
                             n_events=res["n_events"], flags=res["flags"], method="cnn", shape=self._shape,
                             seq=self._seq, compute_s=res["compute_s"],
-                            extra={k: res[k] for k in ("refined", "g2_0_cnn", "g2_0_err_cnn")},
-                            meta={"model": self._provenance})
+                            extra={k: res[k] for k in ("refined", "g2_0_cnn", "g2_0_err_cnn")}, meta=meta)
             if force and self._pending and self.stop_requested():
                 self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(self._pending)
                 self._pending.clear()
+
+    def _check_prior(self) -> dict:
+        """:func:`prior_check` of the pooled scan, re-run whenever its events grew by half since the last
+        decision-relevant check; once outside the range it stays so (warned once)."""
+        r = self._prior
+        if r is not None and r["outside"]:
+            return r
+        pooled = np.sum(list(self._latest.values()), axis=0)
+        events = int(pooled.sum())
+        if r is None or events >= 1.5 * max(self._prior_events, 1):
+            r = prior_check(pooled[None], self._lag, ranges_of(self._load()[1]), self._bw)
+            self._prior, self._prior_events = r, events if r["outside"] is not None else self._prior_events
+            if r["outside"]:
+                import warnings
+
+                warnings.warn(f"step '{self.step_id}': the scan's pooled histogram ({r['events']} events) puts the "
+                              f"antibunching time at {r['t1_ns']:.2f} ns, below this network's training range "
+                              f"(t1 >= {r['t1_floor_ns']:g} ns; likelihood ratio {r['dnll']:.1f}): its g2(0) values "
+                              "are not valid here and are flagged EST_OUTSIDE_PRIOR (32); use weights='wide' "
+                              "(t1 from 0.5 ns) or the MLE", UserWarning, stacklevel=2)
+        return r
 
     def finish(self):
         yield from self._flush(force=True)

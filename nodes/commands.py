@@ -292,7 +292,7 @@ def cmd_estimate(args) -> int:
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
         if refine_sigma:
             refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
-        res = estimate_cnn(counts, lag, bw, model=model, refine_sigma=refine_sigma)
+        res = estimate_cnn(counts, lag, bw, model=model, refine_sigma=refine_sigma, check_prior=True)
     out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
            "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
@@ -311,6 +311,12 @@ def cmd_estimate(args) -> int:
                "refits below the 20-ns floor where the data ask for it)") if nt2 else ""
     print(f"{args.method}: {n} histograms in {res['compute_s']:.3f} s ({n / max(res['compute_s'], 1e-12):.0f}/s), "
           f"{nd} dark{t2_note} -> {args.output}", file=sys.stderr)
+    pc = res.get("prior_check")
+    if pc and pc["outside"]:
+        print(f"cnn: warning: the histograms summed ({pc['events']} events) put the antibunching time at "
+              f"{pc['t1_ns']:.2f} ns, below the network's training range (t1 >= {pc['t1_floor_ns']:g} ns): its values "
+              f"are not valid here and carry flag 32 (EST_OUTSIDE_PRIOR); use --weights wide or the mle method",
+              file=sys.stderr)
     return 0
 
 

@@ -327,6 +327,35 @@ def g0_held_fit(counts, lag_ps, g0, binwidth_ps=None, *, t2_min_ns: float = 1.0,
     return {"nll": f, "ok": conv}
 
 
+def t1_floor_fits(counts, lag_ps, t1_min_ns, binwidth_ps=None, *, t2_min_ns: float = 1.0, t2_max_ns: float = 300.0,
+                  max_iter: int = 200, tol: float = 1e-10) -> dict:
+    """Two Poisson ML fits of each histogram of ``counts (N, n_bins)``: every parameter free (t1 from the fit's
+    0.5-ns floor) and with the antibunching time held at or above ``t1_min_ns``; t2 in [``t2_min_ns``,
+    ``t2_max_ns``], the six refinement starts. Returns ``t1_ns`` (free fit), ``g2_0`` (free fit), ``nll_free``,
+    ``nll_floor`` and ``ok`` (both converged). ``nll_floor − nll_free`` is the profile-likelihood test of
+    "t1 ≥ t1_min_ns" (:func:`nodes.cnn.prior_check`: is a scan's emitter inside a network's training range?)."""
+    c, lag = g2model.check_counts(counts, lag_ps)
+    H = np.ascontiguousarray(c, dtype=np.float64)
+    lb, ub = _bounds(t2_max_ns)
+    lb[4] = float(t2_min_ns)
+    if not lb[3] <= float(t1_min_ns) < ub[3]:
+        raise ValueError(f"t1_min_ns must be in [{lb[3]:g}, {ub[3]:g}) ns; got {t1_min_ns!r}")
+    st = REFINE_STARTS["full"].copy()
+    st[:, 1] = np.where(np.isnan(st[:, 1]), 0.5, st[:, 1])
+    st[:, 4] = np.clip(st[:, 4], lb[4], ub[4])
+    free = np.ones(5, np.bool_)
+    g0 = np.full(len(H), 0.5)
+    P, _, f_free, _, conv_free = _fits_of(H, lag, binwidth_ps, st, g0, None, lb, ub, free, max_iter, tol, 1)
+    lb2 = lb.copy()
+    lb2[3] = float(t1_min_ns)
+    st2 = st.copy()
+    st2[:, 3] = np.maximum(st2[:, 3], lb2[3])
+    _, _, f_floor, _, conv_floor = _fits_of(H, lag, binwidth_ps, st2, g0, None, lb2, ub, free, max_iter, tol, 1)
+    return {"t1_ns": P[:, 3].copy(), "g2_0": P[:, 1].copy(), "nll_free": f_free,
+            "nll_floor": np.minimum(f_floor, np.where(P[:, 3] >= lb2[3], f_free, np.inf)),
+            "ok": conv_free & conv_floor}
+
+
 def _fit_t2_held(H, lag, binwidth_ps, g0_start, scale, t2_ns, n_starts, max_iter, tol, threads):
     """The ridge fit of :func:`ridge_alternative` and :func:`ridge_hcr`: float64 ``H`` fitted with t2 held at
     ``t2_ns`` (C, g0, a, t1 free) from the first ``n_starts`` of :data:`SEEDED_STARTS`, g0 from ``g0_start``
