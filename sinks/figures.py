@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.messages import Estimates, Image, PixelHistograms
+from engine.messages import EST_OUTSIDE_PRIOR, Estimates, Image, PixelHistograms
 from engine.node import REQUIRED, In, Param, Sink
 
 from .output import FINISHED, atomic_write, check_output_path, outcome
@@ -115,6 +115,7 @@ class FigureSink(Sink):
         self._lag = None
         self._bw = None
         self._g2 = {}
+        self._outside_prior = None  # the estimator's prior check, once it flagged estimates EST_OUTSIDE_PRIOR
         self._last_render = 0
         self.summary = ""
         self.analysis = None
@@ -139,7 +140,19 @@ class FigureSink(Sink):
             for p, v, e in zip(np.asarray(msg.pixel).tolist(), np.asarray(msg.g2_0).tolist(),
                                np.asarray(msg.g2_0_err).tolist()):
                 self._g2[p] = (v, e)
+            if np.any(np.asarray(msg.flags) & EST_OUTSIDE_PRIOR):
+                self._outside_prior = dict((msg.meta or {}).get("prior_check") or {})
         return ()
+
+    def outside_prior_note(self) -> str:
+        """One line when the estimator flagged its values EST_OUTSIDE_PRIOR (the CNN's prior check), else ''."""
+        r = self._outside_prior
+        if r is None:
+            return ""
+        t1 = r.get("t1_ns")
+        at = f" (t1 {t1:.2f} ns < {r.get('t1_floor_ns', float('nan')):g} ns)" if t1 is not None else ""
+        return (f"g2(0) flagged EST_OUTSIDE_PRIOR: the emitters' antibunching time lies below the CNN's training "
+                f"range{at} -- g2(0), G2 and the verdict are not valid; use weights='wide' or the MLE")
 
     def warmup(self):
         # import the plotting and analysis libraries now, in the start-up, not in finish(): on a
@@ -165,6 +178,8 @@ class FigureSink(Sink):
             self.render()
             if self.print_summary and self.summary:
                 print(self.summary, flush=True)
+            if self.outside_prior_note():
+                print(f"{self.step_id}: warning: {self.outside_prior_note()}", flush=True)
         else:  # interrupted or failed: the user is waiting for the exit -- the images only, quickly
             self.render(full=False)
             print(f"{self.step_id}: '{self.path}' shows the partial images ({self.status} run); the resolution "
@@ -231,6 +246,9 @@ class FigureSink(Sink):
                                 wspace=0.38, hspace=0.32)
         else:
             fig.subplots_adjust(left=0.045, right=0.985, bottom=0.11, top=0.76 if partial else 0.84, wspace=0.38)
+        if self.outside_prior_note():
+            fig.text(0.5, 0.003, self.outside_prior_note(), ha="center", va="bottom", color="red", fontsize=12,
+                     weight="bold")
         if partial:
             fig.text(0.5, 0.935 if full else 0.875, partial, ha="center", va="bottom", color="red", fontsize=13,
                      weight="bold")

@@ -62,6 +62,27 @@ def test_figure_png_and_table(tmp_path, capsys):
     assert res["G2"]["fwhm_nm"] == pytest.approx(310 / np.sqrt(2), rel=0.02)
 
 
+def test_figure_says_when_the_estimates_are_outside_the_networks_prior(tmp_path, capsys):
+    """Estimates flagged EST_OUTSIDE_PRIOR (the CNN's prior check): the printed summary and the figure say
+    that g2(0), G2 and the verdict are not valid, with the measured t1 and the remedy; unflagged: nothing."""
+    from engine.messages import EST_OUTSIDE_PRIOR
+
+    path = str(tmp_path / "fig.png")
+    sink = FigureSink(path, emitters_nm=((-125.0, 0.0), (125.0, 0.0)), dpi=30)
+    est = Estimates(pixel=np.arange(1024), g2_0=np.full(1024, 0.3), g2_0_err=np.full(1024, 0.05),
+                    n_events=np.full(1024, 100.0), flags=np.full(1024, EST_OUTSIDE_PRIOR, np.uint8), shape=[32, 32],
+                    meta={"prior_check": {"outside": True, "t1_ns": 0.81, "t1_floor_ns": 1.5}})
+    run_node(sink, [("hist", hist_msg()), ("g2", est), ("image", pair_image())])
+    out = capsys.readouterr().out
+    assert "EST_OUTSIDE_PRIOR" in out and "t1 0.81 ns < 1.5 ns" in out and "weights='wide'" in out
+    assert "not valid" in sink.outside_prior_note()
+    clean = FigureSink(str(tmp_path / "clean.png"), emitters_nm=((-125.0, 0.0), (125.0, 0.0)), dpi=30)
+    run_node(clean, [("hist", hist_msg()), ("g2", Estimates(pixel=np.arange(4), g2_0=np.full(4, 0.3),
+                      g2_0_err=np.full(4, 0.05), n_events=np.full(4, 100.0), flags=np.zeros(4, np.uint8),
+                      shape=[32, 32])), ("image", pair_image())])
+    assert "EST_OUTSIDE_PRIOR" not in capsys.readouterr().out and clean.outside_prior_note() == ""
+
+
 def test_figure_every_n_pixels(tmp_path):
     path = str(tmp_path / "f.png")
     sink = FigureSink(path, every_n_pixels=500, print_summary=False, dpi=30)
