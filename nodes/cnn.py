@@ -65,6 +65,9 @@ DEFAULT_WEIGHTS = MODELS_DIR / "g2cnn_w32_corners.pt"
 #: quantum dots, SiV and other emitters whose dip is narrower than a bin), at some cost in prior-dominated
 #: bands of the narrower range
 SHIPPED_MODELS = {"default": DEFAULT_WEIGHTS, "wide": MODELS_DIR / "g2cnn_w32_wide.pt"}
+#: the network used instead of the default one (``weights`` not given) where the prior check
+#: (:func:`prior_check`) finds the scan's antibunching time below the default's training range
+WIDE_FALLBACK = "wide"
 NORMALISATION = "x = counts / mean(counts) (0 for empty); n = log10(1 + N_events)"
 #: forward-pass chunk on a CPU: batch 256 measured fastest at 1 and 2 threads (idle 2-core
 #: machine: 13.4 k/s and 18.6 k/s vs 6.6 k/s and 11.2 k/s at 1024; bench/results/estimators*)
@@ -341,7 +344,8 @@ def require_paper_binning(lag_ps, binwidth_ps=None) -> None:
 _MODEL_CACHE: dict = {}
 
 
-def _cached_model(weights, device):
+def cached_model(weights, device):
+    """:func:`load_model` once per process and (checkpoint, device): ``estimate_cnn``'s networks."""
     key = (str(weights_path(weights)), str(device))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_model(weights, device)
@@ -357,8 +361,10 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     0 or None: the plain network).
 
     ``check_prior``: the histograms are pixels of one scan (one kind of emitter): their sum is tested
-    against the network's t1 training range (:func:`prior_check`, result in ``prior_check``); where it lies
-    below, every bright estimate is flagged ``EST_OUTSIDE_PRIOR`` (the network's values are not valid there).
+    against the network's t1 training range first (:func:`prior_check`, result in ``prior_check``). Where it
+    lies below and no network was chosen (``weights`` and ``model`` not given), the 'wide' network
+    (:data:`WIDE_FALLBACK`) estimates them (``prior_check['network']`` = 'wide'); where a network was chosen,
+    every bright estimate is flagged ``EST_OUTSIDE_PRIOR`` (its values are not valid there).
 
     Returns dict ``g2_0`` (N,) (NaN for dark pixels), ``g2_0_err`` (N,) (NaN unless the model
     has a variance head), ``n_events``, ``flags`` (uint8, EST_DARK), ``refined`` (weight 0…1 of
@@ -373,10 +379,14 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
             raise ValueError(f"refine_starts must be one of {', '.join(map(repr, REFINE_STARTS))}; got {refine_starts!r}")
     c, lag = check_counts(counts, lag_ps)
     require_paper_binning(lag, binwidth_ps)
-    net, meta, dev = model if model is not None else _cached_model(weights, device)
+    net, meta, dev = model if model is not None else cached_model(weights, device)
     t0 = time.perf_counter()
     tot = c.sum(axis=1).astype(np.float64)
     bright = tot >= dark_threshold
+    pc = prior_check(c, lag, ranges_of(meta), binwidth_ps) if check_prior else None
+    if pc is not None and pc["outside"] and model is None and not weights:
+        net, meta, dev = cached_model(WIDE_FALLBACK, device)
+        pc["network"] = WIDE_FALLBACK
     g = np.full(len(c), np.nan)
     err = np.full(len(c), np.nan)
     if bright.any():
@@ -390,9 +400,9 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     if refine_sigma:
         res.update(refine(c, lag, g, err, binwidth_ps, refine_sigma, refine_starts, refine_threads))
     res["flags"][np.isfinite(res["g2_0"]) & ~np.isfinite(res["g2_0_err"])] |= EST_NO_ERROR
-    if check_prior:
-        res["prior_check"] = prior_check(c, lag, ranges_of(meta), binwidth_ps)
-        if res["prior_check"]["outside"]:
+    if pc is not None:
+        res["prior_check"] = pc
+        if pc["outside"] and "network" not in pc:
             res["flags"][bright] |= EST_OUTSIDE_PRIOR
     res["compute_s"] = time.perf_counter() - t0
     return res
@@ -551,7 +561,8 @@ class G2CNN(Node):
     refine_threads = Param(int, default=1, min=1, doc="threads for the refinement fits (numba, GIL released)")
     check_prior = Param(bool, default=True,
                         doc="test the scan's pooled histogram against the network's t1 training range as it grows "
-                            "(prior_check); once it lies below, every estimate carries EST_OUTSIDE_PRIOR (32)")
+                            "(prior_check); once it lies below, every pixel is estimated again: by the 'wide' "
+                            "network where weights was not given, else flagged EST_OUTSIDE_PRIOR (32)")
 
     def check(self):
         path = weights_path(self.weights)
@@ -571,11 +582,13 @@ class G2CNN(Node):
         self._prior = None  # the latest prior_check result
         self._prior_events = 0
 
-    def _load(self):
+    def _load(self, weights=None):
+        """The network (loaded once): ``weights`` (the prior check's switch) or the node's own."""
         if self._model is None:
             set_torch_threads(self.threads)
-            self._model = load_model(self.weights, self.device)
-            self._provenance = model_provenance(self.weights, self._model[1])
+            weights = weights or self.weights
+            self._model = load_model(weights, self.device)
+            self._provenance = model_provenance(weights, self._model[1])
         return self._model
 
     def warmup(self):
@@ -624,15 +637,16 @@ class G2CNN(Node):
             late = self._since is not None and (time.monotonic() - self._since) * 1e3 >= self.max_latency_ms
             if not (force or full or late):
                 return
+            pc = self._check_prior() if self.check_prior else None
             keys = list(self._pending)[: self.batch_size]
             counts = np.stack([self._pending.pop(k) for k in keys])
             res = estimate_cnn(counts, self._lag, binwidth_ps=self._bw, dark_threshold=self.dark_threshold,
                                model=self._load(), refine_sigma=self.refine_sigma, refine_starts=self.refine_starts,
                                refine_threads=self.refine_threads)
             meta = {"model": self._provenance}
-            if self.check_prior:
-                meta["prior_check"] = self._check_prior()
-                if meta["prior_check"]["outside"]:
+            if pc is not None:
+                meta["prior_check"] = pc
+                if pc["outside"] and "network" not in pc:
                     flagged = (res["flags"] & EST_DARK) == 0
                     res["flags"][flagged] |= EST_OUTSIDE_PRIOR
                     self.counters["outside_prior"] = self.counters.get("outside_prior", 0) + int(flagged.sum())
@@ -647,24 +661,38 @@ class G2CNN(Node):
                 self._pending.clear()
 
     def _check_prior(self) -> dict:
-        """:func:`prior_check` of the pooled scan, re-run whenever its events grew by half since the last
-        decision-relevant check; once outside the range it stays so (warned once)."""
+        """:func:`prior_check` of the pooled scan (every pixel's latest histogram), re-run whenever its events
+        grew by half since the last decision. When it first finds the scan outside the network's t1 range, every
+        pixel seen so far is queued to be estimated again — by the 'wide' network where ``weights`` was not
+        given, else with the EST_OUTSIDE_PRIOR flag — and one warning says which; the decision then stays."""
         r = self._prior
         if r is not None and r["outside"]:
             return r
         pooled = np.sum(list(self._latest.values()), axis=0)
         events = int(pooled.sum())
-        if r is None or events >= 1.5 * max(self._prior_events, 1):
-            r = prior_check(pooled[None], self._lag, ranges_of(self._load()[1]), self._bw)
-            self._prior, self._prior_events = r, events if r["outside"] is not None else self._prior_events
-            if r["outside"]:
-                import warnings
+        if r is not None and events < 1.5 * max(self._prior_events, 1):
+            return r
+        r = prior_check(pooled[None], self._lag, ranges_of(self._load()[1]), self._bw)
+        self._prior = r
+        if r["outside"] is not None:
+            self._prior_events = events
+        if r["outside"]:
+            what = "its g2(0) values are not valid here and are flagged EST_OUTSIDE_PRIOR (32); use weights='wide' " \
+                   "(t1 from 0.5 ns) or the MLE"
+            if not self.weights:
+                self._model = None
+                self._load(WIDE_FALLBACK)
+                r["network"] = WIDE_FALLBACK
+                self.counters["switched_to_wide"] = 1
+                what = "every pixel is estimated again by the 'wide' network (t1 from 0.5 ns)"
+            for p, c in self._latest.items():
+                self._pending.setdefault(p, c)
+            import warnings
 
-                warnings.warn(f"step '{self.step_id}': the scan's pooled histogram ({r['events']} events) puts the "
-                              f"antibunching time at {r['t1_ns']:.2f} ns, below this network's training range "
-                              f"(t1 >= {r['t1_floor_ns']:g} ns; likelihood ratio {r['dnll']:.1f}): its g2(0) values "
-                              "are not valid here and are flagged EST_OUTSIDE_PRIOR (32); use weights='wide' "
-                              "(t1 from 0.5 ns) or the MLE", UserWarning, stacklevel=2)
+            warnings.warn(f"step '{self.step_id}': the scan's pooled histogram ({r['events']} events) puts the "
+                          f"antibunching time at {r['t1_ns']:.2f} ns, below the network's training range "
+                          f"(t1 >= {r['t1_floor_ns']:g} ns; likelihood ratio {r['dnll']:.1f}): {what}",
+                          UserWarning, stacklevel=2)
         return r
 
     def finish(self):

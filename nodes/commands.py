@@ -280,19 +280,20 @@ def cmd_estimate(args) -> int:
 
         res = estimate_lm(counts, lag, bw)
     else:
-        from .cnn import estimate_cnn, load_model, predict, require_paper_binning
+        from .cnn import cached_model, estimate_cnn, predict, require_paper_binning
 
         require_paper_binning(lag, bw)  # refuse before loading torch
         from .cnn import set_torch_threads
 
         set_torch_threads(threads)
-        model = load_model(args.weights, "auto")
+        model = cached_model(args.weights, "auto")  # estimate_cnn's cache: loaded outside the timing
         from .mle import refine_mle
 
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
         if refine_sigma:
             refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
-        res = estimate_cnn(counts, lag, bw, model=model, refine_sigma=refine_sigma, check_prior=True)
+        # no --weights: the default network, or the wide one where the prior check finds t1 below its range
+        res = estimate_cnn(counts, lag, args.weights, bw, refine_sigma=refine_sigma, check_prior=True)
     out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
            "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
@@ -313,9 +314,11 @@ def cmd_estimate(args) -> int:
           f"{nd} dark{t2_note} -> {args.output}", file=sys.stderr)
     pc = res.get("prior_check")
     if pc and pc["outside"]:
+        what = ("estimated by the 'wide' network (t1 from 0.5 ns) instead" if pc.get("network") else
+                "its values are not valid here and carry flag 32 (EST_OUTSIDE_PRIOR); use --weights wide or the mle "
+                "method")
         print(f"cnn: warning: the histograms summed ({pc['events']} events) put the antibunching time at "
-              f"{pc['t1_ns']:.2f} ns, below the network's training range (t1 >= {pc['t1_floor_ns']:g} ns): its values "
-              f"are not valid here and carry flag 32 (EST_OUTSIDE_PRIOR); use --weights wide or the mle method",
+              f"{pc['t1_ns']:.2f} ns, below the network's training range (t1 >= {pc['t1_floor_ns']:g} ns): {what}",
               file=sys.stderr)
     return 0
 

@@ -266,6 +266,7 @@ def torch_threads_calls(monkeypatch):
         return real_load(*a, **k)
 
     monkeypatch.setattr(cnn_mod, "load_model", load)
+    monkeypatch.setattr(cnn_mod, "_MODEL_CACHE", {})  # a fresh process: the network not loaded yet
     return calls
 
 
