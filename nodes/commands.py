@@ -127,6 +127,10 @@ def add_commands(sub) -> None:
                    help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns and "
                         "t2_ns in ns, tilt_cps in counts/s; t1, t2 and tilt drawn log-uniformly), e.g. --prior "
                         "t1_ns=2,4; a range beyond the CNN's training prior runs with a warning")
+    p.add_argument("--no-scan-check", dest="scan_check", action="store_false",
+                   help="evaluate every histogram on its own with the network as chosen (default: each population's "
+                        "bucket is one scan for the CNN's prior check, as in the G2CNN node: without --weights the "
+                        "'wide' network takes a scan whose t1 is below the default network's range)")
     p.add_argument("--populations", default="heldout,fast,slow,qd",
                    help="populations to evaluate on (heldout = the default network's training law, new emitters; "
                         "fast, slow = shifted; qd = t1 0.5-1.5 ns, outside the default network's range; "
@@ -457,7 +461,7 @@ def cmd_evaluate(args) -> int:
     priors = dict(parse_prior(item, train) for item in args.prior)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
                    log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops,
-                   threads=threads)
+                   threads=threads, scan_check=args.scan_check)
     print(format_table(res))
     from sinks.output import atomic_write
 

@@ -53,7 +53,10 @@ def heldout_emitters(n: int, seed: int, priors: dict | None = None) -> np.ndarra
     return g2model.draw_emitters(n, rng, priors)
 
 
-def run_method(method, counts, lag, weights=None, model=None):
+def run_method(method, counts, lag, weights=None, model=None, scan_check: bool = False):
+    """``method``'s estimates of ``counts``. ``scan_check`` (CNN methods): the histograms are one scan for the
+    prior check (:func:`nodes.cnn.prior_check`), as the G2CNN node treats a scan: with no network chosen
+    (``weights`` None) the 'wide' network estimates a scan whose t1 lies below the default's range."""
     if method == "mle":
         from .mle import estimate_mle
 
@@ -64,13 +67,17 @@ def run_method(method, counts, lag, weights=None, model=None):
 
         return estimate_lm(counts, lag)
     if method in ("cnn", "cnn_plain"):
-        from .cnn import estimate_cnn, load_model
+        from .cnn import cached_model, estimate_cnn, load_model
         from .mle import refine_mle
 
         model = model or load_model(weights, "auto")
         kw = {"refine_sigma": 0} if method == "cnn_plain" else {}
         estimate_cnn(counts[:1], lag, model=model, **kw)
         refine_mle(counts[:1], lag, [0.5])  # compile outside the timing
+        if scan_check:  # the switch needs estimate_cnn to pick the network (the same cached ones)
+            kw.update(check_prior=True, **({"model": model} if weights else {}))
+            cached_model("wide" if not weights else weights, "auto")  # loaded outside the timing
+            return estimate_cnn(counts, lag, **kw)
         return estimate_cnn(counts, lag, model=model, **kw)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
@@ -90,7 +97,7 @@ def _population(name, priors):
 
 def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=METHODS, weights=None,
              lm_max: int | None = None, log=None, priors: dict | None = None, pops=POPULATIONS,
-             threads: int | None = None) -> dict:
+             threads: int | None = None, scan_check: bool = True) -> dict:
     """Evaluate ``methods`` on the populations ``pops``; returns a JSON-able dict.
 
     ``priors`` overrides ranges of every evaluated population (e.g. ``{"t1_ns": (2.0, 4.0)}``, drawn in
@@ -101,19 +108,23 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
     ``threads``: torch CPU threads of the CNN methods (None: leave torch's setting; 0: torch's
     default). ``conditions`` records them (None without a CNN method: torch is not imported) and
     the load average (1, 5, 15 min) at the start and the end.
+    ``scan_check`` (default, as the G2CNN node): each population's bucket is one scan for the CNN's prior
+    check; its result per CNN method is in the bucket's ``prior_check`` ('network': 'wide' where the default
+    network handed the scan to the wide one). False: every histogram on its own, the network as chosen.
     """
     load_start = loadavg()
     lag = g2model.paper_lags_ps()
     bw = g2model.PAPER_BINWIDTH_PS
     model = None
     if {"cnn", "cnn_plain"} & set(methods):
-        from .cnn import load_model, set_torch_threads
+        from .cnn import cached_model, set_torch_threads
 
         torch_threads = set_torch_threads(threads)
-        model = load_model(weights, "auto")
+        model = cached_model(weights, "auto")
     else:
         torch_threads = None
     res = {"n_per_bucket": n_per_bucket, "seed": seed, "methods": list(methods), "populations": {},
+           "scan_check": bool(scan_check),
            "prior_override": {k: list(v) for k, v in (priors or {}).items()}, "throughput": {}}
     if model is not None:
         from .cnn import model_provenance
@@ -145,12 +156,14 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
                    "hcr_alt_failed": int(np.sum(~hcr["converged"]))}
             for m in methods:
                 n = len(H) if (m != "lm" or lm_max is None) else min(len(H), lm_max)
-                r = run_method(m, H[:n], lag, weights, model)
+                r = run_method(m, H[:n], lag, weights, model, scan_check=scan_check)
                 timing[m][0] += r["compute_s"]
                 timing[m][1] += n
                 err = np.asarray(r["g2_0_err"], dtype=np.float64)
                 mt = pe.score(np.asarray(r["g2_0"], dtype=np.float64), err, truth[:n], crb_all[:n], bound=bound[:n])
                 row[m] = mt
+                if "prior_check" in r:
+                    mt["prior_check"] = {k: r["prior_check"].get(k) for k in ("outside", "t1_ns", "network")}
                 if "refined" in r and m == "cnn":
                     mt["refined_fraction"] = float(np.mean(r["refined"] > 0))
                     mt["fully_refined_fraction"] = float(np.mean(r["refined"] == 1.0))

@@ -333,6 +333,13 @@ def format_tables(res: dict) -> str:
                      if np.isfinite(row[m].get("z_rms", float("nan"))) else "–" for m in ms]
             out.append(f"| {b} | " + " | ".join(cells) + " |")
         band_names = [band_key(lo, hi) for lo, hi in BANDS]
+        switched = [(b, m, row[m]["prior_check"]) for b, row in pres["buckets"].items() for m in ms
+                    if (row[m].get("prior_check") or {}).get("outside")]
+        if switched:
+            out += ["", "Prior check (each bucket one scan): t1 of the pooled histograms below the default network's "
+                    "range in " + ", ".join(f"{b} ({label(m)}: t1 {pc['t1_ns']:.2f} ns -> "
+                                            f"{pc.get('network') or 'flagged EST_OUTSIDE_PRIOR'})"
+                                            for b, m, pc in switched)]
         if any("refined_fraction" in row.get("cnn", {}) for row in pres["buckets"].values()):
             out += ["", "CNN likelihood refinement, fraction of histograms refined (weight > 0 / = 1): " + ", ".join(
                 f"{b}: {row['cnn']['refined_fraction']:.2f} / {row['cnn']['fully_refined_fraction']:.2f}"

@@ -149,3 +149,22 @@ def test_estimate_cli_switches_or_flags_and_says_so(tmp_path, capsys):
     assert main(["estimate", "cnn", str(path), str(tmp_path / "w.npz"), "--weights", "wide"]) == 0
     assert "training range" not in capsys.readouterr().err
     assert not np.any(np.load(tmp_path / "w.npz")["flags"] & EST_OUTSIDE_PRIOR)
+
+
+def test_evaluate_treats_each_bucket_as_one_scan_unless_told_not_to():
+    """The default evaluation hands a qd bucket to the wide network (as the node does a scan) and says so in the
+    tables; --no-scan-check (scan_check=False) evaluates the default network alone; heldout is never switched."""
+    from nodes.evaluation import evaluate, format_table
+
+    kw = dict(seed=3, buckets=(4000,), methods=("cnn_plain",), pops=("heldout", "qd"))
+    res = evaluate(300, **kw)
+    pc = {p: res["populations"][p]["buckets"]["4000"]["cnn_plain"]["prior_check"] for p in ("heldout", "qd")}
+    assert pc["qd"]["outside"] is True and pc["qd"]["network"] == "wide" and pc["qd"]["t1_ns"] < 1.5
+    assert pc["heldout"]["outside"] is False and pc["heldout"]["network"] is None
+    assert res["scan_check"] is True and "Prior check (each bucket one scan)" in format_table(res)
+    off = evaluate(300, scan_check=False, **kw)
+    assert "prior_check" not in off["populations"]["qd"]["buckets"]["4000"]["cnn_plain"]
+    qd_on, qd_off = (r["populations"]["qd"]["buckets"]["4000"]["cnn_plain"] for r in (res, off))
+    assert qd_on["calib_width"] < 1.4 < qd_off["calib_width"]  # measured ≈ 1.1 vs ≈ 2.0 (n 2000, seed 7)
+    assert res["populations"]["heldout"]["buckets"]["4000"]["cnn_plain"]["bias"] == \
+        off["populations"]["heldout"]["buckets"]["4000"]["cnn_plain"]["bias"]
