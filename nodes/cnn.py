@@ -26,13 +26,19 @@ MLE's g2(0) and error bar are reported, with a continuous fade up to 1.3·``refi
 network's error bar from 1.1 to 1.3·``refine_sigma`` (:func:`refine`).
 ``refine_sigma=0`` gives the network alone.
 
-Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``;
-default the shipped model), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
+Two networks ship (:data:`SHIPPED_MODELS`): 'default' (trained on antibunching times t1 1.5–100 ns) and
+'wide' (t1 0.5–100 ns: also emitters whose dip is narrower than a bin, at some cost for NV centres where the
+data do not decide). Prior check (default on, :func:`prior_check`): the scan's pooled histogram is fitted
+with t1 free and held at the network's floor; where it lies below, a node without ``weights`` switches to
+'wide' and estimates every pixel again, and a node with ``weights`` flags every estimate ``EST_OUTSIDE_PRIOR``.
+
+Parameters of the node ``G2CNN``: ``weights`` (path of a ``.pt`` state_dict with its ``.json``, or a
+shipped network's name; default: 'default', switched to 'wide' by the prior check), ``batch_size`` (histograms per Estimates message), ``max_latency_ms``
 (flush a partial batch after this long), ``device`` ('auto' = CUDA when available, else CPU),
 ``dark_threshold`` (events), ``threads`` (CPU torch threads, default 1, 0 = torch default),
 ``refine_sigma`` (g2(0) units, default 0.1: the MLE's error bar up to which the MLE is reported; 0 = off,
 inf = wherever both error bars are finite), ``refine_starts`` ('seeded' | 'full'),
-``refine_threads`` (threads for the refinement fits). On a CPU the forward pass runs in chunks of
+``refine_threads`` (threads for the refinement fits), ``check_prior`` (bool). On a CPU the forward pass runs in chunks of
 :data:`CPU_FORWARD_BATCH` (measured fastest), whatever ``batch_size``.
 Ports: ``hist`` (PixelHistograms or Histogram) → ``out`` (Estimates, method 'cnn', extra per pixel:
 ``refined`` = weight 0…1 of the likelihood estimate, ``g2_0_cnn``/``g2_0_err_cnn`` = the network's own).
