@@ -408,8 +408,13 @@ class HDF5Sink(Sink):
         for name in _CORE_ESTIMATES:
             self._est[name].flat[pix] = np.asarray(getattr(m, name))
             g[name][...] = self._est[name]
-        if (m.meta or {}).get("model") and "model_json" not in g.attrs:  # which checkpoint and calibration
-            g.attrs["model_json"] = json.dumps(plain(m.meta["model"]))
+        meta = m.meta or {}
+        if meta.get("model"):  # which checkpoint and calibration (the prior check may switch it mid-scan)
+            js = json.dumps(plain(meta["model"]))
+            if g.attrs.get("model_json") != js:
+                g.attrs["model_json"] = js
+        if meta.get("prior_check"):
+            g.attrs["prior_check_json"] = json.dumps(plain(meta["prior_check"]))
         for name, values in _per_pixel_extras(m.extra, len(pix)).items():
             if name not in self._est:  # e.g. the CNN's refined, g2_0_cnn, g2_0_err_cnn; the fits' t1_ps, t2_ps
                 g.create_dataset(name, shape=(ny, nx), dtype=np.float64, fillvalue=np.nan)

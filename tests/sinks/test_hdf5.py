@@ -232,6 +232,36 @@ def test_estimates_keep_the_estimators_per_pixel_extras(tmp_path):
         np.testing.assert_array_equal(g["g2_0"][()].flat[[0, 5, 7]], 0.3)  # the core dataset is not overwritten
 
 
+def test_estimates_record_the_latest_checkpoint_and_prior_check(tmp_path):
+    """When the CNN's prior check switches a scan to the wide network, the file names the network of the latest
+    estimates (model_json was written once, for the first) and keeps the check (prior_check_json)."""
+    import json
+
+    from engine.messages import EST_OUTSIDE_PRIOR, Estimates
+
+    def est(pix, weights, pc, flags=0):
+        n = len(pix)
+        return ("g2", Estimates(pixel=pix, g2_0=np.full(n, 0.3), g2_0_err=np.full(n, 0.05), n_events=np.full(n, 1e4),
+                                flags=np.full(n, flags, np.uint8), method="cnn", shape=[3, 4],
+                                meta={"model": {"weights": weights}, "prior_check": pc}))
+
+    path = str(tmp_path / "p.h5")
+    undecided = {"outside": None, "events": 5000, "t1_ns": float("nan"), "t1_floor_ns": 1.5, "dnll": float("nan")}
+    switched = {"outside": True, "events": 2_000_000, "t1_ns": 0.8, "t1_floor_ns": 1.5, "dnll": 40.0, "network": "wide"}
+    run_node(HDF5Sink(path), [est(np.array([0, 1]), "a/g2cnn_w32_corners.pt", undecided),
+                              est(np.arange(12), "a/g2cnn_w32_wide.pt", switched)])
+    with h5py.File(path, "r") as f:
+        g = f["user/antibunch/estimates"]
+        assert json.loads(g.attrs["model_json"])["weights"].endswith("g2cnn_w32_wide.pt")
+        assert json.loads(g.attrs["prior_check_json"]) == switched
+    path2 = str(tmp_path / "f.h5")
+    flagged = {**switched, "network": None}
+    run_node(HDF5Sink(path2), [est(np.arange(12), "a/g2cnn_w32_corners.pt", flagged, EST_OUTSIDE_PRIOR)])
+    with h5py.File(path2, "r") as f:
+        g = f["user/antibunch/estimates"]
+        assert np.all(g["flags"][()] & EST_OUTSIDE_PRIOR) and json.loads(g.attrs["prior_check_json"])["outside"]
+
+
 def test_scan_results_name_the_cnn_checkpoint_and_its_calibration(tmp_path):
     """Files written before and after a recalibration could not be told apart (inputs/g2 said weights: null):
     the estimates group records the checkpoint's path, SHA-256 and calibration."""
