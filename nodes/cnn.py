@@ -60,6 +60,7 @@ import numpy as np
 from engine.messages import EST_DARK, EST_NO_ERROR, EST_OUTSIDE_PRIOR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
+from .cnn_prior import PRIOR_CHECK_MIN_EVENTS, PRIOR_CHECK_NLL, prior_check, ranges_of  # noqa: F401 (API)
 from .estimators import is_real_number
 from .physics import g2model
 
@@ -105,12 +106,6 @@ DISAGREE_NLL = (4.5, 8.0)
 T2_REFIT_MIN_NS = 1.0
 #: ... and replaces the fit only where the data prefer it: its NLL lower by at least this (Δχ² = 4, 2σ)
 T2_REFIT_MIN_GAIN = 2.0
-#: the prior check (:func:`prior_check`): the pooled histogram of a scan (its pixels summed: one kind of
-#: emitter) says the antibunching time lies below the network's training range when the best fit with t1 held at
-#: the range's floor is worse than the free fit by PRIOR_CHECK_NLL (Δχ² = 25, 5σ: repeated as the scan grows,
-#: so strict); below PRIOR_CHECK_MIN_EVENTS pooled events it does not decide
-PRIOR_CHECK_NLL = 12.5
-PRIOR_CHECK_MIN_EVENTS = 20_000
 
 
 
@@ -239,42 +234,6 @@ def training_ranges(weights=None) -> dict:
         return ranges_of(json.loads(meta_path.read_text()))
     except (OSError, ValueError):
         return dict(TRAIN)
-
-
-def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
-    """Is the emitter of these histograms inside the network's training range of antibunching times?
-
-    ``counts (N, n_bins)`` are summed into one pooled histogram (the pixels of a scan: one kind of emitter, so
-    the scan decides what no single pixel can) and fitted twice by Poisson ML (:func:`nodes.mle.t1_floor_fits`):
-    t1 free and t1 held at or above the floor of ``ranges['t1_ns']`` (:func:`training_ranges`). ``outside``
-    is True when the free fit's t1 lies below the floor and the held fit is worse by at least
-    :data:`PRIOR_CHECK_NLL`; False when the pooled data agree with the range; None (undecided) below
-    :data:`PRIOR_CHECK_MIN_EVENTS` pooled events or when a fit failed. Returns ``outside``, ``events``,
-    ``t1_ns`` (free fit), ``t1_floor_ns``, ``dnll``. A scan of several kinds of emitter is one pooled shape:
-    the check then speaks for the mixture."""
-    from .mle import t1_floor_fits
-
-    c = np.asarray(counts)
-    pooled = c.reshape(-1, c.shape[-1]).sum(axis=0)
-    floor = float(ranges["t1_ns"][0])
-    out = {"outside": None, "events": int(pooled.sum()), "t1_ns": float("nan"), "t1_floor_ns": floor,
-           "dnll": float("nan")}
-    if out["events"] < PRIOR_CHECK_MIN_EVENTS or floor <= g2model.BOUNDS["t1_ns"][0]:
-        return out
-    r = t1_floor_fits(pooled[None], lag_ps, floor, binwidth_ps)
-    if r["ok"][0]:
-        dnll = max(float(r["nll_floor"][0] - r["nll_free"][0]), 0.0)
-        t1 = float(r["t1_ns"][0])
-        out.update(t1_ns=t1, dnll=dnll, outside=bool(t1 < floor and dnll >= PRIOR_CHECK_NLL))
-    return out
-
-
-def ranges_of(meta: dict) -> dict:
-    """The training ranges recorded in a network's metadata (those of the default population where none are)."""
-    from .physics.populations import TRAIN
-
-    rec = (meta.get("training") or {}).get("population_ranges") or TRAIN
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()}
 
 
 def set_torch_threads(threads) -> int:
@@ -491,8 +450,15 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
         hc = np.asarray(counts)[cand]
         r = refine_mle(hc, lag_ps, g[cand], binwidth_ps, starts=starts, threads=threads,
                        t2_refit_min_ns=T2_REFIT_MIN_NS, t2_refit_min_gain=T2_REFIT_MIN_GAIN)
-        t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A)
+        # a fit kept on the 20-ns floor because its refit below it gained too little: the data do not ask for a
+        # faster bunching, so the floor does not bind — the fit counts, its error bar at least the distance to
+        # that rival (as for the ridge: a rival within ΔNLL = ½ of the best is inside 1σ)
+        rival = np.isfinite(r["floor_rival_g2_0"])
+        t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A) | rival
         sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
+        with np.errstate(invalid="ignore"):
+            gap_rival = np.abs(r["floor_rival_g2_0"] - r["g2_0"]) / np.sqrt(np.maximum(2 * r["floor_rival_gain"], 1.0))
+        sm = np.where(rival, np.maximum(sm, gap_rival), sm)
         gap = np.abs(r["g2_0"] - g[cand])
         wc = refine_weight(err[cand], sm, refine_sigma)
         on = np.flatnonzero((wc > 0) | (gap > DISAGREE_Z * sm))

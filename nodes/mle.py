@@ -186,6 +186,8 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     least ``t2_refit_min_gain`` (its ``t2_on_bound`` then refers to the lowered floor; ``n_iter`` counts both
     fits): a bunching faster than 20 ns that the data ask for becomes representable instead of being squeezed
     onto the bound. So the bounds are :func:`estimate_mle`'s except for the rows refitted below the floor.
+    ``floor_rival_g2_0``, ``floor_rival_gain``: for the rows whose refit below the floor was not taken, its g2(0)
+    and NLL gain (< ``t2_refit_min_gain``; NaN elsewhere) — a rival the data hardly tell from the floor fit.
     ``fast=False`` runs the kernel's per-edge, unfolded reference path (benchmarks, tests: same optimum,
     several times slower).
     """
@@ -203,16 +205,17 @@ def refine_mle(counts, lag_ps, g0_start, binwidth_ps=None, *, starts: str = "see
     P, err, f, it, conv = _seeded_fits(counts, lag_ps, binwidth_ps, st, g0_start, None, lb, ub, free,
                                        max_iter, tol, threads, fast)
     t2_lo = np.full(len(P), lb[4])
+    rival = (np.full(len(P), np.nan), np.full(len(P), np.nan))
     if t2_refit_min_ns is not None:
         _refit_below_floor(counts, lag_ps, binwidth_ps, st, g0_start, lb, ub, float(t2_refit_min_ns),
-                           t2_refit_min_gain, (max_iter, tol, threads, fast), (P, err, f, it, conv, t2_lo))
+                           t2_refit_min_gain, (max_iter, tol, threads, fast), (P, err, f, it, conv, t2_lo), rival)
     g = P[:, 1].copy()
     on_bound = (g <= lb[1] + 1e-9) | (g >= ub[1] - 1e-9)
     ok = conv & np.isfinite(err) & (err > 0) & ~on_bound
     t2_on_bound = (P[:, 4] <= t2_lo * (1 + 1e-6)) | (P[:, 4] >= ub[4] * (1 - 1e-6))
     return {"g2_0": g, "g2_0_err": err, "ok": ok, "t2_on_bound": t2_on_bound, "t1_ps": P[:, 3] * 1e3,
             "t2_ps": P[:, 4] * 1e3, "a": P[:, 2], "scale": P[:, 0], "n_iter": it, "nll": f,
-            "compute_s": time.perf_counter() - t0}
+            "floor_rival_g2_0": rival[0], "floor_rival_gain": rival[1], "compute_s": time.perf_counter() - t0}
 
 
 def _real(name: str, value) -> float:
@@ -223,11 +226,12 @@ def _real(name: str, value) -> float:
 
 
 def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, floor_ns, min_gain, opts,
-                       fit) -> None:
+                       fit, rival) -> None:
     """Fit again, with the bunching time's floor lowered to ``floor_ns``, the rows whose t2 ended on the floor
     ``lb[4]``. ``fit`` = (P, err, nll, iterations, converged, t2 floor) is updated in place where the refit
     converged to a negative log-likelihood lower by at least ``min_gain``; ``opts`` = (max_iter, tol, threads,
-    fast). Iterations add up over both fits."""
+    fast). Iterations add up over both fits. Where a converged refit gained less (the floor fit is kept),
+    ``rival`` = (g2(0), NLL gain ≥ 0) arrays get the refit's g2(0) and its gain (NaN elsewhere)."""
     P, err, f, it, conv, t2_lo = fit
     low = np.flatnonzero(P[:, 4] <= lb[4] * (1 + 1e-6))
     if not low.size:
@@ -241,6 +245,9 @@ def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, fl
     P2, err2, f2, it2, conv2 = _seeded_fits(np.asarray(counts)[low], lag_ps, binwidth_ps, st, g0, None, lb2, ub,
                                             np.ones(5, np.bool_), max_iter, tol, threads, fast)
     take = conv2 & (f2 <= f[low] - min_gain + 1e-9)
+    kept = conv2 & ~take
+    rival[0][low[kept]] = P2[kept, 1]
+    rival[1][low[kept]] = np.maximum(f[low][kept] - f2[kept], 0.0)
     i = low[take]
     P[i], err[i], f[i], conv[i], t2_lo[i] = P2[take], err2[take], f2[take], True, floor_ns
     it[i] += it2[take]
