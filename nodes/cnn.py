@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -191,7 +192,8 @@ def load_model(weights=None, device: str = "auto"):
     path = weights_path(weights)
     if not path.exists():
         raise FileNotFoundError(f"G2CNN weights file {str(path)!r} not found; "
-                                + ("check the path (or train one with 'antibunch train')" if weights else
+                                + (f"give a checkpoint's path or a shipped network's name "
+                                   f"({', '.join(SHIPPED_MODELS)}), or train one with 'antibunch train'" if weights else
                                    "train one with 'antibunch train' or pass --weights"))
     meta_path = path.with_suffix(".json")
     if not meta_path.exists():
@@ -539,7 +541,8 @@ class G2CNN(Node):
     def check(self):
         path = weights_path(self.weights)
         if not path.exists():
-            raise FileNotFoundError(f"step '{self.step_id}': G2CNN weights {str(path)!r} not found")
+            raise FileNotFoundError(f"step '{self.step_id}': G2CNN weights {str(path)!r} not found; give a "
+                                    f"checkpoint's path or a shipped network's name ({', '.join(SHIPPED_MODELS)})")
 
     def reset(self):
         self._model = None
@@ -550,7 +553,8 @@ class G2CNN(Node):
         self._shape = [1, 1]
         self._since = None
         self._seq = 0
-        self._latest: dict[int, np.ndarray] = {}  # every pixel's latest (cumulative) histogram: the pooled scan
+        self._latest: dict[int, np.ndarray] = {}  # every pixel's latest (cumulative) histogram
+        self._pooled = None  # their running sum: the pooled scan of the prior check
         self._prior = None  # the latest prior_check result
         self._prior_events = 0
 
@@ -593,7 +597,7 @@ class G2CNN(Node):
         for p, c in zip(pix.tolist(), counts):
             self._pending[int(p)] = c
             if self.check_prior:
-                self._latest[int(p)] = c
+                self._pool(int(p), c)
         if self._since is None and self._pending:
             self._since = time.monotonic()
         yield from self._flush(force=False)
@@ -632,40 +636,65 @@ class G2CNN(Node):
                 self.counters["not_estimated"] = self.counters.get("not_estimated", 0) + len(self._pending)
                 self._pending.clear()
 
-    def _check_prior(self) -> dict:
+    def _pool(self, pixel: int, counts) -> None:
+        """Replace ``pixel``'s histogram in the pooled scan (a running sum: O(bins) per pixel)."""
+        c = np.asarray(counts, dtype=np.int64)
+        if self._pooled is None:
+            self._pooled = np.zeros(c.shape[-1], np.int64)
+        old = self._latest.get(pixel)
+        self._pooled += c if old is None else c - old
+        self._latest[pixel] = c
+
+    def _check_prior(self, final: bool = False) -> dict:
         """:func:`prior_check` of the pooled scan (every pixel's latest histogram), re-run whenever its events
-        grew by half since the last decision. When it first finds the scan outside the network's t1 range, every
-        pixel seen so far is queued to be estimated again — by the 'wide' network where ``weights`` was not
-        given, else with the EST_OUTSIDE_PRIOR flag — and one warning says which; the decision then stays."""
+        grew by half since the last decision (``final``: once more on the whole scan, for the record). When it
+        first finds the scan outside the network's t1 range, every pixel seen so far is queued to be estimated
+        again — by the 'wide' network where ``weights`` was not given, else with the EST_OUTSIDE_PRIOR flag — and
+        one warning on stderr says which; the decision then stays (``final`` updates only its numbers)."""
         r = self._prior
-        if r is not None and r["outside"]:
+        if self._pooled is None or (r is not None and r["outside"] and not final):
+            return r or {"outside": None, "events": 0, "t1_ns": float("nan"), "t1_floor_ns": float("nan"),
+                         "dnll": float("nan")}
+        events = int(self._pooled.sum())
+        if r is not None and not final and events < 1.5 * max(self._prior_events, 1):
             return r
-        pooled = np.sum(list(self._latest.values()), axis=0)
-        events = int(pooled.sum())
-        if r is not None and events < 1.5 * max(self._prior_events, 1):
-            return r
-        r = prior_check(pooled[None], self._lag, ranges_of(self._load()[1]), self._bw)
-        self._prior = r
+        # a decided scan is re-checked against the range it was decided on (the network may since have switched)
+        ranges = {"t1_ns": (r["t1_floor_ns"],)} if r is not None and r["outside"] else ranges_of(self._load()[1])
+        new = prior_check(self._pooled[None], self._lag, ranges, self._bw)
+        if r is not None and r["outside"]:  # the final record of a decided scan: its numbers, not a new decision
+            self._prior = {**r, **{k: new[k] for k in ("events", "t1_ns", "dnll")}}
+            return self._prior
+        self._prior = r = new
         if r["outside"] is not None:
             self._prior_events = events
         if r["outside"]:
-            what = "its g2(0) values are not valid here and are flagged EST_OUTSIDE_PRIOR (32); use weights='wide' " \
-                   "(t1 from 0.5 ns) or the MLE"
-            if not self.weights:
-                self._model = None
-                self._load(WIDE_FALLBACK)
-                r["network"] = WIDE_FALLBACK
-                self.counters["switched_to_wide"] = 1
-                what = "every pixel is estimated again by the 'wide' network (t1 from 0.5 ns)"
-            for p, c in self._latest.items():
-                self._pending.setdefault(p, c)
-            import warnings
-
-            warnings.warn(f"step '{self.step_id}': the scan's pooled histogram ({r['events']} events) puts the "
-                          f"antibunching time at {r['t1_ns']:.2f} ns, below the network's training range "
-                          f"(t1 >= {r['t1_floor_ns']:g} ns; likelihood ratio {r['dnll']:.1f}): {what}",
-                          UserWarning, stacklevel=2)
+            self._on_outside(r)
         return r
 
+    def _on_outside(self, r: dict) -> None:
+        """The scan lies below the network's t1 range: switch to the wide network (no ``weights`` given) or flag,
+        and queue every pixel seen so far for a new estimate; say so once."""
+        if not self.weights:
+            self._model = None
+            self._load(WIDE_FALLBACK)
+            r["network"] = WIDE_FALLBACK
+            self.counters["switched_to_wide"] = 1
+            what = "every pixel is estimated again by the 'wide' network (t1 from 0.5 ns)"
+        else:
+            what = "its g2(0) values are not valid here and are flagged EST_OUTSIDE_PRIOR (32)"
+        for p, c in self._latest.items():
+            self._pending.setdefault(p, c)
+        print(f"step '{self.step_id}': warning: the scan's pooled histogram ({r['events']} events) puts the "
+              f"antibunching time at {r['t1_ns']:.2f} ns, below the network's training range (t1 >= "
+              f"{r['t1_floor_ns']:g} ns; likelihood ratio {r['dnll']:.1f}): {what}. For such a scan the Poisson MLE "
+              "with pool_shape=True (t1, t2 fitted on the pooled scan) is the better estimator at high counts "
+              "(docs/estimators.md)", file=sys.stderr, flush=True)
+
     def finish(self):
+        if self.check_prior and not self.stop_requested():
+            decided = bool(self._prior and self._prior["outside"])
+            r = self._check_prior(final=True)
+            if decided and r["outside"]:  # the last messages carry the whole scan's check (a rare, outside scan)
+                for p, c in self._latest.items():
+                    self._pending.setdefault(p, c)
         yield from self._flush(force=True)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import zipfile
 
@@ -57,8 +58,14 @@ def add_commands(sub) -> None:
     p.add_argument("output", help="OUTPUT.npz to write (g2_0, g2_0_err, compute_s, n_events, flags, method; "
                                   "cnn also refined, g2_0_cnn, g2_0_err_cnn)")
     p.add_argument("--weights", default=None,
-                   help="CNN weights .pt, or a shipped network: 'default' (t1 1.5-100 ns) or 'wide' (t1 0.5-100 ns, "
-                        "for quantum dots and other dips narrower than a bin) (default: the default network)")
+                   help="cnn only: weights .pt, or a shipped network: 'default' (t1 1.5-100 ns) or 'wide' (t1 0.5-100 "
+                        "ns, for quantum dots and other dips narrower than a bin). Not given: the default network, "
+                        "unless the prior check (all histograms pooled as one scan) finds t1 below its range — then "
+                        "the wide one; given: that network, its estimates flagged 32 where the check finds them "
+                        "outside its range")
+    p.add_argument("--no-prior-check", dest="prior_check", action="store_false", default=argparse.SUPPRESS,
+                   help="cnn only: the histograms are not one scan (different emitters): no prior check, no switch "
+                        "or flag")
     p.add_argument("--binwidth-ps", type=float, default=None, help="bin width (default: lag spacing)")
     from .cnn import REFINE_FADE, REFINE_GATE, REFINE_SIGMA  # constants only: torch stays unimported
 
@@ -127,7 +134,7 @@ def add_commands(sub) -> None:
                    help="override a range of every evaluated population (g0, g0_emitter, a_emitter, t1_ns and "
                         "t2_ns in ns, tilt_cps in counts/s; t1, t2 and tilt drawn log-uniformly), e.g. --prior "
                         "t1_ns=2,4; a range beyond the CNN's training prior runs with a warning")
-    p.add_argument("--no-scan-check", dest="scan_check", action="store_false",
+    p.add_argument("--no-scan-check", dest="scan_check", action="store_false", default=argparse.SUPPRESS,
                    help="evaluate every histogram on its own with the network as chosen (default: each population's "
                         "bucket is one scan for the CNN's prior check, as in the G2CNN node: without --weights the "
                         "'wide' network takes a scan whose t1 is below the default network's range)")
@@ -262,6 +269,9 @@ def cmd_estimate(args) -> int:
     if threads is not None and args.method != "cnn":
         raise ValueError(f"--threads applies to the cnn method only (torch; got method {args.method!r})")
     threads = _check_threads("estimate", threads)
+    for option, given in (("--weights", args.weights is not None), ("--no-prior-check", hasattr(args, "prior_check"))):
+        if given and args.method != "cnn":
+            raise ValueError(f"{option} applies to the cnn method only (got method {args.method!r})")
     bw = args.binwidth_ps
     if bw is not None and not (np.isfinite(bw) and bw > 0):
         raise ValueError(f"--binwidth-ps must be a finite bin width > 0 in ps (omit it to use the spacing of "
@@ -284,20 +294,23 @@ def cmd_estimate(args) -> int:
 
         res = estimate_lm(counts, lag, bw)
     else:
-        from .cnn import cached_model, estimate_cnn, predict, require_paper_binning
+        from .cnn import WIDE_FALLBACK, cached_model, estimate_cnn, predict, require_paper_binning
 
         require_paper_binning(lag, bw)  # refuse before loading torch
         from .cnn import set_torch_threads
 
         set_torch_threads(threads)
+        check = getattr(args, "prior_check", True)
         model = cached_model(args.weights, "auto")  # estimate_cnn's cache: loaded outside the timing
+        if check and not args.weights:
+            cached_model(WIDE_FALLBACK, "auto")  # the network a switch would use, loaded outside the timing too
         from .mle import refine_mle
 
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing
         if refine_sigma:
             refine_mle(counts[:1], lag, [0.5], bw, max_iter=2)  # the refinement's kernel, outside the timing
         # no --weights: the default network, or the wide one where the prior check finds t1 below its range
-        res = estimate_cnn(counts, lag, args.weights, bw, refine_sigma=refine_sigma, check_prior=True)
+        res = estimate_cnn(counts, lag, args.weights, bw, refine_sigma=refine_sigma, check_prior=check)
     out = {"g2_0": np.asarray(res["g2_0"], dtype=np.float64), "g2_0_err": np.asarray(res["g2_0_err"], dtype=np.float64),
            "compute_s": np.float64(res["compute_s"]), "n_events": np.asarray(res["n_events"], dtype=np.float64),
            "flags": np.asarray(res["flags"], dtype=np.uint8), "method": np.array(args.method)}
@@ -307,6 +320,11 @@ def cmd_estimate(args) -> int:
     for k in ("refined", "g2_0_cnn", "g2_0_err_cnn"):
         if k in res:
             out[k] = np.asarray(res[k], dtype=np.float64)
+    if args.method == "cnn":  # which network estimated them (the prior check may have switched it)
+        from .cnn import weights_path
+
+        pc = res.get("prior_check") or {}
+        out["network"] = np.array(str(weights_path(pc.get("network") or args.weights)))
     with atomic_write(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **out)
     n = len(counts)
@@ -319,8 +337,9 @@ def cmd_estimate(args) -> int:
     pc = res.get("prior_check")
     if pc and pc["outside"]:
         what = ("estimated by the 'wide' network (t1 from 0.5 ns) instead" if pc.get("network") else
-                "its values are not valid here and carry flag 32 (EST_OUTSIDE_PRIOR); use --weights wide or the mle "
-                "method")
+                "its values are not valid here and carry flag 32 (EST_OUTSIDE_PRIOR); use --weights wide")
+        what += ("; for one scan of such emitters at high counts the Poisson MLE with t1, t2 from the pooled scan "
+                 "(PoissonMLE(pool_shape=True)) is the better estimator (docs/estimators.md)")
         print(f"cnn: warning: the histograms summed ({pc['events']} events) put the antibunching time at "
               f"{pc['t1_ns']:.2f} ns, below the network's training range (t1 >= {pc['t1_floor_ns']:g} ns): {what}",
               file=sys.stderr)
@@ -461,7 +480,7 @@ def cmd_evaluate(args) -> int:
     priors = dict(parse_prior(item, train) for item in args.prior)
     res = evaluate(args.n, args.seed, buckets, methods, args.weights, args.lm_max,
                    log=lambda s: print(s, file=sys.stderr), priors=priors or None, pops=pops,
-                   threads=threads, scan_check=args.scan_check)
+                   threads=threads, scan_check=getattr(args, "scan_check", True))
     print(format_table(res))
     from sinks.output import atomic_write
 

@@ -164,11 +164,18 @@ def evaluate(n_per_bucket: int = 300, seed: int = 7, buckets=BUCKETS, methods=ME
                 row[m] = mt
                 if "prior_check" in r:
                     mt["prior_check"] = {k: r["prior_check"].get(k) for k in ("outside", "t1_ns", "network")}
+                    if r["prior_check"].get("network") and "model_switched" not in res:
+                        from .cnn import cached_model, model_provenance
+
+                        net = r["prior_check"]["network"]
+                        res["model_switched"] = model_provenance(net, cached_model(net, "auto")[1])
                 if "refined" in r and m == "cnn":
                     mt["refined_fraction"] = float(np.mean(r["refined"] > 0))
                     mt["fully_refined_fraction"] = float(np.mean(r["refined"] == 1.0))
                 if log:
-                    log(f"{name:>8} {b:>6} events {m:>4}: RMSE {mt['rmse']:.4f} bias {mt['bias']:+.4f} "
+                    net = (mt.get("prior_check") or {}).get("network")
+                    who = m + (f" ({net} network)" if net else "")
+                    log(f"{name:>8} {b:>6} events {who:>4}: RMSE {mt['rmse']:.4f} bias {mt['bias']:+.4f} "
                         f"RMSE/CRB {mt['rmse_over_crb']:.2f} calib {mt['calib_width']:.2f} "
                         f"({n} histograms, {r['compute_s']:.2f} s)")
             pres["buckets"][str(b)] = row

@@ -140,19 +140,26 @@ class FigureSink(Sink):
             for p, v, e in zip(np.asarray(msg.pixel).tolist(), np.asarray(msg.g2_0).tolist(),
                                np.asarray(msg.g2_0_err).tolist()):
                 self._g2[p] = (v, e)
-            if np.any(np.asarray(msg.flags) & EST_OUTSIDE_PRIOR):
-                self._outside_prior = dict((msg.meta or {}).get("prior_check") or {})
+            pc = (msg.meta or {}).get("prior_check") or {}
+            if np.any(np.asarray(msg.flags) & EST_OUTSIDE_PRIOR) or pc.get("network"):
+                self._outside_prior = dict(pc)
         return ()
 
     def outside_prior_note(self) -> str:
-        """One line when the estimator flagged its values EST_OUTSIDE_PRIOR (the CNN's prior check), else ''."""
+        """One line when the CNN's prior check found the scan's antibunching time below the network's range:
+        either it switched to the 'wide' network (said so), or it flagged the values EST_OUTSIDE_PRIOR (not
+        valid); else ''."""
         r = self._outside_prior
         if r is None:
             return ""
         t1 = r.get("t1_ns")
         at = f" (t1 {t1:.2f} ns < {r.get('t1_floor_ns', float('nan')):g} ns)" if t1 is not None else ""
+        if r.get("network"):
+            return (f"g2(0) from the CNN's '{r['network']}' network: the emitters' antibunching time lies below the "
+                    f"default network's range{at} (prior check)")
         return (f"g2(0) flagged EST_OUTSIDE_PRIOR: the emitters' antibunching time lies below the CNN's training "
-                f"range{at} -- g2(0), G2 and the verdict are not valid; use weights='wide' or the MLE")
+                f"range{at} -- g2(0), G2 and the verdict are not valid; use weights='wide', or PoissonMLE with "
+                "pool_shape=True")
 
     def warmup(self):
         # import the plotting and analysis libraries now, in the start-up, not in finish(): on a
@@ -179,7 +186,8 @@ class FigureSink(Sink):
             if self.print_summary and self.summary:
                 print(self.summary, flush=True)
             if self.outside_prior_note():
-                print(f"{self.step_id}: warning: {self.outside_prior_note()}", flush=True)
+                word = "note" if (self._outside_prior or {}).get("network") else "warning"
+                print(f"{self.step_id}: {word}: {self.outside_prior_note()}", flush=True)
         else:  # interrupted or failed: the user is waiting for the exit -- the images only, quickly
             self.render(full=False)
             print(f"{self.step_id}: '{self.path}' shows the partial images ({self.status} run); the resolution "
@@ -241,17 +249,21 @@ class FigureSink(Sink):
                      f"{img.meta.get('intensity_from', '?')}", fontsize=11)
         # fixed margins: tight_layout draws the whole figure once more just to measure it (about
         # 40 % of the render time), which an interrupted run would wait for at Ctrl-C
+        note = self.outside_prior_note()
+        room = (0.03 if full else 0.06) if note else 0.0  # a line for the note under the suptitle
         if full:
-            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.065, top=0.87 if partial else 0.91,
+            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.065, top=(0.87 if partial else 0.91) - room,
                                 wspace=0.38, hspace=0.32)
         else:
-            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.11, top=0.76 if partial else 0.84, wspace=0.38)
-        if self.outside_prior_note():
-            fig.text(0.5, 0.003, self.outside_prior_note(), ha="center", va="bottom", color="red", fontsize=12,
-                     weight="bold")
+            fig.subplots_adjust(left=0.045, right=0.985, bottom=0.11, top=(0.76 if partial else 0.84) - room,
+                                wspace=0.38)
+        if note:  # under the suptitle, above the panels and the PARTIAL line
+            switched = bool((self._outside_prior or {}).get("network"))
+            fig.text(0.5, 0.955 if full else 0.93, note, ha="center", va="top", color="tab:blue" if switched else "red",
+                     fontsize=11, weight="normal" if switched else "bold")
         if partial:
-            fig.text(0.5, 0.935 if full else 0.875, partial, ha="center", va="bottom", color="red", fontsize=13,
-                     weight="bold")
+            fig.text(0.5, (0.935 if full else 0.875) - room, partial, ha="center", va="bottom", color="red",
+                     fontsize=13, weight="bold")
             fig.text(0.5, 0.5, "PARTIAL", ha="center", va="center", rotation=25 if full else 12,
                      fontsize=90 if full else 70, color="red", alpha=0.12, weight="bold")
         try:

@@ -247,7 +247,23 @@ def test_missing_weights_given_by_the_user_say_check_the_path(tmp_path):
 
     with pytest.raises(FileNotFoundError) as e:
         load_model(str(tmp_path / "nope.pt"))
-    assert "nope.pt" in str(e.value) and "check the path" in str(e.value) and "pass --weights" not in str(e.value)
+    assert "nope.pt" in str(e.value) and "give a checkpoint's path" in str(e.value) and "pass --weights" not in str(e.value)
+    assert "shipped network's name (default, wide)" in str(e.value)
+
+
+def test_estimate_weights_and_prior_check_options_are_cnn_only_and_the_output_names_the_network(tmp_path, capsys):
+    path, out = tmp_path / "i.npz", tmp_path / "o.npz"
+    np.savez(path, counts=np.full((3, LAG.size), 20), lag_ps=LAG)
+    for extra, word in ((["--weights", "wide"], "--weights applies to the cnn method only"),
+                        (["--no-prior-check"], "--no-prior-check applies to the cnn method only")):
+        assert main(["estimate", "mle", str(path), str(out), *extra]) == 2
+        assert word in capsys.readouterr().err and not out.exists()
+    assert main(["estimate", "cnn", str(path), str(out), "--weights", "wide", "--no-prior-check"]) == 0
+    assert str(np.load(out)["network"]).endswith("g2cnn_w32_wide.pt")
+    assert main(["estimate", "cnn", str(path), str(out), "--overwrite"]) == 0
+    assert str(np.load(out)["network"]).endswith("g2cnn_w32_corners.pt")
+    assert main(["estimate", "cnn", str(path), str(out), "--weights", "Wide", "--overwrite"]) == 2
+    assert "shipped network's name (default, wide)" in capsys.readouterr().err
 
 
 @pytest.fixture

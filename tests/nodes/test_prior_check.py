@@ -1,8 +1,6 @@
 """The prior check: a scan whose pooled histogram puts the antibunching time below the network's
 training range is flagged EST_OUTSIDE_PRIOR (the network's values are not valid there), by the function,
 ``estimate_cnn(check_prior=True)``, the G2CNN node (as the scan grows) and ``antibunch estimate cnn``."""
-import warnings
-
 import numpy as np
 import pytest
 
@@ -79,12 +77,11 @@ def _msgs(H, cuts, shape=(32, 32)):
     return out
 
 
-def _run_growing_scan(node, H):
-    """Pixels arriving in batches of 16: returns (messages, warnings of the prior check)."""
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        msgs = run_node(node, _msgs(H, list(range(16, len(H), 16))))["out"]
-    return msgs, [x for x in w if "antibunching time at" in str(x.message)]
+def _run_growing_scan(node, H, capsys):
+    """Pixels arriving in batches of 16: returns (messages, the prior check's warnings on stderr)."""
+    msgs = run_node(node, _msgs(H, list(range(16, len(H), 16))))["out"]
+    err = capsys.readouterr().err
+    return msgs, [ln for ln in err.splitlines() if "antibunching time at" in ln]
 
 
 def _latest_by_pixel(msgs):
@@ -95,13 +92,13 @@ def _latest_by_pixel(msgs):
     return out
 
 
-def test_the_node_switches_to_the_wide_network_once_the_growing_scan_decides():
+def test_the_node_switches_to_the_wide_network_once_the_growing_scan_decides(capsys):
     """1024 pixels of 1 000 events arrive 16 at a time: the first batches pool too few events; once the pooled
     scan decides, every pixel seen so far is estimated again by the wide network, so every pixel's latest
     estimate comes from it (its provenance in the meta), none flagged; one warning names t1 and the switch."""
     H = _scan(0.8, 50.0, 0.2, 0.3, 1024, 1000, seed=3)
     node = G2CNN(batch_size=16, max_latency_ms=1e9)
-    msgs, ws = _run_growing_scan(node, H)
+    msgs, ws = _run_growing_scan(node, H, capsys)
     checks = [m.meta["prior_check"] for m in msgs]
     assert checks[0]["outside"] is None and checks[-1]["outside"] is True and checks[-1]["network"] == "wide"
     assert sum(len(m.pixel) for m in msgs) > len(H)  # pixels before the decision were estimated again
@@ -110,20 +107,24 @@ def test_the_node_switches_to_the_wide_network_once_the_growing_scan_decides():
     assert all(mm["model"]["weights"].endswith("g2cnn_w32_wide.pt") and not f & EST_OUTSIDE_PRIOR
                for _, f, mm in latest.values())
     assert node.counters["switched_to_wide"] == 1 and "outside_prior" not in node.counters
-    assert len(ws) == 1 and "estimated again by the 'wide' network" in str(ws[0].message)
-    assert "antibunching time at 0." in str(ws[0].message)
+    assert len(ws) == 1 and "estimated again by the 'wide' network" in ws[0] and "antibunching time at 0." in ws[0]
+    assert ws[0].startswith("step '") and ": warning: " in ws[0]
+    assert "pool_shape=True" in ws[0]
+    # the last messages carry the whole scan's check (re-run at the end), not the first decision's numbers
+    assert checks[-1]["events"] == int(H.sum()) and checks[-1]["events"] > checks[len(checks) // 4]["events"]
+    assert abs(checks[-1]["t1_ns"] - 0.8) < 0.1
 
 
-def test_the_node_with_a_chosen_network_flags_every_pixel_once_the_scan_decides():
+def test_the_node_with_a_chosen_network_flags_every_pixel_once_the_scan_decides(capsys):
     H = _scan(0.8, 50.0, 0.2, 0.3, 1024, 1000, seed=3)
     node = G2CNN(batch_size=16, max_latency_ms=1e9, weights="default")
-    msgs, ws = _run_growing_scan(node, H)
+    msgs, ws = _run_growing_scan(node, H, capsys)
     latest = _latest_by_pixel(msgs)
     assert len(latest) == len(H) and all(f & EST_OUTSIDE_PRIOR for _, f, _ in latest.values())
     first = next(i for i, m in enumerate(msgs) if m.meta["prior_check"]["outside"])
     assert 0 < first and not any(np.any(m.flags & EST_OUTSIDE_PRIOR) for m in msgs[:first])
     assert node.counters["outside_prior"] == sum(len(m.pixel) for m in msgs[first:])
-    assert len(ws) == 1 and "weights='wide'" in str(ws[0].message)
+    assert len(ws) == 1 and "flagged EST_OUTSIDE_PRIOR (32)" in ws[0]
 
 
 def test_the_node_check_can_be_switched_off_and_an_nv_scan_is_never_flagged():
@@ -162,8 +163,11 @@ def test_evaluate_treats_each_bucket_as_one_scan_unless_told_not_to():
     assert pc["qd"]["outside"] is True and pc["qd"]["network"] == "wide" and pc["qd"]["t1_ns"] < 1.5
     assert pc["heldout"]["outside"] is False and pc["heldout"]["network"] is None
     assert res["scan_check"] is True and "Prior check (each bucket one scan)" in format_table(res)
+    assert res["model"]["weights"].endswith("g2cnn_w32_corners.pt")
+    assert res["model_switched"]["weights"].endswith("g2cnn_w32_wide.pt")  # the network that estimated qd
     off = evaluate(300, scan_check=False, **kw)
     assert "prior_check" not in off["populations"]["qd"]["buckets"]["4000"]["cnn_plain"]
+    assert "model_switched" not in off
     qd_on, qd_off = (r["populations"]["qd"]["buckets"]["4000"]["cnn_plain"] for r in (res, off))
     assert qd_on["calib_width"] < 1.4 < qd_off["calib_width"]  # measured ≈ 1.1 vs ≈ 2.0 (n 2000, seed 7)
     assert res["populations"]["heldout"]["buckets"]["4000"]["cnn_plain"]["bias"] == \

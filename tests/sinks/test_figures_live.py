@@ -74,8 +74,16 @@ def test_figure_says_when_the_estimates_are_outside_the_networks_prior(tmp_path,
                     meta={"prior_check": {"outside": True, "t1_ns": 0.81, "t1_floor_ns": 1.5}})
     run_node(sink, [("hist", hist_msg()), ("g2", est), ("image", pair_image())])
     out = capsys.readouterr().out
-    assert "EST_OUTSIDE_PRIOR" in out and "t1 0.81 ns < 1.5 ns" in out and "weights='wide'" in out
-    assert "not valid" in sink.outside_prior_note()
+    assert "warning: g2(0) flagged EST_OUTSIDE_PRIOR" in out and "t1 0.81 ns < 1.5 ns" in out
+    assert "weights='wide'" in out and "pool_shape=True" in out and "not valid" in sink.outside_prior_note()
+    # switched to the wide network by the check: a note (not a warning) naming the network
+    wide = FigureSink(str(tmp_path / "wide.png"), emitters_nm=((-125.0, 0.0), (125.0, 0.0)), dpi=30)
+    est_w = Estimates(pixel=np.arange(1024), g2_0=np.full(1024, 0.3), g2_0_err=np.full(1024, 0.05),
+                      n_events=np.full(1024, 100.0), flags=np.zeros(1024, np.uint8), shape=[32, 32],
+                      meta={"prior_check": {"outside": True, "t1_ns": 0.81, "t1_floor_ns": 1.5, "network": "wide"}})
+    run_node(wide, [("hist", hist_msg()), ("g2", est_w), ("image", pair_image())])
+    out = capsys.readouterr().out
+    assert "note: g2(0) from the CNN's 'wide' network" in out and "not valid" not in out
     clean = FigureSink(str(tmp_path / "clean.png"), emitters_nm=((-125.0, 0.0), (125.0, 0.0)), dpi=30)
     run_node(clean, [("hist", hist_msg()), ("g2", Estimates(pixel=np.arange(4), g2_0=np.full(4, 0.3),
                       g2_0_err=np.full(4, 0.05), n_events=np.full(4, 100.0), flags=np.zeros(4, np.uint8),
