@@ -553,6 +553,8 @@ class G2CNN(Node):
         self._shape = [1, 1]
         self._since = None
         self._seq = 0
+        for key in ("switched_to_wide", "outside_prior", "not_estimated"):  # a re-run starts clean
+            self.counters.pop(key, None)
         self._latest: dict[int, np.ndarray] = {}  # every pixel's latest (cumulative) histogram
         self._pooled = None  # their running sum: the pooled scan of the prior check
         self._prior = None  # the latest prior_check result
@@ -661,8 +663,11 @@ class G2CNN(Node):
         # a decided scan is re-checked against the range it was decided on (the network may since have switched)
         ranges = {"t1_ns": (r["t1_floor_ns"],)} if r is not None and r["outside"] else ranges_of(self._load()[1])
         new = prior_check(self._pooled[None], self._lag, ranges, self._bw)
-        if r is not None and r["outside"]:  # the final record of a decided scan: its numbers, not a new decision
-            self._prior = {**r, **{k: new[k] for k in ("events", "t1_ns", "dnll")}}
+        if r is not None and r["outside"]:  # the final record of a decided scan (the decision itself stays)
+            if new["outside"]:
+                self._prior = {**r, **{k: new[k] for k in ("events", "t1_ns", "dnll")}}
+            else:  # the whole scan no longer supports it: keep the decision's numbers, record the final ones
+                self._prior = {**r, **{f"final_{k}": new[k] for k in ("events", "t1_ns", "dnll")}}
             return self._prior
         self._prior = r = new
         if r["outside"] is not None:
@@ -694,7 +699,7 @@ class G2CNN(Node):
         if self.check_prior and not self.stop_requested():
             decided = bool(self._prior and self._prior["outside"])
             r = self._check_prior(final=True)
-            if decided and r["outside"]:  # the last messages carry the whole scan's check (a rare, outside scan)
-                for p, c in self._latest.items():
-                    self._pending.setdefault(p, c)
+            if decided and r["outside"] and not self._pending and self._latest:
+                last = next(reversed(self._latest))  # one pixel again, so that a last message carries the record
+                self._pending[last] = self._latest[last]
         yield from self._flush(force=True)

@@ -24,6 +24,10 @@ from .physics import g2model
 #: so strict); below PRIOR_CHECK_MIN_EVENTS pooled events it does not decide
 PRIOR_CHECK_NLL = 12.5
 PRIOR_CHECK_MIN_EVENTS = 20_000
+#: ... and only when the free fit's t1 lies at least this far below the floor (a fraction of it): a pooled scan
+#: is never exactly the model (pixels differ in bunching time with the pump power across the spot), and that
+#: misfit alone pulled t1 from 1.6 to 1.42-1.44 ns with ΔNLL 14-27 at 2·10⁷ pooled events (measured)
+PRIOR_CHECK_T1_FRACTION = 0.8
 
 
 def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
@@ -31,9 +35,9 @@ def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
 
     ``counts (N, n_bins)`` are summed into one pooled histogram (the pixels of a scan: one kind of emitter, so
     the scan decides what no single pixel can) and fitted twice by Poisson ML (:func:`nodes.mle.t1_floor_fits`):
-    t1 free and t1 held at or above the floor of ``ranges['t1_ns']`` (:func:`training_ranges`). ``outside``
-    is True when the free fit's t1 lies below the floor and the held fit is worse by at least
-    :data:`PRIOR_CHECK_NLL`; False when the pooled data agree with the range; None (undecided) below
+    t1 free and t1 held at or above the floor of ``ranges['t1_ns']`` (:func:`nodes.cnn.training_ranges`). ``outside``
+    is True when the free fit's t1 lies below :data:`PRIOR_CHECK_T1_FRACTION` of the floor and the held fit is
+    worse by at least :data:`PRIOR_CHECK_NLL`; False when the pooled data agree with the range; None (undecided) below
     :data:`PRIOR_CHECK_MIN_EVENTS` pooled events or when a fit failed. Returns ``outside``, ``events``,
     ``t1_ns`` (free fit), ``t1_floor_ns``, ``dnll``. A scan of several kinds of emitter is one pooled shape:
     the check then speaks for the mixture."""
@@ -50,7 +54,7 @@ def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
     if r["ok"][0]:
         dnll = max(float(r["nll_floor"][0] - r["nll_free"][0]), 0.0)
         t1 = float(r["t1_ns"][0])
-        out.update(t1_ns=t1, dnll=dnll, outside=bool(t1 < floor and dnll >= PRIOR_CHECK_NLL))
+        out.update(t1_ns=t1, dnll=dnll, outside=bool(t1 <= PRIOR_CHECK_T1_FRACTION * floor and dnll >= PRIOR_CHECK_NLL))
     return out
 
 

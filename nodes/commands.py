@@ -302,8 +302,9 @@ def cmd_estimate(args) -> int:
         set_torch_threads(threads)
         check = getattr(args, "prior_check", True)
         model = cached_model(args.weights, "auto")  # estimate_cnn's cache: loaded outside the timing
-        if check and not args.weights:
-            cached_model(WIDE_FALLBACK, "auto")  # the network a switch would use, loaded outside the timing too
+        if check and not args.weights:  # the network a switch would use: loaded and warmed outside the timing too
+            wide = cached_model(WIDE_FALLBACK, "auto")
+            predict(wide[0], counts[:2], wide[2])
         from .mle import refine_mle
 
         predict(model[0], counts[:2], model[2])  # warm-up, outside the timing

@@ -67,7 +67,7 @@ def run_method(method, counts, lag, weights=None, model=None, scan_check: bool =
 
         return estimate_lm(counts, lag)
     if method in ("cnn", "cnn_plain"):
-        from .cnn import cached_model, estimate_cnn, load_model
+        from .cnn import cached_model, estimate_cnn, load_model, predict
         from .mle import refine_mle
 
         model = model or load_model(weights, "auto")
@@ -76,7 +76,8 @@ def run_method(method, counts, lag, weights=None, model=None, scan_check: bool =
         refine_mle(counts[:1], lag, [0.5])  # compile outside the timing
         if scan_check:  # the switch needs estimate_cnn to pick the network (the same cached ones)
             kw.update(check_prior=True, **({"model": model} if weights else {}))
-            cached_model("wide" if not weights else weights, "auto")  # loaded outside the timing
+            other = cached_model("wide" if not weights else weights, "auto")  # loaded and warmed outside the timing
+            predict(other[0], counts[:2], other[2])
             return estimate_cnn(counts, lag, **kw)
         return estimate_cnn(counts, lag, model=model, **kw)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

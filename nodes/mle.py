@@ -245,7 +245,9 @@ def _refit_below_floor(counts, lag_ps, binwidth_ps, starts, g0_start, lb, ub, fl
     P2, err2, f2, it2, conv2 = _seeded_fits(np.asarray(counts)[low], lag_ps, binwidth_ps, st, g0, None, lb2, ub,
                                             np.ones(5, np.bool_), max_iter, tol, threads, fast)
     take = conv2 & (f2 <= f[low] - min_gain + 1e-9)
-    kept = conv2 & ~take
+    # a rival only where the refit reached at least the floor fit's likelihood (it may use every point the
+    # floor fit can): a refit that ended worse did not explore the faster bunching and says nothing about it
+    kept = conv2 & ~take & (f2 <= f[low] + 1e-6)
     rival[0][low[kept]] = P2[kept, 1]
     rival[1][low[kept]] = np.maximum(f[low][kept] - f2[kept], 0.0)
     i = low[take]
@@ -338,28 +340,46 @@ def t1_floor_fits(counts, lag_ps, t1_min_ns, binwidth_ps=None, *, t2_min_ns: flo
                   max_iter: int = 200, tol: float = 1e-10) -> dict:
     """Two Poisson ML fits of each histogram of ``counts (N, n_bins)``: every parameter free (t1 from the fit's
     0.5-ns floor) and with the antibunching time held at or above ``t1_min_ns``; t2 in [``t2_min_ns``,
-    ``t2_max_ns``], the six refinement starts. Returns ``t1_ns`` (free fit), ``g2_0`` (free fit), ``nll_free``,
-    ``nll_floor`` and ``ok`` (both converged). ``nll_floor − nll_free`` is the profile-likelihood test of
-    "t1 ≥ t1_min_ns" (:func:`nodes.cnn.prior_check`: is a scan's emitter inside a network's training range?)."""
+    ``t2_max_ns``]. Returns ``t1_ns`` (free fit), ``g2_0`` (free fit), ``nll_free``, ``nll_floor`` and ``ok``
+    (both converged). ``nll_floor − nll_free`` is the profile-likelihood test of "t1 ≥ t1_min_ns"
+    (:func:`nodes.cnn_prior.prior_check`).
+
+    Both fits need starts near their optimum (a stuck constrained fit inflates the statistic): the free fit
+    adds starts with sub-bin antibunching (t1 0.6 and 1 ns); the held fit starts from each row's free fit with
+    t1 moved to the floor, and from the refinement starts with t1 at the floor and above it (one row at a time:
+    the starts are per row)."""
     c, lag = g2model.check_counts(counts, lag_ps)
     H = np.ascontiguousarray(c, dtype=np.float64)
     lb, ub = _bounds(t2_max_ns)
     lb[4] = float(t2_min_ns)
-    if not lb[3] <= float(t1_min_ns) < ub[3]:
+    floor = float(t1_min_ns)
+    if not lb[3] <= floor < ub[3]:
         raise ValueError(f"t1_min_ns must be in [{lb[3]:g}, {ub[3]:g}) ns; got {t1_min_ns!r}")
     st = REFINE_STARTS["full"].copy()
     st[:, 1] = np.where(np.isnan(st[:, 1]), 0.5, st[:, 1])
     st[:, 4] = np.clip(st[:, 4], lb[4], ub[4])
+    fast_dip = st[:2].copy()
+    fast_dip[:, 3] = (0.6, 1.0)
+    st = np.vstack([st, fast_dip])
     free = np.ones(5, np.bool_)
     g0 = np.full(len(H), 0.5)
     P, _, f_free, _, conv_free = _fits_of(H, lag, binwidth_ps, st, g0, None, lb, ub, free, max_iter, tol, 1)
     lb2 = lb.copy()
-    lb2[3] = float(t1_min_ns)
-    st2 = st.copy()
-    st2[:, 3] = np.maximum(st2[:, 3], lb2[3])
-    _, _, f_floor, _, conv_floor = _fits_of(H, lag, binwidth_ps, st2, g0, None, lb2, ub, free, max_iter, tol, 1)
+    lb2[3] = floor
+    at_floor, above = st.copy(), st.copy()
+    at_floor[:, 3] = floor
+    above[:, 3] = np.maximum(above[:, 3], floor)
+    shared = np.unique(np.vstack([at_floor, above]), axis=0)
+    f_floor, conv_floor = np.full(len(H), np.nan), np.zeros(len(H), np.bool_)
+    for i in range(len(H)):
+        own = P[i].copy()
+        own[0], own[3] = -1.0, max(own[3], floor)  # C from the data; t1 moved onto the floor where below it
+        own[1:] = np.clip(own[1:], lb2[1:], ub[1:])
+        _, _, f, _, cv = _fits_of(H[i:i + 1], lag, binwidth_ps, np.vstack([own, shared]), g0[i:i + 1], None, lb2,
+                                  ub, free, max_iter, tol, 1)
+        f_floor[i], conv_floor[i] = f[0], cv[0]
     return {"t1_ns": P[:, 3].copy(), "g2_0": P[:, 1].copy(), "nll_free": f_free,
-            "nll_floor": np.minimum(f_floor, np.where(P[:, 3] >= lb2[3], f_free, np.inf)),
+            "nll_floor": np.minimum(f_floor, np.where(P[:, 3] >= floor, f_free, np.inf)),
             "ok": conv_free & conv_floor}
 
 

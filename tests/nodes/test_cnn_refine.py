@@ -410,3 +410,26 @@ def test_the_profile_likelihood_test_is_what_excludes_the_networks_value():
     out = estimate_cnn(H, LAG)
     np.testing.assert_allclose(out["g2_0"][far], free["g2_0"][far])
     assert np.all(out["refined"][far] == 1.0)
+
+
+def test_a_floor_fit_the_refit_does_not_beat_counts_with_the_rivals_distance_in_its_error_bar():
+    """Fits kept on the 20-ns t2 floor because their refit below it gained < T2_REFIT_MIN_GAIN (`fast`-like,
+    near-flat histograms): refine_mle reports the refit as a rival (gain in [0, 2)), and refine() counts such
+    a fit where its error bar — at least |g_rival - g| / sqrt(max(2 gain, 1)) — is small enough."""
+    from nodes.cnn import T2_REFIT_MIN_GAIN, T2_REFIT_MIN_NS, estimate_cnn
+    from nodes.mle import refine_mle
+
+    H, p = _pop("fast", 1000, 64000, seed=21)
+    net = estimate_cnn(H, LAG, binwidth_ps=BW, refine_sigma=0)["g2_0"]  # refine() starts from the network
+    r = refine_mle(H, LAG, net, BW, t2_refit_min_ns=T2_REFIT_MIN_NS, t2_refit_min_gain=T2_REFIT_MIN_GAIN)
+    rival = np.isfinite(r["floor_rival_g2_0"])
+    assert rival.sum() >= 10  # 15 measured
+    gain = r["floor_rival_gain"][rival]
+    assert np.all((gain >= 0) & (gain < T2_REFIT_MIN_GAIN)) and np.all(r["t2_ps"][rival] <= 20e3 * (1 + 1e-6))
+    assert not np.any(np.isfinite(r["floor_rival_g2_0"][r["t2_ps"] > 20e3 * (1 + 1e-6)]))
+    res = estimate_cnn(H, LAG, binwidth_ps=BW)
+    counted = rival & (res["refined"] > 0)
+    assert counted.sum() >= 10  # before the rule none of these counted (15 of 15 measured)
+    bound = np.abs(r["floor_rival_g2_0"] - r["g2_0"]) / np.sqrt(np.maximum(2 * r["floor_rival_gain"], 1.0))
+    full = counted & (res["refined"] == 1.0)
+    assert np.all(res["g2_0_err"][full] >= bound[full] - 1e-12)
