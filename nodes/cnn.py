@@ -61,7 +61,8 @@ import numpy as np
 from engine.messages import EST_DARK, EST_NO_ERROR, EST_OUTSIDE_PRIOR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
-from .cnn_prior import PRIOR_CHECK_MIN_EVENTS, PRIOR_CHECK_NLL, prior_check, ranges_of  # noqa: F401 (API)
+from .cnn_prior import (PRIOR_CHECK_MIN_EVENTS, PRIOR_CHECK_NLL, prior_check, ranges_of,  # noqa: F401 (API)
+                        training_ranges)
 from .estimators import is_real_number
 from .physics import g2model
 
@@ -224,18 +225,6 @@ def weights_path(weights) -> Path:
     if not weights:
         return DEFAULT_WEIGHTS
     return SHIPPED_MODELS.get(str(weights), Path(weights))
-
-
-def training_ranges(weights=None) -> dict:
-    """The population ranges the network ``weights`` was trained on (from its .json; no torch), e.g.
-    ``{'t1_ns': [1.5, 100.0, 'log'], ...}``; the default training population's where the file records none."""
-    from .physics.populations import TRAIN
-
-    meta_path = weights_path(weights).with_suffix(".json")
-    try:
-        return ranges_of(json.loads(meta_path.read_text()))
-    except (OSError, ValueError):
-        return dict(TRAIN)
 
 
 def set_torch_threads(threads) -> int:

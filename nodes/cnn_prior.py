@@ -64,3 +64,18 @@ def ranges_of(meta: dict) -> dict:
 
     rec = ((meta or {}).get("training") or {}).get("population_ranges") or TRAIN
     return {k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()}
+
+
+def training_ranges(weights=None) -> dict:
+    """The population ranges the network ``weights`` was trained on (from its .json; no torch), e.g.
+    ``{'t1_ns': [1.5, 100.0, 'log'], ...}``; the default training population's where the file records none."""
+    import json
+
+    from .cnn import weights_path
+    from .physics.populations import TRAIN
+
+    meta_path = weights_path(weights).with_suffix(".json")
+    try:
+        return ranges_of(json.loads(meta_path.read_text()))
+    except (OSError, ValueError):
+        return dict(TRAIN)
