@@ -249,8 +249,10 @@ class FigureSink(Sink):
                      f"{img.meta.get('intensity_from', '?')}", fontsize=11)
         # fixed margins: tight_layout draws the whole figure once more just to measure it (about
         # 40 % of the render time), which an interrupted run would wait for at Ctrl-C
-        note = self.outside_prior_note()
-        room = (0.03 if full else 0.06) if note else 0.0  # a line for the note under the suptitle
+        import textwrap
+
+        note = textwrap.fill(self.outside_prior_note(), 150)  # long: it must fit the figure's width
+        room = (0.025 if full else 0.05) * (note.count("\n") + 1) if note else 0.0  # its lines under the suptitle
         if full:
             fig.subplots_adjust(left=0.045, right=0.985, bottom=0.065, top=(0.87 if partial else 0.91) - room,
                                 wspace=0.38, hspace=0.32)
