@@ -67,6 +67,11 @@ def cmd_run(args) -> int:
     if live:
         with live:
             result = run_graph(graph, args.executor, **kwargs)
+    elif args.json and args.executor in ("inline", "threads"):  # nodes in this process: prints to stderr
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_graph(graph, args.executor, **kwargs)
     else:
         result = run_graph(graph, args.executor, **kwargs)
     summary = {"graph": graph.name, "executor": args.executor, "exit_status": result.exit_status,

@@ -51,6 +51,33 @@ def test_run_exit_codes():
     assert "failed at seq 2 (t = 0.002..0.003 s): ValueError" in bad.stderr, bad.stderr
 
 
+@pytest.mark.parametrize("executor", ["inline", "threads", "processes"])
+def test_run_json_keeps_stdout_pure_json_whatever_the_nodes_print(tmp_path, executor):
+    """A node that prints (FigureSink prints its resolution table) wrote into --json's stdout under the inline
+    executor, so the output did not parse; its text now goes to stderr under every executor."""
+    graph = tmp_path / "printing.py"
+    graph.write_text(
+        "from engine import Graph, Histogram, In, Sink\n"
+        "from engine.testing import TestingSource\n"
+        "from tests.engine.graphs.simple import ChannelCounter\n\n\n"
+        "class Talker(Sink):\n"
+        "    data = In(Histogram)\n\n"
+        "    def process(self, msg, port):\n"
+        "        return ()\n\n"
+        "    def finish(self):\n"
+        "        print('a table the sink prints', flush=True)\n"
+        "        return ()\n\n\n"
+        "def build():\n"
+        "    g = Graph('printing')\n"
+        "    src = g.add('src', TestingSource(n_batches=3))\n"
+        "    g.add('talk', Talker(), g.add('count', ChannelCounter(), src))\n"
+        "    return g\n")
+    r = cli("run", "--json", "--executor", executor, str(graph))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["exit_status"] == "success"
+    assert "a table the sink prints" in r.stderr
+
+
 def test_missing_input_file_refused_before_any_process_starts(tmp_path):
     r = cli("run", f"spc_scan:build(path={str(tmp_path / 'nope.spc')!r}, out={str(tmp_path / 'x.h5')!r})")
     assert r.returncode == 2, r.stderr
