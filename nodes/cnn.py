@@ -58,11 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.messages import EST_DARK, EST_NO_ERROR, EST_OUTSIDE_PRIOR, Estimates, Histogram, PixelHistograms
+from engine.messages import EST_DARK, EST_NO_ERROR, Estimates, Histogram, PixelHistograms
 from engine.node import In, Node, Out, Param
 
-from .cnn_prior import (PRIOR_CHECK_MIN_EVENTS, PRIOR_CHECK_NLL, prior_check, ranges_of,  # noqa: F401 (API)
-                        training_ranges)
+from .cnn_prior import (PRIOR_CHECK_MIN_EVENTS, PRIOR_CHECK_NLL, flag_outside_prior, prior_check,  # noqa: F401
+                        ranges_of, training_ranges)
 from .estimators import is_real_number
 from .physics import g2model
 
@@ -358,8 +358,7 @@ def estimate_cnn(counts, lag_ps, weights=None, binwidth_ps=None, dark_threshold:
     res["flags"][np.isfinite(res["g2_0"]) & ~np.isfinite(res["g2_0_err"])] |= EST_NO_ERROR
     if pc is not None:
         res["prior_check"] = pc
-        if pc["outside"] and "network" not in pc:
-            res["flags"][bright] |= EST_OUTSIDE_PRIOR
+        flag_outside_prior(res["flags"], pc)
     res["compute_s"] = time.perf_counter() - t0
     return res
 
@@ -448,8 +447,7 @@ def refine(counts, lag_ps, g_cnn, err_cnn, binwidth_ps=None, refine_sigma: float
         t2_ok = ~r["t2_on_bound"] | (r["a"] <= T2_BOUND_MIN_A) | rival
         sm = np.where(r["ok"] & t2_ok, r["g2_0_err"], np.inf)
         with np.errstate(invalid="ignore"):
-            gap_rival = np.abs(r["floor_rival_g2_0"] - r["g2_0"]) / np.sqrt(np.maximum(2 * r["floor_rival_gain"], 1.0))
-        sm = np.where(rival, np.maximum(sm, gap_rival), sm)
+            sm = np.where(rival, np.maximum(sm, _rival_sigma(r["floor_rival_g2_0"] - r["g2_0"], r["floor_rival_gain"])), sm)
         gap = np.abs(r["g2_0"] - g[cand])
         wc = refine_weight(err[cand], sm, refine_sigma)
         on = np.flatnonzero((wc > 0) | (gap > DISAGREE_Z * sm))
@@ -490,11 +488,17 @@ def _ridge_bound(hc, lag_ps, fits, rows, binwidth_ps, threads) -> np.ndarray:
 
     alt = ridge_alternative(hc[rows], lag_ps, fits["g2_0"][rows], fits["scale"][rows], binwidth_ps, threads=threads)
     dnll = np.where(alt["ok"], alt["nll"] - fits["nll"][rows], np.inf)
-    # a quadratic profile likelihood has ΔNLL = Δg²/(2σ²): a rival gives σ ≥ |Δg|/√(2ΔNLL) (at least
-    # |Δg| inside the 1σ region, ΔNLL ≤ 1/2); one the data reject beyond 2σ counts less, beyond 3σ not
-    # at all (far out the profile is not quadratic: the bound would then inflate a correct error bar)
+    # one the data reject beyond 2σ counts less, beyond 3σ not at all (far out the profile is not quadratic:
+    # the bound would then inflate a correct error bar)
     rival = np.clip((RIDGE_NLL_OUT - dnll) / (RIDGE_NLL_OUT - RIDGE_NLL_IN), 0.0, 1.0)
-    return rival * np.abs(alt["g2_0"] - fits["g2_0"][rows]) / np.sqrt(np.maximum(2 * dnll, 1.0))
+    return rival * _rival_sigma(alt["g2_0"] - fits["g2_0"][rows], dnll)
+
+
+def _rival_sigma(dg, dnll) -> np.ndarray:
+    """The lower bound a rival fit puts on the error bar of g2(0): a quadratic profile likelihood has
+    ΔNLL = Δg²/(2σ²), so a rival at Δg, ΔNLL worse gives σ ≥ |Δg|/√(2ΔNLL) — at least |Δg| inside the 1σ
+    region (ΔNLL ≤ 1/2)."""
+    return np.abs(dg) / np.sqrt(np.maximum(2 * np.asarray(dnll, dtype=np.float64), 1.0))
 
 
 # ------------------------------------------------------------------ node
@@ -613,10 +617,9 @@ class G2CNN(Node):
             meta = {"model": self._provenance}
             if pc is not None:
                 meta["prior_check"] = pc
-                if pc["outside"] and "network" not in pc:
-                    flagged = (res["flags"] & EST_DARK) == 0
-                    res["flags"][flagged] |= EST_OUTSIDE_PRIOR
-                    self.counters["outside_prior"] = self.counters.get("outside_prior", 0) + int(flagged.sum())
+                flagged = flag_outside_prior(res["flags"], pc)
+                if flagged:
+                    self.counters["outside_prior"] = self.counters.get("outside_prior", 0) + flagged
             self._seq += 1
             self._since = time.monotonic() if self._pending else None
             yield Estimates(pixel=np.asarray(keys, dtype=np.int64), g2_0=res["g2_0"], g2_0_err=res["g2_0_err"],

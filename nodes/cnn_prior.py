@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.messages import EST_DARK, EST_OUTSIDE_PRIOR
+
 from .physics import g2model
 
 #: the prior check (:func:`prior_check`): the pooled histogram of a scan (its pixels summed: one kind of
@@ -56,6 +58,17 @@ def prior_check(counts, lag_ps, ranges: dict, binwidth_ps=None) -> dict:
         t1 = float(r["t1_ns"][0])
         out.update(t1_ns=t1, dnll=dnll, outside=bool(t1 <= PRIOR_CHECK_T1_FRACTION * floor and dnll >= PRIOR_CHECK_NLL))
     return out
+
+
+def flag_outside_prior(flags, pc) -> int:
+    """Set ``EST_OUTSIDE_PRIOR`` on the bright (not ``EST_DARK``) entries of ``flags`` (in place) where the prior
+    check ``pc`` found the scan outside the range of the network that estimated it (no switch to another
+    network); returns how many were flagged."""
+    if not (pc and pc["outside"] and "network" not in pc):
+        return 0
+    bright = (flags & EST_DARK) == 0
+    flags[bright] |= EST_OUTSIDE_PRIOR
+    return int(bright.sum())
 
 
 def ranges_of(meta: dict) -> dict:
